@@ -1,0 +1,158 @@
+"""Process settings, read from ``VIDEOSEEK_*`` environment variables.
+
+Nested keys use ``__``: ``VIDEOSEEK_INGEST__SAMPLE_FPS=2``. Nothing is read at import time: call
+:func:`get_settings` (cached) where a value is needed, so tests and CLIs can set the environment first.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from videoseek.core.model_spec import ModelSpec
+
+ENV_PREFIX = "VIDEOSEEK_"
+
+Scope = Literal["search", "ingest", "admin"]
+
+
+class SettingsError(RuntimeError):
+    """Settings could not be loaded; the message names the variable and the fix."""
+
+
+class QdrantSettings(BaseModel):
+    """Where clips are stored: Qdrant Edge on disk (default) or a Qdrant server."""
+
+    url: str | None = Field(
+        default=None, description="Qdrant server URL, e.g. http://qdrant:6333. Unset: embedded Qdrant Edge."
+    )
+    path: Path | None = Field(
+        default=None, description="Embedded store directory (default: DATA_DIR/qdrant)."
+    )
+    api_key: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"expected an http(s) URL such as http://localhost:6333, got {value!r}")
+        try:
+            parsed.port  # noqa: B018 - parsing the port validates it
+        except ValueError as exc:
+            raise ValueError(f"bad port in {value!r}: {exc}") from exc
+        return value.rstrip("/")
+
+
+class ApiKey(BaseModel):
+    """One API key with its scopes, optionally limited to named collections."""
+
+    key: SecretStr
+    scopes: list[Scope] = Field(default_factory=lambda: ["search"])
+    collections: list[str] | None = Field(default=None, description="None: every collection.")
+
+
+class IngestSettings(BaseModel):
+    """Limits and sampling for turning videos into clips."""
+
+    max_file_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_duration_s: float = Field(default=4 * 3600.0, gt=0)
+    max_pixels: int = Field(default=4096 * 2160, gt=0, description="Largest width x height decoded.")
+    sample_fps: float = Field(default=1.0, gt=0, le=30)
+    clip_window_s: float = Field(default=10.0, gt=0)
+    clip_stride_s: float = Field(default=5.0, gt=0)
+    max_frames_per_clip: int = Field(default=12, ge=1, le=64)
+    decode_timeout_s: float = Field(default=600.0, gt=0)
+
+
+class SearchSettings(BaseModel):
+    """Query-side knobs."""
+
+    text_context_length: int = Field(default=32, ge=4, le=77)
+    oversample: int = Field(default=4, ge=1, description="ANN candidates per result, re-ranked exactly.")
+    pooling_tau: float = Field(default=5.0, gt=0)
+    query_cache_size: int = Field(default=4096, ge=0)
+
+
+class Settings(BaseSettings):
+    """Every setting of every videoseek process. Built by :func:`get_settings`, never at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Path("./videoseek-data")
+    model: ModelSpec = Field(
+        default=ModelSpec.parse("ViT-B-32:openai"),
+        description="open_clip NAME:TAG, NAME:/path/to/checkpoint, local-dir:/path, NAME:random, or toy.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0. Unset: embedded mode.")
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _parse_model(cls, value: object) -> object:
+        return ModelSpec.parse(value) if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("redis", "rediss", "unix") or (
+            parsed.scheme != "unix" and not parsed.hostname
+        ):
+            raise ValueError(f"expected redis://host:port/db, got {value!r}")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: tasks run in-process."""
+        return self.redis_url is None
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.qdrant.path or self.data_dir / "qdrant"
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into one readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SettingsError(
+            "invalid videoseek settings (fix or unset these environment variables):\n  " + "\n  ".join(lines)
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()
+
+
+def settings_env_snapshot() -> dict[str, str]:
+    """The VIDEOSEEK_* variables this process sees (for diagnostics; values of keys are masked)."""
+    return {
+        k: ("***" if "KEY" in k else v) for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIX)
+    }

@@ -1,0 +1,1 @@
+"""The FastAPI search service: REST API and web page."""

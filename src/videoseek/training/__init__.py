@@ -1,0 +1,1 @@
+"""Offline training and evaluation of per-collection adapters. Never imported by core, service or worker."""
