@@ -7,13 +7,15 @@ Nested keys use ``__``: ``VIDEOSEEK_INGEST__SAMPLE_FPS=2``. Nothing is read at i
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from videoseek.core.model_spec import ModelSpec
 
@@ -52,11 +54,15 @@ class QdrantSettings(BaseModel):
         return value.rstrip("/")
 
 
+def _default_scopes() -> list[Scope]:
+    return ["search"]
+
+
 class ApiKey(BaseModel):
     """One API key with its scopes, optionally limited to named collections."""
 
     key: SecretStr
-    scopes: list[Scope] = Field(default_factory=lambda: ["search"])
+    scopes: list[Scope] = Field(default_factory=_default_scopes)
     collections: list[str] | None = Field(default=None, description="None: every collection.")
 
 
@@ -90,7 +96,8 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Path("./videoseek-data")
-    model: ModelSpec = Field(
+    # NoDecode: the spec is plain text in the environment, not JSON.
+    model: Annotated[ModelSpec, NoDecode] = Field(
         default=ModelSpec.parse("ViT-B-32:openai"),
         description="open_clip NAME:TAG, NAME:/path/to/checkpoint, local-dir:/path, NAME:random, or toy.",
     )
@@ -140,9 +147,13 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise SettingsError(
-            "invalid videoseek settings (fix or unset these environment variables):\n  " + "\n  ".join(lines)
-        ) from exc
+    except SourceError as exc:  # a complex value (list, dict) that is not valid JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = ENV_PREFIX + field.group(1).upper() if field else "a VIDEOSEEK_ variable"
+        lines = [f"{name}: not valid JSON ({exc.__cause__})"]
+    raise SettingsError(
+        "invalid videoseek settings (fix or unset these environment variables):\n  " + "\n  ".join(lines)
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,5 @@
+"""``python -m videoseek`` is the ``videoseek`` command."""
+
+from videoseek.cli import main
+
+main()
