@@ -77,6 +77,32 @@ class IngestSettings(BaseModel):
     clip_stride_s: float = Field(default=5.0, gt=0)
     max_frames_per_clip: int = Field(default=12, ge=1, le=64)
     decode_timeout_s: float = Field(default=600.0, gt=0)
+    max_side_px: int = Field(default=8192, gt=0, description="Longest frame side decoded (refuses 65534x64).")
+    decode_memory_bytes: int = Field(
+        default=8 * 1024**3, ge=0, description="Address-space cap of the sandboxed decoder process; 0: none."
+    )
+    frame_max_side: int = Field(default=256, ge=16, le=4096, description="Sampled frames' longest side.")
+    thumbnail_max_side: int = Field(default=320, ge=16, le=4096)
+    clip_mode: Literal["window", "shots"] = "window"
+    shot_threshold: float = Field(
+        default=0.45, gt=0, le=1, description="Histogram distance that starts a new shot (clip_mode=shots)."
+    )
+
+
+class WorkerSettings(BaseModel):
+    """The ingest worker: Celery on Redis (distributed) or the in-process runner (embedded)."""
+
+    redis_prefix: str = Field(default="videoseek:", description="Prefix of every Redis key (jobs and Celery).")
+    visibility_timeout_s: int = Field(
+        default=7200, ge=1, description="Unacked tasks of a dead worker are redelivered after this long."
+    )
+    unacked_restore_interval_s: int = Field(default=10, ge=1)
+    task_soft_time_limit_s: int = Field(default=3300, ge=1)
+    task_time_limit_s: int = Field(default=3600, ge=1)
+    max_retries: int = Field(default=5, ge=0, description="Retries of transient errors (store unavailable).")
+    retry_backoff_max_s: int = Field(default=300, ge=1)
+    embed_batch_size: int = Field(default=64, ge=1, description="Frames per forward pass of the image tower.")
+    queue_size: int = Field(default=256, ge=1, description="Embedded runner: jobs waiting to be decoded.")
 
 
 class SearchSettings(BaseModel):
@@ -107,6 +133,7 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field(default_factory=list)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
