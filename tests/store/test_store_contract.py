@@ -1,0 +1,299 @@
+"""One contract, both clip stores: Qdrant Edge (embedded) and qdrant-client (server API, local mode)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_testdata import DIM, clip, unit
+
+from videoseek.core.layout import InvalidName
+from videoseek.core.store import (
+    ClipStore,
+    CollectionExists,
+    CollectionNotFound,
+    InvalidPoint,
+    SearchFilter,
+    point_id,
+)
+from videoseek.core.store.edge import EdgeClipStore
+from videoseek.core.store.server import ServerClipStore
+
+Opener = Callable[[], ClipStore]
+
+
+def _opener(kind: str, root: Path) -> Opener:
+    if kind == "edge":
+        return lambda: EdgeClipStore(root / "edge")
+    return lambda: ServerClipStore.local(root / "local")
+
+
+@pytest.fixture(params=["edge", "server"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    opened: list[ClipStore] = []
+    base = _opener(request.param, tmp_path)
+
+    def opener() -> ClipStore:
+        store = base()
+        opened.append(store)
+        return store
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: Opener) -> ClipStore:
+    return open_store()
+
+
+def test_create_get_list_delete_collections(store: ClipStore) -> None:
+    info = store.create_collection("clips", DIM, model="ViT-B-32:openai", adapter_version="a1")
+    assert (info.name, info.dim, info.model, info.adapter_version, info.points) == (
+        "clips",
+        DIM,
+        "ViT-B-32:openai",
+        "a1",
+        0,
+    )
+    assert info.physical == "vs__clips__1"
+    store.create_collection("other", 4, model="toy")
+    store.upsert("clips", [clip("v1", 0), clip("v1", 1), clip("v2", 0)])
+
+    got = store.get_collection("clips")
+    assert (got.points, got.videos, got.created_at) == (3, 2, info.created_at)
+    assert [c.name for c in store.list_collections()] == ["clips", "other"]
+
+    store.delete_collection("other")
+    assert [c.name for c in store.list_collections()] == ["clips"]
+    with pytest.raises(CollectionNotFound):
+        store.get_collection("other")
+
+
+def test_duplicate_create_is_refused_and_keeps_data(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip("v1", 0)])
+    with pytest.raises(CollectionExists):
+        store.create_collection("clips", DIM, model="m")
+    assert store.count("clips") == 1
+
+
+def test_invalid_names_are_refused(store: ClipStore) -> None:
+    for bad in ("Clips", "", "a/b", "vs__x__1"):
+        with pytest.raises(InvalidName):
+            store.create_collection(bad, DIM, model="m")
+
+
+def test_unknown_collection_raises_not_found(store: ClipStore) -> None:
+    calls: list[Callable[[], object]] = [
+        lambda: store.get_collection("nope"),
+        lambda: store.delete_collection("nope"),
+        lambda: store.upsert("nope", [clip("v1", 0)]),
+        lambda: store.search("nope", unit(1), 5),
+        lambda: store.get_frames("nope", [point_id("v1", 0)]),
+        lambda: store.count("nope"),
+        lambda: store.delete_video("nope", "v1"),
+        lambda: store.list_videos("nope"),
+        lambda: store.new_version("nope", "a2"),
+    ]
+    for call in calls:
+        with pytest.raises(CollectionNotFound):
+            call()
+
+
+def test_upsert_is_idempotent(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    points = [clip("v1", i) for i in range(4)]
+    store.upsert("clips", points)
+    store.upsert("clips", points)
+    assert store.count("clips") == 4
+    moved = clip("v1", 2, seed=999)  # redelivered write with new content overwrites in place
+    store.upsert("clips", [moved])
+    assert store.count("clips") == 4
+    assert store.search("clips", moved.pooled, 1)[0].id == point_id("v1", 2)
+
+
+def test_search_returns_nearest_pooled_first_with_payload(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    points = [clip(f"v{i % 3}", i, seed=i, metadata={"cam": f"c{i}"}) for i in range(12)]
+    store.upsert("clips", points)
+    target = points[7]
+    query = target.pooled + 0.05 * unit(12345)
+    hits = store.search("clips", query, limit=5)
+    assert len(hits) == 5
+    top = hits[0]
+    assert top.id == target.id == point_id(target.video_id, 7)
+    assert (top.video_id, top.clip_index, top.start_s, top.end_s) == (target.video_id, 7, 35.0, 45.0)
+    assert top.frame_times == target.frame_times
+    assert top.payload == target.payload
+    assert top.frames is None
+    assert top.score == pytest.approx(float(np.dot(query, target.pooled) / np.linalg.norm(query)), abs=1e-4)
+    assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
+
+
+def test_filter_by_video_ids(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip(f"v{i % 4}", i, seed=i) for i in range(16)])
+    hits = store.search("clips", unit(3), 16, SearchFilter(video_ids=["v1", "v3"]))
+    assert len(hits) == 8 and {h.video_id for h in hits} == {"v1", "v3"}
+    assert store.search("clips", unit(3), 16, SearchFilter(video_ids=[])) == []
+
+
+def test_filter_by_metadata_equality(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    metas: list[dict[str, object]] = [
+        {"cam": "front", "n": 1, "speed": 1.5, "night": True, "odd key.x": "a"},
+        {"cam": "back", "n": 2, "speed": 2.0, "night": False},
+        {"cam": "front", "n": 2, "speed": 1.5, "night": False, "odd key.x": "b"},
+    ]
+    store.upsert("clips", [clip("v1", i, seed=i, metadata=m) for i, m in enumerate(metas)])
+
+    def matching(**metadata: object) -> set[int]:
+        hits = store.search("clips", unit(0), 10, SearchFilter(metadata=metadata))  # type: ignore[arg-type]
+        return {h.clip_index for h in hits}
+
+    assert matching(cam="front") == {0, 2}
+    assert matching(n=2) == {1, 2}
+    assert matching(speed=2) == {1}  # numbers compare by value: 2 == 2.0
+    assert matching(night=True) == {0}
+    assert matching(night=False) == {1, 2}
+    assert matching(cam="front", n=2) == {2}
+    assert matching(**{"odd key.x": "b"}) == {2}
+    assert matching(cam="side") == set()
+    with pytest.raises(ValueError, match="metadata filter"):
+        SearchFilter(metadata={"cam": ["front"]})  # type: ignore[dict-item]
+
+
+def test_filter_by_time_range_keeps_overlapping_clips(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip("v1", i, seed=i) for i in range(6)])  # clip i spans [5i, 5i+10]
+
+    def within(lo: float | None, hi: float | None) -> set[int]:
+        return {h.clip_index for h in store.search("clips", unit(0), 10, SearchFilter(time_range=(lo, hi)))}
+
+    assert within(12.0, 14.0) == {1, 2}
+    assert within(None, 4.0) == {0}
+    assert within(24.0, None) == {3, 4, 5}
+    assert within(100.0, None) == set()
+    flt = SearchFilter(video_ids=["v1"], time_range=(12.0, 14.0))
+    assert {h.clip_index for h in store.search("clips", unit(0), 10, flt)} == {1, 2}
+
+
+def test_exclude_ids(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    points = [clip("v1", i, seed=i) for i in range(5)]
+    store.upsert("clips", points)
+    excluded = {points[0].id, points[1].id, "not-a-uuid"}
+    hits = store.search("clips", points[0].pooled, 10, exclude_ids=excluded)
+    assert {h.clip_index for h in hits} == {2, 3, 4}
+
+
+def test_get_frames_round_trips_multivectors(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    points = [clip("v1", 0, frames=3), clip("v1", 1, frames=5), clip("v2", 0, frames=1)]
+    store.upsert("clips", points)
+    frames = store.get_frames("clips", [p.id for p in points] + [point_id("zz", 9), "junk"])
+    assert set(frames) == {p.id for p in points}
+    for p in points:
+        assert frames[p.id].dtype == np.float32
+        np.testing.assert_allclose(frames[p.id], p.frames, rtol=1e-6)
+    hit = store.search("clips", points[1].pooled, 1, with_frames=True)[0]
+    assert hit.frames is not None
+    np.testing.assert_allclose(hit.frames, points[1].frames, rtol=1e-6)
+
+
+def test_delete_video_removes_only_that_video(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert(
+        "clips", [clip(v, i, seed=10 * k + i) for k, v in enumerate(["va", "vb", "vc"]) for i in range(3)]
+    )
+    assert store.list_videos("clips") == ["va", "vb", "vc"]
+    assert store.delete_video("clips", "vb") == 3
+    assert store.delete_video("clips", "vb") == 0
+    assert not store.has_video("clips", "vb") and store.has_video("clips", "va")
+    assert (store.count("clips"), store.count("clips", "va"), store.count("clips", "vb")) == (6, 3, 0)
+    assert store.list_videos("clips") == ["va", "vc"]
+    assert all(h.video_id != "vb" for h in store.search("clips", unit(11), 10))
+
+
+def test_version_swap_serves_only_new_version_and_drops_old(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m", adapter_version="a1")
+    old_points = [clip("old", i, seed=i) for i in range(3)]
+    store.upsert("clips", old_points)
+
+    physical = store.new_version("clips", "a2")
+    assert physical == "vs__clips__2"
+    new_points = [clip("new", i, seed=100 + i) for i in range(4)]
+    store.upsert("clips", new_points, physical=physical)
+    # until activation, searches still see only the old version
+    assert {h.video_id for h in store.search("clips", unit(0), 10)} == {"old"}
+
+    store.activate_version("clips", physical)
+    info = store.get_collection("clips")
+    assert (info.physical, info.adapter_version, info.points) == (physical, "a2", 4)
+    assert {h.video_id for h in store.search("clips", unit(0), 10)} == {"new"}
+    with pytest.raises(CollectionNotFound):  # the old version is gone
+        store.upsert("clips", old_points, physical="vs__clips__1")
+    with pytest.raises(CollectionNotFound):
+        store.activate_version("clips", "vs__other__2")
+
+
+def test_wrong_dimension_is_rejected(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    with pytest.raises(InvalidPoint):
+        store.upsert("clips", [clip("v1", 0, dim=DIM + 1)])
+    with pytest.raises(InvalidPoint):
+        store.search("clips", unit(0, DIM + 1), 3)
+    assert store.count("clips") == 0
+
+
+def test_reopen_finds_the_same_data(open_store: Opener) -> None:
+    first = open_store()
+    first.create_collection("clips", DIM, model="m", adapter_version="a1")
+    points = [clip("v1", i, seed=i, metadata={"cam": "x"}) for i in range(5)]
+    first.upsert("clips", points)
+    physical = first.new_version("clips", "a2")
+    first.upsert("clips", points[:2], physical=physical)
+    first.activate_version("clips", physical)
+    first.close()
+
+    second = open_store()
+    info = second.get_collection("clips")
+    assert (info.physical, info.adapter_version, info.points) == (physical, "a2", 2)
+    assert (
+        second.search("clips", points[1].pooled, 1, SearchFilter(metadata={"cam": "x"}))[0].id == points[1].id
+    )
+    np.testing.assert_allclose(second.get_frames("clips", [points[0].id])[points[0].id], points[0].frames)
+
+
+def test_concurrent_searches_and_upserts(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip("seed", i, seed=i) for i in range(10)])
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            store.upsert("clips", [clip(f"w{k}", i, seed=1000 * k + i) for i in range(10)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(10):
+                assert store.search("clips", unit(5), 5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.count("clips") == 40

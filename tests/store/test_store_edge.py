@@ -1,0 +1,121 @@
+"""Edge-only behaviour: the on-disk catalog, single-process ownership, automatic optimisation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from store_testdata import DIM, clip, unit
+
+from videoseek.core.store import StoreError, StoreUnavailable
+from videoseek.core.store.edge import EdgeClipStore
+from videoseek.core.store.edge_catalog import ALIASES_FILE
+from videoseek.core.store.locks import ReadWriteLock
+
+
+def test_alias_switch_rewrites_the_catalog_and_removes_the_old_shard(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path)
+    store.create_collection("clips", DIM, model="m", adapter_version="a1")
+    store.upsert("clips", [clip("v1", 0)])
+    physical = store.new_version("clips", "a2")
+    store.activate_version("clips", physical)
+    store.close()
+
+    catalog = json.loads((tmp_path / ALIASES_FILE).read_text())
+    assert catalog["aliases"] == {"clips": "vs__clips__2"}
+    meta = json.loads((tmp_path / "vs__clips__2.json").read_text())
+    assert (meta["collection"], meta["dim"], meta["model"], meta["adapter_version"]) == (
+        "clips",
+        DIM,
+        "m",
+        "a2",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ALIASES_FILE, "vs__clips__2", "vs__clips__2.json"]
+
+
+def test_a_second_store_on_the_same_directory_is_unavailable(tmp_path: Path) -> None:
+    first = EdgeClipStore(tmp_path)
+    first.create_collection("clips", DIM, model="m")
+    second = EdgeClipStore(tmp_path)
+    try:
+        with pytest.raises(StoreUnavailable, match="another process"):
+            second.get_collection("clips")
+    finally:
+        second.close()
+        first.close()
+
+
+def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path)
+    store.create_collection("clips", DIM, model="m")
+    store.create_collection("clips__2", DIM, model="m")  # a name that looks like a version suffix
+    pending = store.new_version("clips", "a2")
+    store.close()
+
+    store = EdgeClipStore(tmp_path)
+    assert store.new_version("clips", "a3") == "vs__clips__3"  # never reuses the pending version's name
+    store.upsert("clips", [clip("v1", 0)], physical=pending)
+    store.delete_collection("clips")
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ALIASES_FILE,
+        "vs__clips__2__1",
+        "vs__clips__2__1.json",
+    ]
+
+
+def test_searches_stay_exact_across_automatic_optimisation(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path, optimize_every=4, batch_size=3)
+    store.create_collection("clips", DIM, model="m")
+    points = [clip("v1", i, seed=i) for i in range(10)]
+    for start in range(0, 10, 5):
+        store.upsert("clips", points[start : start + 5])
+    assert store.count("clips") == 10
+    for p in points:
+        assert store.search("clips", p.pooled, 1)[0].id == p.id
+    np.testing.assert_allclose(store.get_frames("clips", [points[9].id])[points[9].id], points[9].frames)
+    store.close()
+
+
+def test_a_closed_store_refuses_calls(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path)
+    store.create_collection("clips", DIM, model="m")
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.search("clips", unit(0), 3)
+
+
+def test_lifecycle_lock_waits_for_running_readers_and_holds_back_new_ones() -> None:
+    lock = ReadWriteLock()
+    order: list[str] = []
+    reader_in, writer_waiting = threading.Event(), threading.Event()
+
+    def first_reader() -> None:
+        with lock.shared():
+            reader_in.set()
+            writer_waiting.wait(5)
+            time.sleep(0.05)
+            order.append("reader1 done")
+
+    def writer() -> None:
+        reader_in.wait(5)
+        writer_waiting.set()
+        with lock.exclusive():
+            order.append("writer")
+
+    def late_reader() -> None:
+        writer_waiting.wait(5)
+        time.sleep(0.02)  # arrives while the writer waits
+        with lock.shared():
+            order.append("reader2")
+
+    threads = [threading.Thread(target=f) for f in (first_reader, writer, late_reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert order == ["reader1 done", "writer", "reader2"]
