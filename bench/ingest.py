@@ -1,0 +1,239 @@
+"""Ingest benchmark: decode-only, encode-only and end-to-end times of the embedded pipeline, side by side.
+
+Generates N 30 fps H.264 videos, then per model (ViT-B-32 with random weights, and the toy CLIP):
+
+- ``decode_s``: the decode step alone for every video, one after another (probe + sandboxed 1 fps sampling +
+  clip plan + frame cache + thumbnails: :func:`videoseek.worker.pipeline.decode_video`);
+- ``encode_s``: the image tower alone on those frames (:meth:`FrameEmbedder.embed`, the same batches);
+- ``end_to_end_s``: ``submit_ingest`` of every file into a fresh collection through the embedded runner until
+  the last job is done (hashing, copying, both steps, upserts, job updates), where the decode thread works on
+  the next video while the embed thread encodes the current one.
+
+Target: ``end_to_end_s <= 1.2 * max(decode_s, encode_s)`` (``ratio`` below), i.e. the overlap hides the
+smaller of the two almost entirely. ``realtime_factor`` is video seconds ingested per wall-clock second.
+Models are loaded and the decoder's fork server started before any timing; every number is the best of
+``--repeats`` interleaved runs (the machine may be shared).
+
+    .venv/bin/python bench/ingest.py [--videos 6] [--seconds 20] [--width 640] [--height 360] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+
+def generate(path: Path, seconds: float, width: int, height: int, fps: int = 30, seed: int = 0) -> Path:
+    """A panning texture with a moving box and sensor noise (x264 codes it like real footage)."""
+    rng = np.random.default_rng(seed)
+    texture = np.repeat(
+        np.repeat(rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8), 8, 0), 8, 1
+    )
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(
+            "libx264", rate=fps, options={"preset": "veryfast", "crf": "23", "g": str(2 * fps)}
+        )
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(int(seconds * fps)):
+            t = i / fps
+            ox = int(width * (0.5 + 0.5 * math.sin(t * 0.21 + seed)))
+            oy = int(height * (0.5 + 0.5 * math.sin(t * 0.13 + seed)))
+            frame = texture[oy : oy + height, ox : ox + width].copy()
+            bx, by = (
+                int((width - 80) * (0.5 + 0.5 * math.sin(t * 1.3))),
+                int((height - 80) * (0.5 + 0.5 * math.cos(t))),
+            )
+            frame[by : by + 80, bx : bx + 80] = (250, 250, 40)
+            frame += rng.integers(0, 6, (height, width, 1), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def _settings(data_dir: Path, model: str) -> Any:
+    from videoseek.core.settings import load_settings
+
+    return load_settings(data_dir=data_dir, model=model, device="auto", redis_url=None)
+
+
+def _reset_process_state() -> None:
+    from videoseek.core.collections import close_shared_stores
+    from videoseek.worker.jobs import close_job_stores
+    from videoseek.worker.runner import stop_embedded_runner
+
+    stop_embedded_runner()
+    close_shared_stores()
+    close_job_stores()
+
+
+def _stored_jobs(settings: Any, collection: str, videos: list[Path]) -> list[str]:
+    """Jobs for ``videos`` as ``submit_ingest`` would create them, but not queued (for the step timings)."""
+    from videoseek.core.layout import DataLayout
+    from videoseek.core.video import video_id_for_file
+    from videoseek.worker.jobs import Job, get_job_store, new_job_id
+
+    jobs, layout, ids = get_job_store(settings), DataLayout(settings.data_dir), []
+    for path in videos:
+        video_id = video_id_for_file(path)
+        job = jobs.create(Job(new_job_id(), collection, video_id, path.name, f"{video_id}.mp4"))
+        jobs.claim_video(collection, video_id, job.job_id)
+        layout.videos_dir(collection).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, layout.videos_dir(collection) / job.video_file)
+        ids.append(job.job_id)
+    return ids
+
+
+def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> dict[str, Any]:
+    """Decode every video (decode step only), then embed all their frames (encode only)."""
+    from videoseek.core.collections import create_collection
+    from videoseek.worker.embedding import EmbedRequest
+    from videoseek.worker.pipeline import PipelineContext, decode_video
+
+    settings = _settings(data_dir, model)
+    create_collection(settings, "bench")
+    context = PipelineContext.from_settings(settings)
+    clip = context.embedder.load()
+    warm_id, *job_ids = _stored_jobs(settings, "bench", [warmup, *videos])
+    warm = decode_video(context, warm_id)  # starts the decoder's fork server
+    assert warm is not None
+    context.embedder.embed([EmbedRequest(warm.frames, None)])
+    start = time.perf_counter()
+    decoded = [decode_video(context, job_id) for job_id in job_ids]
+    decode_s = time.perf_counter() - start
+    requests = [EmbedRequest(d.frames, None) for d in decoded if d is not None]
+    assert len(requests) == len(videos)
+    start = time.perf_counter()
+    context.embedder.embed(requests)
+    encode_s = time.perf_counter() - start
+    _reset_process_state()
+    frames = sum(len(r.frames) for r in requests)
+    return {
+        "decode_s": decode_s,
+        "encode_s": encode_s,
+        "frames": frames,
+        "device": str(clip.device),
+        "size": clip.image_size,
+    }
+
+
+def time_end_to_end(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> float:
+    """Submit every video to the embedded runner and wait until the last one is indexed."""
+    from videoseek.core.collections import create_collection
+    from videoseek.worker.runner import start_embedded_runner
+    from videoseek.worker.submit import get_job, submit_ingest
+
+    settings = _settings(data_dir, model)
+    create_collection(settings, "bench")
+    runner = start_embedded_runner(settings, recover=False)
+    warm_job = submit_ingest("bench", warmup, settings=settings)
+    assert runner.join(600)
+    start = time.perf_counter()
+    results = [submit_ingest("bench", v, settings=settings) for v in videos]
+    assert runner.join(3600)
+    end_to_end_s = time.perf_counter() - start
+    stages = {get_job(r.job_id, settings).stage.value for r in [warm_job, *results]}  # type: ignore[union-attr]
+    assert stages == {"done"}, stages
+    _reset_process_state()
+    return end_to_end_s
+
+
+def measure(model: str, videos: list[Path], warmup: Path, root: Path, repeats: int) -> dict[str, Any]:
+    """Best of ``repeats`` for each number, the runs interleaved so a change in machine load hits all alike."""
+    runs, e2e = [], []
+    for r in range(repeats):
+        runs.append(time_steps(model, videos, warmup, root / f"{model.replace(':', '_')}-steps-{r}"))
+        e2e.append(time_end_to_end(model, videos, warmup, root / f"{model.replace(':', '_')}-e2e-{r}"))
+    decode_s, encode_s = min(x["decode_s"] for x in runs), min(x["encode_s"] for x in runs)
+    end_to_end_s, bound = min(e2e), max(decode_s, encode_s)
+    seconds = sum(float(av.open(str(v)).duration or 0) / av.time_base for v in videos)
+    return {
+        "model": model,
+        "device": runs[0]["device"],
+        "image_size": runs[0]["size"],
+        "frames_embedded": runs[0]["frames"],
+        "decode_s": round(decode_s, 3),
+        "encode_s": round(encode_s, 3),
+        "end_to_end_s": round(end_to_end_s, 3),
+        "sum_of_steps_s": round(decode_s + encode_s, 3),
+        "ratio": round(end_to_end_s / bound, 3),
+        "target_met": end_to_end_s <= 1.2 * bound,
+        "realtime_factor": round(seconds / end_to_end_s, 2),
+        "encode_frames_per_s": round(runs[0]["frames"] / encode_s, 1),
+        "all_runs_s": {
+            "steps": [[round(x["decode_s"], 3), round(x["encode_s"], 3)] for x in runs],
+            "end_to_end": [round(x, 3) for x in e2e],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--videos", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--models", default="toy,ViT-B-32:random")
+    parser.add_argument("--repeats", type=int, default=2, help="best of N for every number")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="torch threads (decoding uses the rest)",
+    )
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="videoseek-bench-ingest-") as tmp:
+        root = Path(tmp)
+        videos = [
+            generate(root / f"in{i}.mp4", args.seconds, args.width, args.height, seed=i)
+            for i in range(args.videos)
+        ]
+        warmup = generate(root / "warmup.mp4", 2.0, args.width, args.height, seed=99)
+        results, skipped = [], {}
+        for model in args.models.split(","):
+            try:
+                results.append(measure(model, videos, warmup, root, args.repeats))
+            except Exception as exc:  # e.g. the toy checkpoint is not built: report, measure the others
+                _reset_process_state()
+                skipped[model] = f"{type(exc).__name__}: {exc}"
+    print(
+        json.dumps(
+            {
+                "input": {
+                    "videos": args.videos,
+                    "seconds_each": args.seconds,
+                    "size": f"{args.width}x{args.height}",
+                    "fps": 30,
+                    "codec": "h264",
+                    "sample_fps": 1.0,
+                    "torch_threads": args.threads,
+                    "cpus": os.cpu_count(),
+                    "repeats": args.repeats,
+                },
+                "results": results,
+                "skipped": skipped,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

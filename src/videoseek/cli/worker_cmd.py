@@ -1,0 +1,64 @@
+"""``videoseek worker``: a Celery worker for ingest (distributed mode; needs ``VIDEOSEEK_REDIS_URL``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from videoseek.core.settings import SettingsError, load_settings
+
+Pool = Literal["prefork", "solo", "threads"]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+def parse_queues(text: str) -> list[str]:
+    """``ingest,embed`` -> the queue names, checked against the queues videoseek uses."""
+    from videoseek.worker.celery_app import QUEUES
+
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    unknown = [q for q in queues if q not in QUEUES]
+    if not queues or unknown:
+        raise ValueError(f"unknown queue(s) {unknown or text!r}: choose from {', '.join(QUEUES)}")
+    return queues
+
+
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues: ingest (decode, CPU), embed (CLIP, GPU), train.")
+    ] = "ingest,embed",
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="Worker processes (threads with --pool threads).")
+    ] = 1,
+    pool: Annotated[str, typer.Option(help="prefork (default), solo (one process) or threads.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Run a Celery worker consuming the given queues; models load once per worker process, after fork."""
+    try:
+        settings = load_settings()
+        names = parse_queues(queues)
+    except (SettingsError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    if pool not in ("prefork", "solo", "threads"):
+        raise _fail(f"unknown pool {pool!r}: use prefork, solo or threads")
+    if settings.embedded:
+        raise _fail(
+            "no Redis configured: set VIDEOSEEK_REDIS_URL=redis://host:6379/0 (workers take jobs from Redis); "
+            "without it, `videoseek serve` and `videoseek ingest` run ingest in-process"
+        )
+    from videoseek.worker import tasks
+    from videoseek.worker.celery_app import build_celery_app
+
+    app = build_celery_app(settings)
+    tasks.bind_settings(settings, warm_model="embed" in names)
+    argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", loglevel]
+    argv += ["-n", f"videoseek-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"]
+    app.worker_main(argv)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)

@@ -1,0 +1,173 @@
+"""Celery tasks: thin wrappers that pass job ids to the plain pipeline functions in ``pipeline.py``.
+
+Two tasks per video, on two queues: ``decode`` (probe, sandboxed decode, frame cache, thumbnails; CPU) and
+``embed`` (image tower, upsert; GPU when there is one). The frame cache on the shared data volume carries the
+frames from one to the other. Both are idempotent, so a redelivered message simply redoes its step.
+
+Each worker process builds its own :class:`~videoseek.worker.pipeline.PipelineContext` (job store, CLIP; the
+clip store opens at the first task), and the ``worker_process_init`` handler builds it right after the process
+starts: in a prefork pool that is the forked child, so the parent never touches torch, CUDA or a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.utils.time import get_exponential_backoff_interval
+
+from videoseek.core.settings import Settings, get_settings
+from videoseek.worker.celery_app import TASK_DECODE, TASK_EMBED
+
+log = logging.getLogger(__name__)
+
+_settings: Settings | None = None
+_warm_model = True
+_context: Any = None  # PipelineContext, imported lazily (it pulls in numpy, PyAV and, when used, torch)
+_context_lock = threading.Lock()
+
+
+def bind_settings(settings: Settings, *, warm_model: bool = True) -> None:
+    """Settings the tasks of this process use; ``warm_model``: load CLIP at process start (embed workers)."""
+    global _settings, _warm_model
+    _settings = settings
+    _warm_model = warm_model
+
+
+def worker_context() -> Any:
+    """This process's pipeline context, built on first use."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            from videoseek.worker.pipeline import PipelineContext
+
+            _context = PipelineContext.from_settings(_settings or get_settings())
+        return _context
+
+
+def _allow_decoder_children() -> None:
+    """Let this pool process start the decoder sandbox (standard-library multiprocessing).
+
+    Celery's prefork pool (billiard) registers each pool process as the standard library's "current
+    process": daemonic, which may not start children, and holding billiard's authentication key, which the
+    standard library refuses to pickle for its fork server. The sandbox's children are always joined or
+    killed by the task that started them, so both are adjusted for this pool process.
+    """
+    import multiprocessing.process as mp
+
+    config: dict[str, Any] = mp.current_process()._config  # type: ignore[attr-defined]
+    if config.get("daemon"):
+        config["daemon"] = False
+    stdlib_key: type[bytes] = mp.AuthenticationString  # type: ignore[attr-defined]
+    key = config.get("authkey")
+    if key is not None and not isinstance(key, stdlib_key):
+        config["authkey"] = stdlib_key(bytes(key))  # the same key, as the standard library's type
+
+
+@worker_process_init.connect(weak=False, dispatch_uid="videoseek.worker.process_init")
+def _init_worker_process(**_: Any) -> None:
+    """In each pool process after fork (never the prefork parent): connect, and load CLIP once."""
+    _allow_decoder_children()
+    context = worker_context()
+    if _warm_model:
+        try:
+            context.embedder.load()
+        except Exception:  # a broken model fails the embed tasks with a reason; the worker stays up
+            log.exception("could not load the CLIP model at worker start")
+
+
+@worker_process_shutdown.connect(weak=False, dispatch_uid="videoseek.worker.process_shutdown")
+@worker_shutdown.connect(weak=False, dispatch_uid="videoseek.worker.shutdown")
+def _close_stores(**_: Any) -> None:
+    """Close this process's stores on a clean exit (an Edge store flushes; a no-op where none was opened)."""
+    from videoseek.core.collections import close_shared_stores
+
+    try:
+        close_shared_stores()
+    except Exception:  # shutting down anyway: never turn a clean exit into a crash
+        log.exception("could not close the clip store")
+
+
+def _job_id(args: Any, kwargs: Any) -> str | None:
+    if args:
+        return str(args[0])
+    return None if not kwargs else kwargs.get("job_id")
+
+
+class IngestTask(Task):  # type: ignore[misc]
+    """Late-acked, requeued when the worker dies; an unexpected error fails the job with a reason."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        job_id = _job_id(args, kwargs)
+        if job_id is None:
+            return
+        from videoseek.worker.pipeline import fail_job_quietly
+
+        # Also runs in the prefork parent for hard time limits: fail_job_quietly needs no model.
+        fail_job_quietly(_settings or get_settings(), job_id, f"{self.name} failed: {exc!r}")
+
+
+def _retry_or_fail(task: Task, job_id: str, exc: Exception) -> None:
+    """Retry a transient error with exponential backoff; once retries run out, fail the job."""
+    from videoseek.worker.pipeline import fail_job_quietly
+
+    if task.request.retries >= task.max_retries:
+        fail_job_quietly(
+            _settings or get_settings(), job_id, f"gave up after {task.request.retries} retries: {exc}"
+        )
+        return
+    countdown = get_exponential_backoff_interval(
+        factor=2, retries=task.request.retries, maximum=task.retry_backoff_max, full_jitter=True
+    )
+    raise task.retry(exc=exc, countdown=countdown)
+
+
+def _over_time(step: str) -> str:
+    limit = (_settings or get_settings()).worker.task_soft_time_limit_s
+    return f"{step} took longer than the {limit} s limit (VIDEOSEEK_WORKER__TASK_SOFT_TIME_LIMIT_S)"
+
+
+@shared_task(name=TASK_DECODE, bind=True, base=IngestTask)
+def decode_task(self: Task, job_id: str) -> str:
+    """Probe and decode the job's video into the frame cache, then queue its embedding."""
+    from videoseek.worker.pipeline import TransientError, decode_video, fail_job
+
+    context = worker_context()
+    try:
+        decoded = decode_video(context, job_id)
+    except TransientError as exc:
+        _retry_or_fail(self, job_id, exc)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        fail_job(context, job_id, _over_time("decoding"))
+        return "failed"
+    if decoded is None:
+        return str(context.jobs.require(job_id).stage)
+    self.app.send_task(TASK_EMBED, args=[job_id])
+    return "decoded"
+
+
+@shared_task(name=TASK_EMBED, bind=True, base=IngestTask)
+def embed_task(self: Task, job_id: str) -> str:
+    """Embed the job's cached frames with the collection's adapted image tower and upsert its clips."""
+    from videoseek.worker.pipeline import TransientError, embed_and_index, fail_job, load_decoded
+
+    context = worker_context()
+    try:
+        decoded = load_decoded(context, job_id)
+        if decoded is not None:
+            embed_and_index(context, [decoded])
+    except TransientError as exc:
+        _retry_or_fail(self, job_id, exc)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        fail_job(context, job_id, _over_time("embedding"))
+        return "failed"
+    return str(context.jobs.require(job_id).stage)

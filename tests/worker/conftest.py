@@ -1,0 +1,87 @@
+"""Fixtures for the worker tests: a private Redis namespace and fresh settings per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from videoseek.core.settings import Settings
+
+REDIS_TEST_DB = 13
+REDIS_TEST_URL = f"redis://127.0.0.1:6379/{REDIS_TEST_DB}"
+
+
+def _redis_or_skip() -> Any:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, decode_responses=True, socket_connect_timeout=1.0)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    return client
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis database (skips when Redis is not running)."""
+    _redis_or_skip().close()
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted afterwards."""
+    client = _redis_or_skip()
+    prefix = f"videoseek-test-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def model_spec() -> str:
+    """The toy CLIP (small, trained): what every worker test embeds with."""
+    from videoseek.toy.model import toy_checkpoint_path
+
+    if not toy_checkpoint_path().is_file():
+        pytest.skip("toy CLIP checkpoint missing (videoseek toy pretrain)")
+    return "toy"
+
+
+@pytest.fixture(scope="session")
+def toy_videos(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, object]]:
+    """Three 12 s generated H.264 toy videos (domain A: scenes the toy CLIP knows without an adapter) with
+    their captions (manifest records plus the absolute ``path``)."""
+    import json
+
+    from videoseek.toy.generate import generate_videos
+
+    out = tmp_path_factory.mktemp("toy-videos")
+    manifest = generate_videos(out, 3, seed=11, domain="A", durations_s=[12])
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    for record in records:
+        record["path"] = out / str(record["video"])
+    return records
+
+
+@pytest.fixture
+def embedded(model_spec: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Embedded-mode settings on a fresh data dir with the toy model; stops runners and closes stores after."""
+    from videoseek.core.collections import close_shared_stores
+    from videoseek.core.settings import get_settings
+    from videoseek.worker.jobs import close_job_stores
+    from videoseek.worker.runner import stop_embedded_runner
+
+    monkeypatch.setenv("VIDEOSEEK_MODEL", model_spec)
+    monkeypatch.setenv("VIDEOSEEK_DEVICE", "cpu")
+    get_settings.cache_clear()
+    yield get_settings()
+    stop_embedded_runner()
+    close_shared_stores()
+    close_job_stores()

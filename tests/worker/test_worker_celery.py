@@ -1,0 +1,218 @@
+"""Distributed mode: the Celery app's configuration, and a real worker killed mid-task on the local Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from videoseek.core.settings import Settings, get_settings, load_settings
+from videoseek.worker.celery_app import (
+    QUEUE_EMBED,
+    QUEUE_INGEST,
+    QUEUES,
+    TASK_DECODE,
+    TASK_EMBED,
+    WorkerConfigError,
+    build_celery_app,
+    celery_config,
+)
+from videoseek.worker.jobs import JobStage, RedisJobStore
+
+
+def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13")
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_serializer"] == conf["result_serializer"] == "json" and conf["accept_content"] == [
+        "json"
+    ]
+    assert conf["broker_url"] == conf["result_backend"] == "redis://127.0.0.1:6379/13"
+    assert conf["task_soft_time_limit"] < conf["task_time_limit"]
+    assert conf["broker_transport_options"]["visibility_timeout"] == settings.worker.visibility_timeout_s
+    assert conf["broker_transport_options"]["global_keyprefix"].startswith(settings.worker.redis_prefix)
+    queues = {q.name: q for q in conf["task_queues"]}
+    assert set(queues) == set(QUEUES) == {"ingest", "embed", "train"}
+    # A message routed to one queue must reach only that queue.
+    assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == len(queues)
+    assert conf["task_routes"][TASK_DECODE]["queue"] == QUEUE_INGEST
+    assert conf["task_routes"][TASK_EMBED]["queue"] == QUEUE_EMBED
+
+
+def test_building_the_app_needs_redis_and_loads_no_model() -> None:
+    with pytest.raises(WorkerConfigError, match="VIDEOSEEK_REDIS_URL"):
+        celery_config(load_settings())
+    code = (
+        "import sys; from videoseek.core.settings import load_settings;"
+        "from videoseek.worker.celery_app import build_celery_app;"
+        "app = build_celery_app(load_settings(redis_url='redis://127.0.0.1:6379/13')); app.loader.import_default_modules();"
+        "t = app.tasks['videoseek.ingest.embed']; assert t.acks_late and t.reject_on_worker_lost, t;"
+        "assert 'torch' not in sys.modules and 'av' not in sys.modules, 'heavy import in the Celery parent'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_worker_command_refuses_to_start_without_redis() -> None:
+    from videoseek.cli import app
+
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 2 and "VIDEOSEEK_REDIS_URL" in result.output
+
+
+def test_task_retries_transient_errors_then_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Eagerly applied: a store outage is retried max_retries times, then the job fails with the reason."""
+    from videoseek.worker import pipeline, tasks
+    from videoseek.worker.jobs import Job, SqliteJobStore
+
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": 2})
+    app = build_celery_app(settings)
+    app.conf.task_always_eager = True
+    jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
+    calls: list[str] = []
+
+    def unavailable(_ctx: object, job_id: str) -> None:
+        calls.append(job_id)
+        raise pipeline.TransientError("vector store unavailable: connection refused")
+
+    class Context:
+        pass
+
+    context = Context()
+    context.jobs = jobs  # type: ignore[attr-defined]
+    monkeypatch.setattr(tasks, "worker_context", lambda: context)
+    monkeypatch.setattr(pipeline, "decode_video", unavailable)
+    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
+    app.tasks[TASK_DECODE].apply(args=[job.job_id])
+    failed = jobs.require(job.job_id)
+    assert calls == ["j1"] * 3  # the first try and 2 retries
+    assert failed.stage is JobStage.FAILED and "gave up after 2 retries" in (failed.reason or "")
+    assert "connection refused" in (failed.reason or "")
+
+
+# ------------------------------------------------------------------------------------- the fault test
+
+
+def _start_worker(log: Path) -> subprocess.Popen[bytes]:
+    # Prefork with one pool process: the model loads after fork, and the decoder sandbox runs from a pool child.
+    cmd = [
+        sys.executable,
+        "-m",
+        "videoseek",
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        "1",
+        "--queues",
+        "ingest,embed",
+    ]
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _kill(worker: subprocess.Popen[bytes], sig: int) -> None:
+    """SIGKILL: the whole worker dies at once (main process, pool process, decoder fork server).
+    SIGTERM: Celery's warm shutdown, asked of the main process."""
+    if worker.poll() is None:
+        if sig == signal.SIGKILL:
+            os.killpg(worker.pid, sig)
+        else:
+            worker.send_signal(sig)
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    with contextlib.suppress(ProcessLookupError):  # stragglers of its group (decoder fork server)
+        os.killpg(worker.pid, signal.SIGKILL)
+
+
+def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: float, log: Path) -> JobStage:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stage = jobs.require(job_id).stage
+        if stage in stages:
+            return stage
+        time.sleep(0.02)
+    raise AssertionError(f"job never reached {stages} (now {stage}); worker log:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def distributed(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    from videoseek.core.collections import close_shared_stores
+    from videoseek.worker.jobs import close_job_stores
+
+    env = {
+        "VIDEOSEEK_MODEL": model_spec,
+        "VIDEOSEEK_DEVICE": "cpu",
+        "VIDEOSEEK_REDIS_URL": redis_url,
+        "VIDEOSEEK_WORKER__REDIS_PREFIX": redis_prefix,
+        # A dead worker's task comes back after 3 s, looked for every second.
+        "VIDEOSEEK_WORKER__VISIBILITY_TIMEOUT_S": "3",
+        "VIDEOSEEK_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
+        # One frame per forward pass and 8 frames per second: embedding lasts long enough to be caught.
+        "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE": "1",
+        "VIDEOSEEK_INGEST__SAMPLE_FPS": "8",
+        "OMP_NUM_THREADS": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    close_shared_stores()
+    close_job_stores()
+
+
+@pytest.mark.redis
+def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
+    distributed: Settings, tmp_path: Path
+) -> None:
+    from videoseek.core.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.core.layout import DataLayout
+    from videoseek.toy.generate import generate_videos
+    from videoseek.worker.pipeline import read_clip_plan
+    from videoseek.worker.submit import submit_ingest
+
+    log = tmp_path / "workers.log"
+    first = _start_worker(log)  # it boots while we prepare; it opens the store only for its first task
+    try:
+        generate_videos(tmp_path / "toy", 1, seed=5, domain="A", durations_s=[30])
+        create_collection(distributed, "films")
+        submitted = submit_ingest("films", tmp_path / "toy" / "videos" / "00000.mp4", settings=distributed)
+        close_shared_stores()  # Qdrant Edge: one process at a time (the worker retries until we let go)
+        assert distributed.redis_url is not None
+        jobs = RedisJobStore(distributed.redis_url, distributed.worker.redis_prefix)
+        _wait_for(jobs, submitted.job_id, {JobStage.EMBEDDING, JobStage.DONE, JobStage.FAILED}, 40, log)
+    finally:
+        _kill(first, signal.SIGKILL)
+    killed_at = jobs.require(submitted.job_id)
+    assert killed_at.stage is JobStage.EMBEDDING, killed_at  # died mid-task, not after it
+
+    second = _start_worker(log)
+    try:
+        done = _wait_for(jobs, submitted.job_id, {JobStage.DONE, JobStage.FAILED}, 45, log)
+    finally:
+        _kill(second, signal.SIGTERM)
+    job = jobs.require(submitted.job_id)
+    assert done is JobStage.DONE, (job, log.read_text()[-3000:])
+    assert job.attempts == 1  # decoded once: the embed task itself was redelivered
+    plan = read_clip_plan(DataLayout(distributed.data_dir), "films", job.video_id)
+    assert plan is not None and job.clips == len(plan) == 5  # 30 s: windows at 0, 5, 10, 15 and 20 s
+    store = shared_store(distributed)
+    assert store.count("films") == store.count("films", job.video_id) == len(plan)
+    assert store.list_videos("films") == [job.video_id]
+    jobs.close()

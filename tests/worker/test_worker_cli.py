@@ -1,0 +1,69 @@
+"""``videoseek ingest``: every input ends in exactly one list of the summary, with a reason when it failed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from videoseek.cli import app
+from videoseek.core.collections import shared_store
+from videoseek.core.settings import Settings
+
+
+def _invoke(*args: str) -> tuple[int, dict[str, list[dict[str, Any]]]]:
+    result = CliRunner().invoke(app, ["ingest", *args, "--json"])
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, (result.exit_code, result.output)
+    return result.exit_code, json.loads(lines[0])
+
+
+def test_json_summary_accounts_for_every_input_once(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copyfile(toy_videos[0]["path"], folder / "a.mp4")
+    shutil.copyfile(toy_videos[1]["path"], folder / "sub" / "b.MKV")  # suffix case does not matter
+    shutil.copyfile(toy_videos[0]["path"], folder / "sub" / "a-again.mp4")  # same bytes as a.mp4
+    (folder / "notes.txt").write_text("not a video, not picked from a folder")
+    (folder / "broken.webm").write_bytes(b"")
+    given_twice = toy_videos[2]["path"]
+    code, summary = _invoke(
+        "--collection",
+        "films",
+        str(folder),
+        str(given_twice),
+        str(given_twice),
+        str(tmp_path / "missing.mp4"),
+    )
+    assert code == 1  # something failed
+    files = {k: sorted(Path(i["file"]).name for i in v) for k, v in summary.items()}
+    assert files == {
+        "indexed": ["00002.mp4", "a.mp4", "b.MKV"],
+        "skipped": ["a-again.mp4"],
+        "failed": ["broken.webm", "missing.mp4"],
+    }
+    reasons = {Path(i["file"]).name: i["reason"] for i in summary["failed"]}
+    assert "empty" in reasons["broken.webm"] and "no such file" in reasons["missing.mp4"]
+    assert all(i["clips"] == 2 for i in summary["indexed"])
+    assert shared_store(embedded).count("films") == 6  # 3 videos x 2 clips, the duplicate added nothing
+
+
+def test_ingesting_again_skips_everything(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:
+    paths = [str(r["path"]) for r in toy_videos[:2]]
+    code, first = _invoke("--collection", "films", *paths)
+    assert code == 0 and len(first["indexed"]) == 2
+    code, again = _invoke("--collection", "films", *paths)
+    assert code == 0 and again["indexed"] == [] and again["failed"] == []
+    assert [i["video_id"] for i in again["skipped"]] == [i["video_id"] for i in first["indexed"]]
+
+
+def test_bad_metadata_is_a_clear_error(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(
+        app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", "[1, 2]"]
+    )
+    assert result.exit_code == 2 and "JSON object" in result.output

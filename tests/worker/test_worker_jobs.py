@@ -1,0 +1,130 @@
+"""The job store: state survives a reopen (SQLite), works on Redis, and claims make dedup atomic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from videoseek.worker.jobs import (
+    Job,
+    JobNotFound,
+    JobStage,
+    JobStore,
+    RedisJobStore,
+    SqliteJobStore,
+    new_job_id,
+)
+
+
+def _job(collection: str = "films", video_id: str = "ab" * 32, **kw: object) -> Job:
+    return Job(
+        job_id=new_job_id(),
+        collection=collection,
+        video_id=video_id,
+        source="cat.mp4",
+        video_file=f"{video_id}.mp4",
+        metadata={"lang": "en", "n": 3},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    if request.param == "sqlite":
+        s: JobStore = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    else:
+        url = request.getfixturevalue("redis_url")
+        s = RedisJobStore(url, request.getfixturevalue("redis_prefix"))
+    yield s
+    s.close()
+
+
+def test_job_roundtrip_and_update(store: JobStore) -> None:
+    job = store.create(_job())
+    assert store.get(job.job_id) == job
+    updated = store.update(job.job_id, stage=JobStage.EMBEDDING, progress=0.5, clips=4)
+    assert (updated.stage, updated.progress, updated.clips) == (JobStage.EMBEDDING, 0.5, 4)
+    assert updated.metadata == {"lang": "en", "n": 3}
+    assert updated.updated_at >= job.updated_at
+    failed = store.update(job.job_id, stage="failed", reason="no video stream")
+    assert failed.stage is JobStage.FAILED and failed.stage.terminal and failed.reason == "no video stream"
+    assert store.require(job.job_id) == failed
+
+
+def test_unknown_job_and_immutable_fields_are_errors(store: JobStore) -> None:
+    assert store.get("nope") is None
+    with pytest.raises(JobNotFound):
+        store.update("nope", stage="done")
+    job = store.create(_job())
+    with pytest.raises(ValueError, match="cannot be updated"):
+        store.update(job.job_id, collection="other")
+
+
+def test_list_is_newest_first_and_filters_by_collection(store: JobStore) -> None:
+    a = store.create(_job("films", created_at=1.0))
+    b = store.create(_job("films", created_at=2.0))
+    c = store.create(_job("clips", created_at=3.0))
+    assert [j.job_id for j in store.list()] == [c.job_id, b.job_id, a.job_id]
+    assert [j.job_id for j in store.list("films")] == [b.job_id, a.job_id]
+    assert [j.job_id for j in store.list(limit=1)] == [c.job_id]
+
+
+def test_only_one_job_claims_a_video_and_release_frees_it(store: JobStore) -> None:
+    owners: list[str | None] = []
+    ids = [new_job_id() for _ in range(8)]
+
+    def claim(job_id: str) -> None:
+        owners.append(store.claim_video("films", "cd" * 32, job_id))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winner = store.video_owner("films", "cd" * 32)
+    assert winner in ids
+    assert owners.count(None) == 1 and all(o == winner for o in owners if o is not None)
+    # Claims are per collection, and only the owner can release.
+    assert store.claim_video("clips", "cd" * 32, "x") is None
+    store.release_video("films", "cd" * 32, "someone-else")
+    assert store.video_owner("films", "cd" * 32) == winner
+    store.release_video("films", "cd" * 32, winner)  # type: ignore[arg-type]
+    assert store.video_owner("films", "cd" * 32) is None
+
+
+def test_delete_collection_forgets_jobs_and_claims(store: JobStore) -> None:
+    a = store.create(_job("films"))
+    b = store.create(_job("clips"))
+    store.claim_video("films", a.video_id, a.job_id)
+    assert store.delete_collection("films") == 1
+    assert store.get(a.job_id) is None and store.video_owner("films", a.video_id) is None
+    assert store.get(b.job_id) == b and [j.job_id for j in store.list()] == [b.job_id]
+
+
+def test_sqlite_state_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    first = SqliteJobStore(path)
+    job = first.create(_job())
+    first.update(job.job_id, stage="indexing", progress=0.9)
+    first.claim_video("films", job.video_id, job.job_id)
+    first.close()
+    again = SqliteJobStore(path)
+    reopened = again.require(job.job_id)
+    assert (reopened.stage, reopened.progress, reopened.metadata) == (JobStage.INDEXING, 0.9, job.metadata)
+    assert again.video_owner("films", job.video_id) == job.job_id
+    again.close()
+
+
+@pytest.mark.redis
+def test_redis_state_is_shared_between_clients(redis_url: str, redis_prefix: str) -> None:
+    api, worker = RedisJobStore(redis_url, redis_prefix), RedisJobStore(redis_url, redis_prefix)
+    job = api.create(_job())
+    worker.update(job.job_id, stage="done", progress=1.0, clips=3)
+    assert api.require(job.job_id).stage is JobStage.DONE
+    with pytest.raises(ValueError, match="exists"):
+        worker.create(job)
+    api.close()
+    worker.close()
