@@ -163,9 +163,11 @@ def delete_video(settings: Settings, collection: str, video_id: str) -> int:
 
     After this, submitting the same file again indexes it again.
     """
+    from videoseek.core.collection_lock import collection_write_lock
     from videoseek.worker.jobs import get_job_store
 
-    removed = shared_store(settings).delete_video(collection, video_id)
+    with collection_write_lock(settings, collection):  # not between a re-index's last copy and its switch
+        removed = shared_store(settings).delete_video(collection, video_id)
     remove_video_files(DataLayout(settings.data_dir), collection, video_id)
     jobs = get_job_store(settings)
     owner = jobs.video_owner(collection, video_id)

@@ -81,7 +81,9 @@ class IngestSettings(BaseModel):
     decode_memory_bytes: int = Field(
         default=8 * 1024**3, ge=0, description="Address-space cap of the sandboxed decoder process; 0: none."
     )
-    frame_max_side: int = Field(default=256, ge=16, le=4096, description="Sampled frames' longest side.")
+    # 448 = 2 x ViT-B's 224 px input, what training decodes at: CLIP's own resize + centre crop then sees the
+    # same pixels at ingest as in training (a 256 px cap would upscale 16:9 frames to 224 and blur them).
+    frame_max_side: int = Field(default=448, ge=16, le=4096, description="Sampled frames' longest side.")
     thumbnail_max_side: int = Field(default=320, ge=16, le=4096)
     clip_mode: Literal["window", "shots"] = "window"
     shot_threshold: float = Field(
@@ -112,6 +114,10 @@ class SearchSettings(BaseModel):
     oversample: int = Field(default=4, ge=1, description="ANN candidates per result, re-ranked exactly.")
     pooling_tau: float = Field(default=5.0, gt=0)
     query_cache_size: int = Field(default=4096, ge=0)
+    frame_cache_mb: int = Field(default=256, ge=0, description="RAM for frame vectors of recent candidates.")
+    encoder_workers: int = Field(
+        default=1, ge=1, le=16, description="Parallel query encoders (CPU: ~1 per core, 1 torch thread)."
+    )
 
 
 class Settings(BaseSettings):

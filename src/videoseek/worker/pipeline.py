@@ -21,11 +21,12 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from videoseek.core.collection_lock import collection_write_lock
 from videoseek.core.collections import remove_video_files, shared_store
 from videoseek.core.layout import DataLayout
 from videoseek.core.settings import Settings
@@ -329,27 +330,44 @@ def _embed_progress(ctx: PipelineContext, videos: Sequence[DecodedVideo], total:
 def build_points(video: DecodedVideo, frame_vectors: np.ndarray) -> list[ClipPoint]:
     """The store records of one video's clips (the payload the search service reads back)."""
     job = video.job
-    base_payload = {
-        "source": job.source,
-        METADATA_KEY: dict(job.metadata),
-        "adapter_version": video.collection.adapter_version,
-    }
+    return clip_points(
+        job.collection,
+        job.video_id,
+        video.clips,
+        video.timestamps,
+        frame_vectors,
+        source=job.source,
+        metadata=job.metadata,
+        adapter_version=video.collection.adapter_version,
+    )
+
+
+def clip_points(
+    collection: str,
+    video_id: str,
+    clips: Sequence[ClipPlan],
+    timestamps: np.ndarray,
+    frame_vectors: np.ndarray,
+    *,
+    source: str,
+    metadata: dict[str, object],
+    adapter_version: str | None,
+) -> list[ClipPoint]:
+    """One video's clips as store records from its frame vectors (ingest and re-index build them alike)."""
+    base_payload = {"source": source, METADATA_KEY: dict(metadata), "adapter_version": adapter_version}
     points = []
-    for clip in video.clips:
+    for clip in clips:
         frames, pooled = clip_vectors(frame_vectors, clip.frame_indices)
         points.append(
             ClipPoint(
-                video_id=job.video_id,
+                video_id=video_id,
                 clip_index=clip.index,
                 start_s=clip.start_s,
                 end_s=clip.end_s,
                 pooled=pooled,
                 frames=frames,
-                frame_times=[float(video.timestamps[i]) for i in clip.frame_indices],
-                payload={
-                    **base_payload,
-                    "thumbnail": thumbnail_relpath(job.collection, job.video_id, clip.index),
-                },
+                frame_times=[float(timestamps[i]) for i in clip.frame_indices],
+                payload={**base_payload, "thumbnail": thumbnail_relpath(collection, video_id, clip.index)},
             )
         )
     return points
@@ -358,9 +376,12 @@ def build_points(video: DecodedVideo, frame_vectors: np.ndarray) -> list[ClipPoi
 def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray) -> None:
     job_id = video.job.job_id
     try:
-        points = build_points(video, frame_vectors)
         _advance(ctx, job_id, JobStage.INDEXING)
-        with _transient_store_errors():
+        # Under the collection's write lock a re-index cannot switch versions between reading the adapter
+        # version and upserting: the clips land in the version whose adapter embedded them.
+        with _transient_store_errors(), collection_write_lock(ctx.settings, video.job.collection):
+            video, frame_vectors = _with_current_adapter(ctx, video, frame_vectors)
+            points = build_points(video, frame_vectors)
             ctx.store.upsert(video.job.collection, points)
     except InvalidPoint as exc:
         fail_job(ctx, job_id, f"could not index the clips: {exc}")
@@ -371,6 +392,22 @@ def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray)
         )
         return
     _advance(ctx, job_id, JobStage.DONE, clips=len(points))
+
+
+def _with_current_adapter(
+    ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray
+) -> tuple[DecodedVideo, np.ndarray]:
+    """The video and its frame vectors under the collection's adapter now (re-embedded if re-indexed since)."""
+    current = ctx.store.get_collection(video.job.collection)
+    if current.adapter_version == video.collection.adapter_version:
+        return video, frame_vectors
+    log.info(
+        "job %s: collection %r was re-indexed while this video was in flight; embedding it again",
+        video.job.job_id,
+        video.job.collection,
+    )
+    (vectors,) = ctx.embedder.embed([EmbedRequest(video.frames, current.adapter_version)])
+    return replace(video, collection=current), vectors
 
 
 # ------------------------------------------------------------------------------------------ whole runs

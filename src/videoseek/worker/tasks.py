@@ -25,6 +25,10 @@ from videoseek.worker.celery_app import TASK_DECODE, TASK_EMBED
 
 log = logging.getLogger(__name__)
 
+# Routed to the ``train`` queue by the "videoseek.train.*" route (celery_app.py).
+TASK_REINDEX = "videoseek.train.reindex"
+REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collection: not the ingest limits
+
 _settings: Settings | None = None
 _warm_model = True
 _context: Any = None  # PipelineContext, imported lazily (it pulls in numpy, PyAV and, when used, torch)
@@ -171,3 +175,31 @@ def embed_task(self: Task, job_id: str) -> str:
         fail_job(context, job_id, _over_time("embedding"))
         return "failed"
     return str(context.jobs.require(job_id).stage)
+
+
+@shared_task(
+    name=TASK_REINDEX,
+    bind=True,
+    acks_late=False,  # never redelivered: a second copy would race the first; a lost run leaves the old version
+    soft_time_limit=REINDEX_TIME_LIMIT_S,
+    time_limit=REINDEX_TIME_LIMIT_S + 60,
+)
+def reindex_task(
+    self: Task, collection: str, adapter_version: str | None, allow_missing: bool = False
+) -> dict[str, Any]:
+    """Re-embed a collection from its frame cache with an installed adapter (or none) and switch to it."""
+    from videoseek.worker.reindex import ReindexProgress, reindex_to_version
+
+    def report(progress: ReindexProgress) -> None:
+        if self.request.id and not self.request.is_eager:
+            self.update_state(state="PROGRESS", meta=progress.to_dict())
+
+    result = reindex_to_version(
+        _settings or get_settings(),
+        collection,
+        adapter_version,
+        allow_missing=allow_missing,
+        progress=report,
+        embedder=worker_context().embedder,
+    )
+    return result.to_dict()

@@ -1,0 +1,316 @@
+"""Re-indexing a collection with a new adapter: from the frame cache only, into a new version switched at once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import torch
+from test_worker_embedding import make_adapter
+from test_worker_pipeline import ingest_all
+from typer.testing import CliRunner
+
+from videoseek.cli import app
+from videoseek.core.adapter import AdaptedClip, load_adapter
+from videoseek.core.collection_lock import CollectionBusy, collection_write_lock
+from videoseek.core.collections import create_collection, delete_video, shared_store
+from videoseek.core.layout import DataLayout
+from videoseek.core.settings import Settings, load_settings
+from videoseek.core.store import ClipStore, SearchFilter, point_id
+from videoseek.core.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
+from videoseek.core.video.identity import video_id_for_file
+from videoseek.worker import pipeline
+from videoseek.worker.embedding import preprocess_frames
+from videoseek.worker.jobs import Job, get_job_store, new_job_id
+from videoseek.worker.pipeline import PipelineContext, decode_video, embed_and_index, read_clip_plan
+from videoseek.worker.reindex import ReindexError, ReindexProgress, reindex_collection
+from videoseek.worker.runner import stop_embedded_runner
+
+NAME = "films"
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts every way the code could decode video: the pipeline's sandboxed sampler/probe and PyAV."""
+    counts = {"sample": 0, "sandbox": 0, "av.open": 0}
+
+    def counting(key: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counts[key] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(pipeline, "sample_frames_sandboxed", counting("sample", sample_frames_sandboxed))
+    monkeypatch.setattr(pipeline, "run_in_sandbox", counting("sandbox", run_in_sandbox))
+    monkeypatch.setattr(av, "open", counting("av.open", av.open))
+    return counts
+
+
+def _expected_frame_vectors(settings: Settings, adapter_dir: Path, video_id: str) -> np.ndarray:
+    """Frame vectors of a video's cached frames through the adapter's training-path model (not the bank)."""
+    adapter = load_adapter(adapter_dir)
+    adapted = AdaptedClip.from_spec(settings.model, adapter.config, init=adapter)
+    _, frames = FrameCache(DataLayout(settings.data_dir).frames_dir(NAME)).get(video_id)
+    with torch.no_grad():
+        return adapted.encode_images(preprocess_frames(adapted.clip, frames)).numpy()
+
+
+def _stored(
+    store: ClipStore, settings: Settings, video_id: str
+) -> dict[int, tuple[np.ndarray, dict[str, Any]]]:
+    """clip index -> (stored frame vectors, payload) of one video, read from the live version."""
+    plan = read_clip_plan(DataLayout(settings.data_dir), NAME, video_id)
+    assert plan is not None
+    ids = [point_id(video_id, c.index) for c in plan]
+    frames = store.get_frames(NAME, ids)
+    hits = store.search(
+        NAME, np.ones(store.get_collection(NAME).dim, np.float32), 50, SearchFilter([video_id])
+    )
+    payloads = {h.clip_index: h.payload for h in hits}
+    return {c.index: (frames[point_id(video_id, c.index)], payloads[c.index]) for c in plan}
+
+
+def _assert_embedded_with(store: ClipStore, settings: Settings, adapter_dir: Path, video_id: str) -> None:
+    """Every clip of the video holds exactly the adapter's frame vectors, and its pooled vector is their mean."""
+    expected = _expected_frame_vectors(settings, adapter_dir, video_id)
+    plan = read_clip_plan(DataLayout(settings.data_dir), NAME, video_id)
+    assert plan is not None
+    stored = _stored(store, settings, video_id)
+    version = load_adapter(adapter_dir).version
+    for clip in plan:
+        frames, payload = stored[clip.index]
+        np.testing.assert_allclose(frames, expected[clip.frame_indices], rtol=1e-4, atol=1e-4)
+        assert payload["adapter_version"] == version
+        pooled = expected[clip.frame_indices].mean(axis=0)
+        scores = {h.clip_index: h.score for h in store.search(NAME, pooled, 10, SearchFilter([video_id]))}
+        assert scores[clip.index] > 1 - 1e-5 and scores[clip.index] >= max(scores.values()) - 1e-6
+
+
+def test_reindex_switches_every_clip_to_the_new_adapter_without_decoding(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, decodes: dict[str, int]
+) -> None:
+    create_collection(embedded, NAME)
+    jobs = ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
+    stop_embedded_runner()
+    store = shared_store(embedded)
+    before = {j.video_id: _stored(store, embedded, j.video_id) for j in jobs}
+    points, old_physical = store.count(NAME), store.get_collection(NAME).physical
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    assert decodes["sample"] == 2  # the counters see the ingest's decoding...
+    decodes.update(dict.fromkeys(decodes, 0))  # ...and from here on only what the re-index does
+    seen_while_running: list[str] = []
+
+    def searches_still_see_the_old_version(progress: ReindexProgress) -> None:
+        seen_while_running.append(progress.stage)
+        if progress.stage == "done":
+            return
+        live = store.get_collection(NAME)
+        assert (live.adapter_version, live.physical, live.points) == (None, old_physical, points)
+        for job in jobs:
+            for index, (frames, payload) in _stored(store, embedded, job.video_id).items():
+                assert payload["adapter_version"] is None
+                np.testing.assert_array_equal(frames, before[job.video_id][index][0])
+
+    result = reindex_collection(embedded, NAME, adapter_dir, progress=searches_still_see_the_old_version)
+
+    assert decodes == {"sample": 0, "sandbox": 0, "av.open": 0}
+    assert "embedding" in seen_while_running and seen_while_running[-2:] == ["activating", "done"]
+    version = load_adapter(adapter_dir).version
+    info = store.get_collection(NAME)
+    assert (info.adapter_version, info.points, info.videos) == (version, points, 2)
+    assert info.physical == result.physical != old_physical
+    assert (result.old_adapter_version, result.new_adapter_version) == (None, version)
+    assert (result.videos, result.clips, result.missing, result.caught_up, result.removed) == (
+        2,
+        points,
+        [],
+        0,
+        0,
+    )
+    assert load_adapter(DataLayout(embedded.data_dir).adapter_dir(version)).version == version  # installed
+    for job in jobs:
+        _assert_embedded_with(store, embedded, adapter_dir, job.video_id)
+        after = _stored(store, embedded, job.video_id)
+        for index, (frames, payload) in after.items():
+            old_frames, old_payload = before[job.video_id][index]
+            assert np.abs(frames - old_frames).max() > 1e-2  # the adapter changed the vectors
+            assert {k: v for k, v in payload.items() if k != "adapter_version"} == {
+                k: v for k, v in old_payload.items() if k != "adapter_version"
+            }  # source, metadata, thumbnail kept
+
+
+def test_a_missing_frame_cache_fails_with_the_video_named_unless_allowed(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    create_collection(embedded, NAME)
+    jobs = ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
+    stop_embedded_runner()
+    store = shared_store(embedded)
+    points, physical = store.count(NAME), store.get_collection(NAME).physical
+    lost = jobs[0].video_id
+    FrameCache(DataLayout(embedded.data_dir).frames_dir(NAME)).delete(lost)
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+
+    with pytest.raises(ReindexError, match=rf"1 of 2 videos .*{lost}.*--allow-missing"):
+        reindex_collection(embedded, NAME, adapter_dir)
+    info = store.get_collection(NAME)
+    assert (info.adapter_version, info.physical, info.points) == (None, physical, points)
+
+    result = reindex_collection(embedded, NAME, adapter_dir, allow_missing=True)
+    assert result.missing == [lost] and result.videos == 1
+    assert not store.has_video(NAME, lost) and store.count(NAME) == result.clips == jobs[1].clips
+    assert store.get_collection(NAME).adapter_version == load_adapter(adapter_dir).version
+
+
+def _decoded_but_not_indexed(settings: Settings, path: Path) -> tuple[PipelineContext, Any]:
+    """A stored job decoded by the pipeline (frame cache written, collection info read) and not yet embedded."""
+    layout, jobs = DataLayout(settings.data_dir), get_job_store(settings)
+    video_id = video_id_for_file(path)
+    job = Job(new_job_id(), NAME, video_id, path.name, video_file=f"{video_id}.mp4", metadata={"late": True})
+    layout.videos_dir(NAME).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, layout.videos_dir(NAME) / job.video_file)
+    jobs.create(job)
+    assert jobs.claim_video(NAME, video_id, job.job_id) is None
+    context = PipelineContext.from_settings(settings)
+    decoded = decode_video(context, job.job_id)
+    assert decoded is not None and decoded.collection.adapter_version is None
+    return context, decoded
+
+
+def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    create_collection(embedded, NAME)
+    (first,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
+    context, in_flight = _decoded_but_not_indexed(embedded, Path(toy_videos[2]["path"]))
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    store = shared_store(embedded)
+    added: list[Job] = []
+
+    def meanwhile(progress: ReindexProgress) -> None:
+        if progress.stage == "embedding" and not added:
+            # The first video is in the new version already; the old one changes under the re-index.
+            added.extend(ingest_all(embedded, NAME, [toy_videos[1]["path"]]))
+            delete_video(embedded, NAME, first.video_id)
+
+    result = reindex_collection(embedded, NAME, adapter_dir, progress=meanwhile)
+    (second,) = added
+    assert (result.caught_up, result.removed, result.videos) == (1, 1, 1)
+    assert store.list_videos(NAME) == [second.video_id]
+    _assert_embedded_with(store, embedded, adapter_dir, second.video_id)
+
+    # An ingest that embedded with the old adapter and indexes after the switch embeds again, with the new one.
+    embed_and_index(context, [in_flight])
+    assert get_job_store(embedded).require(in_flight.job.job_id).stage == "done"
+    _assert_embedded_with(store, embedded, adapter_dir, in_flight.job.video_id)
+    assert store.count(NAME) == second.clips + in_flight.job.clips
+
+
+def test_cli_reindexes_to_an_adapter_and_back_and_the_task_does_the_same(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from videoseek.worker import tasks
+
+    create_collection(embedded, NAME)
+    (job,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
+    stop_embedded_runner()
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    version = load_adapter(adapter_dir).version
+    runner = CliRunner()
+
+    both = runner.invoke(app, ["reindex", "-c", NAME, "--adapter", str(adapter_dir), "--no-adapter"])
+    assert both.exit_code == 2 and "exactly one of" in both.output
+    unknown = runner.invoke(app, ["reindex", "-c", "nope", "--no-adapter"])
+    assert unknown.exit_code == 1 and "does not exist" in unknown.output
+
+    out = runner.invoke(app, ["reindex", "-c", NAME, "--adapter", str(adapter_dir), "--json"])
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert (summary["old_adapter_version"], summary["new_adapter_version"]) == (None, version)
+    assert (summary["videos"], summary["clips"], summary["missing"]) == (1, job.clips, [])
+    assert summary["seconds"] >= 0
+
+    back = runner.invoke(app, ["reindex", "-c", NAME, "--no-adapter"])
+    assert back.exit_code == 0, back.output
+    assert f"adapter {version[:12]} -> none" in back.stdout and "1 videos" in back.stdout
+    assert shared_store(embedded).get_collection(NAME).adapter_version is None
+
+    # The Celery task (run eagerly here) re-indexes to an installed adapter version.
+    monkeypatch.setattr(tasks, "_settings", embedded)
+    monkeypatch.setattr(tasks, "_context", None)
+    done = tasks.reindex_task.apply(args=[NAME, version]).get()
+    assert (done["old_adapter_version"], done["new_adapter_version"], done["clips"]) == (
+        None,
+        version,
+        job.clips,
+    )
+    store = shared_store(embedded)
+    assert store.get_collection(NAME).adapter_version == version
+    _assert_embedded_with(store, embedded, adapter_dir, job.video_id)
+
+
+@pytest.mark.parametrize("backing", ["file", pytest.param("redis", marks=pytest.mark.redis)])
+def test_collection_write_lock_admits_one_holder_at_a_time(
+    backing: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if backing == "redis":
+        settings = load_settings(
+            data_dir=tmp_path, redis_url=request.getfixturevalue("redis_url"),
+            worker={"redis_prefix": request.getfixturevalue("redis_prefix")},
+        )  # fmt: skip
+    else:
+        settings = load_settings(data_dir=tmp_path)
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with collection_write_lock(settings, NAME):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with (
+            pytest.raises(CollectionBusy, match="retry later"),
+            collection_write_lock(settings, NAME, wait_s=0.2),
+        ):
+            pass
+        with collection_write_lock(settings, "other", wait_s=0.2):  # per collection
+            pass
+    finally:
+        release.set()
+        thread.join(10)
+    with collection_write_lock(settings, NAME, wait_s=2.0):  # free again once released
+        pass
+
+
+@pytest.mark.redis
+def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
+    embedded: Settings, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from videoseek.core.settings import get_settings
+    from videoseek.worker.tasks import TASK_REINDEX
+
+    monkeypatch.setenv("VIDEOSEEK_REDIS_URL", redis_url)
+    monkeypatch.setenv("VIDEOSEEK_WORKER__REDIS_PREFIX", redis_prefix)
+    get_settings.cache_clear()
+    create_collection(get_settings(), NAME)
+
+    out = CliRunner().invoke(app, ["reindex", "-c", NAME, "--no-adapter", "--json"])
+    assert out.exit_code == 0, out.output
+    queued = json.loads(out.stdout)
+    assert queued["queued"] is True and queued["new_adapter_version"] is None
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    (message,) = [json.loads(m) for m in client.lrange(f"{redis_prefix}celery:train", 0, -1)]
+    assert message["headers"]["task"] == TASK_REINDEX and message["headers"]["id"] == queued["task_id"]
+    client.close()
