@@ -1,0 +1,291 @@
+"""Search service benchmark: /search over HTTP against the bare text encoder, side by side, in one run.
+
+    .venv/bin/python bench/search.py [--clips 10000 100000] [--models ViT-B-32:random toy] [--queries 40]
+
+For each model and index size: synthetic clips (random unit frame vectors, 100 clips per video) are upserted
+straight into an embedded store, then ``videoseek serve`` runs in a subprocess on that data directory and
+this process acts as the clients. Reported per configuration (milliseconds, p50/p95):
+
+* ``encoder_ms``: the bare text encoder (this process, same model, same queries, one at a time);
+* ``search_ms``: ``POST /search`` with never-seen queries (embedding + ANN + exact re-ranking + HTTP);
+  target ``search p50 <= 1.3 x encoder p50 + 5 ms``;
+* ``cached_ms``: the same query repeated (query-embedding cache hit); target p50 <= 5 ms;
+* ``throughput``: queries/s with 1 client and with 8 concurrent clients (distinct queries, so micro-batching
+  is what helps), in alternating rounds; target median ratio >= 1.5.
+
+Prints one JSON object. Absolute numbers depend on the machine; the ratios are the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from videoseek.core.clip import get_clip
+from videoseek.core.model_spec import ModelSpec
+from videoseek.core.store import ClipPoint
+from videoseek.core.store.edge import EdgeClipStore
+
+COLLECTION = "bench"
+CLIPS_PER_VIDEO = 100
+FRAMES = 8
+BATCH = 1000
+LIMIT = 10
+THROUGHPUT_ROUNDS = 3
+COLORS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "pink", "grey")
+THINGS = ("ball", "cube", "dog", "car", "bird", "kite", "boat", "tree", "lamp", "chair", "train", "horse")
+ACTIONS = ("bounces", "spins", "moves left", "moves right", "falls", "rises", "stops", "appears", "shrinks")
+
+
+def queries(n: int, salt: int) -> list[str]:
+    """``n`` distinct, plausible queries (``salt`` keeps sets from different phases apart: no cache hits)."""
+    out = []
+    for i in range(n):
+        k = i + salt * 100_003
+        out.append(
+            f"a {COLORS[k % 10]} {THINGS[(k // 10) % 12]} {ACTIONS[(k // 120) % 9]} near object {k // 1080}"
+        )
+    return out
+
+
+def _unit(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def synthetic_clips(n: int, dim: int) -> Iterator[list[ClipPoint]]:
+    for start in range(0, n, BATCH):
+        rng = np.random.default_rng(start)
+        size = min(BATCH, n - start)
+        frames = _unit(rng, (size, FRAMES, dim)) * 10.0  # projected features are not unit-norm
+        batch = []
+        for i in range(size):
+            k = start + i
+            t0 = (k % CLIPS_PER_VIDEO) * 5.0
+            batch.append(
+                ClipPoint(
+                    video_id=f"{k // CLIPS_PER_VIDEO:016x}",
+                    clip_index=k % CLIPS_PER_VIDEO,
+                    start_s=t0,
+                    end_s=t0 + 10.0,
+                    pooled=frames[i].mean(axis=0),
+                    frames=frames[i],
+                    frame_times=[t0 + f * 10.0 / FRAMES for f in range(FRAMES)],
+                    payload={
+                        "source": f"v{k // CLIPS_PER_VIDEO}.mp4",
+                        "metadata": {},
+                        "adapter_version": None,
+                    },
+                )
+            )
+        yield batch
+
+
+def build_index(data_dir: Path, n: int, dim: int, fingerprint: str) -> float:
+    store = EdgeClipStore(data_dir / "qdrant")
+    started = time.perf_counter()
+    store.create_collection(COLLECTION, dim, model=fingerprint)
+    for batch in synthetic_clips(n, dim):
+        store.upsert(COLLECTION, batch)
+    store.optimize(COLLECTION)
+    store.close()
+    return time.perf_counter() - started
+
+
+def pct(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3),
+    }
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
+
+
+class Server:
+    """``videoseek serve`` in a subprocess (the clients must not share its interpreter and GIL)."""
+
+    def __init__(self, data_dir: Path, model: str, port: int, threads: int, workers: int = 1) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
+        env.update(VIDEOSEEK_DATA_DIR=str(data_dir), VIDEOSEEK_MODEL=model, VIDEOSEEK_DEVICE="cpu")
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env.update(VIDEOSEEK_SEARCH__ENCODER_WORKERS=str(workers))
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = (data_dir / "server.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "videoseek", "serve", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def search_once(client: httpx.Client, query: str) -> None:
+    response = client.post("/search", json={"collection": COLLECTION, "query": query, "limit": LIMIT})
+    response.raise_for_status()
+
+
+def throughput(url: str, clients: int, per_client: int, salt: int) -> float:
+    texts = queries(clients * per_client, salt)
+    barrier = threading.Barrier(clients + 1)
+    errors: list[BaseException] = []
+
+    def run(part: list[str]) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            search_once(client, "warm up the connection " + part[0])
+            barrier.wait()
+            try:
+                for text in part:
+                    search_once(client, text)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(texts[i * per_client : (i + 1) * per_client],))
+        for i in range(clients)
+    ]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return round(len(texts) / elapsed, 2)
+
+
+def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, workers: int) -> dict[str, Any]:
+    import torch
+
+    clip = get_clip(ModelSpec.parse(model), "cpu")
+    with tempfile.TemporaryDirectory(prefix="videoseek-bench-") as tmp:
+        data_dir = Path(tmp)
+        index_s = build_index(data_dir, n, clip.embed_dim, clip.identity.fingerprint)
+        server = Server(data_dir, model, port, threads, workers)
+        try:
+            server.wait_ready()
+            with httpx.Client(base_url=server.url, timeout=60) as client, torch.inference_mode():
+                for text in queries(5, salt=9):  # warm-up: first forward passes, connections, page cache
+                    search_once(client, text)
+                    clip.model.encode_text(clip.tokenize([text], 32))
+                # Interleaved, so both see the same machine load: the bare encoder (this process, same
+                # thread count, the server idle meanwhile) and then /search, for each never-seen query.
+                encoder, search = [], []
+                for text in queries(n_queries, salt=1):
+                    encoder.append(timed(lambda t=text: clip.model.encode_text(clip.tokenize([t], 32))))
+                    search.append(timed(lambda t=text: search_once(client, t)))
+                repeated = queries(1, salt=1)[0]
+                cached = [timed(lambda: search_once(client, repeated)) for _ in range(n_queries)]
+            per_client = max(4, n_queries // 4)
+            rounds = []  # 1 client, then 8, a few times over: the median ratio resists load swings
+            for r in range(THROUGHPUT_ROUNDS):
+                qps_1 = throughput(server.url, 1, per_client * 2, salt=10 + 2 * r)
+                qps_8 = throughput(server.url, 8, per_client, salt=11 + 2 * r)
+                rounds.append((qps_1, qps_8))
+        finally:
+            server.stop()
+    enc, srch = pct(encoder), pct(search)
+    ratio = round(statistics.median(q8 / q1 for q1, q8 in rounds), 3)
+    budget = round(1.3 * enc["p50"] + 5.0, 3)
+    return {
+        "model": model,
+        "clips": n,
+        "index_build_s": round(index_s, 1),
+        "encoder_ms": enc,
+        "search_ms": srch,
+        "search_over_encoder_p50": round(srch["p50"] / enc["p50"], 3),
+        "search_p50_budget_ms": budget,
+        "search_p50_within_budget": srch["p50"] <= budget,
+        "cached_ms": pct(cached),
+        "cached_p50_within_5ms": pct(cached)["p50"] <= 5.0,
+        "qps_1_client": [q1 for q1, _ in rounds],
+        "qps_8_clients": [q8 for _, q8 in rounds],
+        "throughput_ratio_8_vs_1": ratio,
+        "throughput_target_met": ratio >= 1.5,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--models", nargs="+", default=["ViT-B-32:random", "toy"])
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads for the server and the bare encoder (0: torch default)",
+    )
+    parser.add_argument("--encoder-workers", type=int, default=1, help="the server's search.encoder_workers")
+    args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    results = [
+        bench_config(m, n, args.queries, args.port, threads, args.encoder_workers)
+        for m in args.models
+        for n in args.clips
+    ]
+    print(
+        json.dumps(
+            {
+                "benchmark": "search",
+                "torch_threads": threads,
+                "encoder_workers": args.encoder_workers,
+                "cpus": os.cpu_count(),
+                # Other processes on the machine distort every number: report how busy it was.
+                "load_average_1m": round(os.getloadavg()[0], 2),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from videoseek.core.layout import COLLECTION_NAME_RE, VIDEO_ID_RE
+
+CollectionName = Annotated[
+    str, StringConstraints(pattern=COLLECTION_NAME_RE.pattern, min_length=1, max_length=63)
+]
+VideoId = Annotated[str, StringConstraints(pattern=VIDEO_ID_RE.pattern, min_length=16, max_length=64)]
+MetadataScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TimeRange(_Strict):
+    """Clips overlapping [start_s, end_s] (seconds into the video); either end may be open."""
+
+    start_s: float | None = Field(default=None, ge=0)
+    end_s: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.start_s is not None and self.end_s is not None and self.start_s > self.end_s:
+            raise ValueError("time_range.start_s must not be after time_range.end_s")
+        return self
+
+
+class SearchFilters(_Strict):
+    """Every given filter must hold."""
+
+    video_ids: list[VideoId] | None = Field(default=None, max_length=1000)
+    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], MetadataScalar] | None = (
+        Field(default=None, max_length=32, description="Equality on upload metadata keys.")
+    )
+    time_range: TimeRange | None = None
+
+
+class SearchRequest(_Strict):
+    """A text query against one collection."""
+
+    collection: CollectionName
+    query: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
+    limit: int = Field(default=10, ge=1, le=100)
+    filters: SearchFilters | None = None
+    group_by: Literal["clip", "video"] = "clip"
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Cosine score cut-off.")
+    cursor: str | None = Field(
+        default=None, max_length=65536, description="next_cursor of the previous page."
+    )
+
+
+class SearchResult(BaseModel):
+    """One matching clip (with group_by=video: the best clip of one video)."""
+
+    video_id: str
+    clip_id: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    best_frame_s: float = Field(description="Time of the frame that matched the query best.")
+    score: float = Field(description="Cosine similarity after text-conditioned pooling, in [-1, 1].")
+    source_name: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    thumbnail_url: str
+    playback_url: str = Field(description="Plays the source video from start_s (media fragment #t=).")
+
+
+class SearchResponse(BaseModel):
+    collection: str
+    query: str
+    adapter_version: str | None = Field(description="Adapter the query and the indexed vectors used.")
+    results: list[SearchResult]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class CreateCollectionRequest(_Strict):
+    name: CollectionName
+    adapter: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="Adapter version (sha256) already registered, or none for plain CLIP."
+    )
+
+
+class CollectionOut(BaseModel):
+    name: str
+    model: str
+    adapter_version: str | None
+    clips: int
+    videos: int | None
+    created_at: datetime
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class UploadAccepted(BaseModel):
+    job_id: str
+    video_id: str
+    duplicate: bool = Field(description="True when this exact file is already in the collection.")
+    job_url: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    collection: str
+    video_id: str
+    source: str
+    stage: str
+    progress: float = Field(ge=0.0, le=1.0)
+    reason: str | None = Field(description="Why the job failed, when it did.")
+    duplicate: bool
+    clips: int
+    created_at: float
+    updated_at: float
+
+
+class VideoOut(BaseModel):
+    collection: str
+    video_id: str
+    clips: int
+    source_name: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    job: JobOut | None = None
+    file_url: str | None = None
+
+
+class VideoList(BaseModel):
+    collection: str
+    video_ids: list[str]
+
+
+class Deleted(BaseModel):
+    deleted: str
+    clips_removed: int = 0
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(default_factory=dict)
+    mode: Literal["embedded", "distributed"] | None = None

@@ -1,0 +1,105 @@
+"""``videoseek serve`` refuses unsafe or unworkable setups; ``videoseek demo`` comes up with a searchable collection."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from typer.testing import CliRunner
+
+from videoseek.cli import app
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_refuses_an_open_api_on_a_public_address() -> None:
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "VIDEOSEEK_API_KEYS" in result.output and "--host 127.0.0.1" in result.output
+
+
+def test_serve_refuses_redis_without_a_qdrant_server() -> None:
+    result = CliRunner().invoke(app, ["serve"], env={"VIDEOSEEK_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert result.exit_code == 2 and "VIDEOSEEK_QDRANT__URL" in result.output
+
+
+def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(
+            app, ["serve", "--port", str(port), "--data-dir", str(tmp_path), "--model", "toy"]
+        )
+    assert result.exit_code == 2 and "in use" in result.output
+
+
+def test_demo_serves_a_searchable_toy_collection(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
+    log = (tmp_path / "demo.log").open("w+")
+    command = [sys.executable, "-m", "videoseek", "demo", "--data-dir", str(tmp_path / "demo")]
+    command += ["--port", str(port), "--videos", "3", "--no-browser"]
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        ready = False
+        while time.monotonic() < deadline and proc.poll() is None and not ready:
+            time.sleep(0.25)
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        output = (tmp_path / "demo.log").read_text()
+        assert ready, output
+        example = next(line.strip() for line in output.splitlines() if "?collection=demo&q=" in line)
+        query = parse_qs(urlsplit(example).query)["q"][0]
+        body = httpx.post(
+            f"http://127.0.0.1:{port}/search", json={"collection": "demo", "query": query}
+        ).json()
+        assert len(body["results"]) == 3
+        manifest = (tmp_path / "demo" / "toy-videos" / "captions.jsonl").read_text().splitlines()
+        captioned = {json.loads(line)["caption"]: json.loads(line)["video"] for line in manifest}
+        assert body["results"][0]["source_name"] == Path(captioned[query]).name  # the example really works
+        assert httpx.get(f"http://127.0.0.1:{port}/collections/demo").json()["videos"] == 3
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    # Ctrl+C ends the server cleanly; like other CLIs it then exits with 130 (128 + SIGINT).
+    assert proc.returncode in (0, 130), (tmp_path / "demo.log").read_text()
+
+
+def test_demo_uses_a_toy_adapter_only_if_it_fits_the_toy_clip(tmp_path: Path) -> None:
+    from videoseek.cli.serve_cmd import _usable_adapter
+    from videoseek.core.adapter import AdaptedClip, AdapterConfig
+    from videoseek.core.model_spec import ModelSpec
+    from videoseek.core.settings import load_settings
+    from videoseek.toy.model import register_toy_model_config
+
+    settings = load_settings(data_dir=tmp_path / "d", model="toy", device="cpu")
+    fits = tmp_path / "fits"
+    AdaptedClip.from_spec(ModelSpec.parse("toy"), AdapterConfig(rank=2, shared_dim=4)).save(fits)
+    assert _usable_adapter(settings, fits) == fits
+    register_toy_model_config()
+    other = tmp_path / "other-base"
+    AdaptedClip.from_spec(ModelSpec.parse("videoseek-toy:random"), AdapterConfig(rank=2, shared_dim=4)).save(
+        other
+    )
+    assert _usable_adapter(settings, other) is None
+    assert _usable_adapter(settings, None) is None

@@ -1,0 +1,112 @@
+"""The search engine against a stand-in store: adapter versions, re-index races and cross-collection batches."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from videoseek.core.store import CollectionInfo, ScoredClip
+from videoseek.service.batching import QueryEmbedder
+from videoseek.service.scoring import score_candidates
+from videoseek.service.search_engine import SearchEngine, SearchQuery
+
+DIM = 8
+
+
+class FakeStore:
+    """Collections with a settable adapter version; every hit reports the version its vectors were made with."""
+
+    def __init__(self, versions: dict[str, str | None]) -> None:
+        self.versions = dict(versions)
+        self.vectors_version = dict(versions)
+        self.searched: list[str] = []
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        return CollectionInfo(name, name, DIM, self.versions[name], "model", datetime.now(UTC), points=2)
+
+    def search(
+        self, name: str, vector: np.ndarray, limit: int, flt: Any, with_frames: bool, exclude: Any
+    ) -> list[ScoredClip]:
+        self.searched.append(name)
+        rng = np.random.default_rng(len(self.searched))
+        return [
+            ScoredClip(
+                id=f"{name}-{i}",
+                score=0.5,
+                video_id=f"{i:016x}",
+                clip_index=0,
+                start_s=0.0,
+                end_s=10.0,
+                frame_times=[0.0, 5.0],
+                payload={"adapter_version": self.vectors_version[name]},
+                frames=rng.standard_normal((2, DIM)).astype(np.float32),
+            )
+            for i in range(2)
+        ]
+
+
+def make_engine(store: FakeStore, encode: Any) -> SearchEngine:
+    embedder = QueryEmbedder(encode, cache_size=0)
+    return SearchEngine(
+        store, embedder, score_candidates, oversample=2, tau=5.0, model_fingerprint=lambda: "model"
+    )  # type: ignore[arg-type]
+
+
+def test_a_reindex_during_a_query_is_detected_and_searched_again() -> None:
+    asked: list[str | None] = []
+
+    def encode(texts: list[str], versions: list[str | None]) -> np.ndarray:
+        asked.extend(versions)
+        return np.ones((len(texts), DIM), dtype=np.float32)
+
+    store = FakeStore({"c": "v1"})
+    engine = make_engine(store, encode)
+    asyncio.run(engine.collection("c"))  # info for v1 is now cached
+    store.versions["c"] = store.vectors_version["c"] = "v2"  # the alias switched to a re-indexed version
+    outcome = asyncio.run(engine.search(SearchQuery(collection="c", text="a dog", limit=2)))
+    assert outcome.adapter_version == "v2"
+    assert asked == ["v1", "v2"]
+    engine.embedder.close()
+
+
+def test_concurrent_queries_on_different_collections_share_one_forward_pass() -> None:
+    gate = threading.Event()
+    batches: list[list[str | None]] = []
+
+    def encode(texts: list[str], versions: list[str | None]) -> np.ndarray:
+        gate.wait(10)
+        batches.append(list(versions))
+        return np.ones((len(texts), DIM), dtype=np.float32)
+
+    store = FakeStore({"plain": None, "pets": "v-pets", "cars": "v-cars"})
+    engine = make_engine(store, encode)
+
+    async def scenario() -> None:
+        for name in store.versions:
+            await engine.collection(name)
+        blocker = engine.embedder.submit("warm", None)  # holds the encoder while the others queue up
+        for _ in range(500):
+            if blocker.running():
+                break
+            await asyncio.sleep(0.01)
+        searches = [
+            engine.search(SearchQuery(collection=name, text=f"q {name}", limit=2)) for name in store.versions
+        ]
+        pending = asyncio.gather(*searches)
+        for _ in range(500):
+            if engine.embedder.queue_depth >= 3:
+                break
+            await asyncio.sleep(0.01)
+        gate.set()
+        outcomes = await pending
+        assert blocker.result(5) is not None
+        assert [o.adapter_version for o in outcomes] == [None, "v-pets", "v-cars"]
+
+    asyncio.run(scenario())
+    assert batches[0] == [None]
+    assert sorted(batches[1], key=str) == sorted([None, "v-pets", "v-cars"], key=str)
+    engine.embedder.close()
