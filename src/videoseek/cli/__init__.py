@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from videoseek.cli import config_cmd
+from videoseek.cli import (
+    adapter_cmd,
+    config_cmd,
+    ingest_cmd,
+    reindex_cmd,
+    serve_cmd,
+    toy_cmd,
+    train_cmd,
+    worker_cmd,
+)
 
 app = typer.Typer(
     name="videoseek",
@@ -21,7 +30,7 @@ def _root() -> None:
 
 
 # Order here is the order in --help. A module is listed only once its commands work.
-for _module in (config_cmd,):
+for _module in (config_cmd, serve_cmd, adapter_cmd, ingest_cmd, reindex_cmd, worker_cmd, train_cmd, toy_cmd):
     _module.register(app)
 
 

@@ -94,7 +94,9 @@ class IngestSettings(BaseModel):
 class WorkerSettings(BaseModel):
     """The ingest worker: Celery on Redis (distributed) or the in-process runner (embedded)."""
 
-    redis_prefix: str = Field(default="videoseek:", description="Prefix of every Redis key (jobs and Celery).")
+    redis_prefix: str = Field(
+        default="videoseek:", description="Prefix of every Redis key (jobs and Celery)."
+    )
     visibility_timeout_s: int = Field(
         default=7200, ge=1, description="Unacked tasks of a dead worker are redelivered after this long."
     )

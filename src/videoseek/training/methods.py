@@ -1,0 +1,111 @@
+"""The methods the training loop compares: what each one makes trainable in the same frozen CLIP.
+
+| method        | trainable                                           |
+|---------------|-----------------------------------------------------|
+| zero-shot     | nothing (evaluation only)                           |
+| full          | every CLIP weight except ``logit_scale`` (CLIP4Clip) |
+| vision        | adapters in the image tower only                    |
+| text          | adapters in the text tower only                     |
+| cma-noshare   | adapters in both towers, no shared weights          |
+| cma           | Cross-Modal Adapter: both towers, up-projection slice shared |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from videoseek.core.adapter import AdaptedClip, AdapterConfig
+from videoseek.core.adapter.config import Towers
+from videoseek.core.clip import LoadedClip
+from videoseek.training.activations import use_lean_activations
+from videoseek.training.config import METHODS, TrainConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the comparison. ``towers`` is None for the methods that use no adapter."""
+
+    name: str
+    summary: str
+    towers: Towers | None = None
+    share: bool = False
+    trains_backbone: bool = False
+
+    @property
+    def trains(self) -> bool:
+        return self.towers is not None or self.trains_backbone
+
+    def adapter_config(self, cfg: TrainConfig) -> AdapterConfig | None:
+        if self.towers is None:
+            return None
+        return AdapterConfig(rank=cfg.rank, shared_dim=cfg.shared_dim, towers=self.towers, share=self.share)
+
+
+REGISTRY: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("zero-shot", "frozen CLIP, no training"),
+        Method("full", "full fine-tuning of every CLIP weight (CLIP4Clip-style)", trains_backbone=True),
+        Method("vision", "adapters in the image tower only", towers="vision"),
+        Method("text", "adapters in the text tower only", towers="text"),
+        Method("cma-noshare", "Cross-Modal Adapter without weight sharing", towers="both", share=False),
+        Method("cma", "Cross-Modal Adapter (shared up-projection slice)", towers="both", share=True),
+    )
+}
+assert tuple(REGISTRY) == METHODS
+
+
+def get_method(name: str) -> Method:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}") from None
+
+
+@dataclass(eq=False)
+class Prepared:
+    """A model set up for one method: the parameters to optimise and, for adapter methods, the adapter."""
+
+    method: Method
+    trainable: list[nn.Parameter]
+    adapted: AdaptedClip | None
+
+
+def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
+    """Inject adapters (adapter methods) and set ``requires_grad`` so exactly the method's tensors train.
+
+    ``clip`` must be a private model (``load_clip``, not the process-wide ``get_clip``): it is changed in place,
+    including its QuickGELUs, swapped for the memory-lean equivalent (same outputs) for every method alike.
+    """
+    model = clip.model
+    use_lean_activations(model)
+    adapter_cfg = method.adapter_config(cfg)
+    adapted = AdaptedClip(clip, adapter_cfg) if adapter_cfg is not None else None
+    if adapted is not None:
+        trainable = adapted.parameters()
+    elif method.trains_backbone:
+        model.requires_grad_(True)
+        trainable = [p for name, p in model.named_parameters() if name != "logit_scale"]
+    else:
+        model.requires_grad_(False)
+        trainable = []
+    # The temperature stays at the pre-trained value for every method (the paper freezes it).
+    model.logit_scale.requires_grad_(False)
+    return Prepared(method, trainable, adapted)
+
+
+def decay_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, object]]:
+    """AdamW groups: decoupled weight decay on weight matrices only, none on biases, norms and scalars."""
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def count_parameters(params: list[nn.Parameter]) -> int:
+    """Distinct elements (a tensor listed twice counts once)."""
+    return sum(p.numel() for p in {id(p): p for p in params}.values())

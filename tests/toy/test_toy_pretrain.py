@@ -1,0 +1,52 @@
+"""Pre-training: reproducible for a seed, never trains on held-out scenes, saves loadable checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import torch
+from safetensors.torch import load_file
+
+from videoseek.toy.model import TOY_MODEL_NAME, register_toy_model_config
+from videoseek.toy.pretrain import DomainABatches, PretrainConfig, pretrain
+from videoseek.toy.scene import all_domain_a_scenes
+
+TINY = {"steps": 2, "batch_size": 8, "warmup_steps": 1, "threads": 1}
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def test_same_seed_gives_identical_weights(tmp_path: Path) -> None:
+    first = pretrain(tmp_path / "a.safetensors", PretrainConfig(**TINY), log=_silent)
+    second = pretrain(tmp_path / "b.safetensors", PretrainConfig(**TINY), log=_silent)
+    other = pretrain(tmp_path / "c.safetensors", PretrainConfig(**TINY, seed=1), log=_silent)
+    a, b, c = (load_file(str(r.checkpoint)) for r in (first, second, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert first.steps_done == 2 and not first.truncated
+
+
+def test_saved_checkpoint_loads_with_open_clip(tmp_path: Path) -> None:
+    result = pretrain(tmp_path / "toy.safetensors", PretrainConfig(**TINY), log=_silent)
+    register_toy_model_config()
+    model = open_clip.create_model(TOY_MODEL_NAME, pretrained=str(result.checkpoint))
+    stored = load_file(str(result.checkpoint))
+    assert torch.equal(model.logit_scale.detach(), stored["logit_scale"].float())
+
+
+def test_deadline_stops_early_and_says_so(tmp_path: Path) -> None:
+    result = pretrain(tmp_path / "t.safetensors", PretrainConfig(**TINY), deadline_minutes=0.0, log=_silent)
+    assert result.truncated and result.steps_done == 0 and result.checkpoint.is_file()
+
+
+def test_batches_hold_distinct_training_scenes_only() -> None:
+    test_keys = {s.key for s in all_domain_a_scenes() if s.split == "test"}
+    batches = DomainABatches(seed=0, batch_size=64, image_size=64)
+    for _ in range(3):
+        keys = [scene.key for scene in batches.sample_scenes()]
+        assert len(set(keys)) == 64 and not set(keys) & test_keys
+    images, tokens = batches.next()
+    assert images.shape == (64, 3, 64, 64) and tokens.shape == (64, 32)

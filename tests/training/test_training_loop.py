@@ -1,0 +1,208 @@
+"""The training loop: what trains, the objective, accumulation, resuming, and what a run leaves behind."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from videoseek.core.adapter import AdaptedClip, load_adapter
+from videoseek.core.clip import LoadedClip, load_clip
+from videoseek.core.model_spec import ModelSpec
+from videoseek.training import loop
+from videoseek.training.activations import use_lean_activations
+from videoseek.training.batching import Normalizer
+from videoseek.training.config import SamplingConfig, TrainConfig
+from videoseek.training.data import ClipDataset, load_dataset
+from videoseek.training.frame_cache import FrameCache
+from videoseek.training.loop import Batch, lr_at, symmetric_infonce, train, train_step
+from videoseek.training.methods import get_method, prepare
+from videoseek.training.run import DataPlan, run_training
+from videoseek.training.similarity import pairwise_scores
+
+FAST = TrainConfig(method="cma", epochs=1, batch_size=4, lr=1e-3, shared_dim=8, frames=4, amp=False)
+
+
+@pytest.fixture
+def toy_data(
+    toy_b_manifest: Path, tiny_clip: LoadedClip, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ClipDataset, FrameCache]:
+    cache_dir = tmp_path_factory.getbasetemp() / "training-loop-cache"  # shared: decode the toy videos once
+    cache = FrameCache(cache_dir, SamplingConfig(max_frames=4, image_size=tiny_clip.image_size))
+    dataset = load_dataset(toy_b_manifest)
+    assert cache.warm(dataset.records) == {}
+    return dataset, cache
+
+
+def test_lr_warms_up_linearly_then_decays_to_zero() -> None:
+    cfg = replace(FAST, lr=0.5, warmup_frac=0.1)
+    values = [lr_at(step, 100, cfg) / 0.5 for step in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5, abs=0.01)
+    assert all(a >= b for a, b in itertools.pairwise(values[10:])) and values[-1] < 1e-3
+
+
+def test_symmetric_infonce_averages_both_directions() -> None:
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.5, 1.0, 0.0], [0.0, 3.0, 0.2]])
+    labels = torch.arange(3)
+    expected = (
+        torch.nn.functional.cross_entropy(logits, labels)
+        + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
+    assert symmetric_infonce(logits).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("method", ["cma", "vision", "text", "full"])
+def test_only_the_methods_tensors_are_updated(
+    method: str, tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache]
+) -> None:
+    dataset, cache = toy_data
+    cfg = replace(FAST, method=method)
+    initial = load_clip(tiny_spec, "cpu")  # the same seed gives the same adapter initialisation as the run
+    loop.seed_everything(cfg.seed)
+    prepare(initial, get_method(method), cfg)
+    before = initial.model.state_dict()
+
+    clip = load_clip(tiny_spec, "cpu")
+    result = train(clip, cfg, dataset, cache, log=lambda _: None)
+    after = clip.model.state_dict()
+    assert result.steps == 2 and set(after) == set(before)
+    trainable = {id(p) for p in result.prepared.trainable}
+    # every name a tensor goes by (a shared slice belongs to both towers' adapters)
+    names = {n for n, p in clip.model.named_parameters(remove_duplicate=False) if id(p) in trainable}
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed == names, (
+        f"{method}: changed but frozen {changed - names}, trainable but unchanged {names - changed}"
+    )
+    assert "logit_scale" not in names
+    tower_prefix = {"vision": "visual.", "text": "transformer."}
+    if method in tower_prefix:
+        assert all(n.startswith(tower_prefix[method]) for n in names)
+    if method == "full":
+        assert len(names) == len(dict(clip.model.named_parameters())) - 1
+
+
+def test_sharing_ties_the_shared_slice_of_both_towers(tiny_spec: ModelSpec) -> None:
+    shared = prepare(load_clip(tiny_spec, "cpu"), get_method("cma"), FAST)
+    unshared = prepare(load_clip(tiny_spec, "cpu"), get_method("cma-noshare"), FAST)
+    n_shared = sum(p.numel() for p in shared.trainable)
+    n_unshared = sum(p.numel() for p in unshared.trainable)
+    # 2 layers x 2 sites: the d_s x r weight + d_s bias are stored once instead of twice
+    assert n_unshared - n_shared == 2 * 2 * (FAST.shared_dim * FAST.rank + FAST.shared_dim)
+
+
+def test_grad_cache_accumulation_equals_the_full_batch_gradient(
+    tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache]
+) -> None:
+    dataset, cache = toy_data
+    clip = load_clip(tiny_spec, "cpu")
+    prepared = prepare(clip, get_method("cma"), FAST)
+    normalizer = Normalizer.for_model(clip.model)
+    records = dataset.records[:6]  # one batch of 6: once whole, once as 3 micro-batches of 2
+    from videoseek.training.batching import load_frames
+
+    batch = Batch(load_frames(cache, records), clip.tokenize([r.caption for r in records], 32))
+
+    def loss_of(text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return symmetric_infonce(pairwise_scores(text, frames, mask, clip.logit_scale, "text_conditioned"))
+
+    grads = []
+    for micro in (6, 2):
+        loss = train_step(
+            clip.model, normalizer, batch, loss_of, micro, lambda: torch.autocast("cpu", enabled=False)
+        )
+        grads.append([p.grad.clone() for p in prepared.trainable])
+        for p in prepared.trainable:
+            p.grad = None
+        assert loss > 0
+    for full, accumulated in zip(*grads, strict=True):
+        torch.testing.assert_close(accumulated, full, rtol=1e-3, atol=1e-6)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(
+    tiny_spec: ModelSpec,
+    toy_data: tuple[ClipDataset, FrameCache],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset, cache = toy_data
+    cfg = replace(FAST, epochs=2, checkpoint_every=1)  # 2 steps per epoch, 4 in all
+    straight = load_clip(tiny_spec, "cpu")
+    expected = train(straight, cfg, dataset, cache, log=lambda _: None)
+
+    calls = {"n": 0}
+    real_load = loop.load_frames
+
+    def crash_on_fourth_batch(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 4:  # in the middle of epoch 2
+            raise KeyboardInterrupt
+        return real_load(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "load_frames", crash_on_fourth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, out_dir=tmp_path, log=lambda _: None)
+    monkeypatch.setattr(loop, "load_frames", real_load)
+    assert torch.load(tmp_path / loop.CHECKPOINT_NAME, weights_only=True)["step"] == 3
+
+    resumed_clip = load_clip(tiny_spec, "cpu")
+    resumed = train(resumed_clip, cfg, dataset, cache, out_dir=tmp_path, resume=True, log=lambda _: None)
+    assert resumed.steps == expected.steps == 4
+    for a, b in zip(expected.prepared.trainable, resumed.prepared.trainable, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    with pytest.raises(loop.CheckpointMismatch, match=r"different settings.*lr"):
+        train(
+            load_clip(tiny_spec, "cpu"), replace(cfg, lr=5e-4), dataset, cache, out_dir=tmp_path, resume=True
+        )
+
+
+def test_a_two_step_run_writes_a_loadable_adapter_and_a_report(
+    tiny_spec: ModelSpec, toy_b_manifest: Path, tmp_path: Path
+) -> None:
+    dataset = load_dataset(toy_b_manifest)
+    plan = DataPlan(train=dataset, eval=dataset, cache_dir=tmp_path / "cache")
+    result, version = run_training(tiny_spec, FAST, plan, tmp_path / "out", log=lambda _: None)
+    assert result.steps == 2 and version
+
+    adapter = load_adapter(tmp_path / "out" / "adapter", expected_base=load_clip(tiny_spec, "cpu").identity)
+    assert adapter.version == version and adapter.metadata["method"] == "cma"
+    reloaded = AdaptedClip(load_clip(tiny_spec, "cpu"), adapter.config, init=adapter)
+    tokens = reloaded.tokenize(["a clip"])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.encode_text(tokens), result.prepared.adapted.encode_text(tokens))
+
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["adapter"]["version"] == version and report["steps"] == 2
+    assert report["trainable_params"] == sum(t.numel() for t in adapter.tensors.values())
+    assert [row["epoch"] for row in report["history"]] == [0, 1]
+    assert (tmp_path / "out" / "training.png").stat().st_size > 1000
+
+
+def test_lean_quickgelu_gives_the_same_outputs_and_gradients_and_keeps_less(tiny_spec: ModelSpec) -> None:
+    plain, lean = load_clip(tiny_spec, "cpu"), load_clip(tiny_spec, "cpu")
+    assert use_lean_activations(lean.model) == 4  # 2 vision + 2 text blocks of the tiny CLIP
+    images = torch.randn(3, 3, lean.image_size, lean.image_size, requires_grad=True)
+
+    def run(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
+        saved: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        x = images.detach().clone().requires_grad_()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model.encode_image(x)
+        out.square().sum().backward()
+        assert x.grad is not None
+        return out.detach(), x.grad, sum(saved.values())
+
+    out_plain, grad_plain, kept_plain = run(plain.model)
+    out_lean, grad_lean, kept_lean = run(lean.model)
+    assert torch.equal(out_plain, out_lean)
+    torch.testing.assert_close(grad_lean, grad_plain, rtol=1e-5, atol=1e-7)
+    assert kept_lean < kept_plain
