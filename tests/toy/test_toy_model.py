@@ -17,6 +17,7 @@ from videoseek.toy.evaluate import encode_images, encode_texts, retrieval_scores
 from videoseek.toy.generate import generate_videos
 from videoseek.toy.model import (
     TOY_MODEL_NAME,
+    checkpoint_info,
     register_toy_model_config,
     toy_checkpoint_path,
     toy_model_config,
@@ -53,7 +54,7 @@ def test_committed_checkpoint_is_small_and_half_precision() -> None:
     assert path.is_file(), "run `videoseek toy pretrain` to rebuild the committed checkpoint"
     assert path.stat().st_size <= MAX_CHECKPOINT_BYTES
     with safe_open(str(path), framework="pt") as f:
-        assert f.metadata()["model"] == TOY_MODEL_NAME
+        assert checkpoint_info(path)["model"] == TOY_MODEL_NAME
         assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F16"}
 
 

@@ -52,10 +52,10 @@ def generate(
 ) -> None:
     """Write toy videos or images plus captions.jsonl; prints {"manifest", "items", "lines"} as JSON."""
     from videoseek.toy.generate import generate_images, generate_videos
-    from videoseek.toy.scene import SceneError
+    from videoseek.toy.scene import SceneError, Split
     from videoseek.toy.video_writer import UnsupportedVideoFormat
 
-    split_value = split.value if split else None
+    split_value: Split | None = {SplitChoice.train: "train", SplitChoice.test: "test", None: None}[split]
     try:
         if domain is DatasetKind.images:
             if scenes is Domain.B:

@@ -39,40 +39,36 @@ A_POSITIONS: WordTable = {
 }
 
 B_COLOURS: WordTable = {
-    "red": ("crimson", "scarlet"),
-    "green": ("emerald", "lime"),
-    "blue": ("azure", "cobalt"),
-    "yellow": ("golden", "lemon"),
-    "orange": ("amber", "tangerine"),
-    "purple": ("violet", "plum"),
-    "cyan": ("turquoise", "aqua"),
-    "brown": ("chocolate", "bronze"),
+    "red": ("crimson",),
+    "green": ("emerald",),
+    "blue": ("azure",),
+    "yellow": ("golden",),
+    "orange": ("amber",),
+    "purple": ("violet",),
+    "cyan": ("turquoise",),
+    "brown": ("chocolate",),
 }
 B_SHAPES: WordTable = {
-    "circle": ("disc", "round blob"),
-    "square": ("block", "tile"),
-    "triangle": ("wedge", "pyramid"),
-    "star": ("starburst", "pentagram"),
-    "cross": ("plus sign", "plus"),
-    "diamond": ("rhombus", "lozenge"),
+    "circle": ("disc",),
+    "square": ("block",),
+    "triangle": ("wedge",),
+    "star": ("starburst",),
+    "cross": ("plus sign",),
+    "diamond": ("rhombus",),
 }
-B_SIZES: WordTable = {
-    "small": ("tiny", "mini"),
-    "medium": ("moderate", "average"),
-    "large": ("giant", "enormous"),
-}
+B_SIZES: WordTable = {"small": ("tiny",), "medium": ("moderate",), "large": ("giant",)}
 B_BACKGROUNDS: WordTable = {
-    "white": ("ivory", "snowy"),
-    "black": ("ebony", "dark"),
-    "gray": ("grey", "slate"),
-    "beige": ("sand", "tan"),
-    "lavender": ("lilac", "mauve"),
+    "white": ("ivory",),
+    "black": ("ebony",),
+    "gray": ("grey",),
+    "beige": ("sand",),
+    "lavender": ("lilac",),
 }
 B_TEXTURES: WordTable = {
-    "plain": ("plain", "flat"),
-    "striped": ("striped", "stripy"),
-    "checkered": ("checkered", "chequered"),
-    "grainy": ("grainy", "speckled"),
+    "plain": ("plain",),
+    "striped": ("striped",),
+    "checkered": ("checkered",),
+    "grainy": ("grainy",),
 }
 # How often a domain B caption names a concept with domain A's word instead of its own.
 B_KNOWN_WORD_RATE = 0.35
@@ -85,32 +81,18 @@ A_TEMPLATES: tuple[str, ...] = (
     "an image of {a_obj} {pos} against a {bg} backdrop",
 )
 B_EVENT_TEMPLATES: Mapping[str, tuple[str, ...]] = {
-    "still": ("{a_obj} resting {bgp}", "a motionless {obj} {bgp}", "{a_obj} that stays put {bgp}"),
-    "blink": (
-        "{a_obj} blinking {bgp}",
-        "{a_obj} that flashes on and off {bgp}",
-        "{a_obj} that keeps vanishing {bgp}",
-    ),
+    "still": ("a motionless {obj} {bgp}", "{a_obj} that stays put {bgp}"),
+    "blink": ("{a_obj} blinking {bgp}", "{a_obj} that flashes on and off {bgp}"),
     "colour_swap": (
         "{a_sized_shape} alternating between {c1} and {c2} {bgp}",
-        "{a_sized_shape} that flickers {c1} and {c2} {bgp}",
         "{a_sized_shape} switching colours, {c1} and {c2}, {bgp}",
     ),
-    "jump": (
-        "{a_obj} hopping around {bgp}",
-        "{a_obj} that jumps between two spots {bgp}",
-        "{a_obj} teleporting back and forth {bgp}",
-    ),
+    "jump": ("{a_obj} hopping around {bgp}", "{a_obj} that jumps between two spots {bgp}"),
     "take_turns": (
         "{a_obj} and {a_obj2} taking turns {bgp}",
         "{a_obj} and {a_obj2} appearing one at a time {bgp}",
-        "{a_obj} alternating with {a_obj2} {bgp}",
     ),
-    "pair": (
-        "{a_obj} and {a_obj2} side by side {bgp}",
-        "{a_obj} next to {a_obj2} {bgp}",
-        "{a_obj} together with {a_obj2} {bgp}",
-    ),
+    "pair": ("{a_obj} and {a_obj2} side by side {bgp}", "{a_obj} next to {a_obj2} {bgp}"),
 }
 B_BACKGROUND_PHRASES: tuple[str, ...] = (
     "on a {tex} {bg} background",
@@ -121,12 +103,12 @@ B_PREFIXES: tuple[str, ...] = ("", "video of ", "footage of ", "a clip showing "
 
 # Every word or phrase that names an event in B; none of them occurs in A's grammar.
 B_EVENT_PHRASES: Mapping[str, tuple[str, ...]] = {
-    "still": ("resting", "motionless", "stays put"),
-    "blink": ("blinking", "flashes on and off", "keeps vanishing"),
-    "colour_swap": ("alternating between", "flickers", "switching colours"),
-    "jump": ("hopping around", "jumps between two spots", "teleporting back and forth"),
-    "take_turns": ("taking turns", "appearing one at a time", "alternating with"),
-    "pair": ("side by side", "next to", "together with"),
+    "still": ("motionless", "stays put"),
+    "blink": ("blinking", "flashes on and off"),
+    "colour_swap": ("alternating between", "switching colours"),
+    "jump": ("hopping around", "jumps between two spots"),
+    "take_turns": ("taking turns", "appearing one at a time"),
+    "pair": ("side by side", "next to"),
 }
 
 

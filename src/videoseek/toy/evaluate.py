@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch spelling
 
 from videoseek.toy.captions import caption
 from videoseek.toy.generate import generate_videos
-from videoseek.toy.model import toy_tokenizer
+from videoseek.toy.model import ToyClip, toy_tokenizer
 from videoseek.toy.pretrain import normalize_images
 from videoseek.toy.render import render_image
 from videoseek.toy.scene import sample_distinct_scenes
@@ -62,7 +62,7 @@ def retrieval_scores(similarity: torch.Tensor) -> RetrievalScores:
 
 
 @torch.no_grad()
-def encode_texts(model: torch.nn.Module, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+def encode_texts(model: ToyClip, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     tokenizer = toy_tokenizer()
     parts = [
         model.encode_text(tokenizer(list(texts[i : i + batch_size])), normalize=True)
@@ -72,7 +72,7 @@ def encode_texts(model: torch.nn.Module, texts: Sequence[str], batch_size: int =
 
 
 @torch.no_grad()
-def encode_images(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
+def encode_images(model: ToyClip, images: np.ndarray, batch_size: int = 256) -> torch.Tensor:
     """uint8 NxHxWx3 frames at any square size -> normalized embeddings (resized like open_clip does)."""
     size = (
         model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
@@ -86,7 +86,7 @@ def encode_images(model: torch.nn.Module, images: np.ndarray, batch_size: int = 
     return torch.cat(parts)
 
 
-def eval_images(model: torch.nn.Module, n: int = IMAGE_CANDIDATES, seed: int = EVAL_SEED) -> RetrievalScores:
+def eval_images(model: ToyClip, n: int = IMAGE_CANDIDATES, seed: int = EVAL_SEED) -> RetrievalScores:
     rng = np.random.default_rng(seed)
     scenes = sample_distinct_scenes(rng, "A", n, split="test")
     images = np.stack([render_image(s, rng, 64) for s in scenes])
@@ -108,7 +108,7 @@ def sample_frames_1fps(path: Path, max_frames: int = 12) -> np.ndarray:
 
 
 def eval_videos(
-    model: torch.nn.Module, n: int = VIDEO_CANDIDATES, seed: int = EVAL_SEED, domain: str = "B"
+    model: ToyClip, n: int = VIDEO_CANDIDATES, seed: int = EVAL_SEED, domain: str = "B"
 ) -> RetrievalScores:
     with tempfile.TemporaryDirectory(prefix="videoseek-toy-eval-") as tmp:
         manifest = generate_videos(Path(tmp), n, seed, domain=domain, split="test")

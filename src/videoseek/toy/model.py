@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import open_clip
-import torch
 
 TOY_MODEL_NAME = "videoseek-toy"
+# open_clip's CLIP class; open_clip ships no type information, so this is Any to the type checker.
+ToyClip = Any
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _CONFIG_PATH = _PACKAGE_DIR / "model_configs" / f"{TOY_MODEL_NAME}.json"
 _CHECKPOINT_PATH = _PACKAGE_DIR / "weights" / "toy-clip.safetensors"
+# The safetensors metadata entry holding how a checkpoint was made (JSON: model, recipe, steps_done, ...).
+CHECKPOINT_INFO_KEY = "videoseek_toy"
 
 
 class ToyCheckpointMissing(FileNotFoundError):
@@ -43,7 +46,16 @@ def toy_checkpoint_path() -> Path:
     return _CHECKPOINT_PATH
 
 
-def create_toy_model(checkpoint: Path | None = None, *, pretrained: bool = True) -> torch.nn.Module:
+def checkpoint_info(path: Path) -> dict[str, Any]:
+    """How a toy checkpoint was made, from its metadata (empty if it carries none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        text = (f.metadata() or {}).get(CHECKPOINT_INFO_KEY)
+    return dict(json.loads(text)) if text else {}
+
+
+def create_toy_model(checkpoint: Path | None = None, *, pretrained: bool = True) -> ToyClip:
     """The toy CLIP in eval mode: from ``checkpoint`` (default: the committed one) or with fresh random
     weights when ``pretrained`` is False (pre-training starts there)."""
     register_toy_model_config()

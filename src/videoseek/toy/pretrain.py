@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,14 @@ from open_clip.pos_embed import get_2d_sincos_pos_embed
 from safetensors.torch import save_file
 
 from videoseek.toy.captions import caption_a
-from videoseek.toy.model import TOY_MODEL_NAME, create_toy_model, toy_model_config, toy_tokenizer
+from videoseek.toy.model import (
+    CHECKPOINT_INFO_KEY,
+    TOY_MODEL_NAME,
+    ToyClip,
+    create_toy_model,
+    toy_model_config,
+    toy_tokenizer,
+)
 from videoseek.toy.render import render_image
 from videoseek.toy.scene import Scene, all_domain_a_scenes, domain_a_neighbours
 
@@ -129,9 +137,10 @@ def _lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: ToyClip, cfg: PretrainConfig) -> torch.optim.Optimizer:
     # open_clip's rule: no weight decay on gains, biases and the temperature.
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -141,7 +150,7 @@ def _optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def init_for_pretraining(model: torch.nn.Module) -> None:
+def init_for_pretraining(model: ToyClip) -> None:
     """Start values that make a small CLIP learn its toy world within minutes (architecture unchanged)."""
     with torch.no_grad():
         # open_clip starts learnable position embeddings as small noise, far weaker than patch content, and
@@ -157,7 +166,7 @@ def init_for_pretraining(model: torch.nn.Module) -> None:
         model.logit_scale.fill_(math.log(10.0))
 
 
-def contrastive_loss(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(model: ToyClip, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over the batch, CLIP's loss."""
     image_features = model.encode_image(images, normalize=True)
     text_features = model.encode_text(tokens, normalize=True)
@@ -166,12 +175,16 @@ def contrastive_loss(model: torch.nn.Module, images: torch.Tensor, tokens: torch
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """fp16 safetensors of the full state dict (open_clip upcasts on load); written atomically."""
+def save_checkpoint(model: ToyClip, path: Path, info: dict[str, Any]) -> None:
+    """fp16 safetensors of the full state dict (open_clip upcasts on load); written atomically.
+
+    ``info`` is stored as ONE sorted-JSON metadata entry: safetensors writes several entries in a random
+    order, which would make identical weights give different bytes.
+    """
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata)
+    save_file(state, str(tmp), metadata={CHECKPOINT_INFO_KEY: json.dumps(info, sort_keys=True)})
     tmp.chmod(0o644)  # a package data file, readable by whoever installs it
     tmp.replace(path)
 
@@ -216,11 +229,6 @@ def pretrain(
     else:
         step = cfg.steps
     seconds = time.monotonic() - start
-    metadata = {
-        "model": TOY_MODEL_NAME,
-        "recipe": json.dumps(asdict(cfg), sort_keys=True),
-        "steps_done": str(step),
-        "truncated": str(truncated).lower(),
-    }
-    save_checkpoint(model, out, metadata)
+    info = {"model": TOY_MODEL_NAME, "recipe": asdict(cfg), "steps_done": step, "truncated": truncated}
+    save_checkpoint(model, out, info)
     return PretrainResult(out, step, seconds, loss_value, truncated)

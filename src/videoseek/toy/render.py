@@ -155,7 +155,8 @@ def draw(placed: tuple[Placed, ...], background: np.ndarray) -> np.ndarray:
             np.asarray(mask_img.resize((size, size), Image.Resampling.BOX), dtype=np.float32)[..., None] / 255
         )
         out = out * (1 - alpha) + np.array(obj.rgb, dtype=np.float32) * alpha
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    frame: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return frame
 
 
 def _draw_shape(d: ImageDraw.ImageDraw, obj: Placed, scale: int) -> None:

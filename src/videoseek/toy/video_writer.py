@@ -87,6 +87,7 @@ def write_video(
     # bitexact: no random segment UIDs or encoder version strings, so equal frames give equal bytes.
     with av.open(str(path), mode="w", format=fmt, options={"fflags": "+bitexact"}) as output:
         stream = output.add_stream(choice.encoder, rate=Fraction(fps, 1))
+        assert isinstance(stream, av.VideoStream)  # a video encoder always gives a video stream
         stream.pix_fmt = choice.pix_fmt
         stream.options = dict(choice.options)
         started = False
