@@ -54,7 +54,9 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
         ("VIDEOSEEK_INGEST__SAMPLE_FPS", "-1"),
     ],
 )
-def test_bad_setting_fails_with_variable_name(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+def test_bad_setting_fails_with_variable_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError) as excinfo:
         load_settings()
