@@ -183,10 +183,10 @@ def test_sniffing_refuses_only_what_is_clearly_not_video(
 
 
 def test_frame_cache_loads_only_what_it_lacks_and_stays_within_its_bytes() -> None:
-    from videoseek.service.frame_cache import FrameCache
+    from videoseek.service.frame_vector_cache import FrameVectorCache
 
     one = np.zeros((2, 4), dtype=np.float32)  # 32 bytes
-    cache = FrameCache(max_bytes=3 * one.nbytes)
+    cache = FrameVectorCache(max_bytes=3 * one.nbytes)
     loads: list[list[str]] = []
 
     def load(ids: list[str]) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from videoseek.service import scoring
 from videoseek.service.auth import KeyRing, MediaSigner, is_loopback
 from videoseek.service.batching import QueryEmbedder
 from videoseek.service.errors import install_error_handlers
-from videoseek.service.frame_cache import FrameCache
+from videoseek.service.frame_vector_cache import FrameVectorCache
 from videoseek.service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
@@ -131,7 +131,7 @@ def _build_engine(services: AppServices) -> SearchEngine:
         tau=services.settings.search.pooling_tau,
         model_fingerprint=services.model.loaded_fingerprint,
         metrics=metrics,
-        frames=FrameCache(services.settings.search.frame_cache_mb * 1024**2),
+        frames=FrameVectorCache(services.settings.search.frame_cache_mb * 1024**2),
     )
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from videoseek.core.store import ClipStore, CollectionInfo, ScoredClip, SearchFilter
 from videoseek.service.batching import QueryEmbedder
 from videoseek.service.errors import Conflict
-from videoseek.service.frame_cache import FrameCache
+from videoseek.service.frame_vector_cache import FrameVectorCache
 from videoseek.service.metrics import ServiceMetrics
 
 GroupBy = Literal["clip", "video"]
@@ -115,7 +115,7 @@ class SearchEngine:
         tau: float,
         model_fingerprint: Callable[[], str],
         metrics: ServiceMetrics | None = None,
-        frames: FrameCache | None = None,
+        frames: FrameVectorCache | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder

@@ -18,7 +18,7 @@ import numpy as np
 FrameKey = tuple[str, str]
 
 
-class FrameCache:
+class FrameVectorCache:
     """Thread-safe LRU of ``[F, D]`` float32 arrays; ``max_bytes=0`` disables it."""
 
     def __init__(self, max_bytes: int) -> None:
