@@ -104,28 +104,33 @@ class _ErrorLogSwitch:
     """Reference-counted switch of PyAV's log bridge to ERROR level, safe across threads.
 
     PyAV's log bridge can deadlock with frame-threaded decoding, so it is on only while some thread is
-    opening a file (FFmpeg probes with a single thread) and the previous level comes back when the last
-    opener is done.
+    opening a file (FFmpeg probes with a single thread) and the previous settings come back when the last
+    opener is done. While on, PyAV's "skip repeated" filter is off: it compares each line with the last
+    line from *any* thread, so two threads refusing the same 16000x16000 header would see only one line.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._previous: int | None = None
+        self._previous_level: int | None = None
+        self._previous_skip_repeated = True
 
     def __enter__(self) -> None:
         with self._lock:
             if self._users == 0:
-                self._previous = av.logging.get_level()
-                if self._previous is None or self._previous < av.logging.ERROR:
+                self._previous_level = av.logging.get_level()
+                self._previous_skip_repeated = av.logging.get_skip_repeated()
+                if self._previous_level is None or self._previous_level < av.logging.ERROR:
                     av.logging.set_level(av.logging.ERROR)
+                av.logging.set_skip_repeated(False)
             self._users += 1
 
     def __exit__(self, *_exc: object) -> None:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                av.logging.set_level(self._previous)
+                av.logging.set_level(self._previous_level)
+                av.logging.set_skip_repeated(self._previous_skip_repeated)
 
 
 _ERROR_LOG_SWITCH = _ErrorLogSwitch()
