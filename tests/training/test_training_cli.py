@@ -81,6 +81,38 @@ def test_compare_writes_the_table_for_the_chosen_methods(
     ).exists()
 
 
+def test_compare_resume_reuses_finished_methods_and_refuses_changed_settings(
+    tiny_spec: ModelSpec, toy_b_manifest: Path, tmp_path: Path
+) -> None:
+    data, out = str(toy_b_manifest), tmp_path / "cmp"
+    args = [
+        "compare",
+        "--data",
+        data,
+        "--eval-data",
+        data,
+        "--model",
+        str(tiny_spec),
+        "--out",
+        str(out),
+        *FAST,
+    ]
+    first = _run(*args, "--methods", "zero-shot,cma")
+    cma_report = out / "cma" / "report.json"
+    written = cma_report.stat().st_mtime_ns
+
+    again = _run(*args, "--methods", "zero-shot,cma,text", "--resume")
+    assert again["rows"][:2] == first["rows"]  # the finished rows, train seconds and memory included
+    assert cma_report.stat().st_mtime_ns == written  # not trained again
+    assert [row["method"] for row in again["rows"]] == ["zero-shot", "cma", "text"]
+    assert (out / "text" / "report.json").is_file()
+
+    changed = runner.invoke(app, [*args, "--methods", "cma", "--method-lr", "cma=2e-3", "--resume"])
+    assert changed.exit_code == 2  # other settings: neither the old row nor a silent overwrite
+    assert "checkpoint was made with different settings (lr)" in changed.stderr
+    assert cma_report.stat().st_mtime_ns == written
+
+
 def test_bad_input_exits_2_with_one_line_saying_what_to_fix(tiny_spec: ModelSpec, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "captions.jsonl", [{"video": "nope.mp4", "caption": "x"}])
     result = runner.invoke(

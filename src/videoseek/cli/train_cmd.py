@@ -256,6 +256,13 @@ def compare(
     device: DeviceOpt = "auto",
     cache_dir: CacheOpt = None,
     on_bad: OnBadOpt = "error",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Reuse methods already finished in OUT with the same settings and data; continue interrupted ones.",
+        ),
+    ] = False,
 ) -> None:
     """Train and evaluate every method in the same loop on the same data; writes the comparison table."""
     from videoseek.training.run import run_compare
@@ -281,7 +288,9 @@ def compare(
             on_bad=on_bad,
             cache_dir=cache_dir,
         )
-        rows = run_compare(spec, cfg, plan, out, methods=chosen, lr_by_method=_method_lrs(method_lr))
+        rows = run_compare(
+            spec, cfg, plan, out, methods=chosen, lr_by_method=_method_lrs(method_lr), resume=resume
+        )
     _print({"out": str(out), "table": str(out / "compare.md"), "rows": rows})
 
 

@@ -82,16 +82,18 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path, pooling: str, ti
     return path
 
 
-def compare_row(result: TrainResult, full_params: int | None) -> dict[str, Any]:
-    """One line of the comparison: T2V metrics (training pooling), V2T R@1, mean-pool R@1, cost."""
-    metrics = result.final_metrics or {}
-    main = metrics.get(result.config.pooling, {})
+def compare_row(summary: dict[str, Any], full_params: int | None) -> dict[str, Any]:
+    """One line of the comparison from a run's :func:`result_summary` (or its ``report.json``): T2V metrics
+    (training pooling), V2T R@1, mean-pool R@1, cost."""
+    config = summary["config"]
+    metrics = summary.get("final_metrics") or {}
+    main = metrics.get(config["pooling"], {})
     t2v, v2t = main.get("t2v", {}), main.get("v2t", {})
     mean_t2v = metrics.get("mean", {}).get("t2v", {})
-    peak = result.peak_memory_bytes
+    trainable = summary["trainable_params"]
     return {
-        "method": result.config.method,
-        "lr": result.config.lr if result.steps else None,
+        "method": config["method"],
+        "lr": config["lr"] if summary["steps"] else None,
         "T2V R@1": t2v.get("R@1"),
         "T2V R@5": t2v.get("R@5"),
         "T2V R@10": t2v.get("R@10"),
@@ -99,10 +101,10 @@ def compare_row(result: TrainResult, full_params: int | None) -> dict[str, Any]:
         "T2V MnR": t2v.get("MnR"),
         "V2T R@1": v2t.get("R@1"),
         "T2V R@1 (mean pool)": mean_t2v.get("R@1"),
-        "trainable params": result.trainable_params,
-        "% of full": (100.0 * result.trainable_params / full_params) if full_params else None,
-        "train s": round(result.train_seconds, 1),
-        "peak MiB": None if peak is None else round(peak / MIB, 1),
+        "trainable params": trainable,
+        "% of full": (100.0 * trainable / full_params) if full_params else None,
+        "train s": round(summary["train_seconds"], 1),
+        "peak MiB": summary["peak_memory_mib"],
     }
 
 

@@ -7,6 +7,7 @@ injected into it), warms the frame cache for its datasets (decoding each video o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from videoseek.training.evaluate import evaluate
 from videoseek.training.frame_cache import FrameCache, warm_dataset
 from videoseek.training.loop import TrainResult, log_to_stderr, train
 from videoseek.training.memory import count_tensors_not_allocator_slack
-from videoseek.training.report import compare_row, write_compare, write_report
+from videoseek.training.report import compare_row, result_summary, write_compare, write_report
 
 ADAPTER_DIR = "adapter"
 Log = Callable[[str], None]
@@ -133,23 +134,34 @@ def run_compare(
     *,
     methods: Sequence[str] = METHODS,
     lr_by_method: dict[str, float] | None = None,
+    resume: bool = False,
     log: Log = log_to_stderr,
 ) -> list[dict[str, Any]]:
     """Every method in the same loop on the same data; writes ``compare.md``/``compare.json`` and one folder
-    per method (report, plots, adapter). Each method starts from a freshly loaded CLIP."""
+    per method (report, plots, adapter). Each method starts from a freshly loaded CLIP.
+
+    With ``resume`` a method whose folder holds the report of a finished run with exactly these settings, base
+    model and data is not trained again (its row comes from that report), and an interrupted one continues
+    from its checkpoint: a long comparison survives a crash or a reboot.
+    """
     count_tensors_not_allocator_slack()  # so the methods' CPU peak memory is comparable
     first = prepare_run(spec, base, data)  # warms the cache once for all methods
     full_params = sum(p.numel() for name, p in first.clip.model.named_parameters() if name != "logit_scale")
     rows = []
-    for index, method in enumerate(methods):
+    first_clip_used = False
+    for method in methods:
         cfg = replace(base, method=method, lr=(lr_by_method or {}).get(method, base.lr))
-        run = (
-            first
-            if index == 0
-            else RunInputs(load_clip(spec, base.device), first.cache, first.train, first.eval)
-        )
-        result, _ = _train_and_save(run, cfg, out_dir / method, resume=False, log=log)
-        rows.append(compare_row(result, full_params))
+        method_dir = out_dir / method
+        summary = _finished_report(method_dir, cfg, first) if resume else None
+        if summary is not None:
+            log(f"{method}: reusing the finished run in {method_dir} (same settings, model and data)")
+        else:
+            clip = load_clip(spec, base.device) if first_clip_used else first.clip
+            first_clip_used = True
+            run = RunInputs(clip, first.cache, first.train, first.eval)
+            result, _ = _train_and_save(run, cfg, method_dir, resume=resume, log=log)
+            summary = result_summary(result)
+        rows.append(compare_row(summary, full_params))
         log(f"{method}: {rows[-1]}")
     context = {
         "model": str(spec),
@@ -166,3 +178,16 @@ def run_compare(
     }
     write_compare(out_dir, rows, context)
     return rows
+
+
+def _finished_report(method_dir: Path, cfg: TrainConfig, run: RunInputs) -> dict[str, Any] | None:
+    """``report.json`` of an earlier finished run of exactly ``cfg`` on this model and data, else None."""
+    path = method_dir / "report.json"
+    try:
+        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or cut short while written: train again
+        return None
+    context = _data_context(run)
+    del context["frame_cache"]  # how many videos this process decoded is not a property of the run
+    expected = json.loads(json.dumps({"config": cfg.to_dict(), **context}, default=str))
+    return report if all(report.get(key) == value for key, value in expected.items()) else None
