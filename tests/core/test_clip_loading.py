@@ -142,6 +142,34 @@ def test_texts_cut_short_equal_a_model_with_that_context_length(tiny_clip: Loade
     torch.testing.assert_close(padded, reference, rtol=0, atol=1e-5)
 
 
+def test_text_forward_runs_only_the_positions_texts_use_with_the_same_features_and_gradients(
+    tiny_clip: LoadedClip,
+) -> None:
+    texts = [*TEXTS, "a"]  # lengths differ: the batch runs up to its longest end-of-text token
+    tokens = tiny_clip.tokenize(texts, context_length=12)
+    longest = int(tokens.argmax(dim=-1).max()) + 1
+    assert longest < tiny_clip.context_length
+    seen: list[int] = []
+    hook = tiny_clip.model.transformer.register_forward_hook(
+        lambda _m, args, _o: seen.append(args[0].shape[1])
+    )
+    tiny_clip.model.requires_grad_(True)  # full fine-tuning trains the position table and token embeddings
+    try:
+        full = tiny_clip.model.encode_text(tokens)
+        short = tiny_clip.encode_text(tokens)
+        torch.testing.assert_close(short, full, rtol=0, atol=1e-5)
+        tables = (tiny_clip.model.positional_embedding, tiny_clip.model.token_embedding.weight)
+        full_grads = torch.autograd.grad(full.square().sum(), tables)
+        short_grads = torch.autograd.grad(short.square().sum(), tables)
+    finally:
+        hook.remove()
+        tiny_clip.model.requires_grad_(False)
+    assert seen == [tiny_clip.context_length, longest]
+    for expected, got in zip(full_grads, short_grads, strict=True):  # float32 sums in another order
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    assert not short_grads[0][longest:].any()  # rows past the last end-of-text token never mattered
+
+
 def test_toy_spec_loads_through_the_checkpoint_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     toy = pytest.importorskip("videoseek.toy.model")
     toy.register_toy_model_config()

@@ -93,6 +93,24 @@ def test_domain_b_captions_state_objects_event_and_background_but_no_position() 
     assert seen_events == set(EVENTS)
 
 
+def test_known_word_rate_one_names_every_concept_with_a_pretraining_word() -> None:
+    b_words = _merged(C.B_COLOURS, C.B_SHAPES, C.B_SIZES, C.B_BACKGROUNDS)
+    a_words = _merged(C.A_COLOURS, C.A_SHAPES, C.A_SIZES, C.A_BACKGROUNDS)
+    rng = np.random.default_rng(10)
+    default_b_concepts = 0
+    for _ in range(300):
+        scene = sample_scene(rng, "B")
+        known = C.caption(scene, rng, known_word_rate=1.0)
+        assert C.mentioned_concepts(known, b_words) == set(), known
+        facts = {t.colour for t in scene.things} | {t.shape for t in scene.things} | {scene.background}
+        assert facts <= C.mentioned_concepts(known, a_words), known
+        assert C.mentioned_concepts(known, C.B_EVENT_PHRASES) == {scene.event}, known  # events stay B's
+        default_b_concepts += len(C.mentioned_concepts(C.caption(scene, rng), b_words))
+    assert default_b_concepts > 300  # the default rate does use B's words
+    with pytest.raises(ValueError, match=r"known_word_rate must be in \[0, 1\]"):
+        C.caption(sample_scene(rng, "B"), rng, known_word_rate=1.5)
+
+
 def test_domain_b_words_never_occur_in_domain_a_captions() -> None:
     b_only = {
         w

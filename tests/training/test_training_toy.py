@@ -35,21 +35,23 @@ def test_a_short_run_fits_its_training_clips_better_than_zero_shot(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not yet reproduced: at small budgets adapters stay near zero-shot on toy domain B (README)",
-    strict=False,
-)
 def test_toy_clip_adapted_on_domain_b_beats_zero_shot_on_held_out_clips(tmp_path: Path) -> None:
+    """The README's toy comparison, Cross-Modal Adapter row (about 10 minutes on 2 CPU cores)."""
     from videoseek.toy.generate import generate_videos
     from videoseek.toy.model import toy_checkpoint_path
 
     if not toy_checkpoint_path().is_file():
         pytest.skip("toy CLIP checkpoint not built (videoseek toy pretrain)")
-    train_set = load_dataset(generate_videos(tmp_path / "train", 160, seed=11, domain="B", split="train"))
-    test_set = load_dataset(generate_videos(tmp_path / "test", 60, seed=12, domain="B", split="test"))
+    train_manifest = generate_videos(tmp_path / "train", 1200, seed=1, split="train", captions_per_item=3)
+    test_manifest = generate_videos(tmp_path / "test", 200, seed=2, split="test")
+    train_set, test_set = load_dataset(train_manifest), load_dataset(test_manifest)
     clip = load_clip(ModelSpec.parse("toy"), "cpu")
-    cache = FrameCache(tmp_path / "cache", SamplingConfig(max_frames=6, image_size=clip.image_size))
-    cfg = TrainConfig(method="cma", epochs=4, batch_size=32, lr=2e-3, frames=6)
+    cache = FrameCache(tmp_path / "cache", SamplingConfig(max_frames=12, image_size=clip.image_size))
+    cfg = TrainConfig(method="cma", epochs=3, batch_size=32, lr=3e-3, device="cpu")
     result = train(clip, cfg, train_set, cache, eval_set=test_set, log=lambda _: None)
-    before, after = _t2v_r1(result.history[0]), _t2v_r1(result.history[-1])
-    assert after >= before + 10.0, (before, after)
+    before, after = result.history[0]["eval"], result.history[-1]["eval"]
+    t2v_before, t2v_after = before["text_conditioned"]["t2v"], after["text_conditioned"]["t2v"]
+    # README: R@1 5.5 -> 13.5, R@10 26.5 -> 56.5 (one caption of 200 is 0.5 points)
+    assert t2v_after["R@1"] >= 2 * t2v_before["R@1"] and t2v_after["R@1"] >= t2v_before["R@1"] + 5
+    assert t2v_after["R@10"] >= t2v_before["R@10"] + 20
+    assert after["mean"]["t2v"]["R@1"] >= before["mean"]["t2v"]["R@1"] + 5  # the index's pooling gains too

@@ -49,8 +49,16 @@ def generate(
         str | None, typer.Option(help="mp4, webm, avi, mkv or mov (default: codec's).")
     ] = None,
     captions_per_item: Annotated[int, typer.Option(help="Paraphrases written per item.")] = 1,
+    known_word_rate: Annotated[
+        float | None,
+        typer.Option(
+            help="How often a domain B caption names a concept with the pre-training word "
+            "(default 0.35; 1.0: every word known, only visuals, grammar and events shift)."
+        ),
+    ] = None,
 ) -> None:
     """Write toy videos or images plus captions.jsonl; prints {"manifest", "items", "lines"} as JSON."""
+    from videoseek.toy.captions import B_KNOWN_WORD_RATE
     from videoseek.toy.generate import generate_images, generate_videos
     from videoseek.toy.scene import SceneError, Split
     from videoseek.toy.video_writer import UnsupportedVideoFormat
@@ -72,6 +80,7 @@ def generate(
                 container,
                 split=split_value,
                 captions_per_item=captions_per_item,
+                known_word_rate=B_KNOWN_WORD_RATE if known_word_rate is None else known_word_rate,
             )
     except (SceneError, UnsupportedVideoFormat, ValueError) as exc:
         raise _fail(f"toy generate: {exc}") from exc

@@ -40,7 +40,7 @@ def encode_texts(
 ) -> torch.Tensor:
     """Plain (unadapted) projected text features ``[N, D]``, unnormalised, on CPU."""
     chunks = [
-        clip.model.encode_text(clip.tokenize(texts[i : i + batch_size], context_length)).float().cpu()
+        clip.encode_text(clip.tokenize(texts[i : i + batch_size], context_length)).float().cpu()
         for i in range(0, len(texts), batch_size)
     ]
     return torch.cat(chunks) if chunks else torch.empty(0, clip.embed_dim)

@@ -131,13 +131,14 @@ def caption_a(scene: Scene, rng: np.random.Generator) -> str:
 
 
 class _BWords:
-    """Picks B's word for a concept, falling back to A's word ``B_KNOWN_WORD_RATE`` of the time."""
+    """Picks B's word for a concept, falling back to A's word ``known_word_rate`` of the time."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, known_word_rate: float) -> None:
         self._rng = rng
+        self._known_word_rate = known_word_rate
 
     def pick(self, b_table: WordTable, a_table: WordTable, concept: str) -> str:
-        table = a_table if self._rng.random() < B_KNOWN_WORD_RATE else b_table
+        table = a_table if self._rng.random() < self._known_word_rate else b_table
         return _choose(self._rng, table[concept])
 
     def obj(self, thing: Thing) -> str:
@@ -145,9 +146,15 @@ class _BWords:
         return f"{size} {self.pick(B_COLOURS, A_COLOURS, thing.colour)} {self.pick(B_SHAPES, A_SHAPES, thing.shape)}"
 
 
-def caption_b(scene: Scene, rng: np.random.Generator) -> str:
-    """A domain B caption: objects, event and background, mostly in B's own words; never positions."""
-    words = _BWords(rng)
+def caption_b(scene: Scene, rng: np.random.Generator, known_word_rate: float = B_KNOWN_WORD_RATE) -> str:
+    """A domain B caption: objects, event and background, mostly in B's own words; never positions.
+
+    ``known_word_rate`` is how often a concept is named with A's (pre-training) word: 1.0 keeps every word the
+    toy CLIP knows, like MSR-VTT's for a web-trained CLIP, and leaves the shift in visuals, grammar and events.
+    """
+    if not 0.0 <= known_word_rate <= 1.0:
+        raise ValueError(f"known_word_rate must be in [0, 1], got {known_word_rate}")
+    words = _BWords(rng, known_word_rate)
     first = scene.things[0]
     obj = words.obj(first)
     fields = {
@@ -178,9 +185,9 @@ def caption_b(scene: Scene, rng: np.random.Generator) -> str:
     return _choose(rng, B_PREFIXES) + text
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
-    """The caption for a scene of either domain."""
-    return caption_a(scene, rng) if scene.domain == "A" else caption_b(scene, rng)
+def caption(scene: Scene, rng: np.random.Generator, known_word_rate: float = B_KNOWN_WORD_RATE) -> str:
+    """The caption for a scene of either domain (``known_word_rate``: see :func:`caption_b`)."""
+    return caption_a(scene, rng) if scene.domain == "A" else caption_b(scene, rng, known_word_rate)
 
 
 def mentioned_concepts(text: str, table: WordTable) -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from videoseek.toy.captions import caption
+from videoseek.toy.captions import B_KNOWN_WORD_RATE, caption
 from videoseek.toy.render import plan_video, render_image, render_video
 from videoseek.toy.scene import Domain, Scene, Split, sample_distinct_scenes
 from videoseek.toy.video_writer import resolve_codec, write_video
@@ -87,6 +87,7 @@ def generate_videos(
     fps: int = DEFAULT_FPS,
     durations_s: Sequence[int] = DEFAULT_DURATIONS_S,
     captions_per_item: int = 1,
+    known_word_rate: float = B_KNOWN_WORD_RATE,
 ) -> Path:
     """``n`` encoded videos under ``out_dir/videos``; returns the manifest path.
 
@@ -94,6 +95,8 @@ def generate_videos(
     as videos in the pre-training vocabulary (the toy CLIP retrieves those well without an adapter).
     ``container`` defaults to the codec's usual one (mp4 for h264). ``split`` restricts scenes to one side of
     the deterministic train/test split; ``captions_per_item`` > 1 writes several paraphrases per video.
+    ``known_word_rate`` is how often a B caption names a concept with the pre-training word (1.0: always); the
+    videos do not depend on it (each is rendered before its captions are drawn).
     """
     scene_domain = _check_common(n, domain)
     _, container = resolve_codec(codec, container)
@@ -111,7 +114,7 @@ def generate_videos(
             records.append(
                 {
                     "video": relative,
-                    "caption": caption(scene, rng),
+                    "caption": caption(scene, rng, known_word_rate),
                     "duration_s": float(duration),
                     "fps": fps,
                     "n_frames": plan.n_frames,

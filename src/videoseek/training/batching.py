@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
+from videoseek.core.clip import ClipModel, encode_text_tokens
 from videoseek.training.data import ClipRecord
 from videoseek.training.frame_cache import FrameCache
 
@@ -82,5 +84,4 @@ def encode_frames(model: nn.Module, normalizer: Normalizer, batch: FrameBatch) -
 
 def encode_texts(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
     """Text features [B, D] (projected, not normalised)."""
-    features: torch.Tensor = model.encode_text(tokens)  # type: ignore[operator]
-    return features
+    return encode_text_tokens(cast("ClipModel", model), tokens)

@@ -73,7 +73,7 @@ class AdaptedClip:
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Projected, unnormalised text features (with grad when enabled)."""
-        return self.clip.model.encode_text(tokens)
+        return self.clip.encode_text(tokens)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Projected, unnormalised image features ``[B, D]`` for preprocessed images ``[B, 3, H, W]``."""

@@ -328,7 +328,7 @@ class AdapterBank:
         if len(texts) != len(adapters):
             raise ValueError(f"{len(texts)} texts but {len(adapters)} adapter names")
         tokens = self.clip.tokenize(texts, context_length)
-        return self._encode("text", adapters, lambda: self.clip.model.encode_text(tokens))
+        return self._encode("text", adapters, lambda: self.clip.encode_text(tokens))
 
     def encode_images(self, images: torch.Tensor, adapters: Sequence[str | None]) -> torch.Tensor:
         """Projected, unnormalised image features ``[B, D]`` for preprocessed images ``[B, 3, H, W]``."""
