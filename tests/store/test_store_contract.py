@@ -18,6 +18,7 @@ from videoseek.core.store import (
     CollectionNotFound,
     InvalidPoint,
     SearchFilter,
+    StoreError,
     point_id,
 )
 from videoseek.core.store.edge import EdgeClipStore
@@ -241,6 +242,26 @@ def test_version_swap_serves_only_new_version_and_drops_old(store: ClipStore) ->
         store.upsert("clips", old_points, physical="vs__clips__1")
     with pytest.raises(CollectionNotFound):
         store.activate_version("clips", "vs__other__2")
+
+
+def test_drop_version_removes_an_unfinished_version_but_never_the_live_one(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m", adapter_version="a1")
+    store.upsert("clips", [clip("live", 0)])
+    pending = store.new_version("clips", "a2")
+    store.upsert("clips", [clip("half", 0)], physical=pending)
+
+    store.drop_version("clips", pending)
+    with pytest.raises(CollectionNotFound):  # gone: nothing can be written to or activated from it
+        store.activate_version("clips", pending)
+    store.drop_version("clips", pending)  # idempotent, as a retried cleanup needs
+    assert store.new_version("clips", "a3") == "vs__clips__2"  # its number is free again
+    info = store.get_collection("clips")
+    assert (info.physical, info.adapter_version, info.points) == ("vs__clips__1", "a1", 1)
+    with pytest.raises(StoreError, match="live version"):
+        store.drop_version("clips", "vs__clips__1")
+    with pytest.raises(CollectionNotFound):
+        store.drop_version("clips", "vs__other__2")
+    assert {h.video_id for h in store.search("clips", unit(0), 10)} == {"live"}
 
 
 def test_wrong_dimension_is_rejected(store: ClipStore) -> None:

@@ -169,6 +169,29 @@ def test_a_missing_frame_cache_fails_with_the_video_named_unless_allowed(
     assert store.get_collection(NAME).adapter_version == load_adapter(adapter_dir).version
 
 
+def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    create_collection(embedded, NAME)
+    ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
+    stop_embedded_runner()
+    store = shared_store(embedded)
+    live = store.get_collection(NAME)
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+
+    def disk_full(progress: ReindexProgress) -> None:
+        if progress.stage == "embedding" and progress.clips:
+            raise OSError("no space left on device")
+
+    with pytest.raises(OSError, match="no space left"):
+        reindex_collection(embedded, NAME, adapter_dir, progress=disk_full)
+    after = store.get_collection(NAME)
+    assert (after.physical, after.adapter_version, after.points) == (live.physical, None, live.points)
+    # the half-built version was dropped: the next re-index gets the same version number, not the one after
+    result = reindex_collection(embedded, NAME, adapter_dir)
+    assert result.physical == f"vs__{NAME}__2"
+
+
 def _decoded_but_not_indexed(settings: Settings, path: Path) -> tuple[PipelineContext, Any]:
     """A stored job decoded by the pipeline (frame cache written, collection info read) and not yet embedded."""
     layout, jobs = DataLayout(settings.data_dir), get_job_store(settings)

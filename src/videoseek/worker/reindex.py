@@ -34,7 +34,7 @@ from videoseek.core.collection_lock import collection_write_lock
 from videoseek.core.collections import install_adapter, require_collection, shared_store
 from videoseek.core.layout import DataLayout
 from videoseek.core.settings import Settings
-from videoseek.core.store import METADATA_KEY, ClipStore, CollectionInfo, SearchFilter
+from videoseek.core.store import METADATA_KEY, ClipStore, CollectionInfo, SearchFilter, StoreError
 from videoseek.core.video import ClipPlan, FrameCache, FrameCacheMiss
 from videoseek.worker.embedding import EmbedRequest, FrameEmbedder
 from videoseek.worker.pipeline import clip_points, read_clip_plan
@@ -175,11 +175,15 @@ class _Reindex:
         log.info(
             "re-indexing %r: %d videos into %s (adapter %s)", self.name, self.total, physical, adapter_version
         )
-        self._copy(target, [v for v in videos if v not in self.missing], "embedding")
-        for _ in range(UNLOCKED_CATCH_UP_PASSES):
-            if not self._copy(target, self._new_videos(), "catching-up"):
-                break
-        removed = self._switch(old, target)
+        try:
+            self._copy(target, [v for v in videos if v not in self.missing], "embedding")
+            for _ in range(UNLOCKED_CATCH_UP_PASSES):
+                if not self._copy(target, self._new_videos(), "catching-up"):
+                    break
+            removed = self._switch(old, target)
+        except BaseException:
+            self._drop_unfinished(physical)
+            raise
         for video_id in removed:
             self.clips.pop(video_id, None)
         self._report("done")
@@ -319,6 +323,13 @@ class _Reindex:
                 self.store.delete_video(self.name, video_id)
         log.info("re-indexed %r: now %s (adapter %s)", self.name, target.physical, target.adapter_version)
         return removed
+
+    def _drop_unfinished(self, physical: str) -> None:
+        """A failed re-index leaves nothing behind: its half-built version would hold disk until deletion."""
+        try:
+            self.store.drop_version(self.name, physical)
+        except StoreError as exc:  # live already (failed after the switch), or the store is down: keep it
+            log.warning("re-index of %r: could not drop version %s: %s", self.name, physical, exc)
 
     def _report(self, stage: str) -> None:
         if self.progress is not None:

@@ -113,6 +113,13 @@ def parse_physical(physical: str) -> tuple[str, int] | None:
     return match["name"], int(match["n"])
 
 
+def check_version_of(name: str, physical: str) -> None:
+    """Raise ``CollectionNotFound`` unless ``physical`` names a version of collection ``name``."""
+    parsed = parse_physical(physical)
+    if parsed is None or parsed[0] != name:
+        raise CollectionNotFound(f"{physical!r} is not a version of collection {name!r}")
+
+
 def metadata_path(key: str) -> str:
     """JSON path of one user metadata entry; quoted so keys with dots or spaces stay one path segment."""
     if not _METADATA_KEY_RE.fullmatch(key):
@@ -462,6 +469,10 @@ class ClipStore(Protocol):
     ) -> str: ...
 
     def activate_version(self, name: str, physical: str) -> None: ...
+
+    def drop_version(self, name: str, physical: str) -> None:
+        """Remove a version that never went live (a failed re-index); the live version is refused."""
+        ...
 
     def upsert(self, name: str, points: Sequence[ClipPoint], physical: str | None = None) -> None: ...
 

@@ -41,11 +41,11 @@ from videoseek.core.store.base import (
     check_points_dim,
     check_query_vector,
     check_store_name,
+    check_version_of,
     filter_conditions,
     frames_of,
     new_meta,
     next_meta,
-    parse_physical,
     scored_clip,
     valid_point_ids,
 )
@@ -209,6 +209,17 @@ class EdgeClipStore:
             if old is not None and old != physical:
                 self._drop(old)
 
+    def drop_version(self, name: str, physical: str) -> None:
+        with self._lock.exclusive():
+            self._check_open()
+            check_version_of(name, physical)
+            if self._catalog.alias(name) == physical:
+                raise StoreError(
+                    f"{physical!r} is the live version of {name!r}; delete the collection instead"
+                )
+            if physical in self._catalog.versions(name):
+                self._drop(physical)
+
     def close(self) -> None:
         with self._lock.exclusive():
             if self._closed:
@@ -324,9 +335,7 @@ class EdgeClipStore:
     def _version(self, name: str, physical: str) -> _Shard:
         """A physical version of ``name`` (active or pending)."""
         self._check_open()
-        parsed = parse_physical(physical)
-        if parsed is None or parsed[0] != name:
-            raise CollectionNotFound(f"{physical!r} is not a version of collection {name!r}")
+        check_version_of(name, physical)
         return self._open(physical)  # raises CollectionNotFound once the version is gone
 
     def _open(self, physical: str) -> _Shard:

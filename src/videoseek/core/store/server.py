@@ -41,6 +41,7 @@ from videoseek.core.store.base import (
     check_points_dim,
     check_query_vector,
     check_store_name,
+    check_version_of,
     filter_conditions,
     frames_of,
     new_meta,
@@ -219,6 +220,17 @@ class ServerClipStore:
             )
             self._delete_physical(old)
 
+    def drop_version(self, name: str, physical: str) -> None:
+        with self._catalog_lock:
+            check_version_of(name, physical)
+            live, _ = self._resolve(name)
+            if live == physical:
+                raise StoreError(
+                    f"{physical!r} is the live version of {name!r}; delete the collection instead"
+                )
+            if physical in self._versions(name):
+                self._delete_physical(physical)
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -358,9 +370,7 @@ class ServerClipStore:
         return meta
 
     def _check_version(self, name: str, physical: str) -> VersionMeta:
-        parsed = parse_physical(physical)
-        if parsed is None or parsed[0] != name:
-            raise CollectionNotFound(f"{physical!r} is not a version of collection {name!r}")
+        check_version_of(name, physical)
         return self._meta(physical)
 
     def _versions(self, name: str) -> list[str]:
