@@ -10,7 +10,9 @@ from typing import Any
 
 import av
 import numpy as np
+import pytest
 from PIL import Image
+from worker_helpers import decoded_but_not_indexed
 
 from videoseek.core.collections import create_collection, delete_collection, delete_video, shared_store
 from videoseek.core.layout import DataLayout
@@ -18,7 +20,7 @@ from videoseek.core.settings import Settings
 from videoseek.core.store import SearchFilter
 from videoseek.core.video import FrameCache
 from videoseek.worker.jobs import Job, JobStage, get_job_store, new_job_id
-from videoseek.worker.pipeline import read_clip_plan
+from videoseek.worker.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
 from videoseek.worker.runner import EmbeddedRunner, get_embedded_runner, stop_embedded_runner
 from videoseek.worker.submit import find_video_file, get_job, submit_ingest
 
@@ -216,6 +218,29 @@ def test_a_job_interrupted_too_often_fails_instead_of_looping(embedded: Settings
     failed = jobs.require(job.job_id)
     assert failed.stage is JobStage.FAILED and "interrupted 3 times" in (failed.reason or "")
     assert jobs.video_owner("films", job.video_id) is None
+
+
+@pytest.mark.parametrize(
+    ("killed", "stage"), [(MAX_EMBED_ATTEMPTS - 1, JobStage.DONE), (MAX_EMBED_ATTEMPTS, JobStage.FAILED)]
+)
+def test_embedding_killed_too_often_fails_instead_of_being_redelivered_forever(
+    embedded: Settings, toy_videos: list[dict[str, Any]], killed: int, stage: JobStage
+) -> None:
+    """A video whose embedding keeps killing its worker (out of memory) fails with the fix in its reason."""
+    create_collection(embedded, "films")
+    context, decoded = decoded_but_not_indexed(embedded, Path(toy_videos[0]["path"]))
+    job_id = decoded.job.job_id
+    # what `killed` starts of embedding that never returned leave behind; then the message comes back
+    context.jobs.update(job_id, stage=JobStage.EMBEDDING, attempts=killed)
+    redelivered = load_decoded(context, job_id)
+    assert redelivered is not None
+    embed_and_index(context, [redelivered])
+    job = context.jobs.require(job_id)
+    assert job.stage is stage
+    if stage is JobStage.FAILED:
+        assert f"embedding was interrupted {killed} times" in (job.reason or "")
+        assert "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE" in (job.reason or "")
+        assert shared_store(embedded).count("films") == 0
 
 
 def test_delete_video_and_collection_remove_points_files_and_claims(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import torch
 from test_worker_embedding import make_adapter
 from test_worker_pipeline import ingest_all
 from typer.testing import CliRunner
+from worker_helpers import decoded_but_not_indexed
 
 from videoseek.cli import app
 from videoseek.core.adapter import AdaptedClip, load_adapter
@@ -24,11 +24,10 @@ from videoseek.core.layout import DataLayout
 from videoseek.core.settings import Settings, load_settings
 from videoseek.core.store import ClipStore, SearchFilter, point_id
 from videoseek.core.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
-from videoseek.core.video.identity import video_id_for_file
 from videoseek.worker import pipeline
 from videoseek.worker.embedding import preprocess_frames
-from videoseek.worker.jobs import Job, get_job_store, new_job_id
-from videoseek.worker.pipeline import PipelineContext, decode_video, embed_and_index, read_clip_plan
+from videoseek.worker.jobs import Job, get_job_store
+from videoseek.worker.pipeline import embed_and_index, read_clip_plan
 from videoseek.worker.reindex import ReindexError, ReindexProgress, reindex_collection
 from videoseek.worker.runner import stop_embedded_runner
 
@@ -192,27 +191,12 @@ def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
     assert result.physical == f"vs__{NAME}__2"
 
 
-def _decoded_but_not_indexed(settings: Settings, path: Path) -> tuple[PipelineContext, Any]:
-    """A stored job decoded by the pipeline (frame cache written, collection info read) and not yet embedded."""
-    layout, jobs = DataLayout(settings.data_dir), get_job_store(settings)
-    video_id = video_id_for_file(path)
-    job = Job(new_job_id(), NAME, video_id, path.name, video_file=f"{video_id}.mp4", metadata={"late": True})
-    layout.videos_dir(NAME).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, layout.videos_dir(NAME) / job.video_file)
-    jobs.create(job)
-    assert jobs.claim_video(NAME, video_id, job.job_id) is None
-    context = PipelineContext.from_settings(settings)
-    decoded = decode_video(context, job.job_id)
-    assert decoded is not None and decoded.collection.adapter_version is None
-    return context, decoded
-
-
 def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(
     embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     create_collection(embedded, NAME)
     (first,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
-    context, in_flight = _decoded_but_not_indexed(embedded, Path(toy_videos[2]["path"]))
+    context, in_flight = decoded_but_not_indexed(embedded, Path(toy_videos[2]["path"]))
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
     store = shared_store(embedded)
     added: list[Job] = []

@@ -13,7 +13,7 @@ from videoseek.core.collections import create_collection, shared_store
 from videoseek.core.settings import Settings, get_settings
 from videoseek.core.store import ClipPoint, ClipStore, InvalidPoint, StoreUnavailable
 from videoseek.worker.jobs import JobNotFound, JobStage
-from videoseek.worker.pipeline import PipelineContext
+from videoseek.worker.pipeline import MAX_EMBED_ATTEMPTS, PipelineContext
 from videoseek.worker.runner import EmbeddedRunner, start_embedded_runner, stop_embedded_runner
 from videoseek.worker.submit import IngestQueueFull, get_job, submit_ingest
 
@@ -67,6 +67,20 @@ def test_store_outages_are_retried_then_give_up(
         assert "gave up after 2 retries" in job.reason and "connection refused" in job.reason
     else:
         assert shared_store(quick_retries).count("films") == job.clips == 2
+
+
+def test_store_outages_retried_do_not_count_as_killed_embedding_attempts(
+    embedded: Settings, toy_videos: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIDEOSEEK_WORKER__MAX_RETRIES", str(MAX_EMBED_ATTEMPTS + 1))
+    monkeypatch.setenv("VIDEOSEEK_WORKER__RETRY_BACKOFF_MAX_S", "1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    create_collection(settings, "films")
+    outages = MAX_EMBED_ATTEMPTS + 1  # more than the killed-attempt limit, within the retry budget
+    flaky = FlakyStore(shared_store(settings), outages, StoreUnavailable("connection refused"))
+    job, calls = _run_one(settings, flaky, toy_videos[0]["path"])
+    assert (job.stage, calls) == (JobStage.DONE, outages + 1)
 
 
 def test_a_permanent_store_error_fails_at_once(

@@ -71,7 +71,7 @@ class Job:
     reason: str | None = None
     duplicate_of: str | None = None
     clips: int = 0
-    attempts: int = 0
+    attempts: int = 0  # starts of the current step (decoding, then embedding) that never returned
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 

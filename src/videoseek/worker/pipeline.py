@@ -57,7 +57,10 @@ from videoseek.worker.jobs import Job, JobStage, JobStore, get_job_store
 log = logging.getLogger(__name__)
 
 CLIP_PLAN_FILE = "clips.json"
+# A step (decoding, then embedding + indexing) that was started this many times and never returned (the
+# worker was killed: out of memory, a crash, a hard time limit) fails its job instead of being redelivered forever.
 MAX_DECODE_ATTEMPTS = 3
+MAX_EMBED_ATTEMPTS = 3
 
 # Progress reported at the start of each stage (embedding moves from 0.45 to 0.9 batch by batch).
 _PROGRESS = {
@@ -292,18 +295,37 @@ def embed_and_index(ctx: PipelineContext, videos: Sequence[DecodedVideo]) -> Non
     todo = [v for v in videos if _ready_to_embed(ctx, v)]
     if not todo:
         return
-    for video in todo:
-        _advance(ctx, video.job.job_id, JobStage.EMBEDDING)
-    total = sum(len(v.frames) for v in todo)
-    requests = [EmbedRequest(v.frames, v.collection.adapter_version) for v in todo]
-    vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total))
-    for video, frame_vectors in zip(todo, vectors, strict=True):
-        _index(ctx, video, frame_vectors)
+    attempts = {v.job.job_id: _start_embedding(ctx, v.job.job_id) for v in todo}
+    try:
+        total = sum(len(v.frames) for v in todo)
+        requests = [EmbedRequest(v.frames, v.collection.adapter_version) for v in todo]
+        vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total))
+        for video, frame_vectors in zip(todo, vectors, strict=True):
+            _index(ctx, video, frame_vectors)
+    except TransientError:  # returned, to be retried: not an interrupted attempt
+        for job_id, attempt in attempts.items():
+            ctx.jobs.update(job_id, attempts=attempt - 1)
+        raise
+
+
+def _start_embedding(ctx: PipelineContext, job_id: str) -> int:
+    """Mark the job embedding and count the attempt; returns the new attempt count."""
+    job = ctx.jobs.require(job_id)
+    interrupted = job.attempts if job.stage in (JobStage.EMBEDDING, JobStage.INDEXING) else 0
+    return _advance(ctx, job_id, JobStage.EMBEDDING, attempts=interrupted + 1).attempts
 
 
 def _ready_to_embed(ctx: PipelineContext, video: DecodedVideo) -> bool:
     job = ctx.jobs.get(video.job.job_id)
     if job is None or job.stage.terminal:
+        return False
+    if job.stage in (JobStage.EMBEDDING, JobStage.INDEXING) and job.attempts >= MAX_EMBED_ATTEMPTS:
+        fail_job(
+            ctx,
+            job.job_id,
+            f"embedding was interrupted {job.attempts} times (the worker was killed: out of memory? lower "
+            "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE or give the worker more memory)",
+        )
         return False
     if video.collection.model != ctx.embedder.fingerprint:
         fail_job(
