@@ -46,6 +46,9 @@ def test_api_only_mode_queues_uploads_for_celery_and_checks_redis(
     job = client.get(f"/jobs/{accepted.json()['job_id']}").json()
     assert job["stage"] == "queued"  # waiting in Redis for a Celery worker
     assert services_of(client).jobs.get(accepted.json()["job_id"]) is not None
+    metrics = client.get("/metrics").text  # the task waits in the broker: no worker runs here
+    assert 'videoseek_queue_depth{queue="ingest"} 1.0' in metrics
+    assert 'videoseek_queue_depth{queue="embed"} 0.0' in metrics
     local.close()
     import redis
 

@@ -21,6 +21,7 @@ from videoseek.worker.celery_app import (
     QUEUES,
     TASK_DECODE,
     TASK_EMBED,
+    QueueDepths,
     WorkerConfigError,
     build_celery_app,
     celery_config,
@@ -59,6 +60,30 @@ def test_building_the_app_needs_redis_and_loads_no_model() -> None:
         "assert 'torch' not in sys.modules and 'av' not in sys.modules, 'heavy import in the Celery parent'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.redis
+def test_queue_depths_count_waiting_messages_of_every_priority() -> None:
+    import uuid
+
+    import redis
+
+    prefix = f"videoseek-test-{uuid.uuid4().hex[:8]}:"
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"redis_prefix": prefix})
+    app, depths = build_celery_app(settings), QueueDepths(settings)
+    try:
+        assert depths(QUEUE_INGEST) == 0  # a queue Redis has never seen
+        app.send_task(TASK_DECODE, args=["job-1"])
+        app.send_task(TASK_DECODE, args=["job-2"], priority=6)  # kept in another list by kombu
+        assert (depths(QUEUE_INGEST), depths(QUEUE_EMBED)) == (2, 0)
+    finally:
+        server = redis.Redis.from_url("redis://127.0.0.1:6379/13")
+        leftovers = list(server.scan_iter(match=f"{prefix}*"))
+        if leftovers:
+            server.delete(*leftovers)
+    unreachable = QueueDepths(load_settings(redis_url="redis://127.0.0.1:9/0"))
+    with pytest.raises(redis.ConnectionError):  # /metrics turns this into NaN, never a failed scrape
+        unreachable(QUEUE_INGEST)
 
 
 def test_worker_command_refuses_to_start_without_redis() -> None:

@@ -7,7 +7,8 @@ in the background, ``/readyz`` says when), and in embedded mode the in-process i
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -154,6 +155,27 @@ def _start_runner(services: AppServices) -> None:
     services.metrics.track_queue("ingest", lambda: float(runner.pending()) if runner.running else 0.0)
 
 
+def _track_celery_queues(services: AppServices) -> None:
+    """Report the depth of every Celery queue; NaN (unknown, not empty) while Redis cannot be read."""
+    import redis
+
+    from videoseek.worker.celery_app import QUEUES, QueueDepths
+
+    depths = QueueDepths(services.settings)
+
+    def reader(queue: str) -> Callable[[], float]:
+        def read() -> float:
+            try:
+                return float(depths(queue))
+            except (redis.RedisError, OSError):
+                return math.nan
+
+        return read
+
+    for queue in QUEUES:
+        services.metrics.track_queue(queue, reader(queue))
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -161,6 +183,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services.model.start_loading()
     if settings.embedded:
         _start_runner(services)
+    else:
+        _track_celery_queues(services)
     # An open API is worth a warning in every log setup (the CLI also prints it).
     log.log(
         logging.WARNING if services.keys.is_open else logging.INFO,

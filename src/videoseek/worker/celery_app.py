@@ -35,6 +35,42 @@ class WorkerConfigError(RuntimeError):
     """Distributed mode was asked for without what it needs (a Redis URL)."""
 
 
+def broker_key_prefix(settings: Settings) -> str:
+    """What every Redis key of Celery's broker and result backend starts with."""
+    return f"{settings.worker.redis_prefix}celery:"
+
+
+class QueueDepths:
+    """Messages waiting in a Celery queue (not those a worker holds), read from the Redis broker for /metrics.
+
+    kombu's Redis transport keeps a queue as one list per priority step (``name``, ``name\\x06\\x163``, ...);
+    the key names come from its channel class, so they follow kombu rather than a copy of its convention.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        import redis
+
+        if settings.redis_url is None:
+            raise WorkerConfigError(
+                "queue depths need VIDEOSEEK_REDIS_URL (there are no Celery queues without it)"
+            )
+        # Short timeouts: a metrics scrape must not hang on an unreachable broker.
+        self._redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        self._prefix = broker_key_prefix(settings)
+
+    def __call__(self, queue: str) -> int:
+        from kombu.transport.redis import Channel
+
+        keys = [
+            self._prefix + (f"{queue}{Channel.sep}{step}" if step else queue)
+            for step in Channel.priority_steps
+        ]
+        pipeline = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipeline.llen(key)
+        return int(sum(pipeline.execute()))
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from videoseek settings (pure: no connection is made)."""
     if settings.redis_url is None:
@@ -58,14 +94,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "unacked_restore_interval": worker.unacked_restore_interval_s,
         # Scan for abandoned messages on every sweep, so recovery takes about one interval.
         "unacked_restore_throttle": 1,
-        "global_keyprefix": f"{worker.redis_prefix}celery:",
+        "global_keyprefix": broker_key_prefix(settings),
     }
     retry = {"max_retries": worker.max_retries, "retry_backoff_max": worker.retry_backoff_max_s}
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"global_keyprefix": f"{worker.redis_prefix}celery:"},
+        "result_backend_transport_options": {"global_keyprefix": broker_key_prefix(settings)},
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
