@@ -48,7 +48,10 @@ MicroOpt = Annotated[
     typer.Option("--micro-batch", help="Pairs encoded at once; smaller than --batch-size = GradCache."),
 ]
 LrOpt = Annotated[
-    float, typer.Option("--lr", help="Peak learning rate (paper: 1e-5 on ViT-B-32; toy: ~1e-3).")
+    float,
+    typer.Option(
+        "--lr", help="Peak learning rate (paper: 1e-5 on ViT-B-32; toy CLIP: 1e-2 adapters, 1e-4 full)."
+    ),
 ]
 RankOpt = Annotated[int, typer.Option("--rank", help="Adapter bottleneck r.")]
 SharedOpt = Annotated[int, typer.Option("--shared-dim", help="Shared up-projection width d_s.")]
