@@ -52,7 +52,7 @@ from videoseek.core.video import (
     write_thumbnail,
 )
 from videoseek.worker.embedding import EmbedRequest, FrameEmbedder, ProgressFn, clip_vectors
-from videoseek.worker.jobs import Job, JobStage, JobStore, get_job_store
+from videoseek.worker.jobs import Job, JobNotFound, JobStage, JobStore, get_job_store
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,8 @@ def embed_and_index(ctx: PipelineContext, videos: Sequence[DecodedVideo]) -> Non
             _index(ctx, video, frame_vectors)
     except TransientError:  # returned, to be retried: not an interrupted attempt
         for job_id, attempt in attempts.items():
-            ctx.jobs.update(job_id, attempts=attempt - 1)
+            with contextlib.suppress(JobNotFound):  # deleted meanwhile: nothing to count
+                ctx.jobs.update(job_id, attempts=attempt - 1)
         raise
 
 
