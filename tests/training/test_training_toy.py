@@ -35,6 +35,7 @@ def test_a_short_run_fits_its_training_clips_better_than_zero_shot(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the suite's 300 s limit is for the default tests
 def test_toy_clip_adapted_on_domain_b_beats_zero_shot_on_held_out_clips(tmp_path: Path) -> None:
     """The README's toy comparison, Cross-Modal Adapter row (about 10 minutes on 2 CPU cores)."""
     from videoseek.toy.generate import generate_videos
