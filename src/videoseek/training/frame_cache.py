@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from videoseek.core.clip import sha256_file
 from videoseek.core.settings import IngestSettings
 from videoseek.core.video.decode import sample_frames
 from videoseek.core.video.errors import MediaRejected
@@ -36,7 +37,6 @@ from videoseek.training.config import OnBad, SamplingConfig
 from videoseek.training.data import ClipDataset, ClipKey, ClipRecord
 
 CACHE_FORMAT = 1  # bump when the stored bytes change meaning; old entries are then simply never looked up
-_HASH_CHUNK = 1 << 20
 # Frames are decoded at up to this multiple of the model's image size on the longer side, then resized with
 # CLIP's own bicubic rule: the shorter side keeps at least the model's resolution for aspect ratios up to 2:1.
 _DECODE_SIDE_FACTOR = 2
@@ -197,7 +197,7 @@ class FrameCache:
         index = self.root / "content" / f"{hashlib.sha256(path_key.encode()).hexdigest()[:32]}.json"
         sha = _read_index(index, signature)
         if sha is None:
-            sha = _file_sha256(video)
+            sha = sha256_file(video)
             _atomic_write(
                 index, json.dumps({"path": path_key, "signature": signature, "sha256": sha}).encode()
             )
@@ -225,14 +225,6 @@ def _read_index(index: Path, signature: tuple[int, int, int, int]) -> str | None
         return None
     sha = data.get("sha256")
     return sha if isinstance(sha, str) else None
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _atomic_save(entry: Path, frames: ClipFrames) -> None:
