@@ -55,7 +55,8 @@ def test_committed_checkpoint_is_small_and_half_precision() -> None:
     assert path.stat().st_size <= MAX_CHECKPOINT_BYTES
     with safe_open(str(path), framework="pt") as f:
         assert checkpoint_info(path)["model"] == TOY_MODEL_NAME
-        assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F16"}
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+    assert dtypes == {"F16"}
 
 
 def test_checkpoint_loads_every_tensor_through_open_clip(toy_clip: torch.nn.Module) -> None:

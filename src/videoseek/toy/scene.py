@@ -140,9 +140,13 @@ class Scene:
         if self.domain == "A":
             (thing,) = self.things
             return f"A|{'/'.join(_object_facts(thing))}|{thing.position}|{self.background}"
-        objects = sorted("/".join(_object_facts(t)) for t in self.things)
-        extra = f"|alt={self.alt_colour}" if self.alt_colour else ""
-        return f"B|{self.event}|{'+'.join(objects)}{extra}|{self.texture}/{self.background}"
+        if self.alt_colour is not None:  # colour_swap: captions name both colours in either order
+            (thing,) = self.things
+            colours = "+".join(sorted((thing.colour, self.alt_colour)))
+            objects = [f"{thing.size}/{colours}/{thing.shape}"]
+        else:
+            objects = sorted("/".join(_object_facts(t)) for t in self.things)
+        return f"B|{self.event}|{'+'.join(objects)}|{self.texture}/{self.background}"
 
     @property
     def split(self) -> Split:
