@@ -1,4 +1,8 @@
-"""Shared test fixtures: every test gets a clean VIDEOSEEK_* environment and fresh cached settings."""
+"""Shared test fixtures: every test gets a clean VIDEOSEEK_* environment and fresh cached settings.
+
+With ``VIDEOSEEK_TESTS_NO_SKIP=1`` (``.ci/run`` sets it) a skipped test fails instead: tests skip where Redis,
+Chromium or the shared corpus are missing, and in CI that would hide a test that never ran.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,23 @@ from videoseek.core.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
+NO_SKIP_ENV = "VIDEOSEEK_TESTS_NO_SKIP"
+_NO_SKIP = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Read once here: the autouse fixture below removes VIDEOSEEK_* variables while each test runs.
+    config.stash[_NO_SKIP] = os.environ.get(NO_SKIP_ENV) == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and item.config.stash[_NO_SKIP] and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but {NO_SKIP_ENV}=1 requires every selected test to run: {reason}"
 
 
 @pytest.fixture(autouse=True)

@@ -47,32 +47,45 @@ def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "in use" in result.output
 
 
-def test_demo_serves_a_searchable_toy_collection(tmp_path: Path) -> None:
+def _wait_for_examples(proc: subprocess.Popen[str], log_path: Path, deadline_s: float) -> str:
+    """The demo's output once it has printed its checked example queries (or exited)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and proc.poll() is None and "Ctrl+C stops" not in log_path.read_text():
+        time.sleep(0.25)
+    return log_path.read_text()
+
+
+def test_demo_serves_its_toy_collection_with_its_adapter_and_examples_that_work(tmp_path: Path) -> None:
+    from videoseek.core.adapter import load_adapter
+    from videoseek.toy.adapter import toy_adapter_dir
+
+    adapter = toy_adapter_dir()
+    assert adapter is not None, "the toy demo adapter is committed under videoseek/toy/weights/demo-adapter"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
-    log = (tmp_path / "demo.log").open("w+")
+    log_path = tmp_path / "demo.log"
+    log = log_path.open("w+")
     command = [sys.executable, "-m", "videoseek", "demo", "--data-dir", str(tmp_path / "demo")]
-    command += ["--port", str(port), "--videos", "3", "--no-browser"]
+    command += ["--port", str(port), "--videos", "6", "--no-browser"]
     proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 240
-        ready = False
-        while time.monotonic() < deadline and proc.poll() is None and not ready:
-            time.sleep(0.25)
-            with contextlib.suppress(httpx.HTTPError):
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-        output = (tmp_path / "demo.log").read_text()
-        assert ready, output
-        example = next(line.strip() for line in output.splitlines() if "?collection=demo&q=" in line)
-        query = parse_qs(urlsplit(example).query)["q"][0]
-        body = httpx.post(
-            f"http://127.0.0.1:{port}/search", json={"collection": "demo", "query": query}
-        ).json()
-        assert len(body["results"]) == 3
+        output = _wait_for_examples(proc, log_path, 240)
+        examples = [line.strip() for line in output.splitlines() if "?collection=demo&q=" in line]
+        assert examples, output
+        assert "of 6 demo captions find their own video first (the toy adapter)" in output, output
+        assert "open to requests from this machine only" in output  # the CLI says who may call the API
         manifest = (tmp_path / "demo" / "toy-videos" / "captions.jsonl").read_text().splitlines()
         captioned = {json.loads(line)["caption"]: json.loads(line)["video"] for line in manifest}
-        assert body["results"][0]["source_name"] == Path(captioned[query]).name  # the example really works
-        assert httpx.get(f"http://127.0.0.1:{port}/collections/demo").json()["videos"] == 3
+        for example in examples:  # every printed example really works
+            query = parse_qs(urlsplit(example).query)["q"][0]
+            body = httpx.post(
+                f"http://127.0.0.1:{port}/search", json={"collection": "demo", "query": query}
+            ).json()
+            assert len(body["results"]) == 6
+            assert body["results"][0]["source_name"] == Path(captioned[query]).name
+            assert body["adapter_version"] == load_adapter(adapter).version
+        described = httpx.get(f"http://127.0.0.1:{port}/collections/demo").json()
+        assert described["videos"] == 6 and described["adapter_version"] == load_adapter(adapter).version
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -82,11 +95,11 @@ def test_demo_serves_a_searchable_toy_collection(tmp_path: Path) -> None:
             proc.wait()
         log.close()
     # Ctrl+C ends the server cleanly; like other CLIs it then exits with 130 (128 + SIGINT).
-    assert proc.returncode in (0, 130), (tmp_path / "demo.log").read_text()
+    assert proc.returncode in (0, 130), log_path.read_text()
 
 
 def test_demo_uses_a_toy_adapter_only_if_it_fits_the_toy_clip(tmp_path: Path) -> None:
-    from videoseek.cli.serve_cmd import _usable_adapter
+    from videoseek.cli.demo_cmd import _usable_adapter
     from videoseek.core.adapter import AdaptedClip, AdapterConfig
     from videoseek.core.model_spec import ModelSpec
     from videoseek.core.settings import load_settings

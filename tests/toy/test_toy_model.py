@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -92,9 +91,6 @@ def test_random_weights_do_not_retrieve(toy_clip: torch.nn.Module) -> None:
     assert (similarity.argmax(dim=1) == torch.arange(10)).sum().item() <= 5
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("videoseek.core.clip") is None, reason="core CLIP loader not present"
-)
 def test_toy_checkpoint_loads_through_the_core_clip_loader(toy_clip: torch.nn.Module) -> None:
     from videoseek.core.clip import load_clip
     from videoseek.core.model_spec import ModelSpec

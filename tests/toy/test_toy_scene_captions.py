@@ -66,7 +66,9 @@ def test_mirrored_colour_swaps_share_key_and_split() -> None:
     # Captions name a colour swap's two colours in either order and which shows first is nuisance, so
     # red->blue and blue->red are the same described scene and must never straddle the train/test split.
     red_first = Scene("B", (Thing("star", "red", "small", "left"),), "gray", "striped", "colour_swap", "blue")
-    blue_first = Scene("B", (Thing("star", "blue", "small", "left"),), "gray", "striped", "colour_swap", "red")
+    blue_first = Scene(
+        "B", (Thing("star", "blue", "small", "left"),), "gray", "striped", "colour_swap", "red"
+    )
     assert red_first.key == blue_first.key and red_first.split == blue_first.split
     other = Scene("B", (Thing("star", "red", "small", "left"),), "gray", "striped", "colour_swap", "green")
     assert other.key != red_first.key

@@ -7,6 +7,7 @@ import typer
 from videoseek.cli import (
     adapter_cmd,
     config_cmd,
+    demo_cmd,
     ingest_cmd,
     reindex_cmd,
     serve_cmd,
@@ -30,7 +31,17 @@ def _root() -> None:
 
 
 # Order here is the order in --help. A module is listed only once its commands work.
-for _module in (config_cmd, serve_cmd, adapter_cmd, ingest_cmd, reindex_cmd, worker_cmd, train_cmd, toy_cmd):
+for _module in (
+    config_cmd,
+    serve_cmd,
+    demo_cmd,
+    adapter_cmd,
+    ingest_cmd,
+    reindex_cmd,
+    worker_cmd,
+    train_cmd,
+    toy_cmd,
+):
     _module.register(app)
 
 
