@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,26 +13,45 @@ from service_helpers import CAPTIONS, seed_clips, services_of
 pytestmark = pytest.mark.redis
 
 
-def test_api_only_mode_queues_uploads_for_celery_and_checks_redis(
+@pytest.fixture
+def distributed(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Iterator[Callable[..., TestClient]]:
+    """Builds API-only clients on the local Redis (own key prefix) with qdrant-client's local mode as server."""
     from videoseek.core import collections as core_collections
     from videoseek.core.store.server import ServerClipStore
 
     local = ServerClipStore.local()  # stands in for the Qdrant server
-
-    def server_store(settings: Any) -> Any:
-        return local
-
-    monkeypatch.setattr(core_collections, "shared_store", server_store)
+    monkeypatch.setattr(core_collections, "shared_store", lambda settings: local)
     monkeypatch.setattr(core_collections, "close_shared_store", lambda settings: None)
     prefix = f"videoseek-test-{uuid.uuid4().hex[:8]}:"
-    client = make_client(
-        redis_url="redis://127.0.0.1:6379/0",
-        qdrant={"url": "http://qdrant.invalid:6333"},
-        worker={"redis_prefix": prefix},
-        client=("198.51.100.3", 9),  # no keys outside embedded mode: open to everyone (with a warning)
-    )
+
+    def make(**worker: Any) -> TestClient:
+        return make_client(
+            redis_url="redis://127.0.0.1:6379/0",
+            qdrant={"url": "http://qdrant.invalid:6333"},
+            worker={"redis_prefix": prefix, **worker},
+            client=("198.51.100.3", 9),  # no keys outside embedded mode: open to everyone (with a warning)
+        )
+
+    yield make
+    local.close()
+    import redis
+
+    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    leftovers = list(server.scan_iter(match=f"{prefix}*"))
+    if leftovers:
+        server.delete(*leftovers)
+
+
+def _video_bytes(seed: int) -> bytes:
+    return b"\x00\x00\x00\x20ftypisom" + bytes([seed]) + bytes(range(256)) * 4
+
+
+def test_api_only_mode_queues_uploads_for_celery_and_checks_redis(
+    distributed: Callable[..., TestClient],
+) -> None:
+    client = distributed()
     ready = client.get("/readyz").json()
     assert ready["mode"] == "distributed" and ready["checks"]["redis"] == "ok"
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
@@ -40,8 +59,9 @@ def test_api_only_mode_queues_uploads_for_celery_and_checks_redis(
     top = client.post("/search", json={"collection": "dist", "query": CAPTIONS[1]}).json()["results"][0]
     assert top["video_id"] == videos[CAPTIONS[1]]
 
-    video = b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 4
-    accepted = client.post("/collections/dist/videos", files={"file": ("a.mp4", video, "video/mp4")})
+    accepted = client.post(
+        "/collections/dist/videos", files={"file": ("a.mp4", _video_bytes(0), "video/mp4")}
+    )
     assert accepted.status_code == 202, accepted.text
     job = client.get(f"/jobs/{accepted.json()['job_id']}").json()
     assert job["stage"] == "queued"  # waiting in Redis for a Celery worker
@@ -49,10 +69,21 @@ def test_api_only_mode_queues_uploads_for_celery_and_checks_redis(
     metrics = client.get("/metrics").text  # the task waits in the broker: no worker runs here
     assert 'videoseek_queue_depth{queue="ingest"} 1.0' in metrics
     assert 'videoseek_queue_depth{queue="embed"} 0.0' in metrics
-    local.close()
-    import redis
 
-    server = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    leftovers = list(server.scan_iter(match=f"{prefix}*"))
-    assert any(b"celery" in key for key in leftovers)  # the task message went to the broker
-    server.delete(*leftovers)
+
+def test_a_full_celery_ingest_queue_refuses_uploads_with_retry_after(
+    distributed: Callable[..., TestClient],
+) -> None:
+    client = distributed(queue_size=1)
+    assert client.post("/collections", json={"name": "busy"}).status_code == 201
+    first = client.post("/collections/busy/videos", files={"file": ("a.mp4", _video_bytes(1), "video/mp4")})
+    assert first.status_code == 202, first.text
+    refused = client.post("/collections/busy/videos", files={"file": ("b.mp4", _video_bytes(2), "video/mp4")})
+    assert refused.status_code == 429, refused.text
+    assert (
+        int(refused.headers["retry-after"]) > 0 and "waiting for an ingest worker" in refused.json()["reason"]
+    )
+    # Nothing else is lost: the accepted job still waits, and the refused file was not kept.
+    assert client.get(f"/jobs/{first.json()['job_id']}").json()["stage"] == "queued"
+    videos = client.get("/collections/busy").json()
+    assert videos["videos"] in (0, None)

@@ -106,7 +106,12 @@ class WorkerSettings(BaseModel):
     max_retries: int = Field(default=5, ge=0, description="Retries of transient errors (store unavailable).")
     retry_backoff_max_s: int = Field(default=300, ge=1)
     embed_batch_size: int = Field(default=64, ge=1, description="Frames per forward pass of the image tower.")
-    queue_size: int = Field(default=256, ge=1, description="Embedded runner: jobs waiting to be decoded.")
+    queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Jobs waiting to be decoded (embedded runner queue, or the Celery ingest queue) before "
+        "new uploads are refused with 429 + Retry-After.",
+    )
 
 
 class SearchSettings(BaseModel):

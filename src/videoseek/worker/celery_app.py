@@ -13,6 +13,7 @@ Models are never loaded here: each worker *process* loads its own after fork (se
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
@@ -69,6 +70,19 @@ class QueueDepths:
         for key in keys:
             pipeline.llen(key)
         return int(sum(pipeline.execute()))
+
+
+_depth_readers: dict[tuple[str, str], QueueDepths] = {}
+_depth_readers_lock = threading.Lock()
+
+
+def queue_depths(settings: Settings) -> QueueDepths:
+    """One :class:`QueueDepths` (one Redis connection pool) per broker, shared by the callers of a process."""
+    key = (settings.redis_url or "", broker_key_prefix(settings))
+    with _depth_readers_lock:
+        if key not in _depth_readers:
+            _depth_readers[key] = QueueDepths(settings)
+        return _depth_readers[key]
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

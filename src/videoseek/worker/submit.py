@@ -24,7 +24,7 @@ _EXT_RE = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
 class IngestQueueFull(RuntimeError):
-    """The embedded runner's queue is full: retry later (the API answers 429 with Retry-After)."""
+    """The ingest queue is full: retry later (the API answers 429 with Retry-After)."""
 
     retry_after_s = 5
 
@@ -95,8 +95,8 @@ def submit_ingest(
 
     ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
     deleted. The collection must exist (:func:`videoseek.core.collections.create_collection`). Raises
-    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` (embedded mode; the file is
-    left where it was). A file that is not a usable video is accepted and ends as a failed job with a reason.
+    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` (the file is left where it
+    was). A file that is not a usable video is accepted and ends as a failed job with a reason.
     """
     settings = settings or get_settings()
     source = Path(path)
@@ -105,6 +105,7 @@ def submit_ingest(
     from videoseek.core.collections import require_collection
 
     require_collection(settings, check_collection_name(collection))
+    _refuse_when_backlogged(settings)
     jobs = get_job_store(settings)
     name = source_name or source.name
     video_id = video_id_for_file(source)
@@ -143,6 +144,24 @@ def submit_ingest(
         _roll_back(jobs, layout, job, source, move, exc)
         raise
     return SubmitResult(job.job_id, video_id, duplicate=False)
+
+
+def _refuse_when_backlogged(settings: Settings) -> None:
+    """Distributed mode: no new work while the Celery ingest queue already holds ``worker.queue_size`` jobs.
+
+    The embedded runner's bounded queue does this itself; a broker has no bound, so without this check a burst
+    of uploads would pile up on disk faster than the workers can decode them.
+    """
+    if settings.embedded:
+        return
+    from videoseek.worker.celery_app import QUEUE_INGEST, queue_depths
+
+    waiting = queue_depths(settings)(QUEUE_INGEST)
+    if waiting >= settings.worker.queue_size:
+        raise IngestQueueFull(
+            f"{waiting} jobs are waiting for an ingest worker; retry shortly "
+            "(or start more workers, or raise VIDEOSEEK_WORKER__QUEUE_SIZE)"
+        )
 
 
 def _claim(settings: Settings, jobs: JobStore, job: Job) -> str | None:
