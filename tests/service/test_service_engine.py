@@ -110,3 +110,47 @@ def test_concurrent_queries_on_different_collections_share_one_forward_pass() ->
     assert batches[0] == [None]
     assert sorted(batches[1], key=str) == sorted([None, "v-pets", "v-cars"], key=str)
     engine.embedder.close()
+
+
+def test_paging_by_video_reaches_videos_behind_one_with_many_better_clips(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    # One video's 12 clips all beat the other video's only clip; with candidates capped at 4, page 2 only
+    # finds the second video if the store leaves out the videos page 1 showed (not just the re-ranker).
+    from videoseek.core.store import ClipPoint
+    from videoseek.core.store.edge import EdgeClipStore
+    from videoseek.service import search_engine
+
+    monkeypatch.setattr(search_engine, "MAX_CANDIDATES", 4)
+    query = np.zeros(DIM, dtype=np.float32)
+    query[0] = 1.0
+
+    def point(video: str, index: int, closeness: float) -> ClipPoint:
+        vec = np.zeros(DIM, dtype=np.float32)
+        vec[0], vec[1 + index % (DIM - 1)] = closeness, np.sqrt(1 - closeness**2)
+        start = index * 5.0
+        return ClipPoint(video, index, start, start + 10.0, vec, np.stack([vec, vec]), [start, start + 5.0])
+
+    store = EdgeClipStore(tmp_path / "edge")
+    store.create_collection("many", DIM, model="model")
+    store.upsert(
+        "many", [point("a" * 16, i, 0.99 - i * 0.001) for i in range(12)] + [point("b" * 16, 0, 0.5)]
+    )
+    engine = SearchEngine(
+        store,
+        QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
+        score_candidates,
+        oversample=1,
+        tau=5.0,
+        model_fingerprint=lambda: "model",
+    )  # type: ignore[arg-type]
+    try:
+        first = asyncio.run(engine.search(SearchQuery("many", "x", limit=1, group_by="video")))
+        assert [r.clip.video_id for r in first.results] == ["a" * 16] and first.has_more
+        second = asyncio.run(
+            engine.search(SearchQuery("many", "x", limit=1, group_by="video", seen=frozenset({"a" * 16})))
+        )
+        assert [r.clip.video_id for r in second.results] == ["b" * 16]
+    finally:
+        engine.embedder.close()
+        store.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -180,9 +180,12 @@ class SearchEngine:
         exclude: Collection[str],
     ) -> list[ScoredClip]:
         """ANN hits with their frame vectors (blocking: one thread hop for both reads)."""
+        flt = query.flt
+        if query.group_by == "video" and query.seen:  # shown videos must not use up the candidates
+            flt = replace(flt or SearchFilter(), exclude_video_ids=tuple(sorted(query.seen)))
         if self.frames is None:
-            return self.store.search(query.collection, text, wanted, query.flt, True, exclude)
-        hits = self.store.search(query.collection, text, wanted, query.flt, False, exclude)
+            return self.store.search(query.collection, text, wanted, flt, True, exclude)
+        hits = self.store.search(query.collection, text, wanted, flt, False, exclude)
         # A deleted and re-created collection may reuse a physical name, never its creation time.
         generation = f"{info.physical}@{info.created_at.isoformat()}"
         frames = self.frames.fetch(

@@ -313,6 +313,8 @@ class SearchFilter:
     video_ids: list[str] | None = None
     metadata: dict[str, MetadataValue] | None = None  # equality on user metadata keys; numbers by value
     time_range: tuple[float | None, float | None] | None = None  # clips overlapping [from, to] seconds
+    # Clips of these videos never match (paging by video: videos already shown must not use up candidates).
+    exclude_video_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for key, value in (self.metadata or {}).items():
@@ -405,6 +407,13 @@ class RangeCondition:
 
 
 Condition = MatchCondition | AnyCondition | RangeCondition
+
+
+def exclusion_conditions(flt: SearchFilter | None) -> list[Condition]:
+    """The conditions none of which may hold (``must_not``); each backend translates them 1:1."""
+    if flt is None or not flt.exclude_video_ids:
+        return []
+    return [AnyCondition("video_id", tuple(flt.exclude_video_ids))]
 
 
 def filter_conditions(flt: SearchFilter | None) -> list[Condition]:

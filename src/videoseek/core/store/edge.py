@@ -42,6 +42,7 @@ from videoseek.core.store.base import (
     check_query_vector,
     check_store_name,
     check_version_of,
+    exclusion_conditions,
     filter_conditions,
     frames_of,
     new_meta,
@@ -109,7 +110,8 @@ def _edge_condition(cond: Condition) -> qe.FieldCondition:
 def _edge_filter(flt: SearchFilter | None, exclude_ids: Collection[str] = ()) -> qe.Filter | None:
     must = [_edge_condition(c) for c in filter_conditions(flt)]
     excluded = valid_point_ids(exclude_ids)
-    must_not: list[qe.HasIdCondition] = [qe.HasIdCondition(set(excluded))] if excluded else []
+    must_not: list[Any] = [qe.HasIdCondition(set(excluded))] if excluded else []
+    must_not += [_edge_condition(c) for c in exclusion_conditions(flt)]
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)  # type: ignore[arg-type]

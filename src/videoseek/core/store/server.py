@@ -42,6 +42,7 @@ from videoseek.core.store.base import (
     check_query_vector,
     check_store_name,
     check_version_of,
+    exclusion_conditions,
     filter_conditions,
     frames_of,
     new_meta,
@@ -108,6 +109,7 @@ def _filter(flt: SearchFilter | None, exclude_ids: Collection[str] = ()) -> qm.F
     must: list[qm.Condition] = [_condition(c) for c in filter_conditions(flt)]
     excluded = valid_point_ids(exclude_ids)
     must_not: list[qm.Condition] = [qm.HasIdCondition(has_id=list(excluded))] if excluded else []
+    must_not += [_condition(c) for c in exclusion_conditions(flt)]
     if not must and not must_not:
         return None
     return qm.Filter(must=must or None, must_not=must_not or None)
