@@ -153,8 +153,19 @@ def test_collection_lifecycle(client: TestClient) -> None:
     assert client.delete("/collections/pets").status_code == 200
     gone = client.get("/collections/pets")
     assert gone.status_code == 404 and gone.json()["code"] == "collection_not_found"
+    again = client.delete("/collections/pets")
+    assert again.status_code == 404 and "pets" in again.json()["reason"]
+    searched = client.post("/search", json={"collection": "pets", "query": "a dog"})
+    assert searched.status_code == 404 and searched.json()["code"] == "collection_not_found"
     unknown_adapter = client.post("/collections", json={"name": "other", "adapter": "no-such-adapter"})
     assert unknown_adapter.status_code == 422 and "adapter" in unknown_adapter.json()["reason"]
+
+
+def test_a_collection_indexed_with_another_model_is_a_409_that_says_which(client: TestClient) -> None:
+    services_of(client).require_store().create_collection("foreign", 16, model="ViT-L-14:openai")
+    refused = client.post("/search", json={"collection": "foreign", "query": "a dog"})
+    assert refused.status_code == 409, refused.text
+    assert "ViT-L-14:openai" in refused.json()["reason"] and "re-index" in refused.json()["reason"]
 
 
 def put_media(client: TestClient, collection: str, vid: str, data: bytes) -> Path:
