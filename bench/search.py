@@ -234,6 +234,7 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
         "encoder_ms": enc,
         "search_ms": srch,
         "search_over_encoder_p50": round(srch["p50"] / enc["p50"], 3),
+        "search_over_encoder_p95": round(srch["p95"] / enc["p95"], 3),
         "search_p50_budget_ms": budget,
         "search_p50_within_budget": srch["p50"] <= budget,
         "cached_ms": pct(cached),
