@@ -2,16 +2,19 @@
 
 Nested keys use ``__``: ``VIDEOSEEK_INGEST__SAMPLE_FPS=2``. Nothing is read at import time: call
 :func:`get_settings` (cached) where a value is needed, so tests and CLIs can set the environment first.
+A ``VIDEOSEEK_*`` variable that is no setting (a typo) is an error, unless listed in ``NON_SETTING_VARIABLES``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +23,19 @@ from pydantic_settings import SettingsError as SourceError
 from videoseek.core.model_spec import ModelSpec
 
 ENV_PREFIX = "VIDEOSEEK_"
+
+# VIDEOSEEK_* variables the project reads that are not settings, so load_settings must not reject them as
+# misspelled settings. Add one here when a script or test harness starts reading a new one.
+NON_SETTING_VARIABLES: frozenset[str] = frozenset(
+    {
+        "VIDEOSEEK_TESTS_NO_SKIP",  # tests/conftest.py, set by .ci/run: a skipped test fails instead
+    }
+)
+
+# What SecretStr shows in place of a secret; URL passwords are masked the same way.
+SECRET_MASK = "**********"
+# Query parameters of a URL that carry credentials (redis://host?password=..., http://qdrant?api_key=...).
+_SECRET_QUERY_KEY = re.compile(r"pass|key|token|secret", re.IGNORECASE)
 
 Scope = Literal["search", "ingest", "admin"]
 
@@ -39,6 +55,11 @@ class QdrantSettings(BaseModel):
     )
     api_key: SecretStr | None = None
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_not_empty(cls, value: object) -> object:
+        return _reject_empty_path(value, "unset it for the default DATA_DIR/qdrant")
+
     @field_validator("url")
     @classmethod
     def _url_is_http(cls, value: str | None) -> str | None:
@@ -52,6 +73,13 @@ class QdrantSettings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"bad port in {value!r}: {exc}") from exc
         return value.rstrip("/")
+
+
+def _reject_empty_path(value: object, fix: str) -> object:
+    # Path("") is Path("."): an empty variable would silently put the data in the working directory.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"must not be empty; {fix}, or name a directory")
+    return value
 
 
 def _default_scopes() -> list[Scope]:
@@ -150,6 +178,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_not_empty(cls, value: object) -> object:
+        return _reject_empty_path(value, "unset it for the default ./videoseek-data")
+
     @field_validator("model", mode="before")
     @classmethod
     def _parse_model(cls, value: object) -> object:
@@ -177,23 +210,105 @@ class Settings(BaseSettings):
         return self.qdrant.path or self.data_dir / "qdrant"
 
 
-def _env_name(loc: tuple[int | str, ...]) -> str:
-    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
+def _variable_paths(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every field path pydantic-settings reads from the environment: a nested model is one JSON variable
+    and also one variable per field (``QDRANT`` and ``QDRANT__URL``); lists and plain-text fields are leaves."""
+    for name, field in model.model_fields.items():
+        field_path = (*path, name)
+        yield field_path
+        annotation = field.annotation
+        plain_text = any(meta is NoDecode or isinstance(meta, NoDecode) for meta in field.metadata)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not plain_text:
+            yield from _variable_paths(annotation, field_path)
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, turning validation errors into one readable message."""
+def _variable_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(part.upper() for part in path)
+
+
+@lru_cache(maxsize=1)
+def known_variables() -> frozenset[str]:
+    """The upper-case name of every environment variable that sets a setting."""
+    return frozenset(_variable_name(path) for path in _variable_paths(Settings))
+
+
+def _unknown_variable_problems(environ: Mapping[str, str]) -> list[str]:
+    # pydantic-settings ignores names it does not know (extra="ignore"), so a typo such as
+    # VIDEOSEEK_QDRANT_URL would quietly give embedded mode: every VIDEOSEEK_ name must be a setting here.
+    known = known_variables()
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()  # case-insensitive, as pydantic-settings reads them
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper in NON_SETTING_VARIABLES:
+            continue
+        problems.append(f"unknown setting {name}; {_suggestion(upper, known)}")
+    return problems
+
+
+def _suggestion(upper: str, known: frozenset[str]) -> str:
+    # Compare without the shared prefix: it would make every name look close to every other.
+    suffixes = {name[len(ENV_PREFIX) :]: name for name in known}
+    close = difflib.get_close_matches(upper[len(ENV_PREFIX) :], list(suffixes), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {suffixes[close[0]]}?"
+    return "unset it, or spell a setting as `videoseek config` prints it (nested keys joined by __)"
+
+
+def _env_name(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str:
+    """The variable behind a validation error's location, and where inside its value the error is.
+
+    A list or a nested model can come as one JSON variable (VIDEOSEEK_API_KEYS='[...]'), so the location
+    ('api_keys', 0, 'scopes', 0) is VIDEOSEEK_API_KEYS (item 0, scopes[0]), not a variable per part."""
+    names = tuple(_leading_names(loc))
+    known, present = known_variables(), {name.upper() for name in environ}
+    candidates = [n for n in range(len(names), 0, -1) if _variable_name(names[:n]) in known]
+    # The longest known name that is set; else the longest known one; else the whole path.
+    depth = next((n for n in candidates if _variable_name(names[:n]) in present), None)
+    depth = depth or (candidates[0] if candidates else len(names))
+    inner = _describe_inner(loc[depth:])
+    return _variable_name(names[:depth]) + (f" ({inner})" if inner else "")
+
+
+def _leading_names(loc: tuple[int | str, ...]) -> Iterator[str]:
+    for part in loc:
+        if not isinstance(part, str):
+            return
+        yield part
+
+
+def _describe_inner(parts: tuple[int | str, ...]) -> str:
+    segments: list[str] = []
+    for part in parts:
+        if isinstance(part, int) and segments:
+            segments[-1] += f"[{part}]"
+        else:
+            segments.append(f"item {part}" if isinstance(part, int) else part)
+    return ", ".join(segments)
+
+
+def _build(overrides: dict[str, object]) -> tuple[Settings | None, list[str]]:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides), []  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        return None, [f"{_env_name(err['loc'], os.environ)}: {err['msg']}" for err in exc.errors()]
     except SourceError as exc:  # a complex value (list, dict) that is not valid JSON
         field = re.search(r'field "([^"]+)"', str(exc))
         name = ENV_PREFIX + field.group(1).upper() if field else "a VIDEOSEEK_ variable"
-        lines = [f"{name}: not valid JSON ({exc.__cause__})"]
-    raise SettingsError(
-        "invalid videoseek settings (fix or unset these environment variables):\n  " + "\n  ".join(lines)
-    )
+        return None, [f"{name}: not valid JSON ({exc.__cause__})"]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning every problem (unknown variable, invalid value) into one
+    readable message."""
+    problems = _unknown_variable_problems(os.environ)
+    settings, invalid = _build(overrides)
+    problems += invalid
+    if settings is None or problems:
+        raise SettingsError(
+            "invalid videoseek settings (fix or unset these environment variables):\n  "
+            + "\n  ".join(problems)
+        )
+    return settings
 
 
 @lru_cache(maxsize=1)
@@ -202,8 +317,26 @@ def get_settings() -> Settings:
     return load_settings()
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password and credential query parameters masked: ``redis://:**********@host``."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{SECRET_MASK}@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(_SECRET_QUERY_KEY.search(key) for key, _ in pairs):
+        masked = [(key, SECRET_MASK if _SECRET_QUERY_KEY.search(key) else value) for key, value in pairs]
+        query = urlencode(masked, safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # untouched: urlunsplit would normalise it (a trailing "?" or "#" disappears)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
 def settings_env_snapshot() -> dict[str, str]:
-    """The VIDEOSEEK_* variables this process sees (for diagnostics; values of keys are masked)."""
+    """The VIDEOSEEK_* variables this process sees (for diagnostics; keys and URL passwords are masked)."""
     return {
-        k: ("***" if "KEY" in k else v) for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIX)
+        k: (SECRET_MASK if "KEY" in k else mask_url(v) if "://" in v else v)
+        for k, v in sorted(os.environ.items())
+        if k.startswith(ENV_PREFIX)
     }
