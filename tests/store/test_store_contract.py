@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -318,3 +321,96 @@ def test_concurrent_searches_and_upserts(store: ClipStore) -> None:
         t.join()
     assert errors == []
     assert store.count("clips") == 40
+
+
+# ------------------------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a backend reports about one collection's physical layout."""
+
+    vectors: dict[
+        str, dict[str, Any]
+    ]  # name -> distance, multivector comparator, hnsw m (None: default graph)
+    default_hnsw_m: int | None  # the collection-wide graph setting, where the backend reports one
+    indexed: set[str]  # payload fields with an index
+
+
+def _edge_layout(store: EdgeClipStore, name: str) -> Layout:
+    """Edge keeps its config next to the shard and reports its payload indexes itself."""
+    shard = store._active(name)
+    config = json.loads((store._catalog.shard_dir(shard.physical) / "edge_config.json").read_text())
+    vectors = {
+        vec: {
+            "distance": params["distance"].lower(),
+            "multivector": (params.get("multivector_config") or {}).get("comparator"),
+            "hnsw_m": (params.get("hnsw_config") or {}).get("m"),
+        }
+        for vec, params in config["vectors"].items()
+    }
+    default_m = (config.get("hnsw_config") or {}).get("m")
+    return Layout(vectors, default_m, {_path(key) for key in shard.shard.info().payload_schema})
+
+
+def _path(key: str) -> str:
+    """A JSON path without optional quotes: Edge reports ``metadata."lang"`` back as ``metadata.lang``."""
+    return key.replace('"', "")
+
+
+def _server_layout(store: ServerClipStore, name: str) -> Layout:
+    """The collection as the server API describes it. Local mode ignores payload indexes (its schema stays
+    empty), so there the indexes are the ones the store created, or would have on a server."""
+    physical, _ = store._resolve(name)
+    info = store._client.get_collection(physical)
+    params = info.config.params.vectors
+    assert isinstance(params, dict)
+    vectors = {
+        vec: {
+            "distance": str(p.distance.value).lower(),
+            "multivector": p.multivector_config.comparator.value if p.multivector_config else None,
+            "hnsw_m": p.hnsw_config.m if p.hnsw_config else None,
+        }
+        for vec, p in params.items()
+    }
+    indexed = set(info.payload_schema) if not store._local else set(store._indexed[physical])
+    return Layout(vectors, info.config.hnsw_config.m, {_path(key) for key in indexed})
+
+
+def _layout(store: ClipStore, name: str) -> Layout:
+    if isinstance(store, EdgeClipStore):
+        return _edge_layout(store, name)
+    assert isinstance(store, ServerClipStore)
+    return _server_layout(store, name)
+
+
+def test_pooled_is_a_cosine_hnsw_vector_and_frames_a_maxsim_multivector_without_a_graph(
+    store: ClipStore,
+) -> None:
+    store.create_collection("clips", DIM, model="m")
+    layout = _layout(store, "clips")
+    assert set(layout.vectors) == {"pooled", "frames"}
+    pooled, frames = layout.vectors["pooled"], layout.vectors["frames"]
+    assert (pooled["distance"], pooled["multivector"]) == ("cosine", None)
+    # HNSW for the ANN stage: no per-vector override, or one that keeps a graph, on a default with a graph.
+    assert pooled["hnsw_m"] is None or pooled["hnsw_m"] > 0
+    assert layout.default_hnsw_m is None or layout.default_hnsw_m > 0
+    assert frames["multivector"] == "max_sim"
+    assert frames["hnsw_m"] == 0  # read back for re-ranking only: building a graph cost 20x optimize time
+
+
+def test_every_field_a_search_filter_uses_has_a_payload_index(store: ClipStore) -> None:
+    from videoseek.core.store.base import filter_conditions
+
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip("v1", 0, metadata={"lang": "en", "n": 3, "hd": True, "score": 0.5})])
+    search_filter = SearchFilter(
+        video_ids=["v1"], metadata={"lang": "en", "n": 3, "hd": True, "score": 0.5}, time_range=(1.0, 8.0)
+    )
+    filtered = {_path(condition.key) for condition in filter_conditions(search_filter)}
+    assert {"video_id", "start_s", "end_s"} <= filtered
+    missing = filtered - _layout(store, "clips").indexed
+    assert not missing, f"filtered without an index: {sorted(missing)}"
+    # A new version (re-index) is laid out the same way before any point reaches it.
+    store.activate_version("clips", store.new_version("clips", "a2"))
+    assert {"video_id", "start_s", "end_s"} <= _layout(store, "clips").indexed

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from video_factory import frame_index_of, frame_pattern
+from video_factory import (
+    cut_transport_stream_head,
+    frame_index_of,
+    frame_pattern,
+    mp4_edit_media_time,
+    remux_with_edit_list,
+)
 
 from videoseek.core.settings import IngestSettings
 from videoseek.core.video import DecodeFailed, NotMedia, sample_frames
@@ -208,3 +214,38 @@ def test_short_gops_let_most_frames_go_undecoded(make_video) -> None:
     assert full.decoded_frames == 100
     assert fast.decoded_frames <= 20  # the keyframe that starts each second is the sampled frame itself
     assert len(fast) == len(full) == 10
+
+
+def test_edit_list_that_cuts_the_start_plays_from_the_cut_without_problems(
+    make_video, tmp_path: Path
+) -> None:
+    source = make_video("gop30_9s.mp4", n=90, codec_options={"g": "30", "bf": "2"})
+    edited = remux_with_edit_list(source, tmp_path / "edited.mp4", cut_s=1.5)
+    media_time, timescale = mp4_edit_media_time(edited)
+    assert media_time / timescale >= 1.5  # the file keeps the GOP head; the edit list hides it
+    for skip in (True, False):
+        sampled = sample_frames(edited, LIMITS, fps=1.0, skip_unneeded=skip)
+        np.testing.assert_allclose(sampled.timestamps, np.arange(8), atol=1e-3)
+        # Time zero shows source frame 15 (1.5 s in), then one frame per second after it.
+        assert [frame_index_of(f) for f in sampled.frames] == [(15 + 10 * k) % 16 for k in range(8)]
+        assert sampled.problems == []  # hidden on purpose: neither lost nor truncated
+        assert sampled.duration_s == pytest.approx(7.5, abs=0.11)
+
+
+def test_stream_starting_mid_gop_keeps_what_decodes_and_reports_the_lost_opening(
+    make_video, tmp_path: Path
+) -> None:
+    source = make_video(
+        "gop40.ts", n=90, fmt="mpegts", codec_options={"g": "40", "bf": "2", "x264-params": "scenecut=0"}
+    )
+    cut = cut_transport_stream_head(source, tmp_path / "cut.ts", 0.2)
+    sampled = sample_frames(cut, LIMITS, fps=1.0)
+    # The first keyframe left is source frame 40; everything before it cannot be decoded.
+    assert frame_index_of(sampled.frames[0]) == 40 % 16
+    assert sampled.timestamps[0] > 1.0 and len(sampled) >= 4
+    assert any("opening" in p and "without a keyframe" in p for p in sampled.problems), sampled.problems
+
+
+def test_a_stream_that_starts_on_a_keyframe_has_no_lost_opening(make_video) -> None:
+    sampled = sample_frames(make_video("gop40_whole.ts", n=30, fmt="mpegts"), LIMITS, fps=1.0)
+    assert sampled.timestamps[0] == 0.0 and sampled.problems == []

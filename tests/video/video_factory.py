@@ -109,3 +109,52 @@ def patch_mpeg1_sequence_header(src: Path, dst: Path, width: int, height: int) -
     data[at + 4 : at + 7] = bytes([width >> 4, ((width & 15) << 4) | (height >> 8), height & 255])
     dst.write_bytes(bytes(data))
     return dst
+
+
+def remux_with_edit_list(src: Path, dst: Path, cut_s: float) -> Path:
+    """Copy ``src``'s video packets into an MP4 whose edit list starts playback ``cut_s`` into the media.
+
+    What a stream copy cut at a non-keyframe gives (``ffmpeg -ss 1.5 -c copy``): the packets from the GOP
+    start stay in the file (they are needed to decode the first shown frame) with negative times, and the
+    muxer writes an edit list with a non-zero media time so players start at the cut.
+    """
+    with av.open(str(src)) as source, av.open(str(dst), "w", format="mp4") as out:
+        video = source.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        assert video.time_base is not None
+        offset = round(cut_s / video.time_base)
+        for packet in source.demux(video):
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            assert packet.pts is not None
+            packet.pts -= offset
+            packet.dts -= offset
+            packet.stream = stream
+            out.mux(packet)
+    return dst
+
+
+def mp4_edit_media_time(path: Path) -> tuple[int, int]:
+    """(media time of the first edit, the track's timescale) read from the first ``elst``/``mdhd`` boxes."""
+    data = path.read_bytes()
+    elst = data.find(b"elst")
+    assert elst >= 0, "no edit list"
+    version = data[elst + 4]
+    entry = elst + 12  # after type, version + flags, entry count
+    media_time = (
+        struct.unpack(">q", data[entry + 8 : entry + 16])[0]
+        if version == 1
+        else struct.unpack(">i", data[entry + 4 : entry + 8])[0]
+    )
+    mdhd = data.find(b"mdhd")
+    offset = mdhd + 4 + 4 + (16 if data[mdhd + 4] == 1 else 8)  # skip version/flags and the two dates
+    return media_time, struct.unpack(">I", data[offset : offset + 4])[0]
+
+
+def cut_transport_stream_head(src: Path, dst: Path, fraction: float) -> Path:
+    """Copy an MPEG-TS without its first ``fraction`` of bytes, cut on a 188-byte packet boundary: the
+    stream then starts mid-GOP, as a capture joined late or a file whose beginning was lost does."""
+    data = src.read_bytes()
+    cut = int(len(data) * fraction) // 188 * 188
+    dst.write_bytes(data[cut:])
+    return dst

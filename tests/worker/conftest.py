@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from videoseek.core.settings import Settings
+
+# The odd files the worker tests ingest come from the video tests' generators (tests/video/video_factory.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "video"))
 
 REDIS_TEST_DB = 13
 REDIS_TEST_URL = f"redis://127.0.0.1:6379/{REDIS_TEST_DB}"

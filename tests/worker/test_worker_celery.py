@@ -93,6 +93,27 @@ def test_worker_command_refuses_to_start_without_redis() -> None:
     assert result.exit_code == 2 and "VIDEOSEEK_REDIS_URL" in result.output
 
 
+def test_worker_command_refuses_the_embedded_store_in_distributed_mode_as_serve_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    from videoseek.cli import app
+    from videoseek.cli.serve_cmd import check_serve_settings
+
+    monkeypatch.setenv("VIDEOSEEK_REDIS_URL", "redis://127.0.0.1:6379/13")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(app, ["worker", "--pool", "solo"])
+    assert result.exit_code == 2 and "cannot share the embedded store" in result.output
+    with pytest.raises(typer.Exit):
+        check_serve_settings(load_settings(), "127.0.0.1")
+    serve_message = capsys.readouterr().err.strip()
+    assert serve_message and serve_message in " ".join(result.output.split())
+    # The single-box opt-in still refuses a pool that would open the store from several processes.
+    result = CliRunner().invoke(app, ["worker", "--allow-embedded-store", "--concurrency", "2"])
+    assert result.exit_code == 2 and "one worker process" in result.output
+
+
 def test_task_retries_transient_errors_then_fails_the_job(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -126,6 +147,49 @@ def test_task_retries_transient_errors_then_fails_the_job(
     assert "connection refused" in (failed.reason or "")
 
 
+@pytest.mark.parametrize("error", ["ConnectionError", "TimeoutError"])
+def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, error: str
+) -> None:
+    """Redis (the job state) dropping a connection mid-task is a retry, never a failed job."""
+    import redis
+
+    from videoseek.worker import pipeline, tasks
+    from videoseek.worker.jobs import Job, SqliteJobStore
+
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": 3})
+    app = build_celery_app(settings)
+    app.conf.task_always_eager = True
+    jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
+    calls: list[str] = []
+    backoffs: list[int] = []
+    exc_type = getattr(redis, error)
+
+    def flaky(ctx: object, job_id: str) -> None:  # what the job store raises while Redis restarts
+        calls.append(job_id)
+        if len(calls) <= 2:
+            raise exc_type("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    def backoff(**kw: int) -> int:
+        backoffs.append(kw["retries"])
+        return 1
+
+    class Context:
+        pass
+
+    context = Context()
+    context.jobs = jobs  # type: ignore[attr-defined]
+    monkeypatch.setattr(tasks, "worker_context", lambda: context)
+    monkeypatch.setattr(tasks, "get_exponential_backoff_interval", backoff)
+    monkeypatch.setattr(pipeline, "decode_video", flaky)
+    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
+    result = app.tasks[TASK_DECODE].apply(args=[job.job_id])
+    assert calls == ["j1"] * 3 and backoffs == [0, 1]  # two retries, each after an exponential backoff
+    assert result.get() == "queued" and jobs.require(job.job_id).stage is JobStage.QUEUED
+    jobs.close()
+
+
 # ------------------------------------------------------------------------------------- the fault test
 
 
@@ -142,6 +206,7 @@ def _start_worker(log: Path) -> subprocess.Popen[bytes]:
         "1",
         "--queues",
         "ingest,embed",
+        "--allow-embedded-store",  # no Qdrant server here: this one worker process owns the Edge store
     ]
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -128,3 +128,55 @@ def test_redis_state_is_shared_between_clients(redis_url: str, redis_prefix: str
         worker.create(job)
     api.close()
     worker.close()
+
+
+def test_problems_of_a_damaged_file_are_stored_replaced_and_exported(store: JobStore) -> None:
+    job = store.create(_job())
+    assert store.require(job.job_id).problems == []
+    lines = [
+        "reading stopped at 3.10 s: End of file",
+        "only 3.20 s of the 8.00 s the header declares decoded",
+    ]
+    assert store.update(job.job_id, problems=lines).problems == lines
+    assert store.require(job.job_id).problems == lines
+    assert store.require(job.job_id).to_dict()["problems"] == lines
+    # A decode that runs again replaces the list rather than adding to it.
+    assert store.update(job.job_id, problems=[]).problems == []
+    created_with = store.create(_job(problems=["gap"]))
+    assert store.require(created_with.job_id).problems == ["gap"]
+
+
+_OLD_SQLITE_SCHEMA = """
+CREATE TABLE jobs (
+    job_id TEXT PRIMARY KEY, collection TEXT NOT NULL, video_id TEXT NOT NULL, source TEXT NOT NULL,
+    video_file TEXT NOT NULL, metadata TEXT NOT NULL, stage TEXT NOT NULL, progress REAL NOT NULL,
+    reason TEXT, duplicate_of TEXT, clips INTEGER NOT NULL, attempts INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+INSERT INTO jobs VALUES ('old', 'films', 'ab', 'cat.mp4', 'ab.mp4', '{}', 'done', 1.0, NULL, NULL, 2, 1, 1.0, 1.0);
+"""
+
+
+def test_sqlite_db_made_before_problems_opens_with_its_jobs_and_takes_problems(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_SQLITE_SCHEMA)
+    store = SqliteJobStore(path)
+    old = store.require("old")
+    assert (old.stage, old.clips, old.problems) == (JobStage.DONE, 2, [])
+    assert store.update("old", problems=["gap"]).problems == ["gap"]
+    fresh = store.create(_job(problems=["cut"]))
+    assert store.require(fresh.job_id).problems == ["cut"]
+    store.close()
+    SqliteJobStore(path).close()  # opening an up-to-date database again adds nothing
+
+
+@pytest.mark.redis
+def test_redis_job_written_before_problems_reads_as_no_problems(redis_url: str, redis_prefix: str) -> None:
+    store = RedisJobStore(redis_url, redis_prefix)
+    job = store.create(_job())
+    store._redis.hdel(store._job_key(job.job_id), "problems")  # as an older worker wrote it
+    assert store.require(job.job_id).problems == []
+    store.close()

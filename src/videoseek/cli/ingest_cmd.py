@@ -159,19 +159,23 @@ def summarize(
                     {**base, "duplicate_of": job.duplicate_of, "reason": "already indexed"}
                 )
         else:
-            summary["indexed"].append({**base, "clips": job.clips})
+            summary["indexed"].append({**base, "clips": job.clips, "problems": list(job.problems)})
     return summary
 
 
 def _print_summary(summary: dict[str, list[dict[str, Any]]]) -> None:
     for item in summary["indexed"]:
         typer.echo(f"indexed  {item['file']}  ({item['clips']} clips, video {item['video_id'][:12]})")
+        for problem in item.get("problems", []):  # indexed, but part of the file did not decode
+            typer.echo(f"         partly: {problem}")
     for item in summary["skipped"]:
         typer.echo(f"skipped  {item['file']}  (already in the collection as {item['video_id'][:12]})")
     for item in summary["failed"]:
         typer.echo(f"failed   {item['file']}: {item['reason']}")
     counts = {k: len(v) for k, v in summary.items()}
-    typer.echo(f"{counts['indexed']} indexed, {counts['skipped']} skipped, {counts['failed']} failed")
+    damaged = sum(1 for item in summary["indexed"] if item.get("problems"))
+    partly = f" ({damaged} with parts that did not decode)" if damaged else ""
+    typer.echo(f"{counts['indexed']} indexed{partly}, {counts['skipped']} skipped, {counts['failed']} failed")
 
 
 def ingest(

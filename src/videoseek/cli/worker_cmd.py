@@ -36,6 +36,13 @@ def worker(
     ] = 1,
     pool: Annotated[str, typer.Option(help="prefork (default), solo (one process) or threads.")] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+    allow_embedded_store: Annotated[
+        bool,
+        typer.Option(
+            help="Use the embedded Qdrant Edge store although Redis is set: for ONE worker process on the "
+            "machine holding the data dir (a single box, the fault tests); Edge admits one process at a time."
+        ),
+    ] = False,
 ) -> None:
     """Run a Celery worker consuming the given queues; models load once per worker process, after fork."""
     try:
@@ -49,6 +56,16 @@ def worker(
         raise _fail(
             "no Redis configured: set VIDEOSEEK_REDIS_URL=redis://host:6379/0 (workers take jobs from Redis); "
             "without it, `videoseek serve` and `videoseek ingest` run ingest in-process"
+        )
+    from videoseek.core.store.factory import distributed_store_problem
+
+    problem = distributed_store_problem(settings)
+    if problem is not None and not allow_embedded_store:  # refused like `serve`: one Edge dir, many workers
+        raise _fail(problem)
+    if problem is not None and pool == "prefork" and concurrency > 1:
+        raise _fail(
+            f"--allow-embedded-store needs one worker process, but --concurrency {concurrency} starts "
+            f"{concurrency} and each would open the Edge store: use --concurrency 1 or --pool threads"
         )
     from videoseek.worker import tasks
     from videoseek.worker.celery_app import build_celery_app

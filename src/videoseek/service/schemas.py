@@ -119,6 +119,9 @@ class JobOut(BaseModel):
     reason: str | None = Field(description="Why the job failed, when it did.")
     duplicate: bool
     clips: int
+    problems: list[str] = Field(
+        default_factory=list, description="What did not decode in a file that was still indexed."
+    )
     created_at: float
     updated_at: float
 

@@ -72,6 +72,8 @@ class Job:
     duplicate_of: str | None = None
     clips: int = 0
     attempts: int = 0  # starts of the current step (decoding, then embedding) that never returned
+    # What did not decode in a file that still indexed (truncated tail, corrupt packets, gaps), in words.
+    problems: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -88,7 +90,9 @@ class Job:
 
 
 # Fields a worker may change after creation; everything else is fixed when the job is created.
-_MUTABLE = frozenset({"stage", "progress", "reason", "clips", "attempts", "duplicate_of", "video_file"})
+_MUTABLE = frozenset(
+    {"stage", "progress", "reason", "clips", "attempts", "duplicate_of", "video_file", "problems"}
+)
 
 
 def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +102,8 @@ def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(changes)
     if "stage" in out:
         out["stage"] = JobStage(out["stage"])
+    if "problems" in out:
+        out["problems"] = [str(p) for p in out["problems"]]
     return out
 
 
@@ -113,7 +119,7 @@ class JobStore(ABC):
 
     @abstractmethod
     def update(self, job_id: str, **changes: Any) -> Job:
-        """Change mutable fields (stage, progress, reason, clips, attempts); returns the new record."""
+        """Change mutable fields (stage, progress, reason, clips, attempts, problems...); returns the new record."""
 
     @abstractmethod
     def list(self, collection: str | None = None, limit: int = 100) -> list[Job]:
@@ -163,7 +169,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     clips INTEGER NOT NULL,
     attempts INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    problems TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_by_collection ON jobs (collection, created_at);
 CREATE TABLE IF NOT EXISTS video_claims (
@@ -189,14 +196,36 @@ _COLUMNS = (
     "attempts",
     "created_at",
     "updated_at",
+    "problems",
 )
+# Columns added after the first release, with their definition: a database made before them gains them
+# (with the default) when it is opened, so upgrading never needs a manual migration.
+_ADDED_COLUMNS = {"problems": "TEXT NOT NULL DEFAULT '[]'"}
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
     data = dict(row)
     data["metadata"] = json.loads(data["metadata"])
+    data["problems"] = json.loads(data.get("problems") or "[]")
     data["stage"] = JobStage(data["stage"])
     return Job(**data)
+
+
+def _sql_value(value: Any) -> Any:
+    """A job field as SQLite stores it: stages as text, dicts and lists as JSON."""
+    if isinstance(value, JobStage):
+        return str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return value
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a jobs table made by an older version up to date (``CREATE TABLE IF NOT EXISTS`` kept it)."""
+    present = {str(row[1]) for row in db.execute("PRAGMA table_info(jobs)")}
+    for name, definition in _ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
 
 
 class SqliteJobStore(JobStore):
@@ -212,6 +241,8 @@ class SqliteJobStore(JobStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        with self._tx() as db:  # two processes opening an old database at once: one adds, one sees it
+            _add_missing_columns(db)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -226,12 +257,10 @@ class SqliteJobStore(JobStore):
 
     def create(self, job: Job) -> Job:
         values = asdict(job)
-        values["metadata"] = json.dumps(job.metadata)
-        values["stage"] = str(job.stage)
         with self._tx() as db:
             db.execute(
                 f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                [values[c] for c in _COLUMNS],
+                [_sql_value(values[c]) for c in _COLUMNS],
             )
         return job
 
@@ -244,7 +273,7 @@ class SqliteJobStore(JobStore):
         values = _check_changes(changes)
         values["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in values)
-        params = [str(v) if isinstance(v, JobStage) else v for v in values.values()]
+        params = [_sql_value(v) for v in values.values()]
         with self._tx() as db:
             cur = db.execute(f"UPDATE jobs SET {assignments} WHERE job_id = ?", [*params, job_id])
             if cur.rowcount == 0:
@@ -320,7 +349,7 @@ return 0
 
 
 def _encode(value: Any) -> str:
-    if isinstance(value, dict):
+    if isinstance(value, dict | list):
         return json.dumps(value)
     if value is None:
         return ""
@@ -341,6 +370,7 @@ def _job_from_hash(data: Mapping[str, str]) -> Job:
         duplicate_of=data.get("duplicate_of") or None,
         clips=int(data.get("clips") or 0),
         attempts=int(data.get("attempts") or 0),
+        problems=json.loads(data.get("problems") or "[]"),  # absent from jobs written before the field
         created_at=float(data["created_at"]),
         updated_at=float(data["updated_at"]),
     )

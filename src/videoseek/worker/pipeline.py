@@ -182,7 +182,9 @@ def decode_video(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     cache.put(job.video_id, sampled.timestamps, sampled.frames)
     _write_thumbnails(ctx, job, sampled.frames, clips)
     _write_clip_plan(ctx, job, clips, sampled.duration_s)
-    job = ctx.jobs.update(job_id, progress=0.4, clips=len(clips))
+    # Recorded on the job (always, so a re-decode replaces an earlier attempt's list): a damaged file that
+    # still indexes tells its uploader what is missing from it.
+    job = ctx.jobs.update(job_id, progress=0.4, clips=len(clips), problems=list(sampled.problems))
     # Embed the frames as cached (JPEG in the cache is lossy), so a video gets the same vectors whether it
     # is embedded right here, by another worker from the cache, or re-indexed later.
     timestamps, frames = cache.get(job.video_id)

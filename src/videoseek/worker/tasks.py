@@ -118,6 +118,21 @@ class IngestTask(Task):  # type: ignore[misc]
         fail_job_quietly(_settings or get_settings(), job_id, f"{self.name} failed: {exc!r}")
 
 
+def transient_errors() -> tuple[type[Exception], ...]:
+    """Errors a task retries with backoff instead of failing its job.
+
+    The vector store being unreachable (the pipeline's ``TransientError``), and Redis, which holds the job
+    state in distributed mode, dropping or timing out a connection (a restart, a failover, a network blip):
+    the job is fine, only this attempt could not read or write it. Every step is idempotent, so a retry
+    simply redoes it.
+    """
+    import redis
+
+    from videoseek.worker.pipeline import TransientError
+
+    return (TransientError, redis.ConnectionError, redis.TimeoutError)
+
+
 def _retry_or_fail(task: Task, job_id: str, exc: Exception) -> None:
     """Retry a transient error with exponential backoff; once retries run out, fail the job."""
     from videoseek.worker.pipeline import fail_job_quietly
@@ -141,19 +156,19 @@ def _over_time(step: str) -> str:
 @shared_task(name=TASK_DECODE, bind=True, base=IngestTask)
 def decode_task(self: Task, job_id: str) -> str:
     """Probe and decode the job's video into the frame cache, then queue its embedding."""
-    from videoseek.worker.pipeline import TransientError, decode_video, fail_job
+    from videoseek.worker.pipeline import decode_video, fail_job
 
     context = worker_context()
     try:
         decoded = decode_video(context, job_id)
-    except TransientError as exc:
+        if decoded is None:
+            return str(context.jobs.require(job_id).stage)
+    except transient_errors() as exc:
         _retry_or_fail(self, job_id, exc)
         return "failed"
     except SoftTimeLimitExceeded:
         fail_job(context, job_id, _over_time("decoding"))
         return "failed"
-    if decoded is None:
-        return str(context.jobs.require(job_id).stage)
     self.app.send_task(TASK_EMBED, args=[job_id])
     return "decoded"
 
@@ -161,20 +176,20 @@ def decode_task(self: Task, job_id: str) -> str:
 @shared_task(name=TASK_EMBED, bind=True, base=IngestTask)
 def embed_task(self: Task, job_id: str) -> str:
     """Embed the job's cached frames with the collection's adapted image tower and upsert its clips."""
-    from videoseek.worker.pipeline import TransientError, embed_and_index, fail_job, load_decoded
+    from videoseek.worker.pipeline import embed_and_index, fail_job, load_decoded
 
     context = worker_context()
     try:
         decoded = load_decoded(context, job_id)
         if decoded is not None:
             embed_and_index(context, [decoded])
-    except TransientError as exc:
+        return str(context.jobs.require(job_id).stage)
+    except transient_errors() as exc:
         _retry_or_fail(self, job_id, exc)
         return "failed"
     except SoftTimeLimitExceeded:
         fail_job(context, job_id, _over_time("embedding"))
         return "failed"
-    return str(context.jobs.require(job_id).stage)
 
 
 @shared_task(

@@ -29,6 +29,10 @@ from videoseek.core.video.probe import VideoInfo, chosen_stream, describe, norma
 
 _TICK_EPS = 1e-6
 _GAP_S = 1.0  # a jump between consecutive frames longer than this (and 10 frame periods) is reported
+# A first frame later than the first packet by more than this (and 3 frame periods) means the opening did not
+# decode: the stream starts without a keyframe (its head was cut off). Leading B-frames of an open GOP that a
+# decoder drops lose a frame or two, which is not worth reporting.
+_LOST_OPENING_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,8 @@ class _Decoder:
         self.end_t = 0.0
         self.stopped = False
         self.track_gaps = True
+        # Earliest presentation time among the packets sent before the first frame came out.
+        self.first_packet_t: float | None = None
 
     def run_all(self, container: InputContainer) -> SampledVideo:
         """Decode every packet."""
@@ -263,6 +269,8 @@ class _Decoder:
         return self._result(plan.end_s)
 
     def _decode(self, packet: Packet[Any]) -> bool:
+        if self.decoded == 0:
+            self._note_leading_packet(packet)
         try:
             frames = packet.decode()
         except av.FFmpegError as exc:
@@ -270,6 +278,22 @@ class _Decoder:
             self.log.first_decode_error = self.log.first_decode_error or _short(exc)
             return True
         return all(self._take(frame) for frame in frames)  # type: ignore[arg-type]
+
+    def _note_leading_packet(self, packet: Packet[Any]) -> None:
+        """Remember when the stream claims to start (packets an edit list cuts away do not count)."""
+        if packet.pts is None or self.time_base is None or packet.is_discard or packet.size == 0:
+            return
+        t = max(float(packet.pts * self.time_base) - self.origin, 0.0)
+        self.first_packet_t = t if self.first_packet_t is None else min(self.first_packet_t, t)
+
+    def _check_opening(self, first_t: float) -> None:
+        """Report an opening that did not decode (found when the first frame comes out)."""
+        start = self.first_packet_t
+        if start is not None and first_t - start > max(_LOST_OPENING_S, 3 * self.step):
+            self.log.notes.append(
+                f"the opening {start:.2f}-{first_t:.2f} s did not decode: the video starts without a "
+                "keyframe (the beginning of the file is probably missing)"
+            )
 
     def _drain(self) -> None:
         try:
@@ -295,6 +319,8 @@ class _Decoder:
             t = (self.last_t + self.step) if self.decoded > 1 else 0.0
         else:
             t = max(float(pts * self.time_base) - self.origin, 0.0)
+        if self.decoded == 1:
+            self._check_opening(t)
         if t + _TICK_EPS < self.last_t:
             self.log.backwards += 1
             return True
@@ -313,6 +339,19 @@ class _Decoder:
             self.log.corrupt_frames += bool(frame.is_corrupt)
         return True
 
+    def _declared_span(self) -> float:
+        """How long the headers say the video plays: the stream's own duration when it has one.
+
+        Not ``info.duration_s``, which takes frames / rate when larger (right for refusing long files): an edit
+        list that cuts the start away keeps those frames in the file, and the shorter played span would then
+        read as a truncated file.
+        """
+        if self.stream.duration and self.time_base:
+            own = float(self.stream.duration * self.time_base)
+            if math.isfinite(own) and own > 0:
+                return own
+        return self.info.duration_s
+
     def _result(self, end_t: float) -> SampledVideo:
         log = self.log
         if not self.kept:
@@ -320,7 +359,7 @@ class _Decoder:
             raise DecodeFailed(f"no frame of the video could be decoded ({details})")
         if self.convert.size_changed:
             log.notes.append("the frame size changed mid-stream; later frames were scaled to the first size")
-        declared = self.info.duration_s
+        declared = self._declared_span()
         if declared > 0 and end_t < declared * 0.9 - 0.5 and not self.stopped:
             log.notes.append(
                 f"only {end_t:.2f} s of the {declared:.2f} s the header declares decoded (truncated file?)"
