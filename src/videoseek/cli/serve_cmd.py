@@ -38,6 +38,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def check_serve_settings(settings: Settings, host: str) -> None:
     """Refuse configurations that would be unsafe or cannot work, with the fix in the message."""
+    from videoseek.core.store.factory import distributed_store_problem
     from videoseek.service.main import bind_is_safe
 
     if not bind_is_safe(settings, host):
@@ -46,11 +47,9 @@ def check_serve_settings(settings: Settings, host: str) -> None:
             f'--host {host}. Set VIDEOSEEK_API_KEYS (e.g. \'[{{"key": "...", "scopes": ["admin"]}}]\') '
             "or use --host 127.0.0.1"
         )
-    if not settings.embedded and not settings.qdrant.url:
-        raise _fail(
-            "VIDEOSEEK_REDIS_URL is set (distributed mode) but VIDEOSEEK_QDRANT__URL is not: Celery workers "
-            "cannot share the embedded store. Set a Qdrant URL, or unset the Redis URL for embedded mode"
-        )
+    problem = distributed_store_problem(settings)
+    if problem is not None:
+        raise _fail(problem)
 
 
 def _port_free(host: str, port: int) -> bool:
