@@ -119,3 +119,20 @@ def test_lifecycle_lock_waits_for_running_readers_and_holds_back_new_ones() -> N
     for t in threads:
         t.join(5)
     assert order == ["reader1 done", "writer", "reader2"]
+
+
+def test_a_reopened_store_knows_which_metadata_fields_are_indexed(tmp_path: Path) -> None:
+    # Edge reports metadata."lang" back as metadata.lang; read as written, so a reopened store neither
+    # re-creates its indexes on every upsert nor counts them twice against MAX_METADATA_INDEXES.
+    store = EdgeClipStore(tmp_path)
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip("v1", 0, metadata={"lang": "en", "n": 3})])
+    physical = store.get_collection("clips").physical
+    written = set(store._open(physical).indexed)
+    store.close()
+    reopened = EdgeClipStore(tmp_path)
+    try:
+        assert reopened._open(physical).indexed == written
+        assert {'metadata."lang"', 'metadata."n"'} <= written
+    finally:
+        reopened.close()

@@ -24,6 +24,7 @@ import qdrant_edge as qe
 from videoseek.core.store.base import (
     BASE_PAYLOAD_INDEXES,
     MAX_METADATA_INDEXES,
+    METADATA_KEY,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
@@ -124,6 +125,14 @@ def _edge_point(point: ClipPoint) -> qe.Point:
 
 def _video_filter(video_id: str) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition("video_id", match=qe.MatchValue(video_id))])
+
+
+def _index_path(reported: str) -> str:
+    """A payload index path as this store writes it: Edge reports ``metadata."k"`` back as ``metadata.k``."""
+    prefix = METADATA_KEY + "."
+    if reported.startswith(prefix) and not reported.startswith(prefix + '"'):
+        return f'{prefix}"{reported[len(prefix) :]}"'
+    return reported
 
 
 @dataclass
@@ -354,7 +363,11 @@ class EdgeClipStore:
                 # optimize (possibly by an earlier process) and counts towards the next one
                 unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
                 shard = _Shard(
-                    physical, meta, edge, indexed=set(info.payload_schema), unoptimized=unoptimized
+                    physical,
+                    meta,
+                    edge,
+                    indexed={_index_path(reported) for reported in info.payload_schema},
+                    unoptimized=unoptimized,
                 )
                 self._shards[physical] = shard
             return shard
