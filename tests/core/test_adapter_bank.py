@@ -159,3 +159,85 @@ def test_concurrent_callers_get_their_own_adapters(tiny_clip: LoadedClip) -> Non
         assert len(outputs) == 5
         for output in outputs:
             _close(output, expected[version])
+
+
+def _reference_images(tiny_spec: ModelSpec, adapter: AdapterFile, images: torch.Tensor) -> torch.Tensor:
+    """The adapter run alone through the training path (real modules in a private model)."""
+    reference = AdaptedClip(load_clip(tiny_spec), adapter.config, init=adapter)
+    with torch.no_grad():
+        return reference.encode_images(images)
+
+
+def test_pools_hold_at_most_max_bytes_under_rank_churn_and_compaction_keeps_outputs(
+    tiny_clip: LoadedClip, tiny_spec: ModelSpec
+) -> None:
+    # Rounds of adapters of ranks 2..6 through a bank that fits ~3.5 rank-4 adapters. Each call is a mixed
+    # batch of the newest adapter and the previous one (at rank boundaries two pools), and every call must
+    # leave the pools' allocated bytes (free slots included) within max_bytes: no slack is needed (only while
+    # a pool is copied do its old and new tensors coexist, which this cannot observe).
+    shape, ranks = backbone_shape(tiny_clip.model), (2, 3, 4, 5, 6)
+    adapters = [
+        random_adapter_file(
+            tiny_clip.identity, shape, AdapterConfig(rank=rank, shared_dim=8), seed=10 * rank + i
+        )
+        for rank in ranks
+        for i in range(4)
+    ]
+    by_version = {a.version: a for a in adapters}
+    probe = AdapterBank(tiny_clip, max_bytes=1 << 24)
+    probe.add(adapters[8].version, adapters[8])  # rank 4
+    bank = AdapterBank(tiny_clip, max_bytes=int(3.5 * probe.resident_bytes), loader=by_version.__getitem__)
+    images = random_images(3)
+    expected = {a.version: _reference_images(tiny_spec, a, images) for a in adapters}
+
+    previous = adapters[-1]
+    for _round in range(3):
+        for adapter in adapters:
+            bank.add(adapter.version, adapter)  # no forward after it to tidy up: the insert itself must fit
+            assert bank.held_bytes <= bank.max_bytes, (bank.held_bytes, bank.max_bytes, bank.pools)
+            rows = [adapter.version, previous.version, None]
+            out = bank.encode_images(images, rows)
+            _close(out[0], expected[adapter.version][0])
+            _close(out[1], expected[previous.version][1])
+            assert bank.held_bytes <= bank.max_bytes, (bank.held_bytes, bank.max_bytes, bank.pools)
+            previous = adapter
+        # Pools of ranks no longer resident are gone, not kept empty.
+        resident_ranks = {by_version[v].config.rank for v in bank.resident_versions}
+        assert {name.split("/r")[1] for name in bank.pools} == {str(r) for r in resident_ranks}
+    assert bank.compactions > 0 and bank.evictions > 0
+
+    # After all that renumbering, a batch over every resident adapter still equals each adapter run alone.
+    resident = bank.resident_versions
+    rows = [resident[i % len(resident)] for i in range(3)]
+    mixed = bank.encode_images(images, rows)
+    for i, version in enumerate(rows):
+        _close(mixed[i], expected[version][i])
+
+
+def test_evicting_adapters_compacts_half_empty_pools_and_drops_empty_ones(tiny_clip: LoadedClip) -> None:
+    shape = backbone_shape(tiny_clip.model)
+    adapters = [random_adapter_file(tiny_clip.identity, shape, CONFIGS[0], seed=40 + i) for i in range(8)]
+    bank = AdapterBank(tiny_clip, max_bytes=1 << 24)
+    for adapter in adapters:
+        bank.add(adapter.version, adapter)
+    images = random_images(2)
+    before = {a.version: bank.encode_images(images, [a.version] * 2) for a in adapters}
+    capacity = bank.pools["vision/r4"]["capacity"]
+    assert capacity >= 8
+
+    kept = adapters[3::4]  # slots 3 and 7: both move when the pool is compacted
+    for adapter in adapters:
+        if adapter not in kept:
+            bank.evict(adapter.version)
+    # Compacted once more than half its slots were free (at 3 of 8 used), then left alone (2 of 3 used).
+    assert bank.pools["vision/r4"] == {"capacity": 3, "used": 2} and bank.compactions == 2  # both towers
+    assert bank.held_bytes < 2 * bank.resident_bytes
+    for adapter in kept:
+        _close(bank.encode_images(images, [adapter.version] * 2), before[adapter.version])
+    mixed = bank.encode_images(images, [kept[0].version, kept[1].version])
+    _close(mixed[0], before[kept[0].version][0])
+    _close(mixed[1], before[kept[1].version][1])
+
+    for adapter in kept:
+        bank.evict(adapter.version)
+    assert bank.pools == {} and bank.held_bytes == 0

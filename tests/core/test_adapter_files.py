@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from test_adapter_kit import TEXTS, random_adapter_file, random_images
+from safetensors.torch import save_file
+from test_adapter_kit import TEXTS, TINY_NAME, random_adapter_file, random_images
 
 from videoseek.core.adapter import (
     AdaptedClip,
@@ -23,7 +24,7 @@ from videoseek.core.adapter import (
     store_adapter,
 )
 from videoseek.core.adapter.files import CONFIG_FILE, WEIGHTS_FILE
-from videoseek.core.clip import LoadedClip, load_clip
+from videoseek.core.clip import LoadedClip, load_clip, sha256_file
 from videoseek.core.model_spec import ModelSpec
 
 CONFIG = AdapterConfig(rank=4, shared_dim=8)
@@ -74,6 +75,30 @@ def test_file_holds_the_adapter_only_with_shared_tensors_once(tiny_clip: LoadedC
     assert document["adapter"] == CONFIG.to_dict()
 
 
+def test_file_records_the_base_models_name_tag_and_checksum(tiny_clip: LoadedClip, tmp_path: Path) -> None:
+    weights = tmp_path / "base.safetensors"  # written before an adapter is injected into tiny_clip
+    save_file({k: v.contiguous() for k, v in tiny_clip.model.state_dict().items()}, str(weights))
+    # Random weights: the tag says so and there is no file to hash.
+    _trained_like(tiny_clip).save(tmp_path / "on-random")
+    recorded = json.loads((tmp_path / "on-random" / CONFIG_FILE).read_text())["base_model"]
+    assert (recorded["name"], recorded["tag"], recorded["checkpoint_sha256"]) == (TINY_NAME, "random", None)
+
+    # A checkpoint file: its sha256 is recorded, and all of it survives a load.
+    base = load_clip(ModelSpec.parse(f"{TINY_NAME}:{weights}"))
+    adapter = random_adapter_file(base.identity, backbone_shape(base.model), CONFIG, seed=3)
+    save_adapter(adapter, tmp_path / "on-file")
+    recorded = json.loads((tmp_path / "on-file" / CONFIG_FILE).read_text())["base_model"]
+    assert recorded["name"] == TINY_NAME and recorded["tag"] is None
+    assert recorded["checkpoint_sha256"] == sha256_file(weights)
+    assert (
+        recorded["architecture"] == base.identity.architecture
+        and recorded["spec"] == f"{TINY_NAME}:{weights}"
+    )
+    loaded = load_adapter(tmp_path / "on-file", expected_base=base.identity).base
+    assert (loaded.name, loaded.tag, loaded.checkpoint_sha256) == (TINY_NAME, None, sha256_file(weights))
+    assert loaded.fingerprint == base.identity.fingerprint
+
+
 def test_version_is_the_content_hash(tiny_clip: LoadedClip, tmp_path: Path) -> None:
     adapter = _trained_like(tiny_clip).export()
     first = save_adapter(adapter, tmp_path / "one")
@@ -109,8 +134,6 @@ def test_adapter_for_another_base_model_is_refused(tiny_clip: LoadedClip, tmp_pa
     save_adapter(adapter, tmp_path / "a")
     with torch.no_grad():
         tiny_clip.model.logit_scale.add_(1.0)
-    from safetensors.torch import save_file
-
     weights = tmp_path / "other.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_clip.model.state_dict().items()}, str(weights))
     other = load_clip(ModelSpec.parse(f"{tiny_clip.identity.name}:{weights}"))

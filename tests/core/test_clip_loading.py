@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from videoseek.core.clip import (
     get_clip,
     load_clip,
     resolve_device,
+    sha256_file,
 )
 from videoseek.core.model_spec import ModelSpec
 
@@ -52,9 +54,7 @@ def test_random_weights_are_the_same_in_every_load(tiny_spec: ModelSpec) -> None
 def test_checkpoint_file_and_local_dir_load_the_same_weights_and_identity(
     tiny_clip: LoadedClip, tmp_path: Path
 ) -> None:
-    with torch.no_grad():
-        for param in tiny_clip.model.parameters():
-            param.add_(0.01)  # weights that differ from the seeded random ones
+    _shifted(tiny_clip)
     weights = _save_weights(tiny_clip, tmp_path / "tiny.safetensors")
     from_file = load_clip(ModelSpec.parse(f"{TINY_NAME}:{weights}"))
     local = tmp_path / "local"
@@ -72,10 +72,12 @@ def test_checkpoint_file_and_local_dir_load_the_same_weights_and_identity(
     assert from_file.identity.fingerprint == from_dir.identity.fingerprint != tiny_clip.identity.fingerprint
 
 
-def test_missing_pretrained_weights_fail_fast_naming_the_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Empty caches under ``tmp_path`` (HF hub cache, ``~/.cache/clip``) and any download an error."""
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HOME", str(tmp_path))
 
     def no_network(*args: object, **kwargs: object) -> None:
@@ -83,6 +85,30 @@ def test_missing_pretrained_weights_fail_fast_naming_the_file(
 
     monkeypatch.setattr(open_clip.pretrained, "hf_hub_download", no_network)
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_url", no_network)
+    return tmp_path
+
+
+def _register_tag(monkeypatch: pytest.MonkeyPatch, tag: str, **cfg: object) -> None:
+    """A pretrained tag for the tiny model, as open_clip's registry holds its own (there is no public API)."""
+    tags = dict(open_clip.pretrained._PRETRAINED.get(TINY_NAME, {}))
+    tags[tag] = open_clip.pretrained._pcfg(**cfg)
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, TINY_NAME, tags)
+
+
+def _shifted(clip: LoadedClip) -> LoadedClip:
+    with torch.no_grad():
+        for param in clip.model.parameters():
+            param.add_(0.01)  # weights that differ from the seeded random ones
+    return clip
+
+
+def _assert_same_weights(loaded: LoadedClip, expected: LoadedClip) -> None:
+    state = loaded.model.state_dict()
+    for name, value in expected.model.state_dict().items():
+        assert torch.equal(state[name], value), name
+
+
+def test_missing_pretrained_weights_fail_fast_naming_the_file(offline: Path) -> None:
     started = time.monotonic()
     with pytest.raises(WeightsNotFound) as caught:
         load_clip(ModelSpec.parse("ViT-B-32:openai"))
@@ -90,7 +116,74 @@ def test_missing_pretrained_weights_fail_fast_naming_the_file(
     message = str(caught.value)
     assert "ViT-B-32:openai" in message
     assert "timm/vit_base_patch32_clip_224.openai" in message and "open_clip_model.safetensors" in message
-    assert str(tmp_path / ".cache" / "clip" / "ViT-B-32.pt") in message
+    assert (
+        str(offline / ".cache" / "clip" / "ViT-B-32.pt") in message
+    )  # OpenAI's archive: loadable, see below
+    # OpenAI's weights need QuickGELU, which the plain ViT-B-32 config lacks: the advice names the twin that has it.
+    assert "VIDEOSEEK_MODEL=ViT-B-32-quickgelu:/path/to/weights" in message
+    assert "VIDEOSEEK_MODEL=ViT-B-32:" not in message
+    assert open_clip.get_model_config("ViT-B-32-quickgelu")["quick_gelu"] is True
+
+
+def test_pretrained_tag_loads_from_the_local_hugging_face_cache_without_network(
+    offline: Path, monkeypatch: pytest.MonkeyPatch, tiny_clip: LoadedClip
+) -> None:
+    _register_tag(monkeypatch, "localhub", hf_hub="videoseek-test/tiny-clip/", quick_gelu=True)
+    snapshot = offline / "hf" / "models--videoseek-test--tiny-clip" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    weights = _save_weights(_shifted(tiny_clip), snapshot / "open_clip_model.safetensors")
+
+    loaded = load_clip(ModelSpec.parse(f"{TINY_NAME}:localhub"))
+    _assert_same_weights(loaded, tiny_clip)
+    assert loaded.identity.name == TINY_NAME and loaded.identity.tag == "localhub"
+    assert loaded.identity.checkpoint_sha256 == sha256_file(weights)
+    assert loaded.identity.architecture["quick_gelu"] is True
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # building a TorchScript archive to test with
+def test_openai_torchscript_archive_in_the_clip_cache_loads_its_weights(
+    offline: Path, monkeypatch: pytest.MonkeyPatch, tiny_clip: LoadedClip
+) -> None:
+    # OpenAI's files are TorchScript archives with a few non-weight entries; torch.load(weights_only=True),
+    # which open_clip uses, refuses them.
+    _register_tag(
+        monkeypatch, "openaistyle", url="https://example.invalid/clip/tiny-openai.pt", quick_gelu=True
+    )
+    scripted = _shifted(tiny_clip).model
+    scripted.register_buffer("input_resolution", torch.tensor(tiny_clip.image_size))
+    archive = offline / ".cache" / "clip" / "tiny-openai.pt"
+    archive.parent.mkdir(parents=True)
+    torch.jit.save(torch.jit.script(scripted), str(archive))
+    del scripted.input_resolution
+    with pytest.raises(RuntimeError, match="TorchScript"), pytest.warns(UserWarning):
+        torch.load(archive, map_location="cpu", weights_only=True)
+
+    by_tag = load_clip(ModelSpec.parse(f"{TINY_NAME}:openaistyle"))
+    by_path = load_clip(ModelSpec.parse(f"{TINY_NAME}:{archive}"))
+    for loaded in (by_tag, by_path):
+        _assert_same_weights(loaded, tiny_clip)
+        assert loaded.identity.checkpoint_sha256 == sha256_file(archive)
+    assert by_tag.identity.fingerprint == by_path.identity.fingerprint
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # building a TorchScript archive to test with
+def test_torchscript_archive_for_a_gelu_architecture_is_refused_naming_the_quickgelu_spec(
+    tmp_path: Path,
+) -> None:
+    archive = tmp_path / "ViT-B-32.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(archive))  # refused before it is read
+    with pytest.raises(ModelLoadError, match=r"QuickGELU") as caught:
+        load_clip(ModelSpec.parse(f"ViT-B-32:{archive}"))
+    assert f"VIDEOSEEK_MODEL=ViT-B-32-quickgelu:{archive}" in str(caught.value)
+
+
+def test_random_weights_are_announced_loudly(tiny_spec: ModelSpec, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="videoseek.core.clip"):
+        load_clip(tiny_spec)
+    loud = [r for r in caplog.records if r.name == "videoseek.core.clip" and r.levelno >= logging.WARNING]
+    assert loud and "RANDOM weights" in loud[0].getMessage() and str(tiny_spec) in loud[0].getMessage()
 
 
 def test_missing_checkpoint_file_names_the_file(tmp_path: Path) -> None:

@@ -14,8 +14,12 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,32 +152,39 @@ class LoadedClip:
 def encode_text_tokens(model: ClipModel, tokens: torch.Tensor) -> torch.Tensor:
     """``model.encode_text(tokens)``, running only the positions up to the batch's last end-of-text token.
 
-    open_clip always runs the whole context (77 positions for OpenAI CLIP), but its text tower is causal and
-    pools at each text's end-of-text token (the highest id), so later positions cannot change any output: for
-    the 32-token texts search uses that is ~2.4x the work. The short forward is open_clip's ``CLIP.encode_text``
-    with the position table and causal mask cut to the length used (same features, checked in the tests);
-    other text towers (``CustomTextCLIP``, other pooling) get the plain call.
+    Why it exists: open_clip always runs the whole context (77 positions for OpenAI CLIP), but its text tower is
+    causal and pools at each text's end-of-text token (the highest id), so later positions cannot change any
+    output; for the 32-token texts search uses that is ~2.4x the work (``bench/text_encoder.py`` measured 0.26x
+    the time for 8 queries). The short forward mirrors ``open_clip.model.CLIP.encode_text`` of open_clip_torch
+    3.3.0 (the pinned version) line for line, with the position table and causal mask cut to the length used;
+    ``tests/core/test_clip_text_forward.py`` pins it to ``model.encode_text`` on ViT-B-32 and the tiny config.
+    Anything it does not mirror gets the plain call: other classes (``CustomTextCLIP``, a subclass overriding
+    ``encode_text``), other pooling, a text tower without causal mask.
     """
     length = int(tokens.argmax(dim=-1).max()) + 1 if tokens.numel() else tokens.shape[-1]
-    short_forward = (
-        isinstance(model, open_clip.CLIP)
-        and model.text_pool_type == "argmax"
-        and model.attn_mask is not None
-        and length < tokens.shape[-1]
-    )
-    if not short_forward:
+    if not _mirrors_clip_encode_text(model) or length >= tokens.shape[-1]:
         return model.encode_text(tokens)
     tokens = tokens[:, :length]
     text: Any = model  # open_clip ships no type hints for these attributes
     cast_dtype = text.transformer.get_cast_dtype()
     x = text.token_embedding(tokens).to(cast_dtype) + text.positional_embedding[:length].to(cast_dtype)
     x = text.ln_final(text.transformer(x, attn_mask=text.attn_mask[:length, :length]))
-    x = text_global_pool(x, tokens, "argmax")
+    x = text_global_pool(x, tokens, text.text_pool_type, eos_token_id=getattr(text, "text_eos_id", None))
     if text.text_projection is None:
         return cast("torch.Tensor", x)
     if isinstance(text.text_projection, nn.Linear):
         return cast("torch.Tensor", text.text_projection(x))
     return cast("torch.Tensor", x @ text.text_projection)
+
+
+def _mirrors_clip_encode_text(model: nn.Module) -> bool:
+    """Whether :func:`encode_text_tokens`' short forward computes what ``model.encode_text`` does."""
+    return (
+        isinstance(model, open_clip.CLIP)
+        and type(model).encode_text is open_clip.CLIP.encode_text  # a subclass may compute something else
+        and getattr(model, "text_pool_type", None) == "argmax"  # pooling at the end-of-text token
+        and getattr(model, "attn_mask", None) is not None  # causal: later positions cannot reach it
+    )
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -271,8 +282,29 @@ def _pretrained_file(name: str, tag: str, cfg: Mapping[str, Any]) -> Path:
     raise WeightsNotFound(
         f"pretrained weights for {name}:{tag} are not on disk and videoseek never downloads them. Provide "
         + "; or ".join(checked)
-        + f". Or copy the weights file anywhere and set VIDEOSEEK_MODEL={name}:/path/to/weights.pt"
+        + f". Or copy the weights file anywhere and {_checkpoint_spec_hint(name, cfg)}"
     )
+
+
+def _checkpoint_spec_hint(name: str, cfg: Mapping[str, Any]) -> str:
+    """How to name a copied weights file of ``name:tag`` so it is built with the activation it was trained with.
+
+    A ``NAME:/path`` spec builds NAME's own config, and OpenAI's tags need QuickGELU where e.g. ViT-B-32's config
+    has GELU: loading them into it works silently and gives wrong features, so point at the ``-quickgelu`` twin.
+    """
+    builtin = open_clip.get_model_config(name) or {}
+    if not cfg.get("quick_gelu") or builtin.get("quick_gelu"):
+        return f"set VIDEOSEEK_MODEL={name}:/path/to/weights"
+    return _quick_gelu_spec(name, "/path/to/weights") + " (these weights need QuickGELU)"
+
+
+def _quick_gelu_spec(name: str, path: str) -> str:
+    """How to load the QuickGELU-trained weights file ``path`` as open_clip model (or local-dir spec) ``name``."""
+    if name.startswith("local-dir:"):
+        return 'set "quick_gelu": true in its open_clip_config.json'
+    if open_clip.get_model_config(f"{name}-quickgelu") is not None:
+        return f"set VIDEOSEEK_MODEL={name}-quickgelu:{path}"
+    return 'use VIDEOSEEK_MODEL=local-dir:/path with "quick_gelu": true in its open_clip_config.json'
 
 
 def _resolve_pretrained(spec: ModelSpec) -> _Source:
@@ -362,10 +394,60 @@ def _build(source: _Source) -> ClipModel:
                 torch.manual_seed(RANDOM_WEIGHTS_SEED)
                 model = open_clip.create_model(source.model_name, pretrained=None, **kwargs)
         else:
-            model = open_clip.create_model(source.model_name, pretrained=str(source.checkpoint), **kwargs)
+            with _open_clip_readable(source) as weights:
+                model = open_clip.create_model(source.model_name, pretrained=str(weights), **kwargs)
+    except ModelLoadError:
+        raise
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         raise ModelLoadError(f"open_clip could not build {source.model_name}: {exc}") from exc
     return cast("ClipModel", model)
+
+
+# What TorchScript archives hold besides weights: OpenAI's metadata (open_clip drops the same keys when it reads
+# one) and, in a CLIP scripted by open_clip itself (``jit=True``), the causal mask, a non-persistent buffer that
+# TorchScript saves anyway.
+_ARCHIVE_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """OpenAI's CLIP files (``~/.cache/clip/ViT-B-32.pt``) are TorchScript archives, not ``torch.save`` files."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(n.endswith("/constants.pkl") or "/code/__torch__/" in n for n in archive.namelist())
+
+
+@contextmanager
+def _open_clip_readable(source: _Source) -> Iterator[Path]:
+    """The checkpoint as a file open_clip can read.
+
+    open_clip reads checkpoints with ``torch.load(weights_only=True)``, which refuses TorchScript archives (torch
+    >= 2.6), so an OpenAI archive is read with ``torch.jit.load`` and its state dict handed over as a temporary
+    ``torch.save`` file (same tensors; open_clip converts and checks them as for any checkpoint). The identity
+    still hashes the file the user gave.
+    """
+    assert source.checkpoint is not None
+    if not _is_torchscript_archive(source.checkpoint):
+        yield source.checkpoint
+        return
+    if not source.architecture.get("quick_gelu"):
+        raise ModelLoadError(
+            f"{source.checkpoint} is a TorchScript archive (OpenAI's CLIP format) and OpenAI's CLIPs use QuickGELU, "
+            f"but {source.model_name} is built with GELU, which would give wrong features: "
+            + _quick_gelu_spec(source.model_name, str(source.checkpoint))
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # torch.jit.load is deprecated, yet the only reader of it
+        archive = torch.jit.load(str(source.checkpoint), map_location="cpu")
+    state = {k: v for k, v in archive.state_dict().items() if k not in _ARCHIVE_EXTRAS}
+    del archive
+    with tempfile.TemporaryDirectory(prefix="videoseek-clip-") as directory:
+        converted = Path(directory) / "state_dict.pt"
+        torch.save(state, converted)
+        del state
+        yield converted
 
 
 @functools.lru_cache(maxsize=16)

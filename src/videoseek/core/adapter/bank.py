@@ -4,7 +4,8 @@ Resident adapters live stacked: for each (tower, rank) there is one tensor per k
 ``[sites, slots, ...]``, and an adapter is one slot of each. A forward gathers each row's slot
 (``index_select``) and applies all rows' adapters with two batched matmuls per site (``baddbmm``); a batch on a
 single adapter uses plain matmuls on views of its slot. Rows naming no adapter get an exact zero delta, so they
-equal the plain CLIP. Residency is an LRU bounded by bytes; evicted adapters reload through the loader.
+equal the plain CLIP. Residency is an LRU bounded by the bytes the pools hold (free slots included, see
+:class:`AdapterBank`); evicted adapters reload through the loader.
 
 The routing of the current forward is held in a ``ContextVar``: the model's sites are shared, but a forward
 running elsewhere without routing (plain encoding on the same cached model) sees no adapters.
@@ -42,6 +43,7 @@ from videoseek.core.clip import LoadedClip
 log = logging.getLogger(__name__)
 
 AdapterLoader = Callable[[str], AdapterFile]
+_PoolKey = tuple[Tower, int]  # (tower, rank): adapters of one rank share one pool per tower
 _VERSION_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -54,11 +56,13 @@ def _site_index(layer: int, site: Site) -> int:
 
 
 class _TowerPool:
-    """Stacked weights of the resident adapters of one rank for one tower; slot ``c`` is one adapter.
+    """Stacked weights of the resident adapters of one rank for one tower; one slot per adapter.
 
     nn.Linear layout (``[out, in]``, the faster one for these thin matmuls): ``down [S, C, r, d]``,
-    ``down_b [S, C, r]``, ``up [S, C, d, r]``, ``up_b [S, C, d]`` with S = 2 * layers sites. The up-projection is stored whole (unique and shared slices
-    concatenated), so the forward does not care whether an adapter shares.
+    ``down_b [S, C, r]``, ``up [S, C, d, r]``, ``up_b [S, C, d]`` with S = 2 * layers sites and C the capacity.
+    The up-projection is stored whole (unique and shared slices concatenated), so the forward does not care
+    whether an adapter shares. ``slot_of`` maps each resident version to its slot; :meth:`compact` renumbers
+    slots, so callers look slots up here and never keep them across a bank operation.
     """
 
     def __init__(self, sites: int, width: int, rank: int, device: torch.device, dtype: torch.dtype) -> None:
@@ -66,36 +70,83 @@ class _TowerPool:
         self.device, self.dtype = device, dtype
         self.capacity = 0
         self.free: list[int] = []
-        self.down = torch.empty(sites, 0, rank, width, device=device, dtype=dtype)
-        self.down_b = torch.empty(sites, 0, rank, device=device, dtype=dtype)
-        self.up = torch.empty(sites, 0, width, rank, device=device, dtype=dtype)
-        self.up_b = torch.empty(sites, 0, width, device=device, dtype=dtype)
+        self.slot_of: dict[str, int] = {}
+        self.down, self.down_b, self.up, self.up_b = self._allocate(0)
 
     @property
     def slot_bytes(self) -> int:
-        return self.sites * (2 * self.width * self.rank + self.rank + self.width) * self.down.element_size()
+        return _slot_bytes(self.sites, self.width, self.rank, self.dtype)
 
-    def _grow(self) -> None:
-        # Modest growth keeps the untouched tail small; pages of the tail are not resident until written.
-        new = max(self.capacity + 4, math.ceil(self.capacity * 1.25))
-        for name in ("down", "down_b", "up", "up_b"):
-            old = getattr(self, name)
-            grown = torch.empty((self.sites, new, *old.shape[2:]), device=self.device, dtype=self.dtype)
-            grown[:, : self.capacity].copy_(old)
-            setattr(self, name, grown)
-        self.free.extend(range(new - 1, self.capacity - 1, -1))
-        self.capacity = new
+    @property
+    def held_bytes(self) -> int:
+        """Bytes allocated for all slots, free ones included: what the bank's budget counts."""
+        return self.capacity * self.slot_bytes
 
-    def put(self, down: torch.Tensor, down_b: torch.Tensor, up: torch.Tensor, up_b: torch.Tensor) -> int:
+    @property
+    def used(self) -> int:
+        return len(self.slot_of)
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.down, self.down_b, self.up, self.up_b
+
+    def _allocate(self, capacity: int) -> tuple[torch.Tensor, ...]:
+        s, c, r, d = self.sites, capacity, self.rank, self.width
+        return tuple(
+            torch.empty(dims, device=self.device, dtype=self.dtype)
+            for dims in ((s, c, r, d), (s, c, r), (s, c, d, r), (s, c, d))
+        )
+
+    def _reshape(self, capacity: int, keep: list[int] | None = None) -> None:
+        """Reallocate at ``capacity`` slots holding the slots ``keep`` (in that order) as slots 0, 1, ...;
+        ``None`` keeps every slot where it is.
+
+        For the copy the old and the new tensors coexist (the peak is both pools' bytes); a compaction gathers
+        one site at a time so its temporary stays one site's size.
+        """
+        new = self._allocate(capacity)
+        index = None if keep is None else torch.tensor(keep, dtype=torch.long, device=self.device)
+        for target, old in zip(new, self.tensors(), strict=True):
+            if index is None:
+                target[:, : old.shape[1]].copy_(old)
+                continue
+            for site in range(self.sites):
+                target[site, : len(index)].copy_(old[site].index_select(0, index))
+        self.down, self.down_b, self.up, self.up_b = new
+        self.capacity = capacity
+
+    def grow(self, most: int) -> None:
+        """Add free slots: 1.25x (at least 4), but never more than ``most`` (the budget's room, >= 1)."""
+        extra = min(max(4, math.ceil(self.capacity * 0.25)), max(1, most))
+        old_capacity = self.capacity
+        self._reshape(old_capacity + extra)
+        self.free.extend(range(self.capacity - 1, old_capacity - 1, -1))  # lowest slot popped first
+
+    def compact(self, spare: int = 0) -> None:
+        """Shrink to the resident slots plus ``spare`` free ones; resident adapters get slots 0, 1, ..."""
+        versions = sorted(self.slot_of, key=self.slot_of.__getitem__)
+        self._reshape(len(versions) + spare, [self.slot_of[v] for v in versions])
+        self.slot_of = {version: slot for slot, version in enumerate(versions)}
+        self.free = list(range(self.capacity - 1, len(versions) - 1, -1))
+
+    def put(self, version: str, tensors: Sequence[torch.Tensor]) -> None:
         if not self.free:
-            self._grow()
+            raise RuntimeError("no free slot: the bank grows the pool first")
         slot = self.free.pop()
-        for target, value in ((self.down, down), (self.down_b, down_b), (self.up, up), (self.up_b, up_b)):
+        for target, value in zip(self.tensors(), tensors, strict=True):
             target[:, slot].copy_(value)
-        return slot
+        self.slot_of[version] = slot
 
-    def release(self, slot: int) -> None:
-        self.free.append(slot)
+    def release(self, version: str) -> None:
+        self.free.append(self.slot_of.pop(version))
+
+    @property
+    def sparse(self) -> bool:
+        """More than half the slots free: worth a compaction after releases."""
+        return 2 * len(self.free) > self.capacity
+
+
+def _slot_bytes(sites: int, width: int, rank: int, dtype: torch.dtype) -> int:
+    return sites * (2 * width * rank + rank + width) * dtype.itemsize
 
 
 def _stack_tower(adapter: AdapterFile, tower: Tower) -> tuple[torch.Tensor, ...]:
@@ -118,7 +169,7 @@ def _stack_tower(adapter: AdapterFile, tower: Tower) -> tuple[torch.Tensor, ...]
 
 @dataclass
 class _Resident:
-    slots: dict[Tower, tuple[int, int]]  # tower -> (rank, slot)
+    ranks: dict[Tower, int]  # the towers it adapts -> its rank (its slot is in pool (tower, rank))
     nbytes: int
 
 
@@ -195,7 +246,15 @@ def _install_routing(model: nn.Module) -> None:
 
 
 class AdapterBank:
-    """Any number of adapters on one frozen CLIP, LRU-bounded by ``max_bytes`` of resident adapter weights.
+    """Any number of adapters on one frozen CLIP, LRU-bounded by ``max_bytes`` of adapter weight memory.
+
+    The budget counts what the pools hold (every allocated slot, free ones included), not only the resident
+    adapters: a pool grows by 1.25x only as far as the budget has room, free slots are given back (the pool is
+    compacted) before any adapter is evicted to make room, a pool whose slots are more than half free after
+    evictions is compacted, and an empty pool is dropped. So with rank churn the pools never hold more than
+    ``max_bytes``, except transiently while a pool is copied (old and new tensors coexist for the copy) and
+    for one forward whose own adapters do not fit (logged). A bank at its budget that switches to another rank
+    copies the shrinking pool on each insert: memory is bounded, at the cost of that copy.
 
     ``loader(version)`` fetches an adapter that is not resident (see :meth:`from_directory`). Methods are
     thread-safe; forwards run one at a time.
@@ -211,11 +270,12 @@ class AdapterBank:
         self._shape: BackboneShape = backbone_shape(clip.model)
         reference = next(clip.model.parameters())
         self._device, self._dtype = reference.device, reference.dtype
-        self._pools: dict[tuple[Tower, int], _TowerPool] = {}
+        self._pools: dict[_PoolKey, _TowerPool] = {}
         self._resident: OrderedDict[str, _Resident] = OrderedDict()
         self._bytes = 0
         self.loads = 0
         self.evictions = 0
+        self.compactions = 0
         _install_routing(clip.model)
 
     @classmethod
@@ -246,8 +306,24 @@ class AdapterBank:
 
     @property
     def resident_bytes(self) -> int:
+        """Bytes of the resident adapters' slots (what they use, not what the pools hold)."""
         with self._lock:
             return self._bytes
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the pools' tensors really occupy (free slots included): what ``max_bytes`` bounds."""
+        with self._lock:
+            return sum(t.untyped_storage().nbytes() for pool in self._pools.values() for t in pool.tensors())
+
+    @property
+    def pools(self) -> dict[str, dict[str, int]]:
+        """Per ``<tower>/r<rank>`` pool: ``capacity`` (slots allocated) and ``used`` (adapters resident)."""
+        with self._lock:
+            return {
+                f"{tower}/r{rank}": {"capacity": pool.capacity, "used": pool.used}
+                for (tower, rank), pool in sorted(self._pools.items())
+            }
 
     def add(self, version: str, adapter: AdapterFile) -> None:
         """Make ``adapter`` resident under ``version`` (evicting least recently used ones as needed)."""
@@ -258,13 +334,9 @@ class AdapterBank:
     def evict(self, version: str) -> bool:
         """Drop ``version`` from memory (it reloads on demand); False if it was not resident."""
         with self._lock:
-            resident = self._resident.pop(version, None)
-            if resident is None:
+            if version not in self._resident:
                 return False
-            for tower, (rank, slot) in resident.slots.items():
-                self._pools[(tower, rank)].release(slot)
-            self._bytes -= resident.nbytes
-            self.evictions += 1
+            self._tidy(self._release(version))
             return True
 
     def _check(self, adapter: AdapterFile) -> None:
@@ -272,44 +344,124 @@ class AdapterBank:
         if adapter.shape != self._shape:
             raise AdapterFileError(f"adapter shape {adapter.shape} does not fit this CLIP ({self._shape})")
 
-    def _pool(self, tower: Tower, rank: int) -> _TowerPool:
-        key = (tower, rank)
+    # Budget arithmetic: ``_held`` is the pools' allocated bytes, kept equal to ``held_bytes`` by construction.
+
+    def _slot_bytes(self, key: _PoolKey) -> int:
+        shape = self._shape.tower(key[0])
+        return _slot_bytes(2 * shape.layers, shape.width, key[1], self._dtype)
+
+    def _held(self) -> int:
+        return sum(pool.held_bytes for pool in self._pools.values())
+
+    def _has_free(self, key: _PoolKey) -> bool:
+        pool = self._pools.get(key)
+        return pool is not None and bool(pool.free)
+
+    def _need(self, keys: Sequence[_PoolKey]) -> int:
+        """Bytes that giving each of ``keys`` one new slot would add (a pool with a free slot adds none)."""
+        return sum(self._slot_bytes(key) for key in keys if not self._has_free(key))
+
+    def _spare(self, key: _PoolKey, keys: Sequence[_PoolKey]) -> int:
+        """Free slots a compaction keeps: one for a pool about to receive an adapter, since it uses it."""
+        return 1 if key in keys and self._has_free(key) else 0
+
+    def _reclaimable(self, key: _PoolKey, keys: Sequence[_PoolKey]) -> int:
+        pool = self._pools[key]
+        return (len(pool.free) - self._spare(key, keys)) * pool.slot_bytes
+
+    def _pool(self, key: _PoolKey) -> _TowerPool:
         if key not in self._pools:
-            shape = self._shape.tower(tower)
-            self._pools[key] = _TowerPool(2 * shape.layers, shape.width, rank, self._device, self._dtype)
+            shape = self._shape.tower(key[0])
+            self._pools[key] = _TowerPool(2 * shape.layers, shape.width, key[1], self._device, self._dtype)
         return self._pools[key]
+
+    def _release(self, version: str) -> set[_PoolKey]:
+        """Forget ``version`` and free its slots (memory is given back by :meth:`_tidy`/:meth:`_reclaim`)."""
+        resident = self._resident.pop(version, None)
+        if resident is None:
+            return set()
+        keys = {(tower, rank) for tower, rank in resident.ranks.items()}
+        for key in keys:
+            self._pools[key].release(version)
+        self._bytes -= resident.nbytes
+        self.evictions += 1
+        return keys
+
+    def _tidy(self, keys: set[_PoolKey]) -> None:
+        """After releases from ``keys``: drop emptied pools, compact those more than half free."""
+        for key in keys:
+            pool = self._pools.get(key)
+            if pool is None:
+                continue
+            if not pool.used:
+                del self._pools[key]
+            elif pool.sparse:
+                pool.compact()
+                self.compactions += 1
+
+    def _reclaim(self, shortfall: int, keys: Sequence[_PoolKey]) -> None:
+        """Compact pools, most free bytes first, until ``shortfall`` bytes are given back."""
+        by_free = sorted(self._pools, key=lambda k: self._reclaimable(k, keys), reverse=True)
+        for key in by_free:
+            if shortfall <= 0 or self._reclaimable(key, keys) <= 0:
+                return
+            shortfall -= self._reclaimable(key, keys)
+            pool = self._pools[key]
+            if pool.used or self._spare(key, keys):
+                pool.compact(self._spare(key, keys))
+                self.compactions += 1
+            else:
+                del self._pools[key]
+
+    def _make_room(self, keys: Sequence[_PoolKey], pinned: frozenset[str]) -> set[_PoolKey]:
+        """Evict least recently used adapters (not ``pinned``) and give back free slots until one new slot in
+        each of ``keys`` fits the budget; returns the pools adapters were released from."""
+        released: set[_PoolKey] = set()
+        while True:
+            shortfall = self._held() + self._need(keys) - self.max_bytes
+            if shortfall <= sum(self._reclaimable(k, keys) for k in self._pools):
+                break  # free slots cover it: no need to evict anything more
+            victim = next((v for v in self._resident if v not in pinned), None)
+            if victim is None:
+                break
+            released |= self._release(victim)
+        if shortfall > 0:
+            self._reclaim(shortfall, keys)
+        over = self._held() + self._need(keys) - self.max_bytes
+        if over > 0:
+            log.warning(
+                "adapter bank over budget (%d > %d bytes) for one batch",
+                over + self.max_bytes,
+                self.max_bytes,
+            )
+        return released
 
     def _insert(self, version: str, adapter: AdapterFile, pinned: frozenset[str]) -> None:
         if version in self._resident:
             self._resident.move_to_end(version)
             return
-        towers = adapter.config.adapted_towers
-        nbytes = sum(self._pool(t, adapter.config.rank).slot_bytes for t in towers)
+        rank = adapter.config.rank
+        keys = [(tower, rank) for tower in adapter.config.adapted_towers]
+        nbytes = sum(self._slot_bytes(key) for key in keys)
         if nbytes > self.max_bytes:
             raise ValueError(
                 f"adapter {version[:12]} needs {nbytes} bytes, more than max_bytes={self.max_bytes}"
             )
-        self._trim(reserve=nbytes, pinned=pinned)
-        slots: dict[Tower, tuple[int, int]] = {}
-        for tower in towers:
-            pool = self._pool(tower, adapter.config.rank)
-            stacked = (t.to(device=self._device, dtype=self._dtype) for t in _stack_tower(adapter, tower))
-            slots[tower] = (adapter.config.rank, pool.put(*stacked))
-        self._resident[version] = _Resident(slots=slots, nbytes=nbytes)
+        released = self._make_room(keys, pinned)
+        for i, key in enumerate(keys):
+            pool = self._pool(key)
+            if not pool.free:  # grow into the room left once the towers still to come have their slot
+                room = self.max_bytes - self._held() - self._need(keys[i + 1 :])
+                pool.grow(room // pool.slot_bytes)
+            stacked = [t.to(device=self._device, dtype=self._dtype) for t in _stack_tower(adapter, key[0])]
+            pool.put(version, stacked)
+        self._resident[version] = _Resident(ranks=dict(keys), nbytes=nbytes)
         self._bytes += nbytes
+        self._tidy(released)
 
-    def _trim(self, reserve: int = 0, pinned: frozenset[str] = frozenset()) -> None:
-        for version in list(self._resident):
-            if self._bytes + reserve <= self.max_bytes:
-                return
-            if version not in pinned:
-                self.evict(version)
-        if self._bytes + reserve > self.max_bytes:
-            log.warning(
-                "adapter bank over budget (%d > %d bytes) for one batch",
-                self._bytes + reserve,
-                self.max_bytes,
-            )
+    def _trim(self) -> None:
+        """Back within budget after a forward whose pinned adapters did not fit."""
+        self._tidy(self._make_room([], frozenset()))
 
     def _fetch(self, version: str) -> AdapterFile:
         if self._loader is None:
@@ -366,13 +518,12 @@ class AdapterBank:
         for row, version in enumerate(adapters):
             if version is None:
                 continue
-            placed = self._resident[version].slots.get(tower)
-            if placed is None:  # e.g. a vision-only adapter on the text tower: plain CLIP for this row
+            rank = self._resident[version].ranks.get(tower)
+            if rank is None:  # e.g. a vision-only adapter on the text tower: plain CLIP for this row
                 continue
-            rank, slot = placed
             rows, slots = groups.setdefault((tower, rank), ([], []))
             rows.append(row)
-            slots.append(slot)
+            slots.append(self._pools[(tower, rank)].slot_of[version])
         routes = []
         for key, (rows, slots) in groups.items():
             every_row = len(rows) == len(adapters)
