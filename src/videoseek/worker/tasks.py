@@ -102,7 +102,7 @@ def _job_id(args: Any, kwargs: Any) -> str | None:
     return None if not kwargs else kwargs.get("job_id")
 
 
-class IngestTask(Task):  # type: ignore[misc]
+class IngestTask(Task):
     """Late-acked, requeued when the worker dies; an unexpected error fails the job with a reason."""
 
     acks_late = True

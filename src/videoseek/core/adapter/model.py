@@ -71,7 +71,7 @@ def tower_transformers(model: nn.Module) -> dict[Tower, Transformer]:
                 f"the {name} tower of {type(model).__name__} is not an open_clip Transformer "
                 f"({type(transformer).__name__}); adapters need open_clip's own ViT/text towers (e.g. ViT-B-32)"
             )
-    return towers  # type: ignore[return-value]
+    return towers
 
 
 def backbone_shape(model: nn.Module) -> BackboneShape:

@@ -277,7 +277,7 @@ class _Decoder:
             self.log.decode_errors += 1
             self.log.first_decode_error = self.log.first_decode_error or _short(exc)
             return True
-        return all(self._take(frame) for frame in frames)  # type: ignore[arg-type]
+        return all(self._take(frame) for frame in frames)
 
     def _note_leading_packet(self, packet: Packet[Any]) -> None:
         """Remember when the stream claims to start (packets an edit list cuts away do not count)."""
