@@ -115,3 +115,14 @@ def test_demo_uses_a_toy_adapter_only_if_it_fits_the_toy_clip(tmp_path: Path) ->
     )
     assert _usable_adapter(settings, other) is None
     assert _usable_adapter(settings, None) is None
+
+
+def test_serve_refuses_a_model_it_cannot_load(tmp_path: Path) -> None:
+    for spec, says in (
+        ("NoSuchModel:openai", "unknown open_clip model"),
+        ("ViT-B-32:/nonexistent/weights.pt", "/nonexistent/weights.pt"),
+        ("ViT-B-32:nosuchtag", "unknown pretrained tag"),
+    ):
+        result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--model", spec])
+        assert result.exit_code == 2, result.output
+        assert "VIDEOSEEK_MODEL" in result.output and says in result.output

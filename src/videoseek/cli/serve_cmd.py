@@ -50,6 +50,12 @@ def check_serve_settings(settings: Settings, host: str) -> None:
     problem = distributed_store_problem(settings)
     if problem is not None:
         raise _fail(problem)
+    from videoseek.core.clip import ModelLoadError, check_model_spec
+
+    try:
+        check_model_spec(settings.model)
+    except ModelLoadError as exc:
+        raise _fail(f"VIDEOSEEK_MODEL={settings.model} cannot be loaded: {exc}") from exc
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -379,6 +379,15 @@ def _resolve(spec: ModelSpec) -> _Source:
     return _Source(model_name=spec.name, checkpoint=None, architecture=_builtin_architecture(spec.name))
 
 
+def check_model_spec(spec: ModelSpec) -> None:
+    """Raise :class:`ModelLoadError` when ``spec`` cannot load here, without building the model.
+
+    Catches an unknown architecture or tag and weights that are not on disk, so a server can refuse to start
+    rather than serve without a model.
+    """
+    _resolve(spec)
+
+
 def _build(source: _Source) -> ClipModel:
     _check_towers(source.model_name, source.architecture)
     kwargs: dict[str, Any] = {
