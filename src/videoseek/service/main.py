@@ -185,9 +185,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         _start_runner(services)
     else:
         _track_celery_queues(services)
-    # An open API is worth a warning in every log setup (the CLI also prints it).
+    # An API open to everyone is worth a warning in every log setup; `videoseek serve` also prints this line.
     log.log(
-        logging.WARNING if services.keys.is_open else logging.INFO,
+        logging.WARNING if services.keys.is_open and services.keys.open_policy != "loopback" else logging.INFO,
         "videoseek API starting (%s mode): %s",
         "embedded" if settings.embedded else "distributed",
         access_note(settings, services.keys),
