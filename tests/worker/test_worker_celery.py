@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -114,32 +116,38 @@ def test_worker_command_refuses_the_embedded_store_in_distributed_mode_as_serve_
     assert result.exit_code == 2 and "one worker process" in result.output
 
 
-def test_task_retries_transient_errors_then_fails_the_job(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """Eagerly applied: a store outage is retried max_retries times, then the job fails with the reason."""
+def _eager_decode(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, decode: Callable[[object, str], None], max_retries: int
+) -> tuple[Any, Any, Any]:
+    """A Celery app that runs tasks eagerly, one stored job, and ``decode`` in place of the decode step."""
     from videoseek.worker import pipeline, tasks
     from videoseek.worker.jobs import Job, SqliteJobStore
 
-    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": 2})
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": max_retries})
     app = build_celery_app(settings)
     app.conf.task_always_eager = True
     jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
+    context = SimpleNamespace(jobs=jobs)
+    monkeypatch.setattr(tasks, "worker_context", lambda: context)
+    monkeypatch.setattr(pipeline, "decode_video", decode)
+    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
+    return app, jobs, job
+
+
+def test_task_retries_transient_errors_then_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Eagerly applied: a store outage is retried max_retries times, then the job fails with the reason."""
+    from videoseek.worker import pipeline
+
     calls: list[str] = []
 
     def unavailable(_ctx: object, job_id: str) -> None:
         calls.append(job_id)
         raise pipeline.TransientError("vector store unavailable: connection refused")
 
-    class Context:
-        pass
-
-    context = Context()
-    context.jobs = jobs  # type: ignore[attr-defined]
-    monkeypatch.setattr(tasks, "worker_context", lambda: context)
-    monkeypatch.setattr(pipeline, "decode_video", unavailable)
-    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
+    app, jobs, job = _eager_decode(monkeypatch, tmp_path, unavailable, max_retries=2)
     app.tasks[TASK_DECODE].apply(args=[job.job_id])
     failed = jobs.require(job.job_id)
     assert calls == ["j1"] * 3  # the first try and 2 retries
@@ -154,14 +162,8 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
     """Redis (the job state) dropping a connection mid-task is a retry, never a failed job."""
     import redis
 
-    from videoseek.worker import pipeline, tasks
-    from videoseek.worker.jobs import Job, SqliteJobStore
+    from videoseek.worker import tasks
 
-    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": 3})
-    app = build_celery_app(settings)
-    app.conf.task_always_eager = True
-    jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
-    job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
     calls: list[str] = []
     backoffs: list[int] = []
     exc_type = getattr(redis, error)
@@ -175,15 +177,8 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
         backoffs.append(kw["retries"])
         return 1
 
-    class Context:
-        pass
-
-    context = Context()
-    context.jobs = jobs  # type: ignore[attr-defined]
-    monkeypatch.setattr(tasks, "worker_context", lambda: context)
+    app, jobs, job = _eager_decode(monkeypatch, tmp_path, flaky, max_retries=3)
     monkeypatch.setattr(tasks, "get_exponential_backoff_interval", backoff)
-    monkeypatch.setattr(pipeline, "decode_video", flaky)
-    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
     result = app.tasks[TASK_DECODE].apply(args=[job.job_id])
     assert calls == ["j1"] * 3 and backoffs == [0, 1]  # two retries, each after an exponential backoff
     assert result.get() == "queued" and jobs.require(job.job_id).stage is JobStage.QUEUED
