@@ -186,8 +186,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         _track_celery_queues(services)
     # An API open to everyone is worth a warning in every log setup; `videoseek serve` also prints this line.
+    open_to_everyone = services.keys.is_open and services.keys.open_policy != "loopback"
     log.log(
-        logging.WARNING if services.keys.is_open and services.keys.open_policy != "loopback" else logging.INFO,
+        logging.WARNING if open_to_everyone else logging.INFO,
         "videoseek API starting (%s mode): %s",
         "embedded" if settings.embedded else "distributed",
         access_note(settings, services.keys),
