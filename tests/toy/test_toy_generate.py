@@ -32,10 +32,11 @@ def _decode(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
 
 
-def test_same_seed_gives_identical_videos_and_manifest(tmp_path: Path) -> None:
-    first = generate_videos(tmp_path / "a", 3, seed=11)
-    second = generate_videos(tmp_path / "b", 3, seed=11)
-    other = generate_videos(tmp_path / "c", 3, seed=12)
+@pytest.mark.parametrize("codec", ["h264", "hevc", "vp9", "vp8", "mpeg4", "mjpeg", "av1"])
+def test_same_seed_gives_identical_videos_and_manifest(tmp_path: Path, codec: str) -> None:
+    first = generate_videos(tmp_path / "a", 2, seed=11, codec=codec, durations_s=(2,))
+    second = generate_videos(tmp_path / "b", 2, seed=11, codec=codec, durations_s=(2,))
+    other = generate_videos(tmp_path / "c", 2, seed=12, codec=codec, durations_s=(2,))
     assert _digest(first.parent) == _digest(second.parent)
     assert _digest(first.parent) != _digest(other.parent)
 

@@ -41,7 +41,7 @@ CODECS: dict[str, CodecChoice] = {
     "vp8": CodecChoice("libvpx", "yuv420p", "webm", (("crf", "10"), ("b", "1M"), ("threads", "1"))),
     "mpeg4": CodecChoice("mpeg4", "yuv420p", "avi", (("qscale", "3"),)),
     "mjpeg": CodecChoice("mjpeg", "yuvj420p", "avi", (("qscale", "3"),)),
-    "av1": CodecChoice("libsvtav1", "yuv420p", "mkv", (("preset", "10"),)),
+    "av1": CodecChoice("libsvtav1", "yuv420p", "mkv", (("preset", "10"), ("svtav1-params", "lp=1"))),
 }
 CODEC_ALIASES = {
     "libx264": "h264",
