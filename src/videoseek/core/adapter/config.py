@@ -111,7 +111,7 @@ class AdapterConfig:
         if shape.vision.layers != shape.text.layers:
             raise AdapterConfigError(
                 f"weight sharing pairs vision and text blocks by layer index, but this backbone has "
-                f"{shape.vision.layers} vision and {shape.text.layers} text layers (e.g. ViT-L-14); use a "
+                f"{shape.vision.layers} vision and {shape.text.layers} text layers (as ViT-L-14 has); use a "
                 "backbone with equal depths such as ViT-B-32 or ViT-B-16, or disable sharing (share=False, --no-share)"
             )
         narrowest = min(shape.vision.width, shape.text.width)
