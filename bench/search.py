@@ -6,7 +6,8 @@ For each model and index size: synthetic clips (random unit frame vectors, 100 c
 straight into an embedded store, then ``videoseek serve`` runs in a subprocess on that data directory and
 this process acts as the clients. Reported per configuration (milliseconds, p50/p95):
 
-* ``encoder_ms``: the bare text encoder (this process, same model, same queries, one at a time);
+* ``encoder_ms``: the bare text encoder (this process, same model, same queries, one at a time), through the
+  same forward the server uses (``LoadedClip.encode_text``: cut at the last token), without the adapter bank;
 * ``search_ms``: ``POST /search`` with never-seen queries (embedding + ANN + exact re-ranking + HTTP);
   target ``search p50 <= 1.3 x encoder p50 + 5 ms``;
 * ``cached_ms``: the same query repeated (query-embedding cache hit); target p50 <= 5 ms;
@@ -207,12 +208,12 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
             with httpx.Client(base_url=server.url, timeout=60) as client, torch.inference_mode():
                 for text in queries(5, salt=9):  # warm-up: first forward passes, connections, page cache
                     search_once(client, text)
-                    clip.model.encode_text(clip.tokenize([text], 32))
+                    clip.encode_text(clip.tokenize([text], 32))
                 # Interleaved, so both see the same machine load: the bare encoder (this process, same
                 # thread count, the server idle meanwhile) and then /search, for each never-seen query.
                 encoder, search = [], []
                 for text in queries(n_queries, salt=1):
-                    encoder.append(timed(lambda t=text: clip.model.encode_text(clip.tokenize([t], 32))))
+                    encoder.append(timed(lambda t=text: clip.encode_text(clip.tokenize([t], 32))))
                     search.append(timed(lambda t=text: search_once(client, t)))
                 repeated = queries(1, salt=1)[0]
                 cached = [timed(lambda: search_once(client, repeated)) for _ in range(n_queries)]

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from videoseek.cli import app
@@ -126,3 +127,14 @@ def test_serve_refuses_a_model_it_cannot_load(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["serve", "--data-dir", str(tmp_path), "--model", spec])
         assert result.exit_code == 2, result.output
         assert "VIDEOSEEK_MODEL" in result.output and says in result.output
+
+
+def test_serve_lets_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from videoseek.cli.serve_cmd import prefer_passive_openmp_wait
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    prefer_passive_openmp_wait()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    prefer_passive_openmp_wait()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

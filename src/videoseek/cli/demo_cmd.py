@@ -19,7 +19,15 @@ from urllib.parse import quote
 
 import typer
 
-from videoseek.cli.serve_cmd import _fail, _port_free, _settings, _url_host, check_serve_settings, run_server
+from videoseek.cli.serve_cmd import (
+    _fail,
+    _port_free,
+    _settings,
+    _url_host,
+    check_serve_settings,
+    prefer_passive_openmp_wait,
+    run_server,
+)
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import QdrantSettings, Settings
 
@@ -159,6 +167,7 @@ def demo(
     """Generate a toy video collection, index it with its adapter, and serve it with example queries."""
     from videoseek.toy.adapter import toy_adapter_dir
 
+    prefer_passive_openmp_wait()
     # The demo is always embedded, whatever VIDEOSEEK_REDIS_URL / QDRANT__URL this shell has.
     settings = _settings(data_dir=data_dir, model=ModelSpec.parse("toy"), host=host, port=port).model_copy(
         update={"redis_url": None, "qdrant": QdrantSettings()}
