@@ -35,7 +35,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from videoseek.core.clip import get_clip
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.store import ClipPoint
 from videoseek.core.store.edge import EdgeClipStore
@@ -198,6 +197,8 @@ def throughput(url: str, clients: int, per_client: int, salt: int) -> float:
 def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, workers: int) -> dict[str, Any]:
     import torch
 
+    from videoseek.core.clip import get_clip
+
     clip = get_clip(ModelSpec.parse(model), "cpu")
     with tempfile.TemporaryDirectory(prefix="videoseek-bench-") as tmp:
         data_dir = Path(tmp)
@@ -263,6 +264,8 @@ def main() -> None:
     )
     parser.add_argument("--encoder-workers", type=int, default=1, help="the server's search.encoder_workers")
     args = parser.parse_args()
+    # Like `videoseek serve`, before torch loads: a spinning OpenMP team here would take the server's cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     if args.threads:
