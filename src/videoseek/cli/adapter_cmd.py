@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from videoseek.cli.common import fail
 from videoseek.core.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 def _spec(model: str) -> ModelSpec:
     # A bare architecture name means its random-weight build: nothing is read or downloaded.
     return ModelSpec.parse(model) if ":" in model or model == "toy" else ModelSpec(kind="random", name=model)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _info(spec: ModelSpec, config: AdapterConfig) -> dict[str, Any]:
@@ -82,7 +78,7 @@ def adapter_info(
         config = AdapterConfig(rank=rank, shared_dim=shared_dim, towers=towers, share=share)  # type: ignore[arg-type]
         payload = _info(_spec(model), config)
     except (AdapterConfigError, ModelLoadError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     typer.echo(json.dumps(payload, indent=2))
 
 
@@ -95,7 +91,7 @@ def adapter_show(
     try:
         adapter = load_adapter(directory)
     except AdapterFileError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     base = adapter.base.to_dict()
     base.pop("architecture")
     payload = {

@@ -19,14 +19,13 @@ from urllib.parse import quote
 
 import typer
 
+from videoseek.cli.common import cli_settings, fail
 from videoseek.cli.serve_cmd import (
-    _fail,
-    _port_free,
-    _settings,
-    _url_host,
     check_serve_settings,
+    port_free,
     prefer_passive_openmp_wait,
     run_server,
+    url_host,
 )
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import QdrantSettings, Settings
@@ -169,17 +168,17 @@ def demo(
 
     prefer_passive_openmp_wait()
     # The demo is always embedded, whatever VIDEOSEEK_REDIS_URL / QDRANT__URL this shell has.
-    settings = _settings(data_dir=data_dir, model=ModelSpec.parse("toy"), host=host, port=port).model_copy(
+    settings = cli_settings(data_dir=data_dir, model=ModelSpec.parse("toy"), host=host, port=port).model_copy(
         update={"redis_url": None, "qdrant": QdrantSettings()}
     )
     check_serve_settings(settings, host)
-    if not _port_free(host, port):
-        raise _fail(f"port {port} on {host} is in use: pass --port with a free port")
+    if not port_free(host, port):
+        raise fail(f"port {port} on {host} is in use: pass --port with a free port")
     adapter = _usable_adapter(settings, toy_adapter_dir())
     records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
     _ensure_collection(settings, adapter)
     _ingest(settings, data_dir / "toy-videos", records)
-    base = f"http://{_url_host(host)}:{port}/"
+    base = f"http://{url_host(host)}:{port}/"
     run_server(
         settings, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
     )

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from videoseek.cli.common import fail
 from videoseek.core.settings import Settings, SettingsError, load_settings
 
 # What a directory contributes: files with these suffixes (any case), found recursively. Files named
@@ -36,11 +37,6 @@ class Entry:
     job_id: str | None = None
     video_id: str | None = None
     failure: str | None = None  # set when the file could not even be submitted
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 def collect_inputs(paths: list[Path]) -> list[Entry]:
@@ -85,7 +81,7 @@ def ensure_collection(settings: Settings, name: str, adapter: Path | None) -> No
         create_collection(settings, name, adapter)
         return
     if adapter is not None and install_adapter(settings, adapter) != info.adapter_version:
-        raise _fail(
+        raise fail(
             f"collection {name!r} exists with adapter {info.adapter_version or 'none'}; --adapter only applies "
             "when the collection is created (delete it first, or re-index it with the new adapter)"
         )
@@ -199,7 +195,7 @@ def ingest(
         settings = load_settings()
         user_metadata = _parse_metadata(metadata)
     except (SettingsError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     entries = collect_inputs(paths)
     try:
         ensure_collection(settings, collection, adapter)
@@ -207,7 +203,7 @@ def ingest(
     except typer.Exit:
         raise
     except Exception as exc:  # store locked, model missing, Redis down: one line, not a traceback
-        raise _fail(f"{type(exc).__name__}: {exc}") from exc
+        raise fail(f"{type(exc).__name__}: {exc}") from exc
     if json_output:
         typer.echo(json.dumps(summary))
     else:

@@ -14,14 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
+from videoseek.cli.common import fail
 from videoseek.core.settings import Settings, SettingsError, load_settings
 
 _POLL_S = 1.0
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 def _short(version: str | None) -> str:
@@ -66,7 +62,7 @@ def _enqueue(
     while not task.ready():
         time.sleep(_POLL_S)
     if task.failed():
-        raise _fail(f"re-index task {task.id} failed: {task.result}", code=1)
+        raise fail(f"re-index task {task.id} failed: {task.result}", code=1)
     return {"task_id": task.id, **task.result}
 
 
@@ -88,11 +84,11 @@ def reindex(
 ) -> None:
     """Re-embed every clip of a collection with another adapter (no decoding), then switch searches to it."""
     if (adapter is None) == (not no_adapter):
-        raise _fail("give exactly one of --adapter DIR or --no-adapter")
+        raise fail("give exactly one of --adapter DIR or --no-adapter")
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     try:
         if settings.embedded:
             summary = _run_here(settings, collection, adapter, allow_missing)
@@ -101,7 +97,7 @@ def reindex(
     except typer.Exit:
         raise
     except Exception as exc:  # missing frames, bad adapter, store locked, Redis down: one line
-        raise _fail(f"{type(exc).__name__}: {exc}", code=1) from exc
+        raise fail(f"{type(exc).__name__}: {exc}", code=1) from exc
     finally:
         from videoseek.core.collections import close_shared_stores
 

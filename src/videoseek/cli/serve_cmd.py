@@ -17,24 +17,13 @@ from typing import Annotated, Any
 
 import typer
 
-from videoseek.core.settings import Settings, SettingsError, load_settings
+from videoseek.cli.common import cli_settings, fail
+from videoseek.core.settings import Settings
 
 log = logging.getLogger("videoseek.cli")
 
 DEMO_COLLECTION = "demo"
 DEMO_SEED = 7
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        raise _fail(str(exc)) from exc
 
 
 def check_serve_settings(settings: Settings, host: str) -> None:
@@ -43,20 +32,20 @@ def check_serve_settings(settings: Settings, host: str) -> None:
     from videoseek.service.main import bind_is_safe
 
     if not bind_is_safe(settings, host):
-        raise _fail(
+        raise fail(
             f"no API keys are configured, so the embedded server only listens on this machine; refusing "
             f'--host {host}. Set VIDEOSEEK_API_KEYS (e.g. \'[{{"key": "...", "scopes": ["admin"]}}]\') '
             "or use --host 127.0.0.1"
         )
     problem = distributed_store_problem(settings)
     if problem is not None:
-        raise _fail(problem)
+        raise fail(problem)
     from videoseek.core.clip import ModelLoadError, check_model_spec
 
     try:
         check_model_spec(settings.model)
     except ModelLoadError as exc:
-        raise _fail(f"VIDEOSEEK_MODEL={settings.model} cannot be loaded: {exc}") from exc
+        raise fail(f"VIDEOSEEK_MODEL={settings.model} cannot be loaded: {exc}") from exc
 
 
 def prefer_passive_openmp_wait() -> None:
@@ -71,7 +60,7 @@ def prefer_passive_openmp_wait() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,13 +77,13 @@ def run_server(settings: Settings, host: str, port: int, log_level: str, on_star
 
     from videoseek.service.main import access_note, create_app
 
-    if not _port_free(host, port):
-        raise _fail(f"port {port} on {host} is in use: pass --port with a free port")
+    if not port_free(host, port):
+        raise fail(f"port {port} on {host} is in use: pass --port with a free port")
     app = create_app(settings)
     mode = (
         "embedded: API + ingest worker thread + Qdrant Edge" if settings.embedded else "distributed: API only"
     )
-    typer.echo(f"videoseek serving http://{_url_host(host)}:{port}/ ({mode}; data in {settings.data_dir})")
+    typer.echo(f"videoseek serving http://{url_host(host)}:{port}/ ({mode}; data in {settings.data_dir})")
     typer.echo(access_note(settings, app.state.keys))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, access_log=False)
     server = uvicorn.Server(config)
@@ -110,7 +99,7 @@ def _when_started(server: Any, callback: Any) -> None:
         callback()
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     if host in ("0.0.0.0", "::"):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
@@ -127,7 +116,7 @@ def serve(
 ) -> None:
     """Run the search API and web page (embedded mode needs no other service)."""
     prefer_passive_openmp_wait()
-    settings = _settings(host=host, port=port, data_dir=data_dir, model=model)
+    settings = cli_settings(host=host, port=port, data_dir=data_dir, model=model)
     check_serve_settings(settings, settings.host)
     run_server(settings, settings.host, settings.port, log_level)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from videoseek.cli.common import fail
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import SettingsError, get_settings
 from videoseek.training.config import METHODS, ConfigError, OnBad, Pooling, TrainConfig
@@ -64,11 +65,6 @@ SeedOpt = Annotated[int, typer.Option("--seed")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Expected failures (bad data, settings, model, adapter, checkpoint) become one line and exit code 2."""
@@ -90,7 +86,7 @@ def _clear_errors() -> Iterator[None]:
         AdapterConfigError,
         CheckpointMismatch,
     ) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _spec(model: str | None) -> ModelSpec:
@@ -99,12 +95,12 @@ def _spec(model: str | None) -> ModelSpec:
     try:
         return ModelSpec.parse(model)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def _on_bad(value: str) -> OnBad:
     if value not in ("skip", "error"):
-        raise _fail(f"--on-bad must be skip or error, got {value!r}")
+        raise fail(f"--on-bad must be skip or error, got {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -273,7 +269,7 @@ def compare(
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
-        raise _fail(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+        raise fail(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
     with _clear_errors():
         spec = _spec(model)
         if eval_data is None and data.suffix == ".jsonl":
@@ -299,7 +295,7 @@ def compare(
 
 def _pooling(value: str) -> Pooling:
     if value not in ("mean", "text_conditioned"):
-        raise _fail(f"--pooling must be mean or text_conditioned, got {value!r}")
+        raise fail(f"--pooling must be mean or text_conditioned, got {value!r}")
     return value  # type: ignore[return-value]
 
 
@@ -308,11 +304,11 @@ def _method_lrs(text: str) -> dict[str, float]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = item.partition("=")
         if not sep or name not in METHODS:
-            raise _fail(f"--method-lr: expected METHOD=LR with METHOD in {', '.join(METHODS)}, got {item!r}")
+            raise fail(f"--method-lr: expected METHOD=LR with METHOD in {', '.join(METHODS)}, got {item!r}")
         try:
             rates[name] = float(value)
         except ValueError as exc:
-            raise _fail(f"--method-lr: {value!r} is not a number") from exc
+            raise fail(f"--method-lr: {value!r} is not a number") from exc
     return rates
 
 

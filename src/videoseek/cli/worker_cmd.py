@@ -6,14 +6,10 @@ from typing import Annotated, Literal
 
 import typer
 
+from videoseek.cli.common import fail
 from videoseek.core.settings import SettingsError, load_settings
 
 Pool = Literal["prefork", "solo", "threads"]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=code)
 
 
 def parse_queues(text: str) -> list[str]:
@@ -49,11 +45,11 @@ def worker(
         settings = load_settings()
         names = parse_queues(queues)
     except (SettingsError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if pool not in ("prefork", "solo", "threads"):
-        raise _fail(f"unknown pool {pool!r}: use prefork, solo or threads")
+        raise fail(f"unknown pool {pool!r}: use prefork, solo or threads")
     if settings.embedded:
-        raise _fail(
+        raise fail(
             "no Redis configured: set VIDEOSEEK_REDIS_URL=redis://host:6379/0 (workers take jobs from Redis); "
             "without it, `videoseek serve` and `videoseek ingest` run ingest in-process"
         )
@@ -61,9 +57,9 @@ def worker(
 
     problem = distributed_store_problem(settings)
     if problem is not None and not allow_embedded_store:  # refused like `serve`: one Edge dir, many workers
-        raise _fail(problem)
+        raise fail(problem)
     if problem is not None and pool == "prefork" and concurrency > 1:
-        raise _fail(
+        raise fail(
             f"--allow-embedded-store needs one worker process, but --concurrency {concurrency} starts "
             f"{concurrency} and each would open the Edge store: use --concurrency 1 or --pool threads"
         )
