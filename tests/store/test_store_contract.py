@@ -148,6 +148,15 @@ def test_filter_by_video_ids(store: ClipStore) -> None:
     assert store.search("clips", unit(3), 16, SearchFilter(video_ids=[])) == []
 
 
+def test_excluded_videos_never_match_even_with_other_filters(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", [clip(f"v{i % 4}", i, seed=i) for i in range(16)])
+    hits = store.search("clips", unit(3), 16, SearchFilter(exclude_video_ids=("v0", "v2")))
+    assert len(hits) == 8 and {h.video_id for h in hits} == {"v1", "v3"}
+    both = SearchFilter(video_ids=["v1", "v2"], exclude_video_ids=("v2",))
+    assert {h.video_id for h in store.search("clips", unit(3), 16, both)} == {"v1"}
+
+
 def test_filter_by_metadata_equality(store: ClipStore) -> None:
     store.create_collection("clips", DIM, model="m")
     metas: list[dict[str, object]] = [
