@@ -222,6 +222,31 @@ def _kill(worker: subprocess.Popen[bytes], sig: int) -> None:
         worker.wait(10)
     with contextlib.suppress(ProcessLookupError):  # stragglers of its group (decoder fork server)
         os.killpg(worker.pid, signal.SIGKILL)
+    _wait_until_group_is_gone(worker.pid)
+
+
+def _wait_until_group_is_gone(pgid: int, timeout: float = 15) -> None:
+    """A signalled pool process still holds the Qdrant Edge lock until the kernel has torn it down: without
+    this wait, the test's own next open of the store raced the dying worker (seen in CI as WouldBlock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if _only_zombies_left(pgid):  # exited (files closed, locks released), waiting to be reaped
+            return
+        time.sleep(0.02)
+
+
+def _only_zombies_left(pgid: int) -> bool:
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its closing parenthesis
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return False
+    return True
 
 
 def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: float, log: Path) -> JobStage:
