@@ -158,9 +158,21 @@ class Server:
         self.log.close()
 
 
-def search_once(client: httpx.Client, query: str) -> None:
+def search_once(client: httpx.Client, query: str, stages: list[dict[str, float]] | None = None) -> None:
+    """One ``/search``; ``stages`` collects the server's own per-stage timings (``timings_ms``)."""
     response = client.post("/search", json={"collection": COLLECTION, "query": query, "limit": LIMIT})
     response.raise_for_status()
+    if stages is not None:
+        stages.append(response.json()["timings_ms"])
+
+
+def stage_medians(stages: list[dict[str, float]], wall_ms: list[float]) -> dict[str, float]:
+    """Median server time per stage, and what is left of the client's wall time (HTTP, routing, JSON)."""
+    names = sorted({name for timing in stages for name in timing})
+    out = {name: round(statistics.median(t.get(name, 0.0) for t in stages), 3) for name in names}
+    rest = [wall - sum(t.values()) for wall, t in zip(wall_ms, stages, strict=True)]
+    out["outside_stages"] = round(statistics.median(rest), 3)
+    return out
 
 
 def throughput(url: str, clients: int, per_client: int, salt: int) -> float:
@@ -212,12 +224,15 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
                     clip.encode_text(clip.tokenize([text], 32))
                 # Interleaved, so both see the same machine load: the bare encoder (this process, same
                 # thread count, the server idle meanwhile) and then /search, for each never-seen query.
-                encoder, search = [], []
+                encoder, search, search_stages = [], [], []
                 for text in queries(n_queries, salt=1):
                     encoder.append(timed(lambda t=text: clip.encode_text(clip.tokenize([t], 32))))
-                    search.append(timed(lambda t=text: search_once(client, t)))
+                    search.append(timed(lambda t=text: search_once(client, t, search_stages)))
                 repeated = queries(1, salt=1)[0]
-                cached = [timed(lambda: search_once(client, repeated)) for _ in range(n_queries)]
+                cached_stages: list[dict[str, float]] = []
+                cached = [
+                    timed(lambda: search_once(client, repeated, cached_stages)) for _ in range(n_queries)
+                ]
             per_client = max(4, n_queries // 4)
             rounds = []  # 1 client, then 8, a few times over: the median ratio resists load swings
             for r in range(THROUGHPUT_ROUNDS):
@@ -235,11 +250,13 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
         "index_build_s": round(index_s, 1),
         "encoder_ms": enc,
         "search_ms": srch,
+        "search_stage_ms_p50": stage_medians(search_stages, search),
         "search_over_encoder_p50": round(srch["p50"] / enc["p50"], 3),
         "search_over_encoder_p95": round(srch["p95"] / enc["p95"], 3),
         "search_p50_budget_ms": budget,
         "search_p50_within_budget": srch["p50"] <= budget,
         "cached_ms": pct(cached),
+        "cached_stage_ms_p50": stage_medians(cached_stages, cached),
         "cached_p50_within_5ms": pct(cached)["p50"] <= 5.0,
         "qps_1_client": [q1 for q1, _ in rounds],
         "qps_8_clients": [q8 for _, q8 in rounds],

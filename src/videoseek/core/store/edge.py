@@ -25,6 +25,7 @@ from videoseek.core.store.base import (
     BASE_PAYLOAD_INDEXES,
     MAX_METADATA_INDEXES,
     METADATA_KEY,
+    POOLED_INT8_QUANTILE,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
@@ -79,10 +80,19 @@ def _edge_errors(what: str) -> Iterator[None]:
 
 
 def edge_config(dim: int) -> qe.EdgeConfig:
-    """Shard layout: pooled vectors with an HNSW graph; frame multivectors stored for re-ranking only."""
+    """Shard layout: pooled vectors with an HNSW graph over an int8 copy; frame multivectors for re-ranking.
+
+    Only new shards get it: an existing shard keeps the layout it was created with (a re-index makes a new one).
+    """
     return qe.EdgeConfig(
         vectors={
-            VECTOR_POOLED: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
+            VECTOR_POOLED: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                quantization_config=qe.ScalarQuantizationConfig(
+                    type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
+                ),
+            ),
             # Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored.
             # m=0: no graph is ever searched on frames, and building one made optimizing ~20x slower.
             VECTOR_FRAMES: qe.EdgeVectorParams(

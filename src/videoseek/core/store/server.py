@@ -24,6 +24,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from videoseek.core.store.base import (
     BASE_PAYLOAD_INDEXES,
     MAX_METADATA_INDEXES,
+    POOLED_INT8_QUANTILE,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
@@ -86,7 +87,16 @@ def _map_error(what: str, exc: Exception) -> StoreError:
 def vectors_config(dim: int) -> dict[str, qm.VectorParams]:
     """Same layout as the Edge store: pooled with HNSW; frames as a MAX_SIM multivector with no graph."""
     return {
-        VECTOR_POOLED: qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+        VECTOR_POOLED: qm.VectorParams(
+            size=dim,
+            distance=qm.Distance.COSINE,
+            quantization_config=qm.ScalarQuantization(
+                # always_ram, not memory=PINNED: the pinned server (v1.16) predates memory tiers
+                scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=POOLED_INT8_QUANTILE, always_ram=True
+                )
+            ),
+        ),
         VECTOR_FRAMES: qm.VectorParams(
             size=dim,
             distance=qm.Distance.DOT,  # Cosine would normalise on write; get_frames returns what was stored
