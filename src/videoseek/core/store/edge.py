@@ -26,6 +26,7 @@ from videoseek.core.store.base import (
     MAX_METADATA_INDEXES,
     METADATA_KEY,
     POOLED_INT8_QUANTILE,
+    POOLED_RESCORE_OVERSAMPLING,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
@@ -103,6 +104,11 @@ def edge_config(dim: int) -> qe.EdgeConfig:
             ),  # default memory (Cached): Cold made fetching 40 clips' frames 20x slower once optimized
         }
     )
+
+
+_RESCORED = qe.SearchParams(
+    quantization=qe.QuantizationSearchParams(rescore=True, oversampling=POOLED_RESCORE_OVERSAMPLING)
+)
 
 
 def _edge_condition(cond: Condition) -> qe.FieldCondition:
@@ -299,6 +305,7 @@ class EdgeClipStore:
                 limit=limit,
                 query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
                 filter=_edge_filter(flt, exclude_ids),
+                params=_RESCORED,
                 with_payload=True,
                 with_vector=[VECTOR_FRAMES] if with_frames else False,
             )

@@ -25,6 +25,7 @@ from videoseek.core.store.base import (
     BASE_PAYLOAD_INDEXES,
     MAX_METADATA_INDEXES,
     POOLED_INT8_QUANTILE,
+    POOLED_RESCORE_OVERSAMPLING,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
@@ -82,6 +83,11 @@ def _map_error(what: str, exc: Exception) -> StoreError:
     if "already exists" in message:
         return CollectionExists(f"{what}: {message}")
     return StoreError(f"{what} failed: {message}")
+
+
+_RESCORED = qm.SearchParams(
+    quantization=qm.QuantizationSearchParams(rescore=True, oversampling=POOLED_RESCORE_OVERSAMPLING)
+)
 
 
 def vectors_config(dim: int) -> dict[str, qm.VectorParams]:
@@ -292,6 +298,7 @@ class ServerClipStore:
                 query=query.tolist(),
                 using=VECTOR_POOLED,
                 query_filter=_filter(flt, exclude_ids),
+                search_params=None if self._local else _RESCORED,  # local mode is exact search anyway
                 limit=limit,
                 with_payload=True,
                 with_vectors=[VECTOR_FRAMES] if with_frames else False,
