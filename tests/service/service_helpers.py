@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
+from videoseek.core.adapter import AdaptedClip, AdapterConfig
+from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import Settings, load_settings
 from videoseek.core.store import ClipPoint
 from videoseek.service.main import create_app
@@ -117,3 +119,12 @@ def start_client(
     if wait:
         wait_ready(test_client)
     return test_client
+
+
+def make_adapter(directory: Path) -> Path:
+    """A random (untrained) adapter for the test model, large enough to move embeddings visibly."""
+    adapted = AdaptedClip.from_spec(
+        ModelSpec.parse(TEST_MODEL), AdapterConfig(rank=4, shared_dim=8, init_std=0.2)
+    )
+    adapted.save(directory)
+    return directory

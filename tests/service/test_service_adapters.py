@@ -5,20 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from service_helpers import CAPTIONS, MATCHING_CLIP, TEST_MODEL, seed_clips, services_of
+from service_helpers import CAPTIONS, MATCHING_CLIP, make_adapter, seed_clips, services_of
 
-from videoseek.core.adapter import AdaptedClip, AdapterConfig
-from videoseek.core.model_spec import ModelSpec
 from videoseek.service.batching import normalise_query
-
-
-def make_adapter(directory: Path) -> Path:
-    """A random (untrained) adapter for the test model, large enough to move embeddings visibly."""
-    adapted = AdaptedClip.from_spec(
-        ModelSpec.parse(TEST_MODEL), AdapterConfig(rank=4, shared_dim=8, init_std=0.2)
-    )
-    adapted.save(directory)
-    return directory
 
 
 def test_queries_use_the_collections_adapter_version(client: TestClient, tmp_path: Path) -> None:

@@ -87,3 +87,37 @@ def test_a_full_celery_ingest_queue_refuses_uploads_with_retry_after(
     assert client.get(f"/jobs/{first.json()['job_id']}").json()["stage"] == "queued"
     videos = client.get("/collections/busy").json()
     assert videos["videos"] in (0, None)
+
+
+def test_reindex_over_http_queues_the_celery_task_and_reads_its_state_from_the_result_backend(
+    distributed: Callable[..., TestClient],
+) -> None:
+    from videoseek.worker.celery_app import QUEUE_TRAIN, get_celery_app, queue_depths
+
+    client = distributed()
+    assert client.post("/collections", json={"name": "dist"}).status_code == 201
+    seed_clips(client, "dist")
+    settings = services_of(client).settings
+    started = client.post("/collections/dist/reindex", json={"adapter": None, "allow_missing": True})
+    assert started.status_code == 202, started.text
+    task_id = started.json()["task_id"]
+    assert task_id.startswith("dist.") and queue_depths(settings)(QUEUE_TRAIN) == 1  # waits for a worker
+
+    def status(of: str = task_id) -> dict[str, Any]:
+        response = client.get(f"/reindex/{of}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert status()["state"] == "queued"
+    backend = get_celery_app(settings).backend  # what a train worker writes, on the same Redis
+    progress = {"stage": "embedding", "videos_done": 1, "videos_total": 3, "clips": 3}
+    backend.store_result(task_id, progress, "PROGRESS")
+    assert (status()["state"], status()["progress"]) == ("running", progress)
+    backend.store_result(task_id, {"collection": "dist", "videos": 3, "clips": 9}, "SUCCESS")
+    done = status()
+    assert done["state"] == "done" and done["result"]["clips"] == 9 and done["reason"] is None
+    other = "dist." + "f" * 32  # a finished task's state is final: failure is shown on another one
+    backend.mark_as_failure(other, RuntimeError("no cached frames for 3 videos"))
+    failed = status(other)
+    assert failed["state"] == "failed" and failed["reason"] == "RuntimeError: no cached frames for 3 videos"
+    assert client.get("/reindex/elsewhere." + "0" * 32).json()["state"] == "queued"  # Celery's PENDING

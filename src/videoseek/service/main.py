@@ -28,7 +28,8 @@ from videoseek.service.frame_vector_cache import FrameVectorCache
 from videoseek.service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
-from videoseek.service.routers import collections, health, jobs, media, search, videos
+from videoseek.service.reindex_tasks import reindex_tasks_for
+from videoseek.service.routers import collections, health, jobs, media, reindex, search, videos
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.secret import load_or_create_secret
 from videoseek.service.state import AppServices
@@ -108,6 +109,7 @@ def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) 
         metrics=metrics,
         model=QueryModel(settings),
         jobs=get_job_store(settings),
+        reindex=reindex_tasks_for(settings),
         connect=_connect,
     )
     _connect(services)
@@ -222,7 +224,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_error_handlers(app, _library_errors())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (search, collections, videos, jobs, media, health):
+    for module in (search, collections, reindex, videos, jobs, media, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -89,6 +89,35 @@ class CreateCollectionRequest(_Strict):
     )
 
 
+class ReindexRequest(_Strict):
+    adapter: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        description="Adapter to switch to: a registered version (sha256) or an adapter directory on the server; "
+        "null for plain CLIP. Required, so that switching to plain CLIP is never an accident."
+    )
+    allow_missing: bool = Field(
+        default=False, description="Leave out videos without cached frames instead of failing."
+    )
+
+
+class ReindexAccepted(BaseModel):
+    task_id: str
+    collection: str
+    adapter_version: str | None = Field(description="The version the collection switches to when done.")
+    status_url: str
+
+
+class ReindexStatusOut(BaseModel):
+    task_id: str
+    collection: str
+    state: Literal["queued", "running", "done", "failed"]
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="stage (embedding, catching-up, activating), videos_done, videos_total, clips.",
+    )
+    result: dict[str, Any] | None = Field(default=None, description="The re-index's summary, once done.")
+    reason: str | None = Field(default=None, description="Why it failed; the old version keeps serving.")
+
+
 class CollectionOut(BaseModel):
     name: str
     model: str

@@ -15,6 +15,7 @@ from videoseek.service.errors import Unavailable
 from videoseek.service.metrics import ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
+from videoseek.service.reindex_tasks import ReindexTasks
 from videoseek.service.search_engine import SearchEngine
 from videoseek.worker.jobs import JobStore
 
@@ -33,6 +34,7 @@ class AppServices:
     metrics: ServiceMetrics
     model: QueryModel
     jobs: JobStore
+    reindex: ReindexTasks  # re-indexes started over HTTP (in this process, or on Celery)
     # Opens the store and builds the engine; retried (at most every STORE_RETRY_S) while it fails, e.g. while
     # another process still holds the embedded store's directory.
     connect: Callable[[AppServices], None] | None = None

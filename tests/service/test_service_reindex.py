@@ -1,0 +1,169 @@
+"""Re-indexing over HTTP: an admin switches a collection to another adapter, searches follow, nothing is lost."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from service_helpers import CAPTIONS, make_adapter, services_of, settings_for
+
+from videoseek.service.errors import Conflict
+from videoseek.service.reindex_tasks import LocalReindexTasks, task_collection
+from videoseek.toy.generate import generate_videos
+
+
+def wait_for_reindex(client: TestClient, task_id: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+    """Every distinct status seen until the task ends (the last one is terminal)."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.get(f"/reindex/{task_id}")
+        assert response.status_code == 200, response.text
+        status = response.json()
+        if not seen or status != seen[-1]:
+            seen.append(status)
+        if status["state"] in ("done", "failed"):
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"re-index {task_id} did not finish: {seen[-1]}")
+
+
+def ingest_toy_videos(client: TestClient, collection: str, out: Path, n: int) -> list[str]:
+    manifest = generate_videos(out, n, seed=4, domain="A")
+    ids = []
+    for line in manifest.read_text().splitlines():
+        path = out / line.split('"video": "')[1].split('"')[0]
+        with path.open("rb") as handle:
+            accepted = client.post(f"/collections/{collection}/videos", files={"file": (path.name, handle)})
+        assert accepted.status_code == 202, accepted.text
+        ids.append(accepted.json()["job_id"])
+    for job_id in ids:
+        deadline = time.monotonic() + 120
+        while (job := client.get(f"/jobs/{job_id}").json())["stage"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["stage"] == "done", job
+    return ids
+
+
+def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
+    client: TestClient, tmp_path: Path
+) -> None:
+    assert client.post("/collections", json={"name": "films"}).status_code == 201
+    ingest_toy_videos(client, "films", tmp_path / "toy", 2)
+    before = client.get("/collections/films").json()
+    assert before["adapter_version"] is None and before["videos"] == 2
+    # The uploaded files are gone: a re-index that decoded video again could not succeed.
+    shutil.rmtree(services_of(client).layout.videos_dir("films"))
+
+    started = client.post("/collections/films/reindex", json={"adapter": str(make_adapter(tmp_path / "a"))})
+    assert started.status_code == 202, started.text
+    accepted = started.json()
+    version = accepted["adapter_version"]
+    assert version and len(version) == 64 and accepted["status_url"] == f"/reindex/{accepted['task_id']}"
+
+    statuses = wait_for_reindex(client, accepted["task_id"])
+    final = statuses[-1]
+    assert final["state"] == "done", final
+    assert final["collection"] == "films" and final["reason"] is None
+    assert final["result"]["new_adapter_version"] == version
+    assert (final["result"]["videos"], final["result"]["clips"]) == (2, before["clips"])
+    for status in statuses[:-1]:
+        assert status["state"] in ("queued", "running")
+        assert status["progress"] is None or status["progress"]["videos_done"] <= 2
+
+    after = client.get("/collections/films").json()
+    assert (after["adapter_version"], after["clips"], after["videos"]) == (version, before["clips"], 2)
+    searched = client.post("/search", json={"collection": "films", "query": "a red circle"})
+    assert searched.status_code == 200 and searched.json()["adapter_version"] == version
+    assert len(searched.json()["results"]) == min(10, before["clips"])
+
+    # And back to plain CLIP, by asking for it explicitly.
+    back = client.post("/collections/films/reindex", json={"adapter": None}).json()
+    assert back["adapter_version"] is None
+    assert wait_for_reindex(client, back["task_id"])[-1]["state"] == "done"
+    assert client.get("/collections/films").json()["adapter_version"] is None
+
+
+def test_a_reindex_that_cannot_run_fails_its_task_with_a_reason_and_the_collection_keeps_serving(
+    seeded: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, _ = seeded  # clips written straight into the store: no frame cache to re-embed from
+    started = client.post("/collections/shapes/reindex", json={"adapter": None})
+    assert started.status_code == 202, started.text
+    final = wait_for_reindex(client, started.json()["task_id"])[-1]
+    assert final["state"] == "failed" and "no cached frames" in final["reason"], final
+    assert final["result"] is None
+    body = client.post("/search", json={"collection": "shapes", "query": CAPTIONS[0]})
+    assert body.status_code == 200 and body.json()["results"]
+
+
+def test_bad_reindex_requests_are_4xx_with_reasons(
+    seeded: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    client, _ = seeded
+    cases: list[tuple[str, dict[str, Any], int]] = [
+        ("/collections/nothing-here/reindex", {"adapter": None}, 404),
+        ("/collections/Bad%20Name/reindex", {"adapter": None}, 422),
+        ("/collections/shapes/reindex", {}, 422),  # adapter is required: plain CLIP only when asked for
+        ("/collections/shapes/reindex", {"adapter": str(tmp_path / "missing")}, 422),
+        ("/collections/shapes/reindex", {"adapter": None, "surprise": 1}, 422),
+    ]
+    for path, body, status in cases:
+        response = client.post(path, json=body)
+        assert response.status_code == status, (path, body, response.text)
+        assert response.json()["reason"], response.json()
+    not_an_adapter = tmp_path / "not-an-adapter"
+    not_an_adapter.mkdir()
+    response = client.post("/collections/shapes/reindex", json={"adapter": str(not_an_adapter)})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_adapter", response.text
+    for task_id in ("nope", "shapes." + "0" * 32, "x" * 500, "Bad.0123"):
+        missing = client.get(f"/reindex/{task_id}")
+        assert missing.status_code == 404 and "POST /collections" in missing.json()["reason"]
+
+
+def test_a_collection_being_reindexed_refuses_a_second_reindex(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    release = threading.Event()
+    calls: list[tuple[str, str | None]] = []
+
+    def slow_reindex(settings: object, name: str, version: str | None, **_: Any) -> Any:
+        calls.append((name, version))
+        release.wait(10)
+        raise RuntimeError("stopped by the test")
+
+    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", slow_reindex)
+    tasks = LocalReindexTasks(settings_for(tmp_path / "data"), lambda: None)
+    first = tasks.start("films", None, False)
+    with pytest.raises(Conflict, match=first):
+        tasks.start("films", "a" * 64, False)
+    other = tasks.start("clips", None, False)  # other collections are not held up
+    release.set()
+    for task_id in (first, other):
+        deadline = time.monotonic() + 10
+        while (status := tasks.status(task_id)) is not None and status.state != "failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert status is not None and status.reason == "RuntimeError: stopped by the test"
+    again = tasks.start("films", None, False)  # free again once the first one ended
+    assert again != first and task_collection(again) == "films"
+    assert sorted(calls)[:2] == [("clips", None), ("films", None)]
+
+
+def test_task_ids_name_their_collection_and_nothing_else_parses() -> None:
+    assert task_collection("films." + "ab" * 16) == "films"
+    for bad in ("films", "films.", "films.xyz", "Films." + "0" * 32, "../x." + "0" * 32, "a.b." + "0" * 32):
+        assert task_collection(bad) is None, bad
+
+
+def test_reindex_is_documented_in_the_openapi_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    start = paths["/collections/{name}/reindex"]["post"]
+    assert "202" in start["responses"] and start["summary"]
+    assert "404" in paths["/reindex/{task_id}"]["get"]["responses"]
