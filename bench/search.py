@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/search.py [--clips 10000 100000] [--models ViT-B-32:random toy] [--queries 40]
 
-For each model and index size: synthetic clips (random unit frame vectors, 100 clips per video) are upserted
-straight into an embedded store, then ``videoseek serve`` runs in a subprocess on that data directory and
+For each model and index size: synthetic clips (clustered like real embeddings: ``bench/synthetic.py``) are
+upserted straight into an embedded store, then ``videoseek serve`` runs in a subprocess on that data directory and
 this process acts as the clients. Reported per configuration (milliseconds, p50/p95):
 
 * ``encoder_ms``: the bare text encoder (this process, same model, same queries, one at a time), through the
@@ -28,19 +28,17 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
+from synthetic import clustered_clips
 from videoseek.core.model_spec import ModelSpec
-from videoseek.core.store import ClipPoint
 from videoseek.core.store.edge import EdgeClipStore
 
 COLLECTION = "bench"
-CLIPS_PER_VIDEO = 100
 FRAMES = 8
 BATCH = 1000
 LIMIT = 10
@@ -61,44 +59,12 @@ def queries(n: int, salt: int) -> list[str]:
     return out
 
 
-def _unit(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    x = rng.standard_normal(shape).astype(np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def synthetic_clips(n: int, dim: int) -> Iterator[list[ClipPoint]]:
-    for start in range(0, n, BATCH):
-        rng = np.random.default_rng(start)
-        size = min(BATCH, n - start)
-        frames = _unit(rng, (size, FRAMES, dim)) * 10.0  # projected features are not unit-norm
-        batch = []
-        for i in range(size):
-            k = start + i
-            t0 = (k % CLIPS_PER_VIDEO) * 5.0
-            batch.append(
-                ClipPoint(
-                    video_id=f"{k // CLIPS_PER_VIDEO:016x}",
-                    clip_index=k % CLIPS_PER_VIDEO,
-                    start_s=t0,
-                    end_s=t0 + 10.0,
-                    pooled=frames[i].mean(axis=0),
-                    frames=frames[i],
-                    frame_times=[t0 + f * 10.0 / FRAMES for f in range(FRAMES)],
-                    payload={
-                        "source": f"v{k // CLIPS_PER_VIDEO}.mp4",
-                        "metadata": {},
-                        "adapter_version": None,
-                    },
-                )
-            )
-        yield batch
-
-
 def build_index(data_dir: Path, n: int, dim: int, fingerprint: str) -> float:
     store = EdgeClipStore(data_dir / "qdrant")
     started = time.perf_counter()
     store.create_collection(COLLECTION, dim, model=fingerprint)
-    for batch in synthetic_clips(n, dim):
+    # Frames scaled by 10: projected features are not unit-norm.
+    for batch in clustered_clips(n, dim, FRAMES, batch=BATCH, scale=10.0):
         store.upsert(COLLECTION, batch)
     store.optimize(COLLECTION)
     store.close()

@@ -14,67 +14,22 @@ import json
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from videoseek.core.store import ClipPoint, ClipStore, SearchFilter, point_id
+from synthetic import CLIPS_PER_VIDEO, clustered_clips, unit_rows, video_centers, video_id
+from videoseek.core.store import ClipStore, SearchFilter, point_id
 from videoseek.core.store.edge import EdgeClipStore
 from videoseek.core.store.server import ServerClipStore
 
-CLIPS_PER_VIDEO = 100
-BATCH = 500
 TOP_K = 40  # a realistic candidate count: limit x oversample
 NAME = "bench"
 
 
-def _unit_rows(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    x = rng.standard_normal(shape).astype(np.float32)
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def video_centers(n: int, dim: int) -> np.ndarray:
-    videos = max(1, -(-n // CLIPS_PER_VIDEO))
-    return _unit_rows(np.random.default_rng(7), (videos, dim))
-
-
-def batches(n: int, dim: int, frames: int) -> Iterator[list[ClipPoint]]:
-    """The same clips for every store, each batch regenerated from its own seed.
-
-    Like real CLIP embeddings the data is clustered, not uniform: clips of one video sit near the video's
-    centre and frames near their clip (uniform random 512-d vectors are a worst case no ANN index meets).
-    """
-    centers = video_centers(n, dim)
-    for start in range(0, n, BATCH):
-        rng = np.random.default_rng(start)
-        size = min(BATCH, n - start)
-        ks = np.arange(start, start + size)
-        clip_vecs = _unit_rows(rng, (size, dim)) * 0.8 + centers[ks // CLIPS_PER_VIDEO]
-        frame_vecs = _unit_rows(rng, (size, frames, dim)) * 0.5 + clip_vecs[:, None, :]
-        frame_vecs /= np.linalg.norm(frame_vecs, axis=-1, keepdims=True)
-        pooled = frame_vecs.mean(axis=1)
-        points = []
-        for i, k in enumerate(ks.tolist()):
-            t0 = (k % CLIPS_PER_VIDEO) * 5.0
-            points.append(
-                ClipPoint(
-                    video_id=f"{k // CLIPS_PER_VIDEO:016x}",
-                    clip_index=k % CLIPS_PER_VIDEO,
-                    start_s=t0,
-                    end_s=t0 + 10.0,
-                    pooled=pooled[i],
-                    frames=frame_vecs[i],
-                    frame_times=[t0 + f * 10.0 / frames for f in range(frames)],
-                    payload={"source": f"v{k // CLIPS_PER_VIDEO}.mp4", "metadata": {"cam": f"c{k % 7}"}},
-                )
-            )
-        yield points
-
-
 def all_pooled(n: int, dim: int, frames: int) -> np.ndarray:
-    return np.concatenate([np.stack([p.pooled for p in b]) for b in batches(n, dim, frames)])
+    return np.concatenate([np.stack([p.pooled for p in b]) for b in clustered_clips(n, dim, frames)])
 
 
 def p50_ms(fn: Any, args: list[Any]) -> float:
@@ -89,7 +44,7 @@ def p50_ms(fn: Any, args: list[Any]) -> float:
 def run(store: ClipStore, n: int, dim: int, frames: int, queries: np.ndarray, truth: list[set[str]]) -> dict:
     store.create_collection(NAME, dim, model="bench")
     upsert_s = 0.0
-    for batch in batches(n, dim, frames):  # generating the data is not timed
+    for batch in clustered_clips(n, dim, frames):  # generating the data is not timed
         t = time.perf_counter()
         store.upsert(NAME, batch)
         upsert_s += time.perf_counter() - t
@@ -146,11 +101,11 @@ def main() -> None:
     centers = video_centers(args.clips, args.dim)
     rng = np.random.default_rng(10**6)
     picks = centers[rng.integers(0, len(centers), args.queries)]
-    queries = _unit_rows(rng, (args.queries, args.dim)) + picks
+    queries = unit_rows(rng, (args.queries, args.dim)) + picks
     pooled = all_pooled(args.clips, args.dim, args.frames)
     pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
     top = np.argsort(-(queries @ pooled.T), axis=1)[:, :10]
-    truth = [{point_id(f"{k // CLIPS_PER_VIDEO:016x}", k % CLIPS_PER_VIDEO) for k in row} for row in top]
+    truth = [{point_id(video_id(k), k % CLIPS_PER_VIDEO) for k in row} for row in top]
     del pooled
 
     result: dict[str, Any] = {"clips": args.clips, "frames_per_clip": args.frames, "dim": args.dim}
