@@ -134,6 +134,12 @@ class WorkerSettings(BaseModel):
     max_retries: int = Field(default=5, ge=0, description="Retries of transient errors (store unavailable).")
     retry_backoff_max_s: int = Field(default=300, ge=1)
     embed_batch_size: int = Field(default=64, ge=1, description="Frames per forward pass of the image tower.")
+    embed_batch_videos: int = Field(
+        default=8,
+        ge=1,
+        description="Decoded videos one embedding step takes together (any collections; their frames share "
+        "forward passes), up to 4 x embed_batch_size frames.",
+    )
     queue_size: int = Field(
         default=256,
         ge=1,

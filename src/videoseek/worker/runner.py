@@ -5,8 +5,8 @@ small bounded queue, so decoding the next video (in its sandbox process) overlap
 
     submit(job_id) -> [jobs queue, bounded] -> decode thread -> [decoded queue, 2] -> embed thread
 
-The embed thread takes every decoded video that is waiting (up to ``max_batch_videos``) and embeds their
-frames in shared batches. Job state lives in the SQLite job store, so jobs still queued when the process
+The embed thread takes every decoded video that is waiting (up to ``worker.embed_batch_videos``) and embeds
+their frames in shared batches. Job state lives in the SQLite job store, so jobs still queued when the process
 stops are picked up again by the next :meth:`EmbeddedRunner.start` (``recover=True``).
 """
 
@@ -41,14 +41,14 @@ class EmbeddedRunner:
         *,
         context_factory: Callable[[Settings], PipelineContext] | None = None,
         queue_size: int | None = None,
-        max_batch_videos: int = 4,
+        max_batch_videos: int | None = None,
     ) -> None:
         self.settings = settings
         self._context_factory = context_factory
         self._context: PipelineContext | None = None
         self._jobs: queue.Queue[str] = queue.Queue(maxsize=queue_size or settings.worker.queue_size)
         self._decoded: queue.Queue[DecodedVideo] = queue.Queue(maxsize=2)
-        self._max_batch_videos = max(1, max_batch_videos)
+        self._max_batch_videos = max(1, max_batch_videos or settings.worker.embed_batch_videos)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy: set[str] = set()  # submitted and not finished: a job is never queued twice

@@ -2,7 +2,8 @@
 
 Two tasks per video, on two queues: ``decode`` (probe, sandboxed decode, frame cache, thumbnails; CPU) and
 ``embed`` (image tower, upsert; GPU when there is one). The frame cache on the shared data volume carries the
-frames from one to the other. Both are idempotent, so a redelivered message simply redoes its step.
+frames from one to the other. Both are idempotent, so a redelivered message simply redoes its step. An embed
+task also takes other decoded jobs still waiting into its batch (``embed_backlog.py``).
 
 Each worker process builds its own :class:`~videoseek.worker.pipeline.PipelineContext` (job store, CLIP; the
 clip store opens at the first task), and the ``worker_process_init`` handler builds it right after the process
@@ -32,6 +33,7 @@ REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collect
 _settings: Settings | None = None
 _warm_model = True
 _context: Any = None  # PipelineContext, imported lazily (it pulls in numpy, PyAV and, when used, torch)
+_backlog: Any = None  # EmbedBacklog, likewise
 _context_lock = threading.Lock()
 
 
@@ -51,6 +53,19 @@ def worker_context() -> Any:
 
             _context = PipelineContext.from_settings(_settings or get_settings())
         return _context
+
+
+def embed_backlog() -> Any:
+    """This process's view of the decoded jobs waiting to be embedded (see ``embed_backlog.py``)."""
+    global _backlog
+    with _context_lock:
+        if _backlog is None:
+            from videoseek.worker.embed_backlog import EmbedBacklog
+
+            settings = _settings or get_settings()
+            assert settings.redis_url is not None  # Celery tasks only run with Redis
+            _backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
+        return _backlog
 
 
 def _allow_decoder_children() -> None:
@@ -169,20 +184,33 @@ def decode_task(self: Task, job_id: str) -> str:
     except SoftTimeLimitExceeded:
         fail_job(context, job_id, _over_time("decoding"))
         return "failed"
+    embed_backlog().add(job_id)  # an embed task already running may take it into its batch
     self.app.send_task(TASK_EMBED, args=[job_id])
     return "decoded"
 
 
 @shared_task(name=TASK_EMBED, bind=True, base=IngestTask)
 def embed_task(self: Task, job_id: str) -> str:
-    """Embed the job's cached frames with the collection's adapted image tower and upsert its clips."""
-    from videoseek.worker.pipeline import embed_and_index, fail_job, load_decoded
+    """Embed the job's cached frames, and those of other decoded jobs waiting, in shared batches; index them."""
+    from videoseek.worker.embed_backlog import CLAIM_RECHECK_S, embed_with_backlog
+    from videoseek.worker.pipeline import fail_job
 
     context = worker_context()
+    worker = context.settings.worker
     try:
-        decoded = load_decoded(context, job_id)
-        if decoded is not None:
-            embed_and_index(context, [decoded])
+        outcome = embed_with_backlog(
+            context,
+            job_id,
+            embed_backlog(),
+            self.request.id or job_id,
+            max_videos=worker.embed_batch_videos,
+            max_frames=4 * worker.embed_batch_size,
+        )
+        if outcome.claimed_by is not None:
+            # Another task is embedding this job in its batch. Look again later, as a new message: if that
+            # task dies, its claim runs out and this job is embedded here.
+            self.apply_async(args=[job_id], countdown=CLAIM_RECHECK_S)
+            return "claimed"
         return str(context.jobs.require(job_id).stage)
     except transient_errors() as exc:
         _retry_or_fail(self, job_id, exc)

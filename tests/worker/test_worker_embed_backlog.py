@@ -1,0 +1,167 @@
+"""Celery embed tasks batch decoded videos across jobs, and no job is lost or embedded twice on the way.
+
+The batching logic is a plain function (``embed_with_backlog``) run here in-process against the real Redis
+job store and backlog, with real decoded toy videos; the Celery worker tests run it inside real workers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from videoseek.core.settings import Settings, get_settings
+from videoseek.worker.embed_backlog import EmbedBacklog, embed_with_backlog
+from videoseek.worker.jobs import JobStage
+from videoseek.worker.pipeline import PipelineContext
+
+pytestmark = pytest.mark.redis
+
+BIG = 10**6
+
+
+@pytest.fixture
+def settings(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    from videoseek.core.collections import close_shared_stores
+    from videoseek.worker.jobs import close_job_stores
+
+    for key, value in {
+        "VIDEOSEEK_MODEL": model_spec,
+        "VIDEOSEEK_DEVICE": "cpu",
+        "VIDEOSEEK_REDIS_URL": redis_url,
+        "VIDEOSEEK_WORKER__REDIS_PREFIX": redis_prefix,
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    close_shared_stores()
+    close_job_stores()
+
+
+@pytest.fixture
+def decoded(settings: Settings, toy_videos: list[dict[str, Any]]) -> tuple[PipelineContext, list[str]]:
+    """Three toy videos decoded into the frame cache, waiting for embedding (no worker runs)."""
+    from videoseek.core.collections import create_collection
+    from videoseek.worker.pipeline import decode_video
+    from videoseek.worker.submit import submit_ingest
+
+    create_collection(settings, "films")
+    ctx = PipelineContext.from_settings(settings)
+    job_ids = []
+    for record in toy_videos:
+        job_id = submit_ingest("films", Path(record["path"]), settings=settings).job_id
+        assert decode_video(ctx, job_id) is not None
+        job_ids.append(job_id)
+    return ctx, job_ids
+
+
+@pytest.fixture
+def backlog(settings: Settings) -> Iterator[EmbedBacklog]:
+    assert settings.redis_url is not None
+    backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
+    yield backlog
+    backlog.close()
+
+
+def count_forward_requests(ctx: PipelineContext) -> list[int]:
+    """Spy on the embedder: how many videos each call embedded together."""
+    calls: list[int] = []
+    embed = ctx.embedder.embed
+
+    def spy(requests: Any, progress: Any = None) -> Any:
+        calls.append(len(requests))
+        return embed(requests, progress=progress)
+
+    ctx.embedder.embed = spy  # type: ignore[method-assign]
+    return calls
+
+
+def test_an_embed_task_takes_the_decoded_videos_waiting_into_one_batch(
+    decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
+) -> None:
+    ctx, (first, second, third) = decoded
+    for job_id in (first, second, third):
+        backlog.add(job_id)
+    calls = count_forward_requests(ctx)
+
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
+
+    assert sorted(outcome.embedded) == sorted([first, second, third]) and outcome.claimed_by is None
+    assert calls == [3]  # one embedding call for the three videos: their frames share forward passes
+    for job_id in (first, second, third):
+        job = ctx.jobs.require(job_id)
+        assert job.stage is JobStage.DONE and job.clips >= 1 and job.attempts == 1
+        assert backlog.holder(job_id) is None  # claims released
+    assert ctx.store.count("films") == sum(ctx.jobs.require(j).clips for j in (first, second, third))
+    assert backlog.waiting() == []
+    # The other two jobs' own messages arrive later: nothing is left to do, nothing is embedded twice.
+    again = embed_with_backlog(ctx, second, backlog, "task-2", max_videos=8, max_frames=BIG)
+    assert again.embedded == [] and again.claimed_by is None and calls == [3]
+
+
+def test_a_batch_stops_at_its_video_limit_and_leaves_the_rest_waiting(
+    decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
+) -> None:
+    ctx, (first, second, third) = decoded
+    for job_id in (first, second, third):
+        backlog.add(job_id)
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=2, max_frames=BIG)
+    assert outcome.embedded == [first, second]  # the oldest waiting job joined
+    assert backlog.waiting() == [third] and ctx.jobs.require(third).stage is not JobStage.DONE
+    by_frames = embed_with_backlog(ctx, third, backlog, "task-3", max_videos=8, max_frames=1)
+    assert by_frames.embedded == [third] and ctx.jobs.require(third).stage is JobStage.DONE
+
+
+def test_a_video_claimed_by_a_running_task_is_left_to_it(
+    decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
+) -> None:
+    ctx, (first, second, third) = decoded
+    for job_id in (first, second, third):
+        backlog.add(job_id)
+    assert backlog.claim(second, "busy-task")  # another worker is embedding it right now
+
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
+    assert sorted(outcome.embedded) == sorted([first, third])
+    assert ctx.jobs.require(second).stage is not JobStage.DONE and backlog.holder(second) == "busy-task"
+    # Its own message, meanwhile: told who holds it (the Celery task sends itself again for later).
+    own = embed_with_backlog(ctx, second, backlog, "task-2", max_videos=8, max_frames=BIG)
+    assert own.embedded == [] and own.claimed_by == "busy-task"
+
+
+def test_claims_of_a_dead_task_run_out_and_its_videos_are_embedded_by_their_own_tasks(
+    settings: Settings, decoded: tuple[PipelineContext, list[str]]
+) -> None:
+    ctx, (first, second, _) = decoded
+    assert settings.redis_url is not None
+    short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
+    try:
+        assert short.claim(first, "killed-task") and short.claim(second, "killed-task")
+        assert embed_with_backlog(ctx, second, short, "task-2", max_videos=8, max_frames=BIG).claimed_by
+        time.sleep(1.2)  # the killed task never refreshed its claims
+        outcome = embed_with_backlog(ctx, second, short, "task-2", max_videos=8, max_frames=BIG)
+        assert outcome.embedded == [second] and ctx.jobs.require(second).stage is JobStage.DONE
+        # A redelivered message keeps its task id and takes its own claim back at once.
+        assert short.claim(first, "task-1")
+        assert embed_with_backlog(ctx, first, short, "task-1", max_videos=8, max_frames=BIG).embedded == [
+            first
+        ]
+    finally:
+        short.close()
+
+
+def test_claims_are_refreshed_and_released_only_by_their_owner(backlog: EmbedBacklog) -> None:
+    assert backlog.claim("job-a", "owner") and backlog.claim("job-a", "owner")
+    assert not backlog.claim("job-a", "intruder")
+    assert backlog.refresh(["job-a"], "intruder") == 0 and backlog.release(["job-a"], "intruder") == 0
+    assert backlog.refresh(["job-a"], "owner") == 1
+    assert backlog.release(["job-a", "job-b"], "owner") == 1 and backlog.holder("job-a") is None
+    backlog.add("job-c")
+    backlog.add("job-d")
+    assert backlog.claim("job-c", "someone")
+    assert backlog.claim_next("me") == "job-d"  # job-c left the backlog when it was claimed
+    assert backlog.claim_next("me") is None
