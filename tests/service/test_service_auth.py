@@ -61,7 +61,8 @@ def test_requests_without_a_valid_key_are_401(locked: TestClient) -> None:
         ("get", "/jobs/0123456789abcdef", None, {"admin-key", "ingest-key"}),
         ("post", "/collections/cars/videos", None, {"admin-key", "ingest-key"}),
         ("post", "/collections/nothing-here/reindex", {"adapter": None}, {"admin-key"}),
-        ("get", "/reindex/cars." + "0" * 32, None, {"admin-key"}),
+        ("post", "/collections/nothing-here/retrain", {"data": "x.jsonl"}, {"admin-key"}),
+        ("get", "/tasks/cars." + "0" * 32, None, {"admin-key"}),
     ],
 )
 def test_scopes_are_enforced(

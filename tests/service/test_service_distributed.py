@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,8 +91,8 @@ def test_a_full_celery_ingest_queue_refuses_uploads_with_retry_after(
     assert videos["videos"] in (0, None)
 
 
-def test_reindex_over_http_queues_the_celery_task_and_reads_its_state_from_the_result_backend(
-    distributed: Callable[..., TestClient],
+def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_result_backend(
+    distributed: Callable[..., TestClient], tmp_path: Path
 ) -> None:
     from videoseek.worker.celery_app import QUEUE_TRAIN, get_celery_app, queue_depths
 
@@ -102,22 +104,32 @@ def test_reindex_over_http_queues_the_celery_task_and_reads_its_state_from_the_r
     assert started.status_code == 202, started.text
     task_id = started.json()["task_id"]
     assert task_id.startswith("dist.") and queue_depths(settings)(QUEUE_TRAIN) == 1  # waits for a worker
+    for video in ("a.mp4", "b.mp4"):
+        (tmp_path / video).write_bytes(b"frames")
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text(
+        "".join(json.dumps({"video": f"{v}.mp4", "caption": f"clip {v}"}) + "\n" for v in "ab")
+    )
+    retrain = client.post("/collections/dist/retrain", json={"data": str(manifest)})
+    assert retrain.status_code == 202 and queue_depths(settings)(QUEUE_TRAIN) == 2, retrain.text
 
     def status(of: str = task_id) -> dict[str, Any]:
-        response = client.get(f"/reindex/{of}")
+        response = client.get(f"/tasks/{of}")
         assert response.status_code == 200, response.text
         return response.json()
 
-    assert status()["state"] == "queued"
+    assert (status()["state"], status()["kind"]) == ("queued", None)  # Celery keeps no arguments
     backend = get_celery_app(settings).backend  # what a train worker writes, on the same Redis
-    progress = {"stage": "embedding", "videos_done": 1, "videos_total": 3, "clips": 3}
+    progress = {"stage": "embedding", "videos_done": 1, "videos_total": 3, "clips": 3, "kind": "reindex"}
     backend.store_result(task_id, progress, "PROGRESS")
-    assert (status()["state"], status()["progress"]) == ("running", progress)
-    backend.store_result(task_id, {"collection": "dist", "videos": 3, "clips": 9}, "SUCCESS")
+    assert (status()["state"], status()["kind"], status()["progress"]) == ("running", "reindex", progress)
+    backend.store_result(
+        task_id, {"collection": "dist", "videos": 3, "clips": 9, "kind": "reindex"}, "SUCCESS"
+    )
     done = status()
     assert done["state"] == "done" and done["result"]["clips"] == 9 and done["reason"] is None
     other = "dist." + "f" * 32  # a finished task's state is final: failure is shown on another one
     backend.mark_as_failure(other, RuntimeError("no cached frames for 3 videos"))
     failed = status(other)
     assert failed["state"] == "failed" and failed["reason"] == "RuntimeError: no cached frames for 3 videos"
-    assert client.get("/reindex/elsewhere." + "0" * 32).json()["state"] == "queued"  # Celery's PENDING
+    assert client.get("/tasks/elsewhere." + "0" * 32).json()["state"] == "queued"  # Celery's PENDING

@@ -83,6 +83,17 @@ def test_a_manifest_with_nothing_usable_is_an_error_even_when_skipping(tmp_path:
         load_dataset(manifest, on_bad="skip")
 
 
+def test_a_file_that_is_not_a_text_manifest_is_a_data_error_not_a_crash(tmp_path: Path) -> None:
+    binary = tmp_path / "video.mp4"
+    binary.write_bytes(b"\x00\x00\x00\x20ftypisom\xd0\xff" * 64)
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        load_dataset(binary)
+    folder = tmp_path / "captions.jsonl"
+    folder.mkdir()  # a folder is read as MSR-VTT's, and this one is not
+    with pytest.raises(DataError, match=r"MSRVTT_data\.json not found"):
+        load_dataset(folder)
+
+
 def _msrvtt(root: Path) -> Path:
     sentences = [
         {"video_id": f"video{v}", "caption": f"caption {c} of video {v}", "sen_id": 10 * v + c}

@@ -23,13 +23,13 @@ from videoseek.core.store import CollectionExists, CollectionNotFound, InvalidPo
 from videoseek.service import scoring
 from videoseek.service.auth import KeyRing, MediaSigner, is_loopback
 from videoseek.service.batching import QueryEmbedder
+from videoseek.service.collection_tasks import collection_tasks_for
 from videoseek.service.errors import install_error_handlers
 from videoseek.service.frame_vector_cache import FrameVectorCache
 from videoseek.service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
-from videoseek.service.reindex_tasks import reindex_tasks_for
-from videoseek.service.routers import collections, health, jobs, media, reindex, search, videos
+from videoseek.service.routers import collections, health, jobs, media, search, tasks, videos
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.secret import load_or_create_secret
 from videoseek.service.state import AppServices
@@ -46,7 +46,10 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from videoseek.core.adapter import AdapterBaseMismatch, AdapterFileError, AdapterNotFound
+    from videoseek.training.config import ConfigError
+    from videoseek.training.data import DataError
     from videoseek.worker.jobs import JobNotFound
+    from videoseek.worker.retrain import RetrainError
 
     errors: dict[type[Exception], tuple[int, str]] = {
         AdapterFileError: (422, "invalid_adapter"),
@@ -57,6 +60,9 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         InvalidName: (422, "invalid_name"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),
+        RetrainError: (422, "invalid_training_request"),
+        DataError: (422, "invalid_training_data"),
+        ConfigError: (422, "invalid_training_config"),
         StoreUnavailable: (503, "store_unavailable"),
         RedisConnectionError: (503, "redis_unavailable"),
         RedisTimeoutError: (503, "redis_unavailable"),
@@ -109,7 +115,7 @@ def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) 
         metrics=metrics,
         model=QueryModel(settings),
         jobs=get_job_store(settings),
-        reindex=reindex_tasks_for(settings),
+        tasks=collection_tasks_for(settings),
         connect=_connect,
     )
     _connect(services)
@@ -224,7 +230,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = None
     install_error_handlers(app, _library_errors())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (search, collections, reindex, videos, jobs, media, health):
+    for module in (search, collections, tasks, videos, jobs, media, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

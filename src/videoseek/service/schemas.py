@@ -99,22 +99,47 @@ class ReindexRequest(_Strict):
     )
 
 
-class ReindexAccepted(BaseModel):
+class RetrainRequest(_Strict):
+    data: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="Training data on the server: a captions.jsonl manifest ({video, caption, start_s?, end_s?} "
+        "per line) or MSR-VTT's MSRVTT_data.json. Its videos need not be in the collection."
+    )
+    method: Literal["cma", "cma-noshare", "vision", "text"] = Field(
+        default="cma", description="Adapter method (cma: the Cross-Modal Adapter with shared weights)."
+    )
+    epochs: int = Field(default=5, ge=1, le=1000)
+    lr: float | None = Field(default=None, gt=0, le=1, description="Default: the training package's.")
+    batch_size: int | None = Field(
+        default=None, ge=2, le=4096, description="Default: the training package's."
+    )
+    allow_missing: bool = Field(
+        default=False, description="Re-index without videos that have no cached frames instead of failing."
+    )
+
+
+class TaskAccepted(BaseModel):
     task_id: str
     collection: str
-    adapter_version: str | None = Field(description="The version the collection switches to when done.")
+    kind: Literal["reindex", "retrain"]
+    adapter_version: str | None = Field(
+        default=None, description="Re-index: the version the collection switches to when done."
+    )
     status_url: str
 
 
-class ReindexStatusOut(BaseModel):
+class TaskStatusOut(BaseModel):
     task_id: str
     collection: str
+    kind: Literal["reindex", "retrain"] | None = Field(
+        description="null while a distributed task waits for a worker (Celery keeps no arguments)."
+    )
     state: Literal["queued", "running", "done", "failed"]
     progress: dict[str, Any] | None = Field(
         default=None,
-        description="stage (embedding, catching-up, activating), videos_done, videos_total, clips.",
+        description="The latest report: stage (training, embedding, catching-up, activating), videos_done, "
+        "videos_total, clips; training reports carry a message.",
     )
-    result: dict[str, Any] | None = Field(default=None, description="The re-index's summary, once done.")
+    result: dict[str, Any] | None = Field(default=None, description="The task's summary, once done.")
     reason: str | None = Field(default=None, description="Why it failed; the old version keeps serving.")
 
 

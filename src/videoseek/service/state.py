@@ -11,11 +11,11 @@ from videoseek.core.layout import DataLayout
 from videoseek.core.settings import Settings
 from videoseek.core.store import ClipStore
 from videoseek.service.auth import KeyRing, MediaSigner
+from videoseek.service.collection_tasks import CollectionTasks
 from videoseek.service.errors import Unavailable
 from videoseek.service.metrics import ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
-from videoseek.service.reindex_tasks import ReindexTasks
 from videoseek.service.search_engine import SearchEngine
 from videoseek.worker.jobs import JobStore
 
@@ -34,7 +34,7 @@ class AppServices:
     metrics: ServiceMetrics
     model: QueryModel
     jobs: JobStore
-    reindex: ReindexTasks  # re-indexes started over HTTP (in this process, or on Celery)
+    tasks: CollectionTasks  # re-index and retrain started over HTTP (in this process, or on Celery)
     # Opens the store and builds the engine; retried (at most every STORE_RETRY_S) while it fails, e.g. while
     # another process still holds the embedded store's directory.
     connect: Callable[[AppServices], None] | None = None

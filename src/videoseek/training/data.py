@@ -112,9 +112,16 @@ def load_dataset(
         raise DataError(
             f"dataset {path} does not exist: pass a captions.jsonl file or MSR-VTT's {MSRVTT_JSON}"
         )
-    if path.is_dir() or path.name == MSRVTT_JSON:
-        return read_msrvtt(path, split=split or "train_9k", videos_dir=videos_dir, on_bad=on_bad)
-    return read_captions_jsonl(path, on_bad=on_bad)
+    try:
+        if path.is_dir() or path.name == MSRVTT_JSON:
+            return read_msrvtt(path, split=split or "train_9k", videos_dir=videos_dir, on_bad=on_bad)
+        return read_captions_jsonl(path, on_bad=on_bad)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path} is not UTF-8 text (byte {exc.start}): pass a captions.jsonl manifest or {MSRVTT_JSON}"
+        ) from exc
+    except OSError as exc:  # unreadable (permissions), or a special file
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
 
 def read_captions_jsonl(path: Path, *, on_bad: OnBad = "error") -> ClipDataset:

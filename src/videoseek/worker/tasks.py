@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # Routed to the ``train`` queue by the "videoseek.train.*" route (celery_app.py).
 TASK_REINDEX = "videoseek.train.reindex"
+TASK_RETRAIN = "videoseek.train.retrain"
 REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collection: not the ingest limits
 
 _settings: Settings | None = None
@@ -231,18 +233,46 @@ def reindex_task(
     self: Task, collection: str, adapter_version: str | None, allow_missing: bool = False
 ) -> dict[str, Any]:
     """Re-embed a collection from its frame cache with an installed adapter (or none) and switch to it."""
-    from videoseek.worker.reindex import ReindexProgress, reindex_to_version
+    from videoseek.worker.reindex import reindex_to_version
 
-    def report(progress: ReindexProgress) -> None:
-        if self.request.id and not self.request.is_eager:
-            self.update_state(state="PROGRESS", meta=progress.to_dict())
-
+    report = _progress_reporter(self, "reindex")
     result = reindex_to_version(
         _settings or get_settings(),
         collection,
         adapter_version,
         allow_missing=allow_missing,
-        progress=report,
+        progress=lambda step: report(step.to_dict()),
         embedder=worker_context().embedder,
     )
-    return result.to_dict()
+    return {**result.to_dict(), "kind": "reindex"}
+
+
+@shared_task(
+    name=TASK_RETRAIN,
+    bind=True,
+    acks_late=False,  # never redelivered, like the re-index it ends with
+    soft_time_limit=REINDEX_TIME_LIMIT_S,
+    time_limit=REINDEX_TIME_LIMIT_S + 60,
+)
+def retrain_task(self: Task, collection: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Train a new adapter for a collection on a captions manifest, then re-index the collection with it."""
+    from videoseek.worker.retrain import RetrainRequest, retrain_collection
+
+    summary = retrain_collection(
+        _settings or get_settings(),
+        collection,
+        RetrainRequest.from_dict(request),
+        progress=_progress_reporter(self, "retrain"),
+        embedder=worker_context().embedder,
+    )
+    return {**summary, "kind": "retrain"}
+
+
+def _progress_reporter(task: Task, kind: str) -> Callable[[dict[str, Any]], None]:
+    """Progress into Celery's result backend (state PROGRESS), where the API reads it."""
+
+    def report(progress: dict[str, Any]) -> None:
+        if task.request.id and not task.request.is_eager:
+            task.update_state(state="PROGRESS", meta={**progress, "kind": kind})
+
+    return report

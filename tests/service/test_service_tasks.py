@@ -1,7 +1,8 @@
-"""Re-indexing over HTTP: an admin switches a collection to another adapter, searches follow, nothing is lost."""
+"""Admin tasks over HTTP: re-index a collection with another adapter, or retrain its adapter; searches follow."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -12,17 +13,18 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, make_adapter, services_of, settings_for
 
+from videoseek.service.collection_tasks import LocalCollectionTasks, task_collection
 from videoseek.service.errors import Conflict
-from videoseek.service.reindex_tasks import LocalReindexTasks, task_collection
 from videoseek.toy.generate import generate_videos
+from videoseek.worker.retrain import RetrainRequest
 
 
-def wait_for_reindex(client: TestClient, task_id: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
+def wait_for_task(client: TestClient, task_id: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
     """Every distinct status seen until the task ends (the last one is terminal)."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        response = client.get(f"/reindex/{task_id}")
+        response = client.get(f"/tasks/{task_id}")
         assert response.status_code == 200, response.text
         status = response.json()
         if not seen or status != seen[-1]:
@@ -33,7 +35,8 @@ def wait_for_reindex(client: TestClient, task_id: str, timeout_s: float = 120.0)
     raise AssertionError(f"re-index {task_id} did not finish: {seen[-1]}")
 
 
-def ingest_toy_videos(client: TestClient, collection: str, out: Path, n: int) -> list[str]:
+def ingest_toy_videos(client: TestClient, collection: str, out: Path, n: int) -> Path:
+    """Generate, upload and index ``n`` toy videos; returns their captions manifest."""
     manifest = generate_videos(out, n, seed=4, domain="A")
     ids = []
     for line in manifest.read_text().splitlines():
@@ -48,7 +51,7 @@ def ingest_toy_videos(client: TestClient, collection: str, out: Path, n: int) ->
             assert time.monotonic() < deadline, job
             time.sleep(0.05)
         assert job["stage"] == "done", job
-    return ids
+    return manifest
 
 
 def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
@@ -65,12 +68,12 @@ def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
     assert started.status_code == 202, started.text
     accepted = started.json()
     version = accepted["adapter_version"]
-    assert version and len(version) == 64 and accepted["status_url"] == f"/reindex/{accepted['task_id']}"
+    assert version and len(version) == 64 and accepted["status_url"] == f"/tasks/{accepted['task_id']}"
 
-    statuses = wait_for_reindex(client, accepted["task_id"])
+    statuses = wait_for_task(client, accepted["task_id"])
     final = statuses[-1]
     assert final["state"] == "done", final
-    assert final["collection"] == "films" and final["reason"] is None
+    assert (final["collection"], final["kind"], final["reason"]) == ("films", "reindex", None)
     assert final["result"]["new_adapter_version"] == version
     assert (final["result"]["videos"], final["result"]["clips"]) == (2, before["clips"])
     for status in statuses[:-1]:
@@ -86,7 +89,7 @@ def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
     # And back to plain CLIP, by asking for it explicitly.
     back = client.post("/collections/films/reindex", json={"adapter": None}).json()
     assert back["adapter_version"] is None
-    assert wait_for_reindex(client, back["task_id"])[-1]["state"] == "done"
+    assert wait_for_task(client, back["task_id"])[-1]["state"] == "done"
     assert client.get("/collections/films").json()["adapter_version"] is None
 
 
@@ -96,7 +99,7 @@ def test_a_reindex_that_cannot_run_fails_its_task_with_a_reason_and_the_collecti
     client, _ = seeded  # clips written straight into the store: no frame cache to re-embed from
     started = client.post("/collections/shapes/reindex", json={"adapter": None})
     assert started.status_code == 202, started.text
-    final = wait_for_reindex(client, started.json()["task_id"])[-1]
+    final = wait_for_task(client, started.json()["task_id"])[-1]
     assert final["state"] == "failed" and "no cached frames" in final["reason"], final
     assert final["result"] is None
     body = client.post("/search", json={"collection": "shapes", "query": CAPTIONS[0]})
@@ -123,7 +126,7 @@ def test_bad_reindex_requests_are_4xx_with_reasons(
     response = client.post("/collections/shapes/reindex", json={"adapter": str(not_an_adapter)})
     assert response.status_code == 422 and response.json()["code"] == "invalid_adapter", response.text
     for task_id in ("nope", "shapes." + "0" * 32, "x" * 500, "Bad.0123"):
-        missing = client.get(f"/reindex/{task_id}")
+        missing = client.get(f"/tasks/{task_id}")
         assert missing.status_code == 404 and "POST /collections" in missing.json()["reason"]
 
 
@@ -139,11 +142,13 @@ def test_a_collection_being_reindexed_refuses_a_second_reindex(
         raise RuntimeError("stopped by the test")
 
     monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", slow_reindex)
-    tasks = LocalReindexTasks(settings_for(tmp_path / "data"), lambda: None)
-    first = tasks.start("films", None, False)
+    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    first = tasks.start_reindex("films", None, False)
     with pytest.raises(Conflict, match=first):
-        tasks.start("films", "a" * 64, False)
-    other = tasks.start("clips", None, False)  # other collections are not held up
+        tasks.start_reindex("films", "a" * 64, False)
+    with pytest.raises(Conflict, match=first):  # nor a retrain: one task per collection at a time
+        tasks.start_retrain("films", RetrainRequest(data="captions.jsonl"))
+    other = tasks.start_reindex("clips", None, False)  # other collections are not held up
     release.set()
     for task_id in (first, other):
         deadline = time.monotonic() + 10
@@ -151,7 +156,7 @@ def test_a_collection_being_reindexed_refuses_a_second_reindex(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         assert status is not None and status.reason == "RuntimeError: stopped by the test"
-    again = tasks.start("films", None, False)  # free again once the first one ended
+    again = tasks.start_reindex("films", None, False)  # free again once the first one ended
     assert again != first and task_collection(again) == "films"
     assert sorted(calls)[:2] == [("clips", None), ("films", None)]
 
@@ -166,4 +171,62 @@ def test_reindex_is_documented_in_the_openapi_schema(client: TestClient) -> None
     paths = client.get("/openapi.json").json()["paths"]
     start = paths["/collections/{name}/reindex"]["post"]
     assert "202" in start["responses"] and start["summary"]
-    assert "404" in paths["/reindex/{task_id}"]["get"]["responses"]
+    assert "202" in paths["/collections/{name}/retrain"]["post"]["responses"]
+    assert "404" in paths["/tasks/{task_id}"]["get"]["responses"]
+
+
+def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collection_to_it(
+    client: TestClient, tmp_path: Path
+) -> None:
+    assert client.post("/collections", json={"name": "films"}).status_code == 201
+    manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
+    before = client.get("/collections/films").json()
+    body = {"data": str(manifest), "epochs": 1, "batch_size": 2, "lr": 1e-3}
+    started = client.post("/collections/films/retrain", json=body)
+    assert started.status_code == 202, started.text
+    accepted = started.json()
+    assert accepted["kind"] == "retrain" and accepted["adapter_version"] is None  # not known before training
+
+    statuses = wait_for_task(client, accepted["task_id"], timeout_s=300)
+    final = statuses[-1]
+    assert (final["state"], final["kind"], final["reason"]) == ("done", "retrain", None), final
+    stages = [s["progress"]["stage"] for s in statuses if s["progress"]]
+    assert "training" in stages and stages.index("training") < len(stages) - 1  # training, then re-indexing
+    result = final["result"]
+    version = result["adapter_version"]
+    assert version and result["training"]["method"] == "cma" and result["training"]["clips"] == 3
+    assert result["training"]["steps"] >= 1 and Path(result["training"]["run_dir"], "report.json").is_file()
+    assert (result["reindex"]["new_adapter_version"], result["reindex"]["clips"]) == (
+        version,
+        before["clips"],
+    )
+    after = client.get("/collections/films").json()
+    assert (after["adapter_version"], after["clips"]) == (version, before["clips"])
+    assert (services_of(client).layout.adapter_dir(version) / "adapter_config.json").is_file()
+    searched = client.post("/search", json={"collection": "films", "query": "a blue square"}).json()
+    assert searched["adapter_version"] == version and searched["results"]
+
+
+def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
+    seeded: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    client, _ = seeded
+    (tmp_path / "v.mp4").write_bytes(b"only its existence is checked before training")
+    one_clip = tmp_path / "one.jsonl"
+    one_clip.write_text(json.dumps({"video": str(tmp_path / "v.mp4"), "caption": "x"}) + "\n")
+    empty_caption = tmp_path / "empty.jsonl"
+    empty_caption.write_text(json.dumps({"video": "a.mp4", "caption": ""}) + "\n")
+    cases: list[tuple[str, dict[str, Any], int, str]] = [
+        ("nothing-here", {"data": str(one_clip)}, 404, "collection_not_found"),
+        ("shapes", {"data": str(tmp_path / "missing.jsonl")}, 422, "invalid_training_data"),
+        ("shapes", {"data": str(empty_caption)}, 422, "invalid_training_data"),
+        ("shapes", {"data": str(one_clip)}, 422, "invalid_training_request"),  # a contrastive batch needs 2
+        ("shapes", {"data": str(one_clip), "method": "full"}, 422, "invalid_request"),
+        ("shapes", {"data": str(one_clip), "epochs": 0}, 422, "invalid_request"),
+        ("shapes", {}, 422, "invalid_request"),
+    ]
+    for name, body, status, code in cases:
+        response = client.post(f"/collections/{name}/retrain", json=body)
+        assert (response.status_code, response.json()["code"]) == (status, code), (body, response.text)
+        assert response.json()["reason"]
+    assert services_of(client).tasks.status("shapes." + "0" * 32) is None

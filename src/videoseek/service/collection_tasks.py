@@ -1,0 +1,223 @@
+"""Admin tasks on a collection started over HTTP (re-index, retrain): on a thread of this process in embedded
+mode, or on Celery's ``train`` queue in distributed mode.
+
+Task ids have the form ``<collection>.<hex>``, so a status request names its collection without a lookup and a
+key limited to some collections is checked before anything is read. The work itself is ``worker/reindex.py``
+and ``worker/retrain.py`` either way; this module only starts it and reports where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from videoseek.core.layout import InvalidName, check_collection_name
+from videoseek.core.settings import Settings
+from videoseek.service.errors import Conflict
+
+if TYPE_CHECKING:
+    from videoseek.worker.embedding import FrameEmbedder
+    from videoseek.worker.retrain import RetrainRequest
+
+log = logging.getLogger(__name__)
+
+TaskKind = Literal["reindex", "retrain"]
+TaskState = Literal["queued", "running", "done", "failed"]
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """Where one task is. ``progress``: its latest report (stage, counts); ``result`` once done."""
+
+    task_id: str
+    collection: str
+    kind: TaskKind | None  # None: not known yet (a Celery task no worker has started)
+    state: TaskState
+    progress: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+class CollectionTasks(Protocol):
+    def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
+        """Re-index ``collection`` to an installed adapter version (None: plain CLIP); returns the task id."""
+        ...
+
+    def start_retrain(self, collection: str, request: RetrainRequest) -> str:
+        """Train a new adapter for ``collection`` and re-index with it; returns the task id."""
+        ...
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        """None when no such task is known."""
+        ...
+
+
+def new_task_id(collection: str) -> str:
+    return f"{collection}.{uuid.uuid4().hex}"
+
+
+def task_collection(task_id: str) -> str | None:
+    """The collection a task id was made for; None if it is not one of ours."""
+    name, dot, rest = task_id.partition(".")
+    if not dot or len(rest) != 32 or any(c not in "0123456789abcdef" for c in rest):
+        return None
+    try:
+        return check_collection_name(name)
+    except InvalidName:
+        return None
+
+
+class LocalCollectionTasks:
+    """Embedded mode: each task on its own daemon thread, one task at a time per collection.
+
+    Status lives in memory: after a restart finished tasks are forgotten, and a task cut short by the restart
+    never switched the collection, which still serves its old version (run it again).
+    """
+
+    def __init__(self, settings: Settings, embedder: Callable[[], FrameEmbedder | None]) -> None:
+        self._settings = settings
+        self._embedder = embedder  # the in-process ingest runner's: one image tower per process
+        self._tasks: dict[str, TaskStatus] = {}
+        self._running: dict[str, str] = {}  # collection -> task id
+        self._lock = threading.Lock()
+
+    def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
+        def work(progress: Progress) -> dict[str, Any]:
+            from videoseek.worker.reindex import reindex_to_version
+
+            result = reindex_to_version(
+                self._settings,
+                collection,
+                adapter_version,
+                allow_missing=allow_missing,
+                progress=lambda step: progress(step.to_dict()),
+                embedder=self._embedder(),
+            )
+            return result.to_dict()
+
+        return self._launch(collection, "reindex", work)
+
+    def start_retrain(self, collection: str, request: RetrainRequest) -> str:
+        def work(progress: Progress) -> dict[str, Any]:
+            from videoseek.worker.retrain import retrain_collection
+
+            return retrain_collection(
+                self._settings, collection, request, progress=progress, embedder=self._embedder()
+            )
+
+        return self._launch(collection, "retrain", work)
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def _launch(self, collection: str, kind: TaskKind, work: Callable[[Progress], dict[str, Any]]) -> str:
+        with self._lock:
+            running = self._running.get(collection)
+            if running is not None:
+                raise Conflict(f"collection {collection!r} is busy with task {running}: wait for it to end")
+            task_id = new_task_id(collection)
+            self._running[collection] = task_id
+            self._tasks[task_id] = TaskStatus(task_id, collection, kind, "queued")
+        threading.Thread(
+            target=self._run, args=(task_id, collection, work), name=f"{kind}-{collection}", daemon=True
+        ).start()
+        return task_id
+
+    def _update(self, task_id: str, **changes: Any) -> None:
+        with self._lock:
+            self._tasks[task_id] = replace(self._tasks[task_id], **changes)
+
+    def _run(self, task_id: str, collection: str, work: Callable[[Progress], dict[str, Any]]) -> None:
+        self._update(task_id, state="running")
+        try:
+            result = work(lambda report: self._update(task_id, progress=report))
+        except Exception as exc:  # the task's failure is its status; the old version keeps serving
+            log.warning("task %s on %r failed: %s", task_id, collection, exc)
+            self._update(task_id, state="failed", reason=f"{type(exc).__name__}: {exc}")
+        else:
+            self._update(task_id, state="done", result=result)
+        finally:
+            with self._lock:
+                self._running.pop(collection, None)
+
+
+# Celery's states -> ours. PENDING is also what Celery says of an id it never saw: the id's form is checked
+# before asking, and an unknown id of the right form reads as queued.
+_CELERY_STATES: dict[str, TaskState] = {
+    "PENDING": "queued",
+    "RECEIVED": "queued",
+    "STARTED": "running",
+    "PROGRESS": "running",
+    "RETRY": "running",
+    "SUCCESS": "done",
+    "FAILURE": "failed",
+    "REVOKED": "failed",
+}
+
+
+class CeleryCollectionTasks:
+    """Distributed mode: the ``videoseek.train.*`` tasks on workers of the ``train`` queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
+        from videoseek.worker.tasks import TASK_REINDEX
+
+        return self._send(TASK_REINDEX, collection, [collection, adapter_version, allow_missing])
+
+    def start_retrain(self, collection: str, request: RetrainRequest) -> str:
+        from videoseek.worker.tasks import TASK_RETRAIN
+
+        return self._send(TASK_RETRAIN, collection, [collection, request.to_dict()])
+
+    def _send(self, task: str, collection: str, args: list[Any]) -> str:
+        from videoseek.worker.celery_app import get_celery_app
+
+        task_id = new_task_id(collection)
+        get_celery_app(self._settings).send_task(task, args=args, task_id=task_id)
+        return task_id
+
+    def status(self, task_id: str) -> TaskStatus | None:
+        from videoseek.worker.celery_app import get_celery_app
+
+        collection = task_collection(task_id)
+        if collection is None:
+            return None
+        result = get_celery_app(self._settings).AsyncResult(task_id)
+        state = _CELERY_STATES.get(result.state, "running")
+        info = result.info
+        kind = _kind_of(info)
+        status = TaskStatus(task_id, collection, kind, state)
+        if state == "done" and isinstance(info, dict):
+            return replace(status, result=info)
+        if state == "failed":
+            return replace(status, reason=f"{type(info).__name__}: {info}" if info else result.state.lower())
+        if state == "running" and isinstance(info, dict):
+            return replace(status, progress=info)
+        return status
+
+
+def _kind_of(info: object) -> TaskKind | None:
+    """The tasks put their kind in their progress reports and results (Celery keeps no arguments)."""
+    kind = info.get("kind") if isinstance(info, dict) else None
+    return kind if kind in ("reindex", "retrain") else None
+
+
+def collection_tasks_for(settings: Settings) -> CollectionTasks:
+    """Where this process's HTTP-started tasks run, by mode."""
+    if not settings.embedded:
+        return CeleryCollectionTasks(settings)
+
+    def runner_embedder() -> FrameEmbedder:
+        from videoseek.worker.runner import get_embedded_runner
+
+        return get_embedded_runner(settings).context.embedder
+
+    return LocalCollectionTasks(settings, runner_embedder)

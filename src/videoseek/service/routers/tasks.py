@@ -1,0 +1,89 @@
+"""Admin tasks on a collection: re-index it with another adapter, or retrain its adapter; and their status."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+
+from videoseek.core.layout import check_collection_name
+from videoseek.service.collection_tasks import task_collection
+from videoseek.service.deps import AdminPrincipal, EngineDep, Services
+from videoseek.service.errors import NotFound
+from videoseek.service.routers.collections import resolve_adapter
+from videoseek.service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskStatusOut
+from videoseek.service.search_engine import SearchEngine
+from videoseek.service.state import AppServices
+from videoseek.worker.retrain import RetrainRequest as RetrainWork
+
+router = APIRouter(tags=["collections"])
+
+_BUSY: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Busy with another task, or made for another base model."}
+}
+
+
+def adapter_version_for(services: AppServices, adapter: str | None) -> str | None:
+    """The installed version of a registered version or a server directory (verified and copied in)."""
+    from videoseek.core.collections import install_adapter
+
+    resolved = resolve_adapter(services, adapter)
+    if "adapter_dir" in resolved:
+        return install_adapter(services.settings, resolved["adapter_dir"])
+    return resolved.get("adapter_version")
+
+
+async def _admin_target(name: str, principal: AdminPrincipal, engine: SearchEngine) -> None:
+    """404 if unknown, 403 out of the key's collections, 409 if made for another base model."""
+    check_collection_name(name)
+    principal.require_collection(name)
+    await engine.collection(name, fresh=True)
+
+
+@router.post("/collections/{name}/reindex", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+async def start_reindex(
+    name: str, body: ReindexRequest, principal: AdminPrincipal, services: Services, engine: EngineDep
+) -> TaskAccepted:
+    """Re-embed every clip of a collection with another adapter (or none), then switch searches to it."""
+    await _admin_target(name, principal, engine)
+    version = await asyncio.to_thread(adapter_version_for, services, body.adapter)
+    task_id = await asyncio.to_thread(services.tasks.start_reindex, name, version, body.allow_missing)
+    return TaskAccepted(
+        task_id=task_id,
+        collection=name,
+        kind="reindex",
+        adapter_version=version,
+        status_url=f"/tasks/{task_id}",
+    )
+
+
+@router.post("/collections/{name}/retrain", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+async def start_retrain(
+    name: str, body: RetrainRequest, principal: AdminPrincipal, services: Services, engine: EngineDep
+) -> TaskAccepted:
+    """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
+    from videoseek.worker.retrain import load_training_data
+
+    await _admin_target(name, principal, engine)
+    work = RetrainWork(**body.model_dump())
+    await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
+    task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
+    return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=f"/tasks/{task_id}")
+
+
+@router.get(
+    "/tasks/{task_id}", response_model=TaskStatusOut, responses={404: {"description": "No such task."}}
+)
+async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+    """Where a re-index or retrain is: queued, running (with progress), done (with its summary) or failed."""
+    collection = task_collection(task_id) if len(task_id) <= 100 else None
+    # A key limited to other collections gets the same answer as for a task that does not exist.
+    allowed = collection is not None and principal.may_access(collection)
+    status = await asyncio.to_thread(services.tasks.status, task_id) if allowed else None
+    if status is None:
+        raise NotFound(
+            f"no task {task_id!r} (task ids come from POST /collections/{{name}}/reindex or /retrain)"
+        )
+    return TaskStatusOut(**asdict(status))

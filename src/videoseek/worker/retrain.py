@@ -1,0 +1,127 @@
+"""Retraining a collection's adapter from captioned clips, then re-indexing the collection with it.
+
+What an admin's retrain trigger runs (in the API process in embedded mode, on a ``train`` worker otherwise):
+
+    check the manifest -> train (training package, the configured base model) -> install the adapter ->
+    re-index (worker/reindex.py: cached frames, no decoding) -> searches switch to the new adapter
+
+The training data is a ``captions.jsonl`` manifest (or MSR-VTT) on the machine that runs it; its videos need
+not be in the collection. The run's folder (report, plots, checkpoint) stays under
+``DATA_DIR/training/<collection>/``; the adapter itself is copied into ``DATA_DIR/adapters/<version>``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from videoseek.core.settings import Settings
+
+if TYPE_CHECKING:
+    from videoseek.training.data import ClipDataset
+    from videoseek.worker.embedding import FrameEmbedder
+
+# The methods that make an adapter (zero-shot makes nothing; full fine-tuning changes the shared backbone).
+ADAPTER_METHODS = ("cma", "cma-noshare", "vision", "text")
+
+ProgressReport = Callable[[dict[str, Any]], None]
+
+
+class RetrainError(ValueError):
+    """The retrain request cannot run as given (method, manifest)."""
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What to train. ``lr`` and ``batch_size`` default to the training package's (the paper's) values."""
+
+    data: str
+    method: str = "cma"
+    epochs: int = 5
+    lr: float | None = None
+    batch_size: int | None = None
+    allow_missing: bool = False  # re-index without videos that have no cached frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RetrainRequest:
+        return cls(**values)
+
+
+def load_training_data(request: RetrainRequest) -> ClipDataset:
+    """The manifest, read and checked (missing videos, empty captions) before anything is queued."""
+    from videoseek.training.data import load_dataset
+
+    if request.method not in ADAPTER_METHODS:
+        raise RetrainError(
+            f"method {request.method!r} makes no adapter: choose one of {', '.join(ADAPTER_METHODS)}"
+        )
+    dataset = load_dataset(Path(request.data))
+    if len(dataset) < 2:
+        raise RetrainError(
+            f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"
+        )
+    return dataset
+
+
+def retrain_collection(
+    settings: Settings,
+    name: str,
+    request: RetrainRequest,
+    *,
+    progress: ProgressReport | None = None,
+    embedder: FrameEmbedder | None = None,
+) -> dict[str, Any]:
+    """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it."""
+    from videoseek.core.collections import install_adapter, require_collection
+    from videoseek.training.config import TrainConfig
+    from videoseek.training.run import ADAPTER_DIR, DataPlan, run_training
+    from videoseek.worker.reindex import ReindexProgress, reindex_to_version
+
+    report = progress or (lambda _: None)
+    require_collection(settings, name)  # before hours of training, not after
+    dataset = load_training_data(request)
+    out = settings.data_dir / "training" / name / time.strftime("%Y%m%d-%H%M%S")
+    cfg = TrainConfig(method=request.method, epochs=request.epochs, device=settings.device)
+    if request.lr is not None:
+        cfg = replace(cfg, lr=request.lr)
+    if request.batch_size is not None:
+        cfg = replace(cfg, batch_size=request.batch_size)
+    plan = DataPlan(
+        train=dataset,
+        eval=None,
+        cache_dir=settings.data_dir / "cache" / "training-frames",
+        limits=settings.ingest,
+    )
+
+    def log(message: str) -> None:
+        report({"stage": "training", "message": message})
+
+    report({"stage": "training", "message": f"training {cfg.method} on {len(dataset)} clips"})
+    result, version = run_training(settings.model, cfg, plan, out, log=log)
+    assert version is not None  # every ADAPTER_METHODS method saves an adapter
+    installed = install_adapter(settings, out / ADAPTER_DIR)
+
+    def reindexing(step: ReindexProgress) -> None:
+        report(step.to_dict())
+
+    reindexed = reindex_to_version(
+        settings, name, installed, allow_missing=request.allow_missing, progress=reindexing, embedder=embedder
+    )
+    return {
+        "collection": name,
+        "adapter_version": installed,
+        "training": {
+            "method": cfg.method,
+            "clips": len(dataset),
+            "steps": result.steps,
+            "train_seconds": round(result.train_seconds, 2),
+            "run_dir": str(out),
+        },
+        "reindex": reindexed.to_dict(),
+    }
