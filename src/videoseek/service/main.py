@@ -46,8 +46,6 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from videoseek.core.adapter import AdapterBaseMismatch, AdapterFileError, AdapterNotFound
-    from videoseek.training.config import ConfigError
-    from videoseek.training.data import DataError
     from videoseek.worker.jobs import JobNotFound
     from videoseek.worker.retrain import RetrainError
 
@@ -60,9 +58,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         InvalidName: (422, "invalid_name"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),
-        RetrainError: (422, "invalid_training_request"),
-        DataError: (422, "invalid_training_data"),
-        ConfigError: (422, "invalid_training_config"),
+        RetrainError: (422, "invalid_training_data"),
         StoreUnavailable: (503, "store_unavailable"),
         RedisConnectionError: (503, "redis_unavailable"),
         RedisTimeoutError: (503, "redis_unavailable"),

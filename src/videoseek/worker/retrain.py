@@ -31,7 +31,7 @@ ProgressReport = Callable[[dict[str, Any]], None]
 
 
 class RetrainError(ValueError):
-    """The retrain request cannot run as given (method, manifest)."""
+    """The retrain request cannot run as given: its method, or its manifest (unreadable, bad entries, too few)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,16 @@ class RetrainRequest:
 
 def load_training_data(request: RetrainRequest) -> ClipDataset:
     """The manifest, read and checked (missing videos, empty captions) before anything is queued."""
-    from videoseek.training.data import load_dataset
+    from videoseek.training.data import DataError, load_dataset
 
     if request.method not in ADAPTER_METHODS:
         raise RetrainError(
             f"method {request.method!r} makes no adapter: choose one of {', '.join(ADAPTER_METHODS)}"
         )
-    dataset = load_dataset(Path(request.data))
+    try:
+        dataset = load_dataset(Path(request.data))
+    except DataError as exc:  # the service maps RetrainError and never imports the training package
+        raise RetrainError(str(exc)) from exc
     if len(dataset) < 2:
         raise RetrainError(
             f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"
