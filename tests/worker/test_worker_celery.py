@@ -188,7 +188,7 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
 # ------------------------------------------------------------------------------------- the fault test
 
 
-def _start_worker(log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(log: Path, queues: str = "ingest,embed") -> subprocess.Popen[bytes]:
     # Prefork with one pool process: the model loads after fork, and the decoder sandbox runs from a pool child.
     cmd = [
         sys.executable,
@@ -200,7 +200,7 @@ def _start_worker(log: Path) -> subprocess.Popen[bytes]:
         "--concurrency",
         "1",
         "--queues",
-        "ingest,embed",
+        queues,
         "--allow-embedded-store",  # no Qdrant server here: this one worker process owns the Edge store
     ]
     with log.open("ab") as out:
@@ -259,14 +259,14 @@ def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: 
     raise AssertionError(f"job never reached {stages} (now {stage}); worker log:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def distributed(
-    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+def _distributed_settings(
+    monkeypatch: pytest.MonkeyPatch, model_spec: str, redis_url: str, redis_prefix: str, **env: str
 ) -> Iterator[Settings]:
+    """Distributed-mode settings in this process and in the workers it starts (through the environment)."""
     from videoseek.core.collections import close_shared_stores
     from videoseek.worker.jobs import close_job_stores
 
-    env = {
+    base = {
         "VIDEOSEEK_MODEL": model_spec,
         "VIDEOSEEK_DEVICE": "cpu",
         "VIDEOSEEK_REDIS_URL": redis_url,
@@ -274,17 +274,36 @@ def distributed(
         # A dead worker's task comes back after 3 s, looked for every second.
         "VIDEOSEEK_WORKER__VISIBILITY_TIMEOUT_S": "3",
         "VIDEOSEEK_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
-        # One frame per forward pass and 8 frames per second: embedding lasts long enough to be caught.
-        "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE": "1",
-        "VIDEOSEEK_INGEST__SAMPLE_FPS": "8",
         "OMP_NUM_THREADS": "1",
     }
-    for key, value in env.items():
+    for key, value in {**base, **env}.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     yield get_settings()
     close_shared_stores()
     close_job_stores()
+
+
+@pytest.fixture
+def distributed(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    # One frame per forward pass and 8 frames per second: embedding lasts long enough to be caught.
+    yield from _distributed_settings(
+        monkeypatch,
+        model_spec,
+        redis_url,
+        redis_prefix,
+        VIDEOSEEK_WORKER__EMBED_BATCH_SIZE="1",
+        VIDEOSEEK_INGEST__SAMPLE_FPS="8",
+    )
+
+
+@pytest.fixture
+def distributed_defaults(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    yield from _distributed_settings(monkeypatch, model_spec, redis_url, redis_prefix)
 
 
 @pytest.mark.redis
@@ -327,4 +346,55 @@ def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
     store = shared_store(distributed)
     assert store.count("films") == store.count("films", job.video_id) == len(plan)
     assert store.list_videos("films") == [job.video_id]
+    jobs.close()
+
+
+@pytest.mark.redis
+def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
+    distributed_defaults: Settings, tmp_path: Path
+) -> None:
+    from videoseek.core.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.core.layout import DataLayout
+    from videoseek.toy.generate import generate_videos
+    from videoseek.worker.embed_backlog import EmbedBacklog
+    from videoseek.worker.pipeline import read_clip_plan
+    from videoseek.worker.submit import submit_ingest
+
+    settings = distributed_defaults
+    assert settings.redis_url is not None
+    log = tmp_path / "workers.log"
+    generate_videos(tmp_path / "toy", 3, seed=6, domain="A", durations_s=[8])
+    create_collection(settings, "films")
+    job_ids = [
+        submit_ingest("films", path, settings=settings).job_id
+        for path in sorted((tmp_path / "toy" / "videos").glob("*.mp4"))
+    ]
+    close_shared_stores()  # Qdrant Edge: one process at a time
+    backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
+    jobs = RedisJobStore(settings.redis_url, settings.worker.redis_prefix)
+    decoder = _start_worker(log, queues="ingest")  # decodes all three; nobody embeds yet
+    try:
+        deadline = time.monotonic() + 90
+        while sorted(backlog.waiting()) != sorted(job_ids):
+            assert time.monotonic() < deadline, (backlog.waiting(), log.read_text()[-3000:])
+            time.sleep(0.1)
+    finally:
+        _kill(decoder, signal.SIGTERM)
+    embedder = _start_worker(log, queues="embed")
+    try:
+        for job_id in job_ids:
+            assert _wait_for(jobs, job_id, {JobStage.DONE, JobStage.FAILED}, 90, log) is JobStage.DONE
+    finally:
+        _kill(embedder, signal.SIGTERM)
+    # The first embed task took the other two jobs into its batch; their own tasks found them done.
+    assert "embedding 3 videos together" in log.read_text()
+    layout = DataLayout(settings.data_dir)
+    total = 0
+    for job_id in job_ids:
+        job = jobs.require(job_id)
+        plan = read_clip_plan(layout, "films", job.video_id)
+        assert plan is not None and job.clips == len(plan) and job.attempts == 1, job
+        total += job.clips
+    assert shared_store(settings).count("films") == total and backlog.waiting() == []
+    backlog.close()
     jobs.close()
