@@ -124,7 +124,7 @@ def retrain_collection(
             "clips": len(dataset),
             "steps": result.steps,
             "train_seconds": round(result.train_seconds, 2),
-            "run_dir": str(out),
+            "run_dir": str(out.resolve()),
         },
         "reindex": reindexed.to_dict(),
     }
