@@ -90,3 +90,53 @@ def embedded(model_spec: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setti
     stop_embedded_runner()
     close_shared_stores()
     close_job_stores()
+
+
+def _distributed(
+    monkeypatch: pytest.MonkeyPatch, model_spec: str, redis_url: str, redis_prefix: str, **env: str
+) -> Iterator[Settings]:
+    """Distributed-mode settings in this process and in the workers it starts (through the environment)."""
+    from videoseek.core.collections import close_shared_stores
+    from videoseek.core.settings import get_settings
+    from videoseek.worker.jobs import close_job_stores
+
+    base = {
+        "VIDEOSEEK_MODEL": model_spec,
+        "VIDEOSEEK_DEVICE": "cpu",
+        "VIDEOSEEK_REDIS_URL": redis_url,
+        "VIDEOSEEK_WORKER__REDIS_PREFIX": redis_prefix,
+        # A dead worker's task comes back after 3 s, looked for every second.
+        "VIDEOSEEK_WORKER__VISIBILITY_TIMEOUT_S": "3",
+        "VIDEOSEEK_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    for key, value in {**base, **env}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    yield get_settings()
+    close_shared_stores()
+    close_job_stores()
+
+
+@pytest.fixture
+def distributed(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Distributed mode with slow embedding: one frame per forward pass, 8 frames per second, so that a worker
+    can be caught (and killed) mid-embedding."""
+    yield from _distributed(
+        monkeypatch,
+        model_spec,
+        redis_url,
+        redis_prefix,
+        VIDEOSEEK_WORKER__EMBED_BATCH_SIZE="1",
+        VIDEOSEEK_INGEST__SAMPLE_FPS="8",
+    )
+
+
+@pytest.fixture
+def distributed_defaults(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Distributed mode with the default sampling and batch sizes."""
+    yield from _distributed(monkeypatch, model_spec, redis_url, redis_prefix)

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -257,53 +257,6 @@ def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: 
             return stage
         time.sleep(0.02)
     raise AssertionError(f"job never reached {stages} (now {stage}); worker log:\n{log.read_text()[-3000:]}")
-
-
-def _distributed_settings(
-    monkeypatch: pytest.MonkeyPatch, model_spec: str, redis_url: str, redis_prefix: str, **env: str
-) -> Iterator[Settings]:
-    """Distributed-mode settings in this process and in the workers it starts (through the environment)."""
-    from videoseek.core.collections import close_shared_stores
-    from videoseek.worker.jobs import close_job_stores
-
-    base = {
-        "VIDEOSEEK_MODEL": model_spec,
-        "VIDEOSEEK_DEVICE": "cpu",
-        "VIDEOSEEK_REDIS_URL": redis_url,
-        "VIDEOSEEK_WORKER__REDIS_PREFIX": redis_prefix,
-        # A dead worker's task comes back after 3 s, looked for every second.
-        "VIDEOSEEK_WORKER__VISIBILITY_TIMEOUT_S": "3",
-        "VIDEOSEEK_WORKER__UNACKED_RESTORE_INTERVAL_S": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    for key, value in {**base, **env}.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield get_settings()
-    close_shared_stores()
-    close_job_stores()
-
-
-@pytest.fixture
-def distributed(
-    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    # One frame per forward pass and 8 frames per second: embedding lasts long enough to be caught.
-    yield from _distributed_settings(
-        monkeypatch,
-        model_spec,
-        redis_url,
-        redis_prefix,
-        VIDEOSEEK_WORKER__EMBED_BATCH_SIZE="1",
-        VIDEOSEEK_INGEST__SAMPLE_FPS="8",
-    )
-
-
-@pytest.fixture
-def distributed_defaults(
-    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    yield from _distributed_settings(monkeypatch, model_spec, redis_url, redis_prefix)
 
 
 @pytest.mark.redis

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from videoseek.core.settings import Settings, get_settings
+from videoseek.core.settings import Settings
 from videoseek.worker.embed_backlog import EmbedBacklog, embed_with_backlog
 from videoseek.worker.jobs import JobStage
 from videoseek.worker.pipeline import PipelineContext
@@ -24,23 +24,8 @@ BIG = 10**6
 
 
 @pytest.fixture
-def settings(
-    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Settings]:
-    from videoseek.core.collections import close_shared_stores
-    from videoseek.worker.jobs import close_job_stores
-
-    for key, value in {
-        "VIDEOSEEK_MODEL": model_spec,
-        "VIDEOSEEK_DEVICE": "cpu",
-        "VIDEOSEEK_REDIS_URL": redis_url,
-        "VIDEOSEEK_WORKER__REDIS_PREFIX": redis_prefix,
-    }.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield get_settings()
-    close_shared_stores()
-    close_job_stores()
+def settings(distributed_defaults: Settings) -> Settings:
+    return distributed_defaults
 
 
 @pytest.fixture
