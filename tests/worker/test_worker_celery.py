@@ -351,3 +351,25 @@ def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     assert shared_store(settings).count("films") == total and backlog.waiting() == []
     backlog.close()
     jobs.close()
+
+
+def test_the_retrain_task_passes_its_request_through_and_tags_its_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eagerly applied: the JSON-serialised request comes back whole, and the result names its kind."""
+    from videoseek.worker import retrain, tasks
+    from videoseek.worker.retrain import RetrainRequest
+
+    seen: list[tuple[str, RetrainRequest]] = []
+
+    def fake_retrain(settings: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:
+        seen.append((name, request))
+        return {"collection": name, "adapter_version": "v1"}
+
+    monkeypatch.setattr(retrain, "retrain_collection", fake_retrain)
+    monkeypatch.setattr(tasks, "worker_context", lambda: SimpleNamespace(embedder=None))
+    app = build_celery_app(load_settings(redis_url="redis://127.0.0.1:6379/13"))
+    request = RetrainRequest(data="captions.jsonl", method="vision", epochs=2, lr=0.01, allow_missing=True)
+    result = app.tasks[tasks.TASK_RETRAIN].apply(args=["films", request.to_dict()]).get()
+    assert result == {"collection": "films", "adapter_version": "v1", "kind": "retrain"}
+    assert seen == [("films", request)]

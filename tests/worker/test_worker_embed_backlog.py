@@ -108,7 +108,7 @@ def test_a_video_claimed_by_a_running_task_is_left_to_it(
     ctx, (first, second, third) = decoded
     for job_id in (first, second, third):
         backlog.add(job_id)
-    assert backlog.claim(second, "busy-task")  # another worker is embedding it right now
+    assert backlog.claim(second, "busy-task") == "busy-task"  # another worker is embedding it right now
 
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
     assert sorted(outcome.embedded) == sorted([first, third])
@@ -125,28 +125,72 @@ def test_claims_of_a_dead_task_run_out_and_its_videos_are_embedded_by_their_own_
     assert settings.redis_url is not None
     short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
     try:
-        assert short.claim(first, "killed-task") and short.claim(second, "killed-task")
-        assert embed_with_backlog(ctx, second, short, "task-2", max_videos=8, max_frames=BIG).claimed_by
-        time.sleep(1.2)  # the killed task never refreshed its claims
-        outcome = embed_with_backlog(ctx, second, short, "task-2", max_videos=8, max_frames=BIG)
+        assert short.claim(second, "killed-task") == "killed-task"
+        held = embed_with_backlog(ctx, second, short, "task-2", max_videos=1, max_frames=BIG)
+        assert (held.taken, held.claimed_by) == (False, "killed-task")
+        time.sleep(1.2)  # the killed task never refreshed its claim
+        outcome = embed_with_backlog(ctx, second, short, "task-2", max_videos=1, max_frames=BIG)
         assert outcome.embedded == [second] and ctx.jobs.require(second).stage is JobStage.DONE
-        # A redelivered message keeps its task id and takes its own claim back at once.
-        assert short.claim(first, "task-1")
-        assert embed_with_backlog(ctx, first, short, "task-1", max_videos=8, max_frames=BIG).embedded == [
-            first
-        ]
+        # A redelivered message keeps its task id: it takes its own live claim back at once.
+        assert short.claim(first, "task-1") == "task-1"
+        again = embed_with_backlog(ctx, first, short, "task-1", max_videos=1, max_frames=BIG)
+        assert again.embedded == [first]
     finally:
         short.close()
 
 
+def test_a_video_too_long_to_join_is_put_back_for_the_next_task(
+    decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
+) -> None:
+    ctx, (first, second, third) = decoded
+    for job_id in (first, second, third):
+        backlog.add(job_id)
+    refreshed: list[list[str]] = []
+    refresh = backlog.refresh
+    backlog.refresh = lambda ids, owner: refreshed.append(list(ids)) or refresh(ids, owner)  # type: ignore[method-assign]
+    own_frames = len(ctx.frame_cache("films").get(ctx.jobs.require(first).video_id)[1])
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=own_frames + 1)
+    assert outcome.embedded == [first]  # the next video (as long) would have passed the frame budget
+    assert backlog.waiting() == [second, third] and backlog.holder(second) is None
+    assert refreshed and refreshed[0] == [first]  # claims refreshed before the embedding starts
+
+
 def test_claims_are_refreshed_and_released_only_by_their_owner(backlog: EmbedBacklog) -> None:
-    assert backlog.claim("job-a", "owner") and backlog.claim("job-a", "owner")
-    assert not backlog.claim("job-a", "intruder")
+    assert backlog.claim("job-a", "owner") == "owner" and backlog.claim("job-a", "owner") == "owner"
+    assert backlog.claim("job-a", "intruder") == "owner"
     assert backlog.refresh(["job-a"], "intruder") == 0 and backlog.release(["job-a"], "intruder") == 0
     assert backlog.refresh(["job-a"], "owner") == 1
     assert backlog.release(["job-a", "job-b"], "owner") == 1 and backlog.holder("job-a") is None
     backlog.add("job-c")
     backlog.add("job-d")
-    assert backlog.claim("job-c", "someone")
-    assert backlog.claim_next("me") == "job-d"  # job-c left the backlog when it was claimed
+    assert backlog.claim("job-c", "someone") == "someone"
+    assert backlog.claim_next("me") == (
+        "job-d",
+        pytest.approx(time.time(), abs=60),
+    )  # job-c left when claimed
     assert backlog.claim_next("me") is None
+
+
+def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_later(
+    settings: Settings,
+    decoded: tuple[PipelineContext, list[str]],
+    backlog: EmbedBacklog,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from videoseek.worker import tasks
+    from videoseek.worker.celery_app import TASK_EMBED, build_celery_app
+    from videoseek.worker.embed_backlog import CLAIM_RECHECK_S
+
+    ctx, (first, _, _) = decoded
+    monkeypatch.setattr(tasks, "worker_context", lambda: ctx)
+    monkeypatch.setattr(tasks, "embed_backlog", lambda: backlog)
+    task = build_celery_app(settings).tasks[TASK_EMBED]
+    resent: list[tuple[list[str], int]] = []
+    monkeypatch.setattr(task, "apply_async", lambda args, countdown: resent.append((args, countdown)))
+    backlog.claim(first, "batching-task")
+
+    assert task.apply(args=[first]).get() == "claimed"
+    assert resent == [([first], CLAIM_RECHECK_S)]  # a new message: nothing is acked away and lost
+    assert ctx.jobs.require(first).stage is not JobStage.DONE
+    backlog.release([first], "batching-task")  # the batching task died before reaching this job
+    assert task.apply(args=[first]).get() == "done" and len(resent) == 1

@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 
 CLAIM_TTL_S = 60  # a dead task's claims run out this long after its last heartbeat
 CLAIM_RECHECK_S = 15  # a task whose job is claimed elsewhere looks again this much later
+# A batch takes other jobs up to this many forward passes' worth of frames (worker.embed_batch_size each).
+BATCH_FORWARD_PASSES = 4
+
+# Take the claim, or keep it if ``owner`` holds it already; returns whoever holds it afterwards. One script, so
+# that a claim released between a failed SET NX and a GET can never read as "held by nobody".
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+    return ARGV[1]
+end
+if holder == ARGV[1] then
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return holder
+"""
 
 _REFRESH_IF_OWNER = """
 local refreshed = 0
@@ -63,6 +79,7 @@ class EmbedBacklog:
         self._key = f"{prefix}embed-backlog"
         self._claim_prefix = f"{prefix}embed-claim:"
         self.claim_ttl_s = claim_ttl_s
+        self._claim = client.register_script(_CLAIM)
         self._refresh = client.register_script(_REFRESH_IF_OWNER)
         self._release = client.register_script(_RELEASE_IF_OWNER)
 
@@ -78,44 +95,57 @@ class EmbedBacklog:
     def _claim_key(self, job_id: str) -> str:
         return self._claim_prefix + job_id
 
-    def add(self, job_id: str) -> None:
-        """A decoded job now waits for embedding."""
-        self._redis.zadd(self._key, {job_id: time.time()}, nx=True)
+    def add(self, job_id: str, since: float | None = None) -> None:
+        """A decoded job now waits for embedding (``since``: when it started waiting, for its place in line)."""
+        self._redis.zadd(self._key, {job_id: time.time() if since is None else since}, nx=True)
 
     def drop(self, job_id: str) -> None:
+        """Take ``job_id`` off the backlog (claimed, finished, or gone)."""
         self._redis.zrem(self._key, job_id)
 
     def waiting(self) -> list[str]:
+        """Job ids waiting, oldest first."""
         return list(self._redis.zrange(self._key, 0, -1))
 
     def holder(self, job_id: str) -> str | None:
+        """Who holds the claim on ``job_id`` now, if anyone."""
         return self._redis.get(self._claim_key(job_id))  # type: ignore[no-any-return]
 
-    def claim(self, job_id: str, owner: str) -> bool:
-        """Take ``job_id`` for ``owner`` (True also when ``owner`` holds it already) and drop it from the backlog."""
-        taken = self._redis.set(self._claim_key(job_id), owner, nx=True, ex=self.claim_ttl_s)
-        if not taken and self.holder(job_id) != owner:
-            return False
-        self.drop(job_id)
-        return True
+    def claim(self, job_id: str, owner: str) -> str:
+        """Claim ``job_id`` for ``owner`` (kept if ``owner`` holds it already); returns who holds it now.
 
-    def claim_next(self, owner: str) -> str | None:
-        """The oldest waiting job nobody holds, claimed for ``owner``; None when the backlog is empty."""
+        When that is ``owner``, the job also leaves the backlog.
+        """
+        holder = str(self._claim(keys=[self._claim_key(job_id)], args=[owner, self.claim_ttl_s]))
+        if holder == owner:
+            self.drop(job_id)
+        return holder
+
+    def claim_next(self, owner: str) -> tuple[str, float] | None:
+        """The oldest waiting job nobody holds, claimed for ``owner``, with when it started waiting; None when
+        the backlog is empty."""
         while True:
             popped = self._redis.zpopmin(self._key, 1)
             if not popped:
                 return None
-            job_id = popped[0][0]
-            if self.claim(job_id, owner):
-                return str(job_id)
+            job_id, since = str(popped[0][0]), float(popped[0][1])
+            if self.claim(job_id, owner) == owner:
+                return job_id, since
             # Held by the task of its own message: that task embeds it.
 
+    def put_back(self, job_id: str, owner: str, since: float) -> None:
+        """Return a claimed job that did not fit the batch: waiting again in its place, free for the next task."""
+        self.release([job_id], owner)
+        self.add(job_id, since)
+
     def refresh(self, job_ids: Sequence[str], owner: str) -> int:
+        """Extend ``owner``'s claims on ``job_ids``; returns how many it still held."""
         if not job_ids:
             return 0
         return int(self._refresh(keys=[self._claim_key(j) for j in job_ids], args=[owner, self.claim_ttl_s]))
 
     def release(self, job_ids: Sequence[str], owner: str) -> int:
+        """Drop ``owner``'s claims on ``job_ids`` (never another owner's); returns how many it held."""
         if not job_ids:
             return 0
         return int(self._release(keys=[self._claim_key(j) for j in job_ids], args=[owner]))
@@ -126,10 +156,14 @@ class EmbedBacklog:
 
 @dataclass
 class BatchOutcome:
-    """What one embed task did: the jobs it embedded, or who holds its job when it could not take it."""
+    """What one embed task did: the jobs it embedded, or, when it could not take its job, who holds it."""
 
     embedded: list[str] = field(default_factory=list)
     claimed_by: str | None = None
+
+    @property
+    def taken(self) -> bool:
+        return self.claimed_by is None
 
 
 def embed_with_backlog(
@@ -143,36 +177,57 @@ def embed_with_backlog(
 ) -> BatchOutcome:
     """Embed ``job_id`` together with decoded jobs waiting in the backlog, then index each of them.
 
-    Takes waiting jobs until ``max_videos`` videos or ``max_frames`` frames; raises what
-    :func:`~videoseek.worker.pipeline.embed_and_index` raises (a ``TransientError`` to retry). Claims are
-    released at the end whatever happened: an unfinished job is then embedded by its own task.
+    Other jobs join while the batch stays within ``max_videos`` videos and ``max_frames`` frames (the job's
+    own video always runs, however long). Raises what :func:`~videoseek.worker.pipeline.embed_and_index`
+    raises (a ``TransientError`` to retry). Claims are released at the end whatever happened: an unfinished
+    job is then embedded by its own task.
     """
     job = ctx.jobs.get(job_id)
     if job is None or job.stage.terminal:  # embedded in another task's batch, failed, or deleted
         backlog.drop(job_id)
         return BatchOutcome()
-    if not backlog.claim(job_id, owner):
-        return BatchOutcome(claimed_by=backlog.holder(job_id))
+    holder = backlog.claim(job_id, owner)
+    if holder != owner:
+        return BatchOutcome(claimed_by=holder)
     claimed = [job_id]
     try:
-        own = load_decoded(ctx, job_id)
-        batch = [own] if own is not None else []
-        frames = len(own.frames) if own is not None else 0
-        while len(batch) < max_videos and frames < max_frames:
-            other = backlog.claim_next(owner)
-            if other is None:
-                break
-            claimed.append(other)
-            decoded = _load_other(ctx, other)
-            if decoded is not None:
-                batch.append(decoded)
-                frames += len(decoded.frames)
-        if len(batch) > 1:
-            log.info("embedding %d videos together (%d frames)", len(batch), frames)
+        batch = _gather_batch(ctx, job_id, backlog, owner, claimed, max_videos, max_frames)
+        backlog.refresh(claimed, owner)  # loading may have taken a while: a full lifetime for the embedding
         embed_and_index(ctx, batch, heartbeat=_heartbeat(backlog, claimed, owner))
         return BatchOutcome(embedded=[v.job.job_id for v in batch])
     finally:
         backlog.release(claimed, owner)
+
+
+def _gather_batch(
+    ctx: PipelineContext,
+    job_id: str,
+    backlog: EmbedBacklog,
+    owner: str,
+    claimed: list[str],
+    max_videos: int,
+    max_frames: int,
+) -> list[DecodedVideo]:
+    """The job's own decoded video plus waiting ones that fit; every job claimed is appended to ``claimed``."""
+    own = load_decoded(ctx, job_id)
+    batch = [own] if own is not None else []
+    frames = len(own.frames) if own is not None else 0
+    while len(batch) < max_videos and frames < max_frames:
+        waiting = backlog.claim_next(owner)
+        if waiting is None:
+            break
+        other, since = waiting
+        decoded = _load_other(ctx, other)
+        if decoded is not None and batch and frames + len(decoded.frames) > max_frames:
+            backlog.put_back(other, owner, since)  # too long to join: the next task (or its own) takes it
+            break
+        claimed.append(other)
+        if decoded is not None:
+            batch.append(decoded)
+            frames += len(decoded.frames)
+    if len(batch) > 1:
+        log.info("embedding %d videos together (%d frames)", len(batch), frames)
+    return batch
 
 
 def _load_other(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
@@ -183,7 +238,7 @@ def _load_other(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
 
 
 def _heartbeat(backlog: EmbedBacklog, claimed: list[str], owner: str) -> Callable[[], None]:
-    """Refresh the claims at most every third of their lifetime, from the embedding's progress reports."""
+    """Refresh the claims at most every third of their lifetime; called after each forward pass and upsert."""
     last = time.monotonic()
 
     def beat() -> None:

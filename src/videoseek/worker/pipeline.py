@@ -295,7 +295,8 @@ def embed_and_index(
 
     A video whose collection was made for another base model fails alone. Raises :class:`TransientError`
     when the store is unreachable (nothing is lost: running this again redoes the same writes).
-    ``heartbeat`` is called after every forward pass (the Celery tasks keep their claims alive with it).
+    ``heartbeat`` is called after every forward pass and every video indexed (Celery tasks keep their claims
+    alive with it).
     """
     todo = [v for v in videos if _ready_to_embed(ctx, v)]
     if not todo:
@@ -307,6 +308,8 @@ def embed_and_index(
         vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total, heartbeat))
         for video, frame_vectors in zip(todo, vectors, strict=True):
             _index(ctx, video, frame_vectors)
+            if heartbeat is not None:
+                heartbeat()
     except TransientError:  # returned, to be retried: not an interrupted attempt
         for job_id, attempt in attempts.items():
             with contextlib.suppress(JobNotFound):  # deleted meanwhile: nothing to count

@@ -107,8 +107,12 @@ def _close_stores(**_: Any) -> None:
     """Close this process's stores on a clean exit (an Edge store flushes; a no-op where none was opened)."""
     from videoseek.core.collections import close_shared_stores
 
+    global _backlog
     try:
         close_shared_stores()
+        if _backlog is not None:
+            _backlog.close()
+            _backlog = None
     except Exception:  # shutting down anyway: never turn a clean exit into a crash
         log.exception("could not close the clip store")
 
@@ -144,10 +148,12 @@ def transient_errors() -> tuple[type[Exception], ...]:
     simply redoes it.
     """
     import redis
+    from kombu.exceptions import OperationalError
 
     from videoseek.worker.pipeline import TransientError
 
-    return (TransientError, redis.ConnectionError, redis.TimeoutError)
+    # OperationalError: the broker refused a message this task sends on (the next step's task).
+    return (TransientError, redis.ConnectionError, redis.TimeoutError, OperationalError)
 
 
 def _retry_or_fail(task: Task, job_id: str, exc: Exception) -> None:
@@ -180,21 +186,32 @@ def decode_task(self: Task, job_id: str) -> str:
         decoded = decode_video(context, job_id)
         if decoded is None:
             return str(context.jobs.require(job_id).stage)
+        _queue_embedding(self, job_id)
     except transient_errors() as exc:
         _retry_or_fail(self, job_id, exc)
         return "failed"
     except SoftTimeLimitExceeded:
         fail_job(context, job_id, _over_time("decoding"))
         return "failed"
-    embed_backlog().add(job_id)  # an embed task already running may take it into its batch
-    self.app.send_task(TASK_EMBED, args=[job_id])
     return "decoded"
+
+
+def _queue_embedding(task: Task, job_id: str) -> None:
+    """Send the job's embed task. The backlog entry only lets an embed task already running take the job into
+    its batch: without it (Redis refused), the job's own task still embeds it."""
+    import redis
+
+    try:
+        embed_backlog().add(job_id)
+    except redis.RedisError as exc:
+        log.warning("job %s not in the embed backlog (%s): its own embed task will take it", job_id, exc)
+    task.app.send_task(TASK_EMBED, args=[job_id])
 
 
 @shared_task(name=TASK_EMBED, bind=True, base=IngestTask)
 def embed_task(self: Task, job_id: str) -> str:
     """Embed the job's cached frames, and those of other decoded jobs waiting, in shared batches; index them."""
-    from videoseek.worker.embed_backlog import CLAIM_RECHECK_S, embed_with_backlog
+    from videoseek.worker.embed_backlog import BATCH_FORWARD_PASSES, CLAIM_RECHECK_S, embed_with_backlog
     from videoseek.worker.pipeline import fail_job
 
     context = worker_context()
@@ -206,9 +223,9 @@ def embed_task(self: Task, job_id: str) -> str:
             embed_backlog(),
             self.request.id or job_id,
             max_videos=worker.embed_batch_videos,
-            max_frames=4 * worker.embed_batch_size,
+            max_frames=BATCH_FORWARD_PASSES * worker.embed_batch_size,
         )
-        if outcome.claimed_by is not None:
+        if not outcome.taken:
             # Another task is embedding this job in its batch. Look again later, as a new message: if that
             # task dies, its claim runs out and this job is embedded here.
             self.apply_async(args=[job_id], countdown=CLAIM_RECHECK_S)
