@@ -110,7 +110,11 @@ def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_resul
     manifest.write_text(
         "".join(json.dumps({"video": f"{v}.mp4", "caption": f"clip {v}"}) + "\n" for v in "ab")
     )
-    retrain = client.post("/collections/dist/retrain", json={"data": str(manifest)})
+    busy = client.post("/collections/dist/retrain", json={"data": str(manifest)})
+    assert busy.status_code == 409 and task_id in busy.json()["reason"]  # one task per collection
+    assert client.post("/collections", json={"name": "other"}).status_code == 201
+    seed_clips(client, "other")
+    retrain = client.post("/collections/other/retrain", json={"data": str(manifest)})
     assert retrain.status_code == 202 and queue_depths(settings)(QUEUE_TRAIN) == 2, retrain.text
 
     def status(of: str = task_id) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -230,3 +231,36 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
         assert (response.status_code, response.json()["code"]) == (status, code), (body, response.text)
         assert response.json()["reason"]
     assert services_of(client).tasks.status("shapes." + "0" * 32) is None
+
+
+def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_ones_at_shutdown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from videoseek.service import collection_tasks
+
+    release = threading.Event()
+
+    def reindex(settings: object, name: str, version: str | None, **_: Any) -> Any:
+        if name == "slow":
+            release.wait(10)
+        return SimpleNamespace(to_dict=lambda: {"collection": name})
+
+    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", reindex)
+    monkeypatch.setattr(collection_tasks, "KEPT_FINISHED", 2)
+    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    finished = []
+    for name in ("a", "b", "c"):
+        finished.append(tasks.start_reindex(name, None, False))
+        tasks.close(5)  # returns once the quick task has ended
+    tasks.start_reindex("d", None, False)
+    tasks.close(5)
+    assert tasks.status(finished[0]) is None  # the oldest finished task was forgotten
+    assert [tasks.status(t).state for t in finished[1:]] == ["done", "done"]  # type: ignore[union-attr]
+
+    slow = tasks.start_reindex("slow", None, False)
+    started = time.monotonic()
+    tasks.close(0.3)  # shutdown does not wait forever for a task that will not end
+    assert 0.25 <= time.monotonic() - started < 5 and tasks.status(slow).state == "running"  # type: ignore[union-attr]
+    release.set()
+    tasks.close(5)
+    assert tasks.status(slow).state == "done"  # type: ignore[union-attr]

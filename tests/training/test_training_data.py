@@ -88,6 +88,8 @@ def test_a_file_that_is_not_a_text_manifest_is_a_data_error_not_a_crash(tmp_path
     binary.write_bytes(b"\x00\x00\x00\x20ftypisom\xd0\xff" * 64)
     with pytest.raises(DataError, match="is not UTF-8 text"):
         load_dataset(binary)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_dataset(Path("/dev/zero"))  # would be read forever
     folder = tmp_path / "captions.jsonl"
     folder.mkdir()  # a folder is read as MSR-VTT's, and this one is not
     with pytest.raises(DataError, match=r"MSRVTT_data\.json not found"):

@@ -353,23 +353,35 @@ def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     jobs.close()
 
 
-def test_the_retrain_task_passes_its_request_through_and_tags_its_result(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.redis
+def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_while_they_run(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_prefix: str
 ) -> None:
-    """Eagerly applied: the JSON-serialised request comes back whole, and the result names its kind."""
+    """Eagerly applied: the JSON-serialised request comes back whole, the result names its kind, and a task
+    meeting another one's slot on its collection refuses to run."""
     from videoseek.worker import retrain, tasks
+    from videoseek.worker.reindex import ReindexError
     from videoseek.worker.retrain import RetrainRequest
 
-    seen: list[tuple[str, RetrainRequest]] = []
+    settings = load_settings(redis_url=redis_url, worker={"redis_prefix": redis_prefix})
+    slots = tasks.collection_task_slots(settings)
+    seen: list[tuple[str, RetrainRequest, str | None]] = []
 
     def fake_retrain(settings: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:
-        seen.append((name, request))
+        seen.append((name, request, slots.holder(name)))
         return {"collection": name, "adapter_version": "v1"}
 
     monkeypatch.setattr(retrain, "retrain_collection", fake_retrain)
     monkeypatch.setattr(tasks, "worker_context", lambda: SimpleNamespace(embedder=None))
-    app = build_celery_app(load_settings(redis_url="redis://127.0.0.1:6379/13"))
+    monkeypatch.setattr(tasks, "_settings", settings)
+    task = build_celery_app(settings).tasks[tasks.TASK_RETRAIN]
     request = RetrainRequest(data="captions.jsonl", method="vision", epochs=2, lr=0.01, allow_missing=True)
-    result = app.tasks[tasks.TASK_RETRAIN].apply(args=["films", request.to_dict()]).get()
-    assert result == {"collection": "films", "adapter_version": "v1", "kind": "retrain"}
-    assert seen == [("films", request)]
+    outcome = task.apply(args=["films", request.to_dict()], task_id="films." + "1" * 32)
+    assert outcome.get() == {"collection": "films", "adapter_version": "v1", "kind": "retrain"}
+    assert seen == [("films", request, "films." + "1" * 32)]  # ran holding the slot ...
+    assert slots.holder("films") is None  # ... and freed it
+
+    assert slots.take("films", "films." + "2" * 32) == "films." + "2" * 32  # another task holds it
+    busy = task.apply(args=["films", request.to_dict()], task_id="films." + "3" * 32)
+    assert isinstance(busy.result, ReindexError) and "busy with task films.222" in str(busy.result)
+    assert len(seen) == 1 and slots.holder("films") == "films." + "2" * 32

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+KEPT_FINISHED = 1000  # finished tasks whose status an embedded server remembers
 TaskKind = Literal["reindex", "retrain"]
 TaskState = Literal["queued", "running", "done", "failed"]
 Progress = Callable[[dict[str, Any]], None]
@@ -56,6 +58,10 @@ class CollectionTasks(Protocol):
         """None when no such task is known."""
         ...
 
+    def close(self, timeout_s: float = 10.0) -> None:
+        """At shutdown, before the store closes: let tasks of this process end (up to ``timeout_s``)."""
+        ...
+
 
 def new_task_id(collection: str) -> str:
     return f"{collection}.{uuid.uuid4().hex}"
@@ -82,8 +88,9 @@ class LocalCollectionTasks:
     def __init__(self, settings: Settings, embedder: Callable[[], FrameEmbedder | None]) -> None:
         self._settings = settings
         self._embedder = embedder  # the in-process ingest runner's: one image tower per process
-        self._tasks: dict[str, TaskStatus] = {}
+        self._tasks: dict[str, TaskStatus] = {}  # insertion order: oldest first
         self._running: dict[str, str] = {}  # collection -> task id
+        self._threads: dict[str, threading.Thread] = {}  # task id -> its thread, while it runs
         self._lock = threading.Lock()
 
     def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
@@ -124,10 +131,28 @@ class LocalCollectionTasks:
             task_id = new_task_id(collection)
             self._running[collection] = task_id
             self._tasks[task_id] = TaskStatus(task_id, collection, kind, "queued")
-        threading.Thread(
-            target=self._run, args=(task_id, collection, work), name=f"{kind}-{collection}", daemon=True
-        ).start()
+            self._forget_oldest_finished()
+            thread = threading.Thread(
+                target=self._run, args=(task_id, collection, work), name=f"{kind}-{collection}", daemon=True
+            )
+            self._threads[task_id] = thread
+        thread.start()
         return task_id
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            threads = list(self._threads.items())
+        deadline = time.monotonic() + timeout_s
+        for task_id, thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():  # its version never went live: the collection keeps its old one
+                log.warning("task %s still running at shutdown; it will not finish", task_id)
+
+    def _forget_oldest_finished(self) -> None:
+        """Keep the status of the last ``KEPT_FINISHED`` finished tasks (called with the lock held)."""
+        finished = [t for t, status in self._tasks.items() if status.state in ("done", "failed")]
+        for task_id in finished[: max(0, len(finished) - KEPT_FINISHED)]:
+            del self._tasks[task_id]
 
     def _update(self, task_id: str, **changes: Any) -> None:
         with self._lock:
@@ -145,6 +170,7 @@ class LocalCollectionTasks:
         finally:
             with self._lock:
                 self._running.pop(collection, None)
+                self._threads.pop(task_id, None)
 
 
 # Celery's states -> ours. PENDING is also what Celery says of an id it never saw: the id's form is checked
@@ -179,10 +205,22 @@ class CeleryCollectionTasks:
 
     def _send(self, task: str, collection: str, args: list[Any]) -> str:
         from videoseek.worker.celery_app import get_celery_app
+        from videoseek.worker.tasks import collection_task_slots
 
         task_id = new_task_id(collection)
-        get_celery_app(self._settings).send_task(task, args=args, task_id=task_id)
+        slots = collection_task_slots(self._settings)
+        holder = slots.take(collection, task_id)  # the task takes it over when it starts, and frees it
+        if holder != task_id:
+            raise Conflict(f"collection {collection!r} is busy with task {holder}: wait for it to end")
+        try:
+            get_celery_app(self._settings).send_task(task, args=args, task_id=task_id)
+        except BaseException:
+            slots.release([collection], task_id)
+            raise
         return task_id
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Nothing runs in this process: the workers own their tasks."""
 
     def status(self, task_id: str) -> TaskStatus | None:
         from videoseek.worker.celery_app import get_celery_app
@@ -215,9 +253,10 @@ def collection_tasks_for(settings: Settings) -> CollectionTasks:
     if not settings.embedded:
         return CeleryCollectionTasks(settings)
 
-    def runner_embedder() -> FrameEmbedder:
-        from videoseek.worker.runner import get_embedded_runner
+    def runner_embedder() -> FrameEmbedder | None:
+        from videoseek.worker.runner import running_embedded_runner
 
-        return get_embedded_runner(settings).context.embedder
+        runner = running_embedded_runner()  # none (store busy at start): the task loads its own tower
+        return runner.context.embedder if runner is not None else None
 
     return LocalCollectionTasks(settings, runner_embedder)

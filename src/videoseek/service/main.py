@@ -204,6 +204,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = None
         if services.engine is not None:
             services.engine.embedder.close()
+        services.tasks.close()  # before the store closes under a running re-index
         if settings.embedded:
             from videoseek.worker.runner import stop_embedded_runner
 

@@ -31,6 +31,11 @@ MSRVTT_VIDEO_DIRS = ("videos/all", "videos", "MSRVTT_Videos", "TrainValVideo", "
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi")
 
 
+MAX_MANIFEST_BYTES = (
+    1 << 30
+)  # MSR-VTT's caption file is 30 MB; a manifest a thousand times larger is a mistake
+
+
 class DataError(ValueError):
     """A dataset cannot be read as given; the message says where and how to fix it."""
 
@@ -112,6 +117,10 @@ def load_dataset(
         raise DataError(
             f"dataset {path} does not exist: pass a captions.jsonl file or MSR-VTT's {MSRVTT_JSON}"
         )
+    if not (path.is_file() or path.is_dir()):  # a device or a pipe would be read forever
+        raise DataError(f"dataset {path} is not a regular file or a folder")
+    if path.is_file() and path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DataError(f"dataset {path} is over {MAX_MANIFEST_BYTES // 2**20} MiB: is it really a manifest?")
     try:
         if path.is_dir() or path.name == MSRVTT_JSON:
             return read_msrvtt(path, split=split or "train_9k", videos_dir=videos_dir, on_bad=on_bad)

@@ -12,8 +12,8 @@ frames. Each of those jobs keeps its own embed message in the queue, which is wh
 * when the batching task died, its claims expire (:data:`CLAIM_TTL_S`, refreshed while it works) and the
   job's own task embeds it.
 
-Claims are Redis keys set with NX and a TTL; a claim is refreshed and released only by its owner (the Celery
-task id, the same for a redelivered message, so a redelivered task takes its claims back).
+Claims are owned Redis keys (``owned_keys.py``) with a TTL; a claim is refreshed and released only by its owner
+(the Celery task id, the same for a redelivered message, so a redelivered task takes its claims back).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videoseek.worker.jobs import JobNotFound
+from videoseek.worker.owned_keys import OwnedKeys
 from videoseek.worker.pipeline import DecodedVideo, PipelineContext, embed_and_index, load_decoded
 
 log = logging.getLogger(__name__)
@@ -34,42 +35,6 @@ CLAIM_RECHECK_S = 15  # a task whose job is claimed elsewhere looks again this m
 # A batch takes other jobs up to this many forward passes' worth of frames (worker.embed_batch_size each).
 BATCH_FORWARD_PASSES = 4
 
-# Take the claim, or keep it if ``owner`` holds it already; returns whoever holds it afterwards. One script, so
-# that a claim released between a failed SET NX and a GET can never read as "held by nobody".
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if not holder then
-    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-    return ARGV[1]
-end
-if holder == ARGV[1] then
-    redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
-return holder
-"""
-
-_REFRESH_IF_OWNER = """
-local refreshed = 0
-for i, key in ipairs(KEYS) do
-    if redis.call('GET', key) == ARGV[1] then
-        redis.call('EXPIRE', key, ARGV[2])
-        refreshed = refreshed + 1
-    end
-end
-return refreshed
-"""
-
-_RELEASE_IF_OWNER = """
-local released = 0
-for i, key in ipairs(KEYS) do
-    if redis.call('GET', key) == ARGV[1] then
-        redis.call('DEL', key)
-        released = released + 1
-    end
-end
-return released
-"""
-
 
 class EmbedBacklog:
     """The backlog (a sorted set of job ids, oldest first) and the claims, under the worker's key prefix."""
@@ -77,11 +42,8 @@ class EmbedBacklog:
     def __init__(self, client: Any, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> None:
         self._redis = client  # decode_responses=True
         self._key = f"{prefix}embed-backlog"
-        self._claim_prefix = f"{prefix}embed-claim:"
+        self._claims = OwnedKeys(client, f"{prefix}embed-claim:", claim_ttl_s)
         self.claim_ttl_s = claim_ttl_s
-        self._claim = client.register_script(_CLAIM)
-        self._refresh = client.register_script(_REFRESH_IF_OWNER)
-        self._release = client.register_script(_RELEASE_IF_OWNER)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> EmbedBacklog:
@@ -91,9 +53,6 @@ class EmbedBacklog:
             url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
         )
         return cls(client, prefix, claim_ttl_s)
-
-    def _claim_key(self, job_id: str) -> str:
-        return self._claim_prefix + job_id
 
     def add(self, job_id: str, since: float | None = None) -> None:
         """A decoded job now waits for embedding (``since``: when it started waiting, for its place in line)."""
@@ -109,14 +68,14 @@ class EmbedBacklog:
 
     def holder(self, job_id: str) -> str | None:
         """Who holds the claim on ``job_id`` now, if anyone."""
-        return self._redis.get(self._claim_key(job_id))  # type: ignore[no-any-return]
+        return self._claims.holder(job_id)
 
     def claim(self, job_id: str, owner: str) -> str:
         """Claim ``job_id`` for ``owner`` (kept if ``owner`` holds it already); returns who holds it now.
 
         When that is ``owner``, the job also leaves the backlog.
         """
-        holder = str(self._claim(keys=[self._claim_key(job_id)], args=[owner, self.claim_ttl_s]))
+        holder = self._claims.take(job_id, owner)
         if holder == owner:
             self.drop(job_id)
         return holder
@@ -140,15 +99,11 @@ class EmbedBacklog:
 
     def refresh(self, job_ids: Sequence[str], owner: str) -> int:
         """Extend ``owner``'s claims on ``job_ids``; returns how many it still held."""
-        if not job_ids:
-            return 0
-        return int(self._refresh(keys=[self._claim_key(j) for j in job_ids], args=[owner, self.claim_ttl_s]))
+        return self._claims.refresh(job_ids, owner)
 
     def release(self, job_ids: Sequence[str], owner: str) -> int:
         """Drop ``owner``'s claims on ``job_ids`` (never another owner's); returns how many it held."""
-        if not job_ids:
-            return 0
-        return int(self._release(keys=[self._claim_key(j) for j in job_ids], args=[owner]))
+        return self._claims.release(job_ids, owner)
 
     def close(self) -> None:
         self._redis.close()

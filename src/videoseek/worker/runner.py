@@ -274,6 +274,12 @@ def get_embedded_runner(settings: Settings | None = None, *, recover: bool = Tru
         return _runner
 
 
+def running_embedded_runner() -> EmbeddedRunner | None:
+    """The process's runner if it is running; never starts one (a process shutting down stopped it)."""
+    with _runner_lock:
+        return _runner if _runner is not None and _runner.running else None
+
+
 def stop_embedded_runner(timeout: float = 30.0) -> None:
     """Stop the process's runner if one was started (queued jobs resume at the next start)."""
     global _runner

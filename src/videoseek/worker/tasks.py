@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task, shared_task
@@ -68,6 +69,48 @@ def embed_backlog() -> Any:
             assert settings.redis_url is not None  # Celery tasks only run with Redis
             _backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
         return _backlog
+
+
+_slot_stores: dict[tuple[str, str], Any] = {}
+
+
+def collection_task_slots(settings: Settings) -> Any:
+    """One admin task (re-index, retrain) per collection at a time, across API replicas and workers.
+
+    The API takes a collection's slot, named by the task id, when it sends the task (409 if taken); the task
+    takes it too (it is then its own; this also covers tasks sent by ``videoseek reindex``) and releases it when
+    it ends. A slot whose task died runs out after the tasks' hard time limit.
+    """
+    from videoseek.worker.owned_keys import OwnedKeys
+
+    assert settings.redis_url is not None  # Celery tasks only run with Redis
+    key = (settings.redis_url, settings.worker.redis_prefix)
+    with _context_lock:
+        if key not in _slot_stores:
+            import redis
+
+            client = redis.Redis.from_url(
+                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0
+            )
+            prefix = f"{settings.worker.redis_prefix}collection-task:"
+            _slot_stores[key] = OwnedKeys(client, prefix, REINDEX_TIME_LIMIT_S + 120)
+        return _slot_stores[key]
+
+
+@contextmanager
+def _collection_slot(task: Task, collection: str) -> Iterator[None]:
+    """Hold the collection's admin-task slot while ``task`` runs; refuse to run beside another task."""
+    from videoseek.worker.reindex import ReindexError
+
+    slots = collection_task_slots(_settings or get_settings())
+    owner = task.request.id or f"{task.name}:{collection}"
+    holder = slots.take(collection, owner)
+    if holder != owner:
+        raise ReindexError(f"collection {collection!r} is busy with task {holder}: run this one when it ends")
+    try:
+        yield
+    finally:
+        slots.release([collection], owner)
 
 
 def _allow_decoder_children() -> None:
@@ -253,14 +296,15 @@ def reindex_task(
     from videoseek.worker.reindex import reindex_to_version
 
     report = _progress_reporter(self, "reindex")
-    result = reindex_to_version(
-        _settings or get_settings(),
-        collection,
-        adapter_version,
-        allow_missing=allow_missing,
-        progress=lambda step: report(step.to_dict()),
-        embedder=worker_context().embedder,
-    )
+    with _collection_slot(self, collection):
+        result = reindex_to_version(
+            _settings or get_settings(),
+            collection,
+            adapter_version,
+            allow_missing=allow_missing,
+            progress=lambda step: report(step.to_dict()),
+            embedder=worker_context().embedder,
+        )
     return {**result.to_dict(), "kind": "reindex"}
 
 
@@ -275,13 +319,14 @@ def retrain_task(self: Task, collection: str, request: dict[str, Any]) -> dict[s
     """Train a new adapter for a collection on a captions manifest, then re-index the collection with it."""
     from videoseek.worker.retrain import RetrainRequest, retrain_collection
 
-    summary = retrain_collection(
-        _settings or get_settings(),
-        collection,
-        RetrainRequest.from_dict(request),
-        progress=_progress_reporter(self, "retrain"),
-        embedder=worker_context().embedder,
-    )
+    with _collection_slot(self, collection):
+        summary = retrain_collection(
+            _settings or get_settings(),
+            collection,
+            RetrainRequest.from_dict(request),
+            progress=_progress_reporter(self, "retrain"),
+            embedder=worker_context().embedder,
+        )
     return {**summary, "kind": "retrain"}
 
 

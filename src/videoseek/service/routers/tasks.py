@@ -78,6 +78,7 @@ async def start_retrain(
 )
 async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Where a re-index or retrain is: queued, running (with progress), done (with its summary) or failed."""
+    # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
     collection = task_collection(task_id) if len(task_id) <= 100 else None
     # A key limited to other collections gets the same answer as for a task that does not exist.
     allowed = collection is not None and principal.may_access(collection)
