@@ -102,7 +102,11 @@ def _collection_slot(task: Task, collection: str) -> Iterator[None]:
     """Hold the collection's admin-task slot while ``task`` runs; refuse to run beside another task."""
     from videoseek.worker.reindex import ReindexError
 
-    slots = collection_task_slots(_settings or get_settings())
+    settings = _settings or get_settings()
+    if settings.redis_url is None:  # run eagerly in-process (tests, embedded tools): no other worker to meet
+        yield
+        return
+    slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
     holder = slots.take(collection, owner)
     if holder != owner:
