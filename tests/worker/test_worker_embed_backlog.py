@@ -53,6 +53,12 @@ def backlog(settings: Settings) -> Iterator[EmbedBacklog]:
     backlog.close()
 
 
+def wait_in_line(backlog: EmbedBacklog, *job_ids: str) -> None:
+    """Put decoded jobs in the backlog, oldest first, as their decode tasks do."""
+    for job_id in job_ids:
+        backlog.add(job_id)
+
+
 def count_forward_requests(ctx: PipelineContext) -> list[int]:
     """Spy on the embedder: how many videos each call embedded together."""
     calls: list[int] = []
@@ -70,8 +76,7 @@ def test_an_embed_task_takes_the_decoded_videos_waiting_into_one_batch(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    for job_id in (first, second, third):
-        backlog.add(job_id)
+    wait_in_line(backlog, first, second, third)
     calls = count_forward_requests(ctx)
 
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
@@ -93,8 +98,7 @@ def test_a_batch_stops_at_its_video_limit_and_leaves_the_rest_waiting(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    for job_id in (first, second, third):
-        backlog.add(job_id)
+    wait_in_line(backlog, first, second, third)
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=2, max_frames=BIG)
     assert outcome.embedded == [first, second]  # the oldest waiting job joined
     assert backlog.waiting() == [third] and ctx.jobs.require(third).stage is not JobStage.DONE
@@ -106,8 +110,7 @@ def test_a_video_claimed_by_a_running_task_is_left_to_it(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    for job_id in (first, second, third):
-        backlog.add(job_id)
+    wait_in_line(backlog, first, second, third)
     assert backlog.claim(second, "busy-task") == "busy-task"  # another worker is embedding it right now
 
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
@@ -143,8 +146,7 @@ def test_a_video_too_long_to_join_is_put_back_for_the_next_task(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    for job_id in (first, second, third):
-        backlog.add(job_id)
+    wait_in_line(backlog, first, second, third)
     refreshed: list[list[str]] = []
     refresh = backlog.refresh
     backlog.refresh = lambda ids, owner: refreshed.append(list(ids)) or refresh(ids, owner)  # type: ignore[method-assign]
