@@ -138,7 +138,7 @@ class WorkerSettings(BaseModel):
         default=8,
         ge=1,
         description="Decoded videos one embedding step takes together (any collections; their frames share "
-        "forward passes), up to 4 x embed_batch_size frames.",
+        "forward passes); a Celery task adds others only while they fit in 4 x embed_batch_size frames.",
     )
     queue_size: int = Field(
         default=256,
