@@ -80,6 +80,10 @@ class MediaLinks:
         full = self.root_path + path
         return f"{full}?{self.signer.sign(full)}" if self.signer is not None else full
 
+    def task(self, task_id: str) -> str:
+        """Where an admin task's status is read (unsigned: it needs an admin key anyway)."""
+        return f"{self.root_path}/tasks/{task_id}"
+
     def video_file(self, collection: str, video_id: str) -> str:
         return self._url(f"/collections/{quote(collection)}/videos/{video_id}/file")
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from videoseek.core.layout import check_collection_name
 from videoseek.service.collection_tasks import task_collection
-from videoseek.service.deps import AdminPrincipal, EngineDep, Services
+from videoseek.service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from videoseek.service.errors import NotFound
 from videoseek.service.routers.collections import resolve_adapter
 from videoseek.service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskStatusOut
@@ -44,7 +44,12 @@ async def _admin_target(name: str, principal: AdminPrincipal, engine: SearchEngi
 
 @router.post("/collections/{name}/reindex", status_code=202, response_model=TaskAccepted, responses=_BUSY)
 async def start_reindex(
-    name: str, body: ReindexRequest, principal: AdminPrincipal, services: Services, engine: EngineDep
+    name: str,
+    body: ReindexRequest,
+    principal: AdminPrincipal,
+    services: Services,
+    engine: EngineDep,
+    links: LinksDep,
 ) -> TaskAccepted:
     """Re-embed every clip of a collection with another adapter (or none), then switch searches to it."""
     await _admin_target(name, principal, engine)
@@ -55,13 +60,18 @@ async def start_reindex(
         collection=name,
         kind="reindex",
         adapter_version=version,
-        status_url=f"/tasks/{task_id}",
+        status_url=links.task(task_id),
     )
 
 
 @router.post("/collections/{name}/retrain", status_code=202, response_model=TaskAccepted, responses=_BUSY)
 async def start_retrain(
-    name: str, body: RetrainRequest, principal: AdminPrincipal, services: Services, engine: EngineDep
+    name: str,
+    body: RetrainRequest,
+    principal: AdminPrincipal,
+    services: Services,
+    engine: EngineDep,
+    links: LinksDep,
 ) -> TaskAccepted:
     """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
     from videoseek.worker.retrain import load_training_data
@@ -70,7 +80,7 @@ async def start_retrain(
     work = RetrainWork(**body.model_dump())
     await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
     task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
-    return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=f"/tasks/{task_id}")
+    return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
 
 @router.get(
