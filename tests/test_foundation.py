@@ -63,6 +63,20 @@ def test_every_module_imports(package: str) -> None:
         importlib.import_module(info.name)
 
 
+def test_the_service_and_the_worker_never_import_the_training_package() -> None:
+    """Only the CLI and the retrain task (inside its functions) use training code: the API and an ingest
+    worker load none of it (docs/architecture.md)."""
+    code = (
+        "import sys\n"
+        "import videoseek.worker.tasks, videoseek.worker.retrain, videoseek.service.routers.tasks\n"
+        "from videoseek.service.main import create_app\n"
+        "create_app()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('videoseek.training')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
 def test_settings_load_with_no_environment() -> None:
     settings = get_settings()
     assert settings.embedded
