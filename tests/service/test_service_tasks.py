@@ -222,6 +222,7 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
         ("shapes", {"data": str(tmp_path / "missing.jsonl")}, 422, "invalid_training_data"),
         ("shapes", {"data": str(empty_caption)}, 422, "invalid_training_data"),
         ("shapes", {"data": str(one_clip)}, 422, "invalid_training_data"),  # a contrastive batch needs 2
+        ("shapes", {"data": "/tmp/" + "x" * 300}, 422, "invalid_training_data"),  # a name too long
         ("shapes", {"data": str(one_clip), "method": "full"}, 422, "invalid_request"),
         ("shapes", {"data": str(one_clip), "epochs": 0}, 422, "invalid_request"),
         ("shapes", {}, 422, "invalid_request"),

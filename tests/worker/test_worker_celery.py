@@ -368,12 +368,14 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     seen: list[tuple[str, RetrainRequest, str | None]] = []
 
     def fake_retrain(settings: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:
+        time.sleep(1.5)  # longer than the slot's lease: only its renewal keeps it
         seen.append((name, request, slots.holder(name)))
         return {"collection": name, "adapter_version": "v1"}
 
     monkeypatch.setattr(retrain, "retrain_collection", fake_retrain)
     monkeypatch.setattr(tasks, "worker_context", lambda: SimpleNamespace(embedder=None))
     monkeypatch.setattr(tasks, "_settings", settings)
+    monkeypatch.setattr(tasks, "SLOT_LEASE_S", 1)
     task = build_celery_app(settings).tasks[tasks.TASK_RETRAIN]
     request = RetrainRequest(data="captions.jsonl", method="vision", epochs=2, lr=0.01, allow_missing=True)
     outcome = task.apply(args=["films", request.to_dict()], task_id="films." + "1" * 32)
@@ -385,3 +387,7 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     busy = task.apply(args=["films", request.to_dict()], task_id="films." + "3" * 32)
     assert isinstance(busy.result, ReindexError) and "busy with task films.222" in str(busy.result)
     assert len(seen) == 1 and slots.holder("films") == "films." + "2" * 32
+    # A task that crashed holding its lease frees the collection when the lease runs out.
+    assert slots.take("cars", "crashed-task", 1) == "crashed-task"
+    time.sleep(1.2)
+    assert slots.holder("cars") is None

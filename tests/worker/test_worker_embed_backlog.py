@@ -53,10 +53,14 @@ def backlog(settings: Settings) -> Iterator[EmbedBacklog]:
     backlog.close()
 
 
-def wait_in_line(backlog: EmbedBacklog, *job_ids: str) -> None:
-    """Put decoded jobs in the backlog, oldest first, as their decode tasks do."""
+def wait_in_line(ctx: PipelineContext, backlog: EmbedBacklog, *job_ids: str) -> None:
+    """Put decoded jobs in the backlog, oldest first, with their frame counts, as their decode tasks do."""
     for job_id in job_ids:
-        backlog.add(job_id)
+        backlog.add(job_id, frames_of(ctx, job_id))
+
+
+def frames_of(ctx: PipelineContext, job_id: str) -> int:
+    return len(ctx.frame_cache("films").get(ctx.jobs.require(job_id).video_id)[1])
 
 
 def count_forward_requests(ctx: PipelineContext) -> list[int]:
@@ -76,7 +80,7 @@ def test_an_embed_task_takes_the_decoded_videos_waiting_into_one_batch(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    wait_in_line(backlog, first, second, third)
+    wait_in_line(ctx, backlog, first, second, third)
     calls = count_forward_requests(ctx)
 
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
@@ -98,19 +102,21 @@ def test_a_batch_stops_at_its_video_limit_and_leaves_the_rest_waiting(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    wait_in_line(backlog, first, second, third)
+    wait_in_line(ctx, backlog, first, second, third)
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=2, max_frames=BIG)
     assert outcome.embedded == [first, second]  # the oldest waiting job joined
     assert backlog.waiting() == [third] and ctx.jobs.require(third).stage is not JobStage.DONE
+    # Without the video limit, the frame budget stops it: a task whose own video fills it takes no other.
+    backlog.add("another-job", 1)
     by_frames = embed_with_backlog(ctx, third, backlog, "task-3", max_videos=8, max_frames=1)
-    assert by_frames.embedded == [third] and ctx.jobs.require(third).stage is JobStage.DONE
+    assert by_frames.embedded == [third] and backlog.waiting() == ["another-job"]
 
 
 def test_a_video_claimed_by_a_running_task_is_left_to_it(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
     ctx, (first, second, third) = decoded
-    wait_in_line(backlog, first, second, third)
+    wait_in_line(ctx, backlog, first, second, third)
     assert backlog.claim(second, "busy-task") == "busy-task"  # another worker is embedding it right now
 
     outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
@@ -134,27 +140,80 @@ def test_claims_of_a_dead_task_run_out_and_its_videos_are_embedded_by_their_own_
         time.sleep(1.2)  # the killed task never refreshed its claim
         outcome = embed_with_backlog(ctx, second, short, "task-2", max_videos=1, max_frames=BIG)
         assert outcome.embedded == [second] and ctx.jobs.require(second).stage is JobStage.DONE
-        # A redelivered message keeps its task id: it takes its own live claim back at once.
+        # A redelivered message keeps its task id: it takes its own live claim back, for a new lifetime.
         assert short.claim(first, "task-1") == "task-1"
+        time.sleep(0.6)
+        assert short.claim(first, "task-1") == "task-1"
+        time.sleep(0.6)  # past the first lifetime: still held, so the second take extended it
+        assert short.holder(first) == "task-1"
         again = embed_with_backlog(ctx, first, short, "task-1", max_videos=1, max_frames=BIG)
         assert again.embedded == [first]
     finally:
         short.close()
 
 
-def test_a_video_too_long_to_join_is_put_back_for_the_next_task(
+def test_a_video_too_long_to_join_is_left_waiting_unread_and_shorter_ones_join(
+    decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from videoseek.worker import embed_backlog
+
+    ctx, (first, second, third) = decoded
+    backlog.add(first, frames_of(ctx, first))
+    backlog.add(second, 10**6)  # a four-hour video, oldest in line
+    backlog.add(third, frames_of(ctx, third))
+    loaded: list[str] = []
+    load = embed_backlog.load_decoded
+    monkeypatch.setattr(embed_backlog, "load_decoded", lambda c, j: loaded.append(j) or load(c, j))
+    budget = frames_of(ctx, first) + frames_of(ctx, third)
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=budget)
+    assert outcome.embedded == [first, third]  # the short one behind the long one joined
+    assert loaded == [first, third]  # the long one was never decoded from the cache for nothing
+    assert backlog.waiting() == [second] and backlog.holder(second) is None
+
+
+def test_claims_stay_alive_while_a_batch_outlasts_their_lifetime(
+    settings: Settings, decoded: tuple[PipelineContext, list[str]]
+) -> None:
+    ctx, (first, second, _) = decoded
+    assert settings.redis_url is not None
+    short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
+    holders: list[tuple[str | None, str | None]] = []
+    embed = ctx.embedder.embed
+
+    def slow(requests: Any, progress: Any = None) -> Any:
+        time.sleep(2.5)  # longer than the claims' lifetime: only the refreshing keeps them
+        holders.append((short.holder(first), short.holder(second)))
+        return embed(requests, progress=progress)
+
+    ctx.embedder.embed = slow  # type: ignore[method-assign]
+    try:
+        short.add(second, frames_of(ctx, second))
+        outcome = embed_with_backlog(ctx, first, short, "task-1", max_videos=8, max_frames=BIG)
+        assert outcome.embedded == [first, second] and holders == [("task-1", "task-1")]
+        assert (short.holder(first), short.holder(second)) == (None, None)  # released at the end
+    finally:
+        short.close()
+
+
+def test_a_video_that_breaks_the_batch_does_not_fail_the_tasks_own_job(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
-    ctx, (first, second, third) = decoded
-    wait_in_line(backlog, first, second, third)
-    refreshed: list[list[str]] = []
-    refresh = backlog.refresh
-    backlog.refresh = lambda ids, owner: refreshed.append(list(ids)) or refresh(ids, owner)  # type: ignore[method-assign]
-    own_frames = len(ctx.frame_cache("films").get(ctx.jobs.require(first).video_id)[1])
-    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=own_frames + 1)
-    assert outcome.embedded == [first]  # the next video (as long) would have passed the frame budget
-    assert backlog.waiting() == [second, third] and backlog.holder(second) is None
-    assert refreshed and refreshed[0] == [first]  # claims refreshed before the embedding starts
+    from videoseek.core.adapter import AdapterNotFound
+
+    ctx, (first, second, _) = decoded
+    wait_in_line(ctx, backlog, second)
+    embed = ctx.embedder.embed
+
+    def broken_by_second(requests: Any, progress: Any = None) -> Any:
+        if len(requests) > 1:  # the second job's adapter went missing: the shared forward pass fails
+            raise AdapterNotFound("adapter 'gone' is not in the data directory")
+        return embed(requests, progress=progress)
+
+    ctx.embedder.embed = broken_by_second  # type: ignore[method-assign]
+    outcome = embed_with_backlog(ctx, first, backlog, "task-1", max_videos=8, max_frames=BIG)
+    assert outcome.embedded == [first] and ctx.jobs.require(first).stage is JobStage.DONE
+    left = ctx.jobs.require(second)  # not failed for someone else's batch: its own task decides
+    assert left.stage is not JobStage.FAILED and backlog.holder(second) is None
 
 
 def test_claims_are_refreshed_and_released_only_by_their_owner(backlog: EmbedBacklog) -> None:
@@ -163,14 +222,11 @@ def test_claims_are_refreshed_and_released_only_by_their_owner(backlog: EmbedBac
     assert backlog.refresh(["job-a"], "intruder") == 0 and backlog.release(["job-a"], "intruder") == 0
     assert backlog.refresh(["job-a"], "owner") == 1
     assert backlog.release(["job-a", "job-b"], "owner") == 1 and backlog.holder("job-a") is None
-    backlog.add("job-c")
-    backlog.add("job-d")
+    backlog.add("job-c", 10)
+    backlog.add("job-d", 10)
     assert backlog.claim("job-c", "someone") == "someone"
-    assert backlog.claim_next("me") == (
-        "job-d",
-        pytest.approx(time.time(), abs=60),
-    )  # job-c left when claimed
-    assert backlog.claim_next("me") is None
+    assert backlog.claim_fitting("me", room=10) == "job-d"  # job-c left the backlog when it was claimed
+    assert backlog.claim_fitting("me", room=10) is None and backlog.waiting() == []
 
 
 def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_later(

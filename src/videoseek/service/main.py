@@ -43,6 +43,7 @@ STATIC_DIR = Path(__file__).with_name("static")
 def _library_errors() -> dict[type[Exception], tuple[int, str]]:
     """Exceptions raised below the API and the status they mean at its edge."""
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     from videoseek.core.adapter import AdapterBaseMismatch, AdapterFileError, AdapterNotFound
@@ -62,6 +63,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         StoreUnavailable: (503, "store_unavailable"),
         RedisConnectionError: (503, "redis_unavailable"),
         RedisTimeoutError: (503, "redis_unavailable"),
+        RedisError: (503, "redis_unavailable"),  # any other refusal (read-only replica, out of memory)
     }
     try:
         from kombu.exceptions import OperationalError

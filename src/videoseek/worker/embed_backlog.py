@@ -20,28 +20,41 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from videoseek.worker.jobs import JobNotFound
-from videoseek.worker.owned_keys import OwnedKeys
-from videoseek.worker.pipeline import DecodedVideo, PipelineContext, embed_and_index, load_decoded
+from videoseek.core.adapter import AdapterConfigError, AdapterFileError, AdapterNotFound
+from videoseek.core.store import StoreError
+from videoseek.worker.jobs import JobNotFound, JobStage
+from videoseek.worker.owned_keys import OwnedKeys, kept_alive
+from videoseek.worker.pipeline import (
+    DecodedVideo,
+    PipelineContext,
+    TransientError,
+    embed_and_index,
+    load_decoded,
+)
 
 log = logging.getLogger(__name__)
 
-CLAIM_TTL_S = 60  # a dead task's claims run out this long after its last heartbeat
+CLAIM_TTL_S = 60  # a dead task's claims run out this long after its last refresh
 CLAIM_RECHECK_S = 15  # a task whose job is claimed elsewhere looks again this much later
 # A batch takes other jobs up to this many forward passes' worth of frames (worker.embed_batch_size each).
 BATCH_FORWARD_PASSES = 4
+SCAN_LIMIT = 64  # waiting jobs an embed task looks at for ones that fit its batch
+# What one video can break a whole batch with (its adapter, its collection): the others must not fail for it.
+MEMBER_ERRORS = (AdapterFileError, AdapterConfigError, AdapterNotFound, StoreError)
 
 
 class EmbedBacklog:
-    """The backlog (a sorted set of job ids, oldest first) and the claims, under the worker's key prefix."""
+    """The backlog (a sorted set of job ids, oldest first, with their frame counts) and the claims, under the
+    worker's key prefix."""
 
     def __init__(self, client: Any, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> None:
         self._redis = client  # decode_responses=True
         self._key = f"{prefix}embed-backlog"
+        self._frames_key = f"{prefix}embed-backlog-frames"
         self._claims = OwnedKeys(client, f"{prefix}embed-claim:", claim_ttl_s)
         self.claim_ttl_s = claim_ttl_s
 
@@ -54,13 +67,19 @@ class EmbedBacklog:
         )
         return cls(client, prefix, claim_ttl_s)
 
-    def add(self, job_id: str, since: float | None = None) -> None:
-        """A decoded job now waits for embedding (``since``: when it started waiting, for its place in line)."""
-        self._redis.zadd(self._key, {job_id: time.time() if since is None else since}, nx=True)
+    def add(self, job_id: str, frames: int) -> None:
+        """A decoded job of ``frames`` sampled frames now waits for embedding."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self._frames_key, job_id, frames)
+        pipe.zadd(self._key, {job_id: time.time()}, nx=True)
+        pipe.execute()
 
     def drop(self, job_id: str) -> None:
         """Take ``job_id`` off the backlog (claimed, finished, or gone)."""
-        self._redis.zrem(self._key, job_id)
+        pipe = self._redis.pipeline()
+        pipe.zrem(self._key, job_id)
+        pipe.hdel(self._frames_key, job_id)
+        pipe.execute()
 
     def waiting(self) -> list[str]:
         """Job ids waiting, oldest first."""
@@ -80,22 +99,24 @@ class EmbedBacklog:
             self.drop(job_id)
         return holder
 
-    def claim_next(self, owner: str) -> tuple[str, float] | None:
-        """The oldest waiting job nobody holds, claimed for ``owner``, with when it started waiting; None when
-        the backlog is empty."""
-        while True:
-            popped = self._redis.zpopmin(self._key, 1)
-            if not popped:
-                return None
-            job_id, since = str(popped[0][0]), float(popped[0][1])
-            if self.claim(job_id, owner) == owner:
-                return job_id, since
-            # Held by the task of its own message: that task embeds it.
+    def claim_fitting(self, owner: str, room: int) -> str | None:
+        """The oldest waiting job of at most ``room`` frames that nobody holds, claimed for ``owner``.
 
-    def put_back(self, job_id: str, owner: str, since: float) -> None:
-        """Return a claimed job that did not fit the batch: waiting again in its place, free for the next task."""
-        self.release([job_id], owner)
-        self.add(job_id, since)
+        Jobs too long for the room are left waiting, unread (a long video must neither be decoded for nothing
+        nor keep shorter ones out of batches); so are jobs held by their own tasks.
+        """
+        waiting = self._redis.zrange(self._key, 0, SCAN_LIMIT - 1)
+        sizes = self._redis.hmget(self._frames_key, waiting) if waiting else []
+        for job_id, size in zip(waiting, sizes, strict=True):
+            if size is not None and int(size) > room:
+                continue
+            if self.claim(job_id, owner) == owner:
+                return str(job_id)
+        return None
+
+    def kept(self, job_ids: list[str], owner: str) -> Any:
+        """Keep ``owner``'s claims on ``job_ids`` (a list that may grow) alive while the block runs."""
+        return kept_alive(self._claims, job_ids, owner)
 
     def refresh(self, job_ids: Sequence[str], owner: str) -> int:
         """Extend ``owner``'s claims on ``job_ids``; returns how many it still held."""
@@ -132,10 +153,10 @@ def embed_with_backlog(
 ) -> BatchOutcome:
     """Embed ``job_id`` together with decoded jobs waiting in the backlog, then index each of them.
 
-    Other jobs join while the batch stays within ``max_videos`` videos and ``max_frames`` frames (the job's
-    own video always runs, however long). Raises what :func:`~videoseek.worker.pipeline.embed_and_index`
-    raises (a ``TransientError`` to retry). Claims are released at the end whatever happened: an unfinished
-    job is then embedded by its own task.
+    Other jobs join while they fit in ``max_videos`` videos and ``max_frames`` frames (the job's own video
+    always runs, however long). Raises what :func:`~videoseek.worker.pipeline.embed_and_index` raises for the
+    task's own job (a ``TransientError`` to retry). Claims are kept alive while it works and released at the
+    end whatever happened: a job left unfinished is then embedded by its own task.
     """
     job = ctx.jobs.get(job_id)
     if job is None or job.stage.terminal:  # embedded in another task's batch, failed, or deleted
@@ -146,10 +167,10 @@ def embed_with_backlog(
         return BatchOutcome(claimed_by=holder)
     claimed = [job_id]
     try:
-        batch = _gather_batch(ctx, job_id, backlog, owner, claimed, max_videos, max_frames)
-        backlog.refresh(claimed, owner)  # loading may have taken a while: a full lifetime for the embedding
-        embed_and_index(ctx, batch, heartbeat=_heartbeat(backlog, claimed, owner))
-        return BatchOutcome(embedded=[v.job.job_id for v in batch])
+        with backlog.kept(claimed, owner):
+            batch = _gather_batch(ctx, job_id, backlog, owner, claimed, max_videos, max_frames)
+            _embed(ctx, batch, job_id)
+        return BatchOutcome(embedded=[v.job.job_id for v in batch if _done(ctx, v.job.job_id)])
     finally:
         backlog.release(claimed, owner)
 
@@ -168,15 +189,11 @@ def _gather_batch(
     batch = [own] if own is not None else []
     frames = len(own.frames) if own is not None else 0
     while len(batch) < max_videos and frames < max_frames:
-        waiting = backlog.claim_next(owner)
-        if waiting is None:
-            break
-        other, since = waiting
-        decoded = _load_other(ctx, other)
-        if decoded is not None and batch and frames + len(decoded.frames) > max_frames:
-            backlog.put_back(other, owner, since)  # too long to join: the next task (or its own) takes it
+        other = backlog.claim_fitting(owner, room=max_frames - frames)
+        if other is None:
             break
         claimed.append(other)
+        decoded = _load_other(ctx, other)
         if decoded is not None:
             batch.append(decoded)
             frames += len(decoded.frames)
@@ -185,22 +202,27 @@ def _gather_batch(
     return batch
 
 
+def _embed(ctx: PipelineContext, batch: list[DecodedVideo], job_id: str) -> None:
+    """Embed and index the batch. If one member breaks it (its adapter, its collection), embed the task's own
+    job alone, so that it fails only for its own reasons; the others are left to their own tasks."""
+    try:
+        embed_and_index(ctx, batch)
+    except TransientError:
+        raise
+    except MEMBER_ERRORS as exc:
+        if len(batch) < 2:
+            raise
+        log.warning("a batch of %d videos failed (%s): job %s goes on alone", len(batch), exc, job_id)
+        embed_and_index(ctx, [v for v in batch if v.job.job_id == job_id])
+
+
+def _done(ctx: PipelineContext, job_id: str) -> bool:
+    job = ctx.jobs.get(job_id)
+    return job is not None and job.stage is JobStage.DONE
+
+
 def _load_other(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     try:
         return load_decoded(ctx, job_id)
     except JobNotFound:  # its collection was deleted meanwhile
         return None
-
-
-def _heartbeat(backlog: EmbedBacklog, claimed: list[str], owner: str) -> Callable[[], None]:
-    """Refresh the claims at most every third of their lifetime; called after each forward pass and upsert."""
-    last = time.monotonic()
-
-    def beat() -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= backlog.claim_ttl_s / 3:
-            backlog.refresh(claimed, owner)
-            last = now
-
-    return beat

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -288,15 +288,11 @@ def load_decoded(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
 # ------------------------------------------------------------------------------- embedding + indexing
 
 
-def embed_and_index(
-    ctx: PipelineContext, videos: Sequence[DecodedVideo], *, heartbeat: Callable[[], None] | None = None
-) -> None:
+def embed_and_index(ctx: PipelineContext, videos: Sequence[DecodedVideo]) -> None:
     """Embed the frames of ``videos`` in shared batches and upsert each video's clips; marks each done.
 
     A video whose collection was made for another base model fails alone. Raises :class:`TransientError`
     when the store is unreachable (nothing is lost: running this again redoes the same writes).
-    ``heartbeat`` is called after every forward pass and every video indexed (Celery tasks keep their claims
-    alive with it).
     """
     todo = [v for v in videos if _ready_to_embed(ctx, v)]
     if not todo:
@@ -305,11 +301,9 @@ def embed_and_index(
     try:
         total = sum(len(v.frames) for v in todo)
         requests = [EmbedRequest(v.frames, v.collection.adapter_version) for v in todo]
-        vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total, heartbeat))
+        vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total))
         for video, frame_vectors in zip(todo, vectors, strict=True):
             _index(ctx, video, frame_vectors)
-            if heartbeat is not None:
-                heartbeat()
     except TransientError:  # returned, to be retried: not an interrupted attempt
         for job_id, attempt in attempts.items():
             with contextlib.suppress(JobNotFound):  # deleted meanwhile: nothing to count
@@ -348,16 +342,12 @@ def _ready_to_embed(ctx: PipelineContext, video: DecodedVideo) -> bool:
     return True
 
 
-def _embed_progress(
-    ctx: PipelineContext, videos: Sequence[DecodedVideo], total: int, heartbeat: Callable[[], None] | None
-) -> ProgressFn:
+def _embed_progress(ctx: PipelineContext, videos: Sequence[DecodedVideo], total: int) -> ProgressFn:
     start, span = _PROGRESS[JobStage.EMBEDDING], _PROGRESS[JobStage.INDEXING] - _PROGRESS[JobStage.EMBEDDING]
 
     def report(done: int, _total: int) -> None:
         for video in videos:  # a shared batch advances every video in it together
             ctx.jobs.update(video.job.job_id, progress=round(start + span * done / max(total, 1), 3))
-        if heartbeat is not None:
-            heartbeat()
 
     return report
 

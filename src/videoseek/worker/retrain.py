@@ -65,6 +65,8 @@ def load_training_data(request: RetrainRequest) -> ClipDataset:
         dataset = load_dataset(Path(request.data))
     except DataError as exc:  # the service maps RetrainError and never imports the training package
         raise RetrainError(str(exc)) from exc
+    except OSError as exc:  # a name too long, a folder it may not read
+        raise RetrainError(f"cannot read {request.data[:200]!r}: {exc.strerror or exc}") from exc
     if len(dataset) < 2:
         raise RetrainError(
             f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"

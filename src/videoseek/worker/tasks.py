@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 TASK_REINDEX = "videoseek.train.reindex"
 TASK_RETRAIN = "videoseek.train.retrain"
 REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collection: not the ingest limits
+# A collection's admin-task slot: taken by the API for as long as a task may wait in the queue, then held by
+# the running task on a short lease it keeps renewing, so that a crashed task frees its collection quickly.
+SLOT_QUEUED_S = 3600
+SLOT_LEASE_S = 120
 
 _settings: Settings | None = None
 _warm_model = True
@@ -77,9 +81,9 @@ _slot_stores: dict[tuple[str, str], Any] = {}
 def collection_task_slots(settings: Settings) -> Any:
     """One admin task (re-index, retrain) per collection at a time, across API replicas and workers.
 
-    The API takes a collection's slot, named by the task id, when it sends the task (409 if taken); the task
-    takes it too (it is then its own; this also covers tasks sent by ``videoseek reindex``) and releases it when
-    it ends. A slot whose task died runs out after the tasks' hard time limit.
+    The API takes a collection's slot, named by the task id, when it sends the task (409 if taken; it lasts
+    ``SLOT_QUEUED_S`` while the task waits); the task takes it too (it is then its own; this also covers tasks
+    sent by ``videoseek reindex``), keeps it on a ``SLOT_LEASE_S`` lease and releases it when it ends.
     """
     from videoseek.worker.owned_keys import OwnedKeys
 
@@ -90,10 +94,10 @@ def collection_task_slots(settings: Settings) -> Any:
             import redis
 
             client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0
+                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
             )
             prefix = f"{settings.worker.redis_prefix}collection-task:"
-            _slot_stores[key] = OwnedKeys(client, prefix, REINDEX_TIME_LIMIT_S + 120)
+            _slot_stores[key] = OwnedKeys(client, prefix, SLOT_QUEUED_S)
         return _slot_stores[key]
 
 
@@ -106,13 +110,16 @@ def _collection_slot(task: Task, collection: str) -> Iterator[None]:
     if settings.redis_url is None:  # run eagerly in-process (tests, embedded tools): no other worker to meet
         yield
         return
+    from videoseek.worker.owned_keys import kept_alive
+
     slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
-    holder = slots.take(collection, owner)
+    holder = slots.take(collection, owner, SLOT_LEASE_S)
     if holder != owner:
         raise ReindexError(f"collection {collection!r} is busy with task {holder}: run this one when it ends")
     try:
-        yield
+        with kept_alive(slots, [collection], owner, SLOT_LEASE_S):
+            yield
     finally:
         slots.release([collection], owner)
 
@@ -233,7 +240,7 @@ def decode_task(self: Task, job_id: str) -> str:
         decoded = decode_video(context, job_id)
         if decoded is None:
             return str(context.jobs.require(job_id).stage)
-        _queue_embedding(self, job_id)
+        _queue_embedding(self, job_id, len(decoded.frames))
     except transient_errors() as exc:
         _retry_or_fail(self, job_id, exc)
         return "failed"
@@ -243,13 +250,13 @@ def decode_task(self: Task, job_id: str) -> str:
     return "decoded"
 
 
-def _queue_embedding(task: Task, job_id: str) -> None:
+def _queue_embedding(task: Task, job_id: str, frames: int) -> None:
     """Send the job's embed task. The backlog entry only lets an embed task already running take the job into
     its batch: without it (Redis refused), the job's own task still embeds it."""
     import redis
 
     try:
-        embed_backlog().add(job_id)
+        embed_backlog().add(job_id, frames)
     except redis.RedisError as exc:
         log.warning("job %s not in the embed backlog (%s): its own embed task will take it", job_id, exc)
     task.app.send_task(TASK_EMBED, args=[job_id])
