@@ -214,6 +214,7 @@ def test_a_video_that_breaks_the_batch_does_not_fail_the_tasks_own_job(
     assert outcome.embedded == [first] and ctx.jobs.require(first).stage is JobStage.DONE
     left = ctx.jobs.require(second)  # not failed for someone else's batch: its own task decides
     assert left.stage is not JobStage.FAILED and backlog.holder(second) is None
+    assert left.attempts == 0  # a batch that raised is not an interrupted attempt (3 of those fail a job)
 
 
 def test_claims_are_refreshed_and_released_only_by_their_owner(backlog: EmbedBacklog) -> None:
@@ -252,3 +253,34 @@ def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_lat
     assert ctx.jobs.require(first).stage is not JobStage.DONE
     backlog.release([first], "batching-task")  # the batching task died before reaching this job
     assert task.apply(args=[first]).get() == "done" and len(resent) == 1
+
+
+def test_the_embedded_runner_fails_only_the_video_that_breaks_its_batch(
+    decoded: tuple[PipelineContext, list[str]],
+) -> None:
+    from videoseek.core.store import InvalidPoint
+    from videoseek.worker.pipeline import load_decoded
+    from videoseek.worker.runner import EmbeddedRunner
+
+    ctx, (first, second, third) = decoded
+    broken = ctx.jobs.require(second).video_id
+    store = ctx.store
+
+    class RefusesOneVideo:
+        def upsert(self, name: str, points: Any, physical: str | None = None) -> None:
+            if any(point.video_id == broken for point in points):
+                raise InvalidPoint(f"clip {broken!r}: vectors contain NaN")
+            store.upsert(name, points, physical)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    ctx.clip_store = RefusesOneVideo()  # type: ignore[assignment]
+    batch = [load_decoded(ctx, job_id) for job_id in (first, second, third)]
+    EmbeddedRunner(ctx.settings, context_factory=lambda _s: ctx)._embed_batch(batch)  # type: ignore[arg-type]
+    assert [ctx.jobs.require(j).stage for j in (first, second, third)] == [
+        JobStage.DONE,
+        JobStage.FAILED,
+        JobStage.DONE,
+    ]
+    assert "NaN" in (ctx.jobs.require(second).reason or "")  # its own reason, not "internal error"

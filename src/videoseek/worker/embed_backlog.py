@@ -103,12 +103,12 @@ class EmbedBacklog:
         """The oldest waiting job of at most ``room`` frames that nobody holds, claimed for ``owner``.
 
         Jobs too long for the room are left waiting, unread (a long video must neither be decoded for nothing
-        nor keep shorter ones out of batches); so are jobs held by their own tasks.
+        nor keep shorter ones out of batches); so are jobs of unknown length and jobs held by their own tasks.
         """
         waiting = self._redis.zrange(self._key, 0, SCAN_LIMIT - 1)
         sizes = self._redis.hmget(self._frames_key, waiting) if waiting else []
         for job_id, size in zip(waiting, sizes, strict=True):
-            if size is not None and int(size) > room:
+            if size is None or int(size) > room:
                 continue
             if self.claim(job_id, owner) == owner:
                 return str(job_id)

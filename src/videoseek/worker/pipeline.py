@@ -304,7 +304,7 @@ def embed_and_index(ctx: PipelineContext, videos: Sequence[DecodedVideo]) -> Non
         vectors = ctx.embedder.embed(requests, progress=_embed_progress(ctx, todo, total))
         for video, frame_vectors in zip(todo, vectors, strict=True):
             _index(ctx, video, frame_vectors)
-    except TransientError:  # returned, to be retried: not an interrupted attempt
+    except Exception:  # it returned (to be retried, or to fail alone): not an interrupted attempt
         for job_id, attempt in attempts.items():
             with contextlib.suppress(JobNotFound):  # deleted meanwhile: nothing to count
                 ctx.jobs.update(job_id, attempts=attempt - 1)

@@ -196,7 +196,6 @@ class EmbeddedRunner:
         return True
 
     def _embed_loop(self) -> None:
-        from videoseek.worker.pipeline import embed_and_index
 
         while not (self._stop.is_set() and self._decoded.empty()):
             try:
@@ -208,8 +207,22 @@ class EmbeddedRunner:
                     batch.append(self._decoded.get_nowait())
                 except queue.Empty:
                     break
-            self._guarded([d.job.job_id for d in batch], partial(embed_and_index, self.context, batch))
+            self._embed_batch(batch)
             self._done([d.job.job_id for d in batch])
+
+    def _embed_batch(self, batch: list[DecodedVideo]) -> None:
+        """Shared forward passes; if anything breaks them, each video again on its own, so that one video's
+        problem (its adapter gone, its collection deleted) fails that job and no other."""
+        from videoseek.worker.pipeline import embed_and_index
+
+        if len(batch) > 1:
+            try:
+                embed_and_index(self.context, batch)
+                return
+            except Exception as exc:
+                log.warning("embedded runner: a batch of %d videos failed (%s); each alone", len(batch), exc)
+        for video in batch:
+            self._guarded([video.job.job_id], partial(embed_and_index, self.context, [video]))
 
     def _guarded(self, job_ids: list[str], step: Callable[[], T]) -> T | None:
         """Run one step, retrying transient errors; any other error fails these jobs (and only these)."""

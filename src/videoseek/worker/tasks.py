@@ -206,8 +206,16 @@ def transient_errors() -> tuple[type[Exception], ...]:
 
     from videoseek.worker.pipeline import TransientError
 
-    # OperationalError: the broker refused a message this task sends on (the next step's task).
-    return (TransientError, redis.ConnectionError, redis.TimeoutError, OperationalError)
+    # OperationalError: the broker refused a message this task sends on (the next step's task). ReadOnlyError
+    # and BusyLoadingError: a Redis failover in progress (the API answers 503 for them too).
+    return (
+        TransientError,
+        redis.ConnectionError,
+        redis.TimeoutError,
+        redis.exceptions.ReadOnlyError,
+        redis.exceptions.BusyLoadingError,
+        OperationalError,
+    )
 
 
 def _retry_or_fail(task: Task, job_id: str, exc: Exception) -> None:
@@ -252,11 +260,16 @@ def decode_task(self: Task, job_id: str) -> str:
 
 def _queue_embedding(task: Task, job_id: str, frames: int) -> None:
     """Send the job's embed task. The backlog entry only lets an embed task already running take the job into
-    its batch: without it (Redis refused), the job's own task still embeds it."""
+    its batch: without it (Redis refused, or a video longer than any batch takes), the job's own task still
+    embeds it."""
     import redis
 
+    from videoseek.worker.embed_backlog import BATCH_FORWARD_PASSES
+
+    worker = (_settings or get_settings()).worker
     try:
-        embed_backlog().add(job_id, frames)
+        if frames <= BATCH_FORWARD_PASSES * worker.embed_batch_size:
+            embed_backlog().add(job_id, frames)
     except redis.RedisError as exc:
         log.warning("job %s not in the embed backlog (%s): its own embed task will take it", job_id, exc)
     task.app.send_task(TASK_EMBED, args=[job_id])
