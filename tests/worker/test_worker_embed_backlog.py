@@ -46,6 +46,15 @@ def decoded(settings: Settings, toy_videos: list[dict[str, Any]]) -> tuple[Pipel
 
 
 @pytest.fixture
+def short_lived(settings: Settings) -> Iterator[EmbedBacklog]:
+    """The same backlog, with claims that live one second (what a dead task's look like soon after)."""
+    assert settings.redis_url is not None
+    short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
+    yield short
+    short.close()
+
+
+@pytest.fixture
 def backlog(settings: Settings) -> Iterator[EmbedBacklog]:
     assert settings.redis_url is not None
     backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
@@ -128,28 +137,23 @@ def test_a_video_claimed_by_a_running_task_is_left_to_it(
 
 
 def test_claims_of_a_dead_task_run_out_and_its_videos_are_embedded_by_their_own_tasks(
-    settings: Settings, decoded: tuple[PipelineContext, list[str]]
+    decoded: tuple[PipelineContext, list[str]], short_lived: EmbedBacklog
 ) -> None:
     ctx, (first, second, _) = decoded
-    assert settings.redis_url is not None
-    short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
-    try:
-        assert short.claim(second, "killed-task") == "killed-task"
-        held = embed_with_backlog(ctx, second, short, "task-2", max_videos=1, max_frames=BIG)
-        assert (held.taken, held.claimed_by) == (False, "killed-task")
-        time.sleep(1.2)  # the killed task never refreshed its claim
-        outcome = embed_with_backlog(ctx, second, short, "task-2", max_videos=1, max_frames=BIG)
-        assert outcome.embedded == [second] and ctx.jobs.require(second).stage is JobStage.DONE
-        # A redelivered message keeps its task id: it takes its own live claim back, for a new lifetime.
-        assert short.claim(first, "task-1") == "task-1"
-        time.sleep(0.6)
-        assert short.claim(first, "task-1") == "task-1"
-        time.sleep(0.6)  # past the first lifetime: still held, so the second take extended it
-        assert short.holder(first) == "task-1"
-        again = embed_with_backlog(ctx, first, short, "task-1", max_videos=1, max_frames=BIG)
-        assert again.embedded == [first]
-    finally:
-        short.close()
+    assert short_lived.claim(second, "killed-task") == "killed-task"
+    held = embed_with_backlog(ctx, second, short_lived, "task-2", max_videos=1, max_frames=BIG)
+    assert (held.taken, held.claimed_by) == (False, "killed-task")
+    time.sleep(1.2)  # the killed task never refreshed its claim
+    outcome = embed_with_backlog(ctx, second, short_lived, "task-2", max_videos=1, max_frames=BIG)
+    assert outcome.embedded == [second] and ctx.jobs.require(second).stage is JobStage.DONE
+    # A redelivered message keeps its task id: it takes its own live claim back, for a new lifetime.
+    assert short_lived.claim(first, "task-1") == "task-1"
+    time.sleep(0.6)
+    assert short_lived.claim(first, "task-1") == "task-1"
+    time.sleep(0.6)  # past the first lifetime: still held, so the second take extended it
+    assert short_lived.holder(first) == "task-1"
+    again = embed_with_backlog(ctx, first, short_lived, "task-1", max_videos=1, max_frames=BIG)
+    assert again.embedded == [first]
 
 
 def test_a_video_too_long_to_join_is_left_waiting_unread_and_shorter_ones_join(
@@ -172,11 +176,10 @@ def test_a_video_too_long_to_join_is_left_waiting_unread_and_shorter_ones_join(
 
 
 def test_claims_stay_alive_while_a_batch_outlasts_their_lifetime(
-    settings: Settings, decoded: tuple[PipelineContext, list[str]]
+    decoded: tuple[PipelineContext, list[str]], short_lived: EmbedBacklog
 ) -> None:
     ctx, (first, second, _) = decoded
-    assert settings.redis_url is not None
-    short = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix, claim_ttl_s=1)
+    short = short_lived
     holders: list[tuple[str | None, str | None]] = []
     embed = ctx.embedder.embed
 
@@ -186,13 +189,10 @@ def test_claims_stay_alive_while_a_batch_outlasts_their_lifetime(
         return embed(requests, progress=progress)
 
     ctx.embedder.embed = slow  # type: ignore[method-assign]
-    try:
-        short.add(second, frames_of(ctx, second))
-        outcome = embed_with_backlog(ctx, first, short, "task-1", max_videos=8, max_frames=BIG)
-        assert outcome.embedded == [first, second] and holders == [("task-1", "task-1")]
-        assert (short.holder(first), short.holder(second)) == (None, None)  # released at the end
-    finally:
-        short.close()
+    short.add(second, frames_of(ctx, second))
+    outcome = embed_with_backlog(ctx, first, short, "task-1", max_videos=8, max_frames=BIG)
+    assert outcome.embedded == [first, second] and holders == [("task-1", "task-1")]
+    assert (short.holder(first), short.holder(second)) == (None, None)  # released at the end
 
 
 def test_a_video_that_breaks_the_batch_does_not_fail_the_tasks_own_job(

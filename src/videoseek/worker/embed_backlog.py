@@ -56,7 +56,6 @@ class EmbedBacklog:
         self._key = f"{prefix}embed-backlog"
         self._frames_key = f"{prefix}embed-backlog-frames"
         self._claims = OwnedKeys(client, f"{prefix}embed-claim:", claim_ttl_s)
-        self.claim_ttl_s = claim_ttl_s
 
     @classmethod
     def from_url(cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> EmbedBacklog:
