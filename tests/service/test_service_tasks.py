@@ -30,7 +30,7 @@ def wait_for_task(client: TestClient, task_id: str, timeout_s: float = 120.0) ->
         status = response.json()
         if not seen or status != seen[-1]:
             seen.append(status)
-        if status["state"] in ("done", "failed"):
+        if status["state"] in ("done", "failed", "cancelled"):
             return seen
         time.sleep(0.05)
     raise AssertionError(f"re-index {task_id} did not finish: {seen[-1]}")
@@ -174,6 +174,7 @@ def test_reindex_is_documented_in_the_openapi_schema(client: TestClient) -> None
     assert "202" in start["responses"] and start["summary"]
     assert "202" in paths["/collections/{name}/retrain"]["post"]["responses"]
     assert "404" in paths["/tasks/{task_id}"]["get"]["responses"]
+    assert {"202", "404", "409"} <= set(paths["/tasks/{task_id}/cancel"]["post"]["responses"])
 
 
 def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collection_to_it(
@@ -206,6 +207,57 @@ def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collectio
     assert (services_of(client).layout.adapter_dir(version) / "adapter_config.json").is_file()
     searched = client.post("/search", json={"collection": "films", "query": "a blue square"}).json()
     assert searched["adapter_version"] == version and searched["results"]
+
+
+def test_a_cancelled_retrain_stops_training_installs_nothing_and_the_collection_keeps_serving(
+    client: TestClient, tmp_path: Path
+) -> None:
+    assert client.post("/collections", json={"name": "films"}).status_code == 201
+    manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
+    before = client.get("/collections/films").json()
+    body = {"data": str(manifest), "epochs": 1000, "batch_size": 2, "lr": 1e-3}  # minutes, if not cancelled
+    task_id = client.post("/collections/films/retrain", json=body).json()["task_id"]
+    deadline = time.monotonic() + 120
+    while "step" not in ((status := client.get(f"/tasks/{task_id}").json())["progress"] or {}):
+        assert status["state"] in ("queued", "running") and time.monotonic() < deadline, status
+        time.sleep(0.05)
+    progress = status["progress"]
+    assert progress["stage"] == "training" and 1 <= progress["step"] < progress["total_steps"], progress
+
+    cancelled = client.post(f"/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    assert (cancelled.json()["state"], cancelled.json()["cancel_requested"]) == ("running", True)
+    final = wait_for_task(client, task_id, timeout_s=60)[-1]
+    assert final["state"] == "cancelled" and "cancelled by an admin" in final["reason"], final
+    assert final["progress"]["step"] < final["progress"]["total_steps"]  # it stopped training early
+    after = client.get("/collections/films").json()
+    assert (after["adapter_version"], after["clips"]) == (before["adapter_version"], before["clips"])
+    assert not list(services_of(client).layout.adapters_dir.glob("*"))  # nothing installed
+    searched = client.post("/search", json={"collection": "films", "query": "a blue square"}).json()
+    assert searched["adapter_version"] is None and searched["results"]
+
+    again = client.post(f"/tasks/{task_id}/cancel")
+    assert again.status_code == 409 and "has ended (cancelled)" in again.json()["reason"]
+    unknown = client.post("/tasks/films." + "0" * 32 + "/cancel")
+    assert unknown.status_code == 404 and "POST /collections" in unknown.json()["reason"]
+    assert client.post("/collections/films/reindex", json={"adapter": None}).status_code == 202  # slot free
+
+
+def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def reindex(settings: object, name: str, version: str | None, *, cancel: Any, **_: Any) -> Any:
+        while True:  # a long re-index, checking between groups of videos
+            cancel()
+            time.sleep(0.01)
+
+    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", reindex)
+    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    task_id = tasks.start_reindex("films", None, False)
+    started = time.monotonic()
+    tasks.close(10)
+    status = tasks.status(task_id)
+    assert time.monotonic() - started < 5 and status is not None and status.state == "cancelled", status
 
 
 def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from videoseek.core.adapter import AdaptedClip, load_adapter
+from videoseek.core.cancel import TaskCancelled
 from videoseek.core.clip import LoadedClip, load_clip
 from videoseek.core.model_spec import ModelSpec
 from videoseek.training import loop
@@ -158,6 +159,26 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
         train(
             load_clip(tiny_spec, "cpu"), replace(cfg, lr=5e-4), dataset, cache, out_dir=tmp_path, resume=True
         )
+
+
+def test_on_step_sees_every_step_in_order_and_an_exception_from_it_stops_the_run(
+    tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache], tmp_path: Path
+) -> None:
+    dataset, cache = toy_data
+    cfg = replace(FAST, epochs=2)  # 2 steps per epoch, 4 in all
+    seen: list[loop.StepDone] = []
+    result = train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, log=lambda _: None, on_step=seen.append)
+    assert [(s.step, s.total_steps, s.epoch) for s in seen] == [(1, 4, 1), (2, 4, 1), (3, 4, 2), (4, 4, 2)]
+    assert result.steps == 4 and all(s.loss > 0 for s in seen)
+
+    def cancel_after_three(done: loop.StepDone) -> None:
+        if done.step == 3:
+            raise TaskCancelled("cancelled by the test")
+
+    with pytest.raises(TaskCancelled):
+        train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, out_dir=tmp_path, on_step=cancel_after_three)
+    # The run stopped in epoch 2: its checkpoint is the one of epoch 1, from which it could resume.
+    assert torch.load(tmp_path / loop.CHECKPOINT_NAME, weights_only=True)["step"] == 2
 
 
 def test_a_two_step_run_writes_a_loadable_adapter_and_a_report(

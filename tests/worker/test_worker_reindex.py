@@ -18,6 +18,7 @@ from worker_helpers import decoded_but_not_indexed
 
 from videoseek.cli import app
 from videoseek.core.adapter import AdaptedClip, load_adapter
+from videoseek.core.cancel import TaskCancelled
 from videoseek.core.collection_lock import CollectionBusy, collection_write_lock
 from videoseek.core.collections import create_collection, delete_video, shared_store
 from videoseek.core.layout import DataLayout
@@ -189,6 +190,31 @@ def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
     # the half-built version was dropped: the next re-index gets the same version number, not the one after
     result = reindex_collection(embedded, NAME, adapter_dir)
     assert result.physical == f"vs__{NAME}__2"
+
+
+@pytest.mark.parametrize("cancelled_at_check", [1, 2])  # before embedding / after it, just before the switch
+def test_a_cancelled_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, cancelled_at_check: int
+) -> None:
+    create_collection(embedded, NAME)
+    ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
+    stop_embedded_runner()
+    store = shared_store(embedded)
+    live = store.get_collection(NAME)
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    checks: list[str] = []
+
+    def cancel() -> None:
+        checks.append(store.get_collection(NAME).physical)
+        if len(checks) == cancelled_at_check:
+            raise TaskCancelled("cancelled by the test")
+
+    with pytest.raises(TaskCancelled):
+        reindex_collection(embedded, NAME, adapter_dir, cancel=cancel)
+    assert checks == [live.physical] * cancelled_at_check  # never switched before a check
+    after = store.get_collection(NAME)
+    assert (after.physical, after.adapter_version, after.points) == (live.physical, None, live.points)
+    assert reindex_collection(embedded, NAME, adapter_dir).physical == f"vs__{NAME}__2"  # nothing left over
 
 
 def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(

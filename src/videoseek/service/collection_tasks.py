@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from videoseek.core.cancel import CancelCheck, TaskCancelled
 from videoseek.core.layout import InvalidName, check_collection_name
 from videoseek.core.settings import Settings
 from videoseek.service.errors import Conflict
@@ -28,8 +29,10 @@ log = logging.getLogger(__name__)
 
 KEPT_FINISHED = 1000  # finished tasks whose status an embedded server remembers
 TaskKind = Literal["reindex", "retrain"]
-TaskState = Literal["queued", "running", "done", "failed"]
+TaskState = Literal["queued", "running", "done", "failed", "cancelled"]
+FINISHED: tuple[TaskState, ...] = ("done", "failed", "cancelled")
 Progress = Callable[[dict[str, Any]], None]
+Work = Callable[[Progress, CancelCheck], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class TaskStatus:
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     reason: str | None = None
+    cancel_requested: bool = False
 
 
 class CollectionTasks(Protocol):
@@ -56,6 +60,10 @@ class CollectionTasks(Protocol):
 
     def status(self, task_id: str) -> TaskStatus | None:
         """None when no such task is known."""
+        ...
+
+    def cancel(self, task_id: str) -> TaskStatus | None:
+        """Ask a queued or running task to stop; its status then. None: no such task; Conflict: it ended."""
         ...
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -91,10 +99,11 @@ class LocalCollectionTasks:
         self._tasks: dict[str, TaskStatus] = {}  # insertion order: oldest first
         self._running: dict[str, str] = {}  # collection -> task id
         self._threads: dict[str, threading.Thread] = {}  # task id -> its thread, while it runs
+        self._cancels: dict[str, threading.Event] = {}  # task id -> set to stop it, while it runs
         self._lock = threading.Lock()
 
     def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
-        def work(progress: Progress) -> dict[str, Any]:
+        def work(progress: Progress, cancel: CancelCheck) -> dict[str, Any]:
             from videoseek.worker.reindex import reindex_to_version
 
             result = reindex_to_version(
@@ -104,17 +113,23 @@ class LocalCollectionTasks:
                 allow_missing=allow_missing,
                 progress=lambda step: progress(step.to_dict()),
                 embedder=self._embedder(),
+                cancel=cancel,
             )
             return result.to_dict()
 
         return self._launch(collection, "reindex", work)
 
     def start_retrain(self, collection: str, request: RetrainRequest) -> str:
-        def work(progress: Progress) -> dict[str, Any]:
+        def work(progress: Progress, cancel: CancelCheck) -> dict[str, Any]:
             from videoseek.worker.retrain import retrain_collection
 
             return retrain_collection(
-                self._settings, collection, request, progress=progress, embedder=self._embedder()
+                self._settings,
+                collection,
+                request,
+                progress=progress,
+                embedder=self._embedder(),
+                cancel=cancel,
             )
 
         return self._launch(collection, "retrain", work)
@@ -123,7 +138,18 @@ class LocalCollectionTasks:
         with self._lock:
             return self._tasks.get(task_id)
 
-    def _launch(self, collection: str, kind: TaskKind, work: Callable[[Progress], dict[str, Any]]) -> str:
+    def cancel(self, task_id: str) -> TaskStatus | None:
+        with self._lock:
+            status = self._tasks.get(task_id)
+            if status is None:
+                return None
+            if status.state in FINISHED:
+                raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
+            self._cancels[task_id].set()
+            status = self._tasks[task_id] = replace(status, cancel_requested=True)
+            return status
+
+    def _launch(self, collection: str, kind: TaskKind, work: Work) -> str:
         with self._lock:
             running = self._running.get(collection)
             if running is not None:
@@ -136,12 +162,15 @@ class LocalCollectionTasks:
                 target=self._run, args=(task_id, collection, work), name=f"{kind}-{collection}", daemon=True
             )
             self._threads[task_id] = thread
+            self._cancels[task_id] = threading.Event()
         thread.start()
         return task_id
 
     def close(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             threads = list(self._threads.items())
+            for cancel in self._cancels.values():  # a daemon thread would die mid-task: stop at a safe point
+                cancel.set()
         deadline = time.monotonic() + timeout_s
         for task_id, thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -150,7 +179,7 @@ class LocalCollectionTasks:
 
     def _forget_oldest_finished(self) -> None:
         """Keep the status of the last ``KEPT_FINISHED`` finished tasks (called with the lock held)."""
-        finished = [t for t, status in self._tasks.items() if status.state in ("done", "failed")]
+        finished = [t for t, status in self._tasks.items() if status.state in FINISHED]
         for task_id in finished[: max(0, len(finished) - KEPT_FINISHED)]:
             del self._tasks[task_id]
 
@@ -158,10 +187,19 @@ class LocalCollectionTasks:
         with self._lock:
             self._tasks[task_id] = replace(self._tasks[task_id], **changes)
 
-    def _run(self, task_id: str, collection: str, work: Callable[[Progress], dict[str, Any]]) -> None:
+    def _run(self, task_id: str, collection: str, work: Work) -> None:
         self._update(task_id, state="running")
+        stop = self._cancels[task_id]
+
+        def cancel() -> None:
+            if stop.is_set():
+                raise TaskCancelled(f"task {task_id} was cancelled by an admin")
+
         try:
-            result = work(lambda report: self._update(task_id, progress=report))
+            result = work(lambda report: self._update(task_id, progress=report), cancel)
+        except TaskCancelled as exc:
+            log.info("task %s on %r cancelled", task_id, collection)
+            self._update(task_id, state="cancelled", reason=str(exc))
         except Exception as exc:  # the task's failure is its status; the old version keeps serving
             log.warning("task %s on %r failed: %s", task_id, collection, exc)
             self._update(task_id, state="failed", reason=f"{type(exc).__name__}: {exc}")
@@ -171,6 +209,7 @@ class LocalCollectionTasks:
             with self._lock:
                 self._running.pop(collection, None)
                 self._threads.pop(task_id, None)
+                self._cancels.pop(task_id, None)
 
 
 # Celery's states -> ours. PENDING is also what Celery says of an id it never saw: the id's form is checked
@@ -183,7 +222,7 @@ _CELERY_STATES: dict[str, TaskState] = {
     "RETRY": "running",
     "SUCCESS": "done",
     "FAILURE": "failed",
-    "REVOKED": "failed",
+    "REVOKED": "cancelled",
 }
 
 
@@ -222,8 +261,21 @@ class CeleryCollectionTasks:
     def close(self, timeout_s: float = 10.0) -> None:
         """Nothing runs in this process: the workers own their tasks."""
 
+    def cancel(self, task_id: str) -> TaskStatus | None:
+        from videoseek.worker.tasks import task_cancel_flags
+
+        status = self.status(task_id)
+        if status is None:
+            return None
+        if status.state in FINISHED:
+            raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
+        # No revoke: a revoked task would never run, and never free the collection slot the API took for it.
+        task_cancel_flags(self._settings).request(task_id)
+        return replace(status, cancel_requested=True)
+
     def status(self, task_id: str) -> TaskStatus | None:
         from videoseek.worker.celery_app import get_celery_app
+        from videoseek.worker.tasks import task_cancel_flags
 
         collection = task_collection(task_id)
         if collection is None:
@@ -231,12 +283,16 @@ class CeleryCollectionTasks:
         result = get_celery_app(self._settings).AsyncResult(task_id)
         state = _CELERY_STATES.get(result.state, "running")
         info = result.info
-        kind = _kind_of(info)
-        status = TaskStatus(task_id, collection, kind, state)
+        if state == "failed" and type(info).__name__ == TaskCancelled.__name__:
+            state = "cancelled"
+        status = TaskStatus(task_id, collection, _kind_of(info), state)
         if state == "done" and isinstance(info, dict):
             return replace(status, result=info)
+        if state == "cancelled":
+            return replace(status, reason=str(info) if info else "revoked")
         if state == "failed":
             return replace(status, reason=f"{type(info).__name__}: {info}" if info else result.state.lower())
+        status = replace(status, cancel_requested=task_cancel_flags(self._settings).requested(task_id))
         if state == "running" and isinstance(info, dict):
             return replace(status, progress=info)
         return status

@@ -133,14 +133,20 @@ class TaskStatusOut(BaseModel):
     kind: Literal["reindex", "retrain"] | None = Field(
         description="null while a distributed task waits for a worker (Celery keeps no arguments)."
     )
-    state: Literal["queued", "running", "done", "failed"]
+    state: Literal["queued", "running", "done", "failed", "cancelled"]
     progress: dict[str, Any] | None = Field(
         default=None,
         description="The latest report: stage (training, embedding, catching-up, activating), videos_done, "
-        "videos_total, clips; training reports carry a message.",
+        "videos_total, clips; training reports carry a message, and step, total_steps, epoch and loss.",
     )
     result: dict[str, Any] | None = Field(default=None, description="The task's summary, once done.")
-    reason: str | None = Field(default=None, description="Why it failed; the old version keeps serving.")
+    reason: str | None = Field(
+        default=None, description="Why it failed or was cancelled; the old version keeps serving."
+    )
+    cancel_requested: bool = Field(
+        default=False,
+        description="An admin asked it to stop (POST /tasks/{task_id}/cancel): it ends at its next safe point.",
+    )
 
 
 class CollectionOut(BaseModel):

@@ -237,6 +237,19 @@ def _restore(payload: dict[str, Any], model: nn.Module, optimizer: torch.optim.O
 # the loop
 
 
+@dataclass(frozen=True)
+class StepDone:
+    """One optimizer step finished: ``step`` of ``total_steps`` (counted over the whole run), in ``epoch``."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+
+
+StepHook = Callable[[StepDone], None]
+
+
 def train(
     clip: LoadedClip,
     cfg: TrainConfig,
@@ -247,10 +260,13 @@ def train(
     out_dir: Path | None = None,
     resume: bool = False,
     log: Callable[[str], None] | None = None,
+    on_step: StepHook | None = None,
 ) -> TrainResult:
     """Train ``cfg.method`` on ``train_set`` (the model inside ``clip`` is modified in place).
 
     Progress lines go to ``log`` (default: stderr, above the progress bar), so stdout stays machine-readable.
+    ``on_step`` is called after every optimizer step; an exception it raises (an admin's cancel) ends the run
+    there, with the checkpoint of the last finished epoch (or ``checkpoint_every``) left in ``out_dir``.
     """
     log = log or log_to_stderr
     model, device = clip.model, clip.device
@@ -361,6 +377,8 @@ def train(
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     checkpoint()
+                if on_step is not None:
+                    on_step(StepDone(step, total_steps, epoch + 1, loss))
             model.eval()
             last = epoch + 1 == epochs
             metrics = run_eval() if (last or (epoch + 1) % cfg.eval_every == 0) else None

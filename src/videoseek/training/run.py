@@ -21,7 +21,7 @@ from videoseek.training.config import METHODS, OnBad, SamplingConfig, TrainConfi
 from videoseek.training.data import ClipDataset
 from videoseek.training.evaluate import evaluate
 from videoseek.training.frame_cache import FrameCache, warm_dataset
-from videoseek.training.loop import TrainResult, log_to_stderr, train
+from videoseek.training.loop import StepHook, TrainResult, log_to_stderr, train
 from videoseek.training.memory import count_tensors_not_allocator_slack
 from videoseek.training.report import compare_row, result_summary, write_compare, write_report
 
@@ -70,11 +70,25 @@ def _data_context(run: RunInputs) -> dict[str, Any]:
 
 
 def _train_and_save(
-    run: RunInputs, cfg: TrainConfig, out_dir: Path, *, resume: bool, log: Log
+    run: RunInputs,
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    resume: bool,
+    log: Log,
+    on_step: StepHook | None = None,
 ) -> tuple[TrainResult, str | None]:
     assert run.train is not None, "training needs a training set"
     result = train(
-        run.clip, cfg, run.train, run.cache, eval_set=run.eval, out_dir=out_dir, resume=resume, log=log
+        run.clip,
+        cfg,
+        run.train,
+        run.cache,
+        eval_set=run.eval,
+        out_dir=out_dir,
+        resume=resume,
+        log=log,
+        on_step=on_step,
     )
     version = None
     if result.prepared.adapted is not None:
@@ -99,10 +113,13 @@ def run_training(
     *,
     resume: bool = False,
     log: Log = log_to_stderr,
+    on_step: StepHook | None = None,
 ) -> tuple[TrainResult, str | None]:
     """Train ``cfg.method``; writes ``OUT/adapter/`` (adapter methods), ``report.json``, ``training.png``,
-    ``checkpoint.pt``. Returns the result and the adapter version (None for methods without an adapter)."""
-    return _train_and_save(prepare_run(spec, cfg, data), cfg, out_dir, resume=resume, log=log)
+    ``checkpoint.pt``. Returns the result and the adapter version (None for methods without an adapter).
+    ``on_step``: see :func:`~videoseek.training.loop.train`."""
+    run = prepare_run(spec, cfg, data)
+    return _train_and_save(run, cfg, out_dir, resume=resume, log=log, on_step=on_step)
 
 
 def run_eval(

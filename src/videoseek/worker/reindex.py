@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from videoseek.core.cancel import CancelCheck, not_cancellable
 from videoseek.core.collection_lock import collection_write_lock
 from videoseek.core.collections import install_adapter, require_collection, shared_store
 from videoseek.core.layout import DataLayout
@@ -105,6 +106,7 @@ def reindex_collection(
     allow_missing: bool = False,
     progress: ProgressCallback | None = None,
     embedder: FrameEmbedder | None = None,
+    cancel: CancelCheck = not_cancellable,
 ) -> ReindexResult:
     """Re-embed every clip of ``name`` with the adapter in ``adapter_dir`` (None: no adapter) and switch.
 
@@ -115,7 +117,13 @@ def reindex_collection(
     """
     version = install_adapter(settings, Path(adapter_dir)) if adapter_dir is not None else None
     return reindex_to_version(
-        settings, name, version, allow_missing=allow_missing, progress=progress, embedder=embedder
+        settings,
+        name,
+        version,
+        allow_missing=allow_missing,
+        progress=progress,
+        embedder=embedder,
+        cancel=cancel,
     )
 
 
@@ -127,13 +135,16 @@ def reindex_to_version(
     allow_missing: bool = False,
     progress: ProgressCallback | None = None,
     embedder: FrameEmbedder | None = None,
+    cancel: CancelCheck = not_cancellable,
 ) -> ReindexResult:
     """:func:`reindex_collection` with an adapter already installed in the data dir (the Celery task's way).
 
     ``embedder``: the process's pipeline embedder, to share its loaded model and adapters (default: a new one).
-    ``progress`` is called from this thread; it must not take the collection's write lock.
+    ``progress`` is called from this thread; it must not take the collection's write lock. ``cancel`` is
+    checked before each group of videos and just before the switch: a cancelled re-index drops its new
+    version (``TaskCancelled``), and the collection keeps serving the old one.
     """
-    job = _Reindex(settings, name, embedder or FrameEmbedder(settings), allow_missing, progress)
+    job = _Reindex(settings, name, embedder or FrameEmbedder(settings), allow_missing, progress, cancel)
     return job.run(adapter_version)
 
 
@@ -147,12 +158,14 @@ class _Reindex:
         embedder: FrameEmbedder,
         allow_missing: bool,
         progress: ProgressCallback | None,
+        cancel: CancelCheck,
     ) -> None:
         self.settings = settings
         self.name = name
         self.embedder = embedder
         self.allow_missing = allow_missing
         self.progress = progress
+        self.cancel = cancel
         self.layout = DataLayout(settings.data_dir)
         self.cache = FrameCache(self.layout.frames_dir(name))
         self.store: ClipStore = shared_store(settings)
@@ -243,6 +256,7 @@ class _Reindex:
             self.total = max(self.total, len(self.clips) + len(video_ids))
         copied = 0
         for group in self._groups(video_ids):
+            self.cancel()
             requests = [EmbedRequest(c.frames, target.adapter_version) for c in group]
             for cached, vectors in zip(group, self.embedder.embed(requests), strict=True):
                 points = clip_points(
@@ -316,6 +330,7 @@ class _Reindex:
             live_videos = set(self.store.list_videos(self.name))
             removed = sorted(v for v in self.clips if v not in live_videos)
             self.missing = [v for v in self.missing if v in live_videos]  # deleted meanwhile: not missing
+            self.cancel()  # the last point where stopping leaves the old version serving
             self._report("activating")
             self.store.activate_version(self.name, target.physical)
             # The store has no delete on a pending version: drop them right after the switch, still locked.

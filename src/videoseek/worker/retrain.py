@@ -18,16 +18,21 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from videoseek.core.cancel import CancelCheck, not_cancellable
 from videoseek.core.settings import Settings
 
 if TYPE_CHECKING:
     from videoseek.training.data import ClipDataset
+    from videoseek.training.loop import StepDone
     from videoseek.worker.embedding import FrameEmbedder
 
 # The methods that make an adapter (zero-shot makes nothing; full fine-tuning changes the shared backbone).
 ADAPTER_METHODS = ("cma", "cma-noshare", "vision", "text")
 
 ProgressReport = Callable[[dict[str, Any]], None]
+STEP_REPORT_EVERY_S = (
+    1.0  # training steps can be milliseconds apart: report (and check for a cancel) at most this often
+)
 
 
 class RetrainError(ValueError):
@@ -81,8 +86,13 @@ def retrain_collection(
     *,
     progress: ProgressReport | None = None,
     embedder: FrameEmbedder | None = None,
+    cancel: CancelCheck = not_cancellable,
 ) -> dict[str, Any]:
-    """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it."""
+    """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it.
+
+    ``cancel`` is checked at every training step and through the re-index (``TaskCancelled``): nothing is
+    installed or switched by a cancelled run; its run folder keeps the last checkpoint.
+    """
     from videoseek.core.collections import install_adapter, require_collection
     from videoseek.training.config import TrainConfig
     from videoseek.training.run import ADAPTER_DIR, DataPlan, run_training
@@ -91,6 +101,7 @@ def retrain_collection(
     report = progress or (lambda _: None)
     require_collection(settings, name)  # before hours of training, not after
     dataset = load_training_data(request)
+    cancel()
     out = settings.data_dir / "training" / name / time.strftime("%Y%m%d-%H%M%S")
     cfg = TrainConfig(method=request.method, epochs=request.epochs, device=settings.device)
     if request.lr is not None:
@@ -104,19 +115,24 @@ def retrain_collection(
         limits=settings.ingest,
     )
 
-    def log(message: str) -> None:
-        report({"stage": "training", "message": message})
-
-    report({"stage": "training", "message": f"training {cfg.method} on {len(dataset)} clips"})
-    result, version = run_training(settings.model, cfg, plan, out, log=log)
+    training = _TrainingProgress(report, cancel)
+    training.log(f"training {cfg.method} on {len(dataset)} clips")
+    result, version = run_training(settings.model, cfg, plan, out, log=training.log, on_step=training.step)
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
+    cancel()
     installed = install_adapter(settings, out / ADAPTER_DIR)
 
     def reindexing(step: ReindexProgress) -> None:
         report(step.to_dict())
 
     reindexed = reindex_to_version(
-        settings, name, installed, allow_missing=request.allow_missing, progress=reindexing, embedder=embedder
+        settings,
+        name,
+        installed,
+        allow_missing=request.allow_missing,
+        progress=reindexing,
+        embedder=embedder,
+        cancel=cancel,
     )
     return {
         "collection": name,
@@ -130,3 +146,28 @@ def retrain_collection(
         },
         "reindex": reindexed.to_dict(),
     }
+
+
+class _TrainingProgress:
+    """Training's reports for the task status: its latest log line and the step it is at, together (steps at
+    most once a second, which is also how often a cancel is looked for)."""
+
+    def __init__(self, report: ProgressReport, cancel: CancelCheck) -> None:
+        self._report = report
+        self._cancel = cancel
+        self._latest: dict[str, Any] = {"stage": "training", "message": ""}
+        self._last_step_report = 0.0
+
+    def log(self, message: str) -> None:
+        self._latest = {**self._latest, "message": message}
+        self._report(self._latest)
+
+    def step(self, done: StepDone) -> None:
+        now = time.monotonic()
+        if now - self._last_step_report < STEP_REPORT_EVERY_S and done.step < done.total_steps:
+            return
+        self._last_step_report = now
+        self._cancel()
+        steps = {"step": done.step, "total_steps": done.total_steps, "epoch": done.epoch}
+        self._latest = {**self._latest, **steps, "loss": round(done.loss, 5)}
+        self._report(self._latest)

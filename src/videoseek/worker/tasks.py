@@ -23,6 +23,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
+from videoseek.core.cancel import CancelCheck, TaskCancelled, not_cancellable
 from videoseek.core.settings import Settings, get_settings
 from videoseek.worker.celery_app import TASK_DECODE, TASK_EMBED
 
@@ -75,7 +76,22 @@ def embed_backlog() -> Any:
         return _backlog
 
 
-_slot_stores: dict[tuple[str, str], Any] = {}
+_admin_stores: dict[tuple[str, str, str], Any] = {}
+
+
+def _admin_store(settings: Settings, kind: str, build: Callable[[Any, str], Any]) -> Any:
+    """One store of ``kind`` per Redis and prefix in this process, over its own connection pool."""
+    assert settings.redis_url is not None  # Celery tasks only run with Redis
+    key = (settings.redis_url, settings.worker.redis_prefix, kind)
+    with _context_lock:
+        if key not in _admin_stores:
+            import redis
+
+            client = redis.Redis.from_url(
+                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
+            )
+            _admin_stores[key] = build(client, f"{settings.worker.redis_prefix}{kind}:")
+        return _admin_stores[key]
 
 
 def collection_task_slots(settings: Settings) -> Any:
@@ -87,23 +103,31 @@ def collection_task_slots(settings: Settings) -> Any:
     """
     from videoseek.worker.owned_keys import OwnedKeys
 
-    assert settings.redis_url is not None  # Celery tasks only run with Redis
-    key = (settings.redis_url, settings.worker.redis_prefix)
-    with _context_lock:
-        if key not in _slot_stores:
-            import redis
+    return _admin_store(
+        settings, "collection-task", lambda client, prefix: OwnedKeys(client, prefix, SLOT_QUEUED_S)
+    )
 
-            client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
-            )
-            prefix = f"{settings.worker.redis_prefix}collection-task:"
-            _slot_stores[key] = OwnedKeys(client, prefix, SLOT_QUEUED_S)
-        return _slot_stores[key]
+
+def task_cancel_flags(settings: Settings) -> Any:
+    """Admins' requests to stop admin tasks (``cancel_flags.py``), shared by the API and the workers."""
+    from videoseek.worker.cancel_flags import CancelFlags
+
+    return _admin_store(settings, "task-cancel", CancelFlags)
+
+
+def _cancel_check(task: Task) -> CancelCheck:
+    """The running task's cancel check (none without Redis: nothing could ask it to stop)."""
+    settings = _settings or get_settings()
+    if settings.redis_url is None or not task.request.id:
+        return not_cancellable
+    check: CancelCheck = task_cancel_flags(settings).check_for(task.request.id)
+    return check
 
 
 @contextmanager
-def _collection_slot(task: Task, collection: str) -> Iterator[None]:
-    """Hold the collection's admin-task slot while ``task`` runs; refuse to run beside another task."""
+def _collection_slot(task: Task, collection: str, cancel: CancelCheck) -> Iterator[None]:
+    """Hold the collection's admin-task slot while ``task`` runs; refuse to run beside another task, or at all
+    once cancelled."""
     from videoseek.worker.reindex import ReindexError
 
     settings = _settings or get_settings()
@@ -114,6 +138,11 @@ def _collection_slot(task: Task, collection: str) -> Iterator[None]:
 
     slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
+    try:
+        cancel()
+    except TaskCancelled:  # while it waited in the queue: free the slot the API took for it, and end
+        slots.release([collection], owner)
+        raise
     holder = slots.take(collection, owner, SLOT_LEASE_S)
     if holder != owner:
         raise ReindexError(f"collection {collection!r} is busy with task {holder}: run this one when it ends")
@@ -310,6 +339,7 @@ def embed_task(self: Task, job_id: str) -> str:
     name=TASK_REINDEX,
     bind=True,
     acks_late=False,  # never redelivered: a second copy would race the first; a lost run leaves the old version
+    throws=(TaskCancelled,),  # an admin's cancel is an expected end: logged without a traceback
     soft_time_limit=REINDEX_TIME_LIMIT_S,
     time_limit=REINDEX_TIME_LIMIT_S + 60,
 )
@@ -320,7 +350,8 @@ def reindex_task(
     from videoseek.worker.reindex import reindex_to_version
 
     report = _progress_reporter(self, "reindex")
-    with _collection_slot(self, collection):
+    cancel = _cancel_check(self)
+    with _collection_slot(self, collection, cancel):
         result = reindex_to_version(
             _settings or get_settings(),
             collection,
@@ -328,6 +359,7 @@ def reindex_task(
             allow_missing=allow_missing,
             progress=lambda step: report(step.to_dict()),
             embedder=worker_context().embedder,
+            cancel=cancel,
         )
     return {**result.to_dict(), "kind": "reindex"}
 
@@ -336,6 +368,7 @@ def reindex_task(
     name=TASK_RETRAIN,
     bind=True,
     acks_late=False,  # never redelivered, like the re-index it ends with
+    throws=(TaskCancelled,),
     soft_time_limit=REINDEX_TIME_LIMIT_S,
     time_limit=REINDEX_TIME_LIMIT_S + 60,
 )
@@ -343,13 +376,15 @@ def retrain_task(self: Task, collection: str, request: dict[str, Any]) -> dict[s
     """Train a new adapter for a collection on a captions manifest, then re-index the collection with it."""
     from videoseek.worker.retrain import RetrainRequest, retrain_collection
 
-    with _collection_slot(self, collection):
+    cancel = _cancel_check(self)
+    with _collection_slot(self, collection, cancel):
         summary = retrain_collection(
             _settings or get_settings(),
             collection,
             RetrainRequest.from_dict(request),
             progress=_progress_reporter(self, "retrain"),
             embedder=worker_context().embedder,
+            cancel=cancel,
         )
     return {**summary, "kind": "retrain"}
 

@@ -83,18 +83,43 @@ async def start_retrain(
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
 
-@router.get(
-    "/tasks/{task_id}", response_model=TaskStatusOut, responses={404: {"description": "No such task."}}
-)
-async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
-    """Where a re-index or retrain is: queued, running (with progress), done (with its summary) or failed."""
+_NO_TASK: dict[int | str, dict[str, Any]] = {404: {"description": "No such task."}}
+
+
+def _task_collection(task_id: str, principal: AdminPrincipal) -> str | None:
+    """The collection of a task id the key may see; None for anything else (answered as an unknown task)."""
     # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
     collection = task_collection(task_id) if len(task_id) <= 100 else None
     # A key limited to other collections gets the same answer as for a task that does not exist.
-    allowed = collection is not None and principal.may_access(collection)
+    return collection if collection is not None and principal.may_access(collection) else None
+
+
+def _no_task(task_id: str) -> NotFound:
+    return NotFound(
+        f"no task {task_id!r} (task ids come from POST /collections/{{name}}/reindex or /retrain)"
+    )
+
+
+@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
+async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+    """Where a re-index or retrain is: queued, running (with progress), done (with its summary) or failed."""
+    allowed = _task_collection(task_id, principal) is not None
     status = await asyncio.to_thread(services.tasks.status, task_id) if allowed else None
     if status is None:
-        raise NotFound(
-            f"no task {task_id!r} (task ids come from POST /collections/{{name}}/reindex or /retrain)"
-        )
+        raise _no_task(task_id)
+    return TaskStatusOut(**asdict(status))
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskStatusOut,
+    responses={**_NO_TASK, 409: {"description": "The task has ended."}},
+)
+async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+    """Ask a queued or running task to stop; the collection keeps serving the version it had."""
+    allowed = _task_collection(task_id, principal) is not None
+    status = await asyncio.to_thread(services.tasks.cancel, task_id) if allowed else None
+    if status is None:
+        raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
