@@ -208,6 +208,18 @@ def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collectio
     searched = client.post("/search", json={"collection": "films", "query": "a blue square"}).json()
     assert searched["adapter_version"] == version and searched["results"]
 
+    # Refining it on (new) captions: the current adapter's method wins over the request's.
+    more = client.post("/collections/films/retrain", json={**body, "method": "text", "from_current": True})
+    assert more.status_code == 202, more.text
+    final = wait_for_task(client, more.json()["task_id"], timeout_s=300)[-1]
+    assert final["state"] == "done", final
+    assert (final["result"]["training"]["method"], final["result"]["training"]["continued_from"]) == (
+        "cma",
+        version,
+    )
+    assert client.get("/collections/films").json()["adapter_version"] == final["result"]["adapter_version"]
+    assert final["result"]["adapter_version"] != version
+
 
 def test_a_cancelled_retrain_stops_training_installs_nothing_and_the_collection_keeps_serving(
     client: TestClient, tmp_path: Path
@@ -267,6 +279,8 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
     (tmp_path / "v.mp4").write_bytes(b"only its existence is checked before training")
     one_clip = tmp_path / "one.jsonl"
     one_clip.write_text(json.dumps({"video": str(tmp_path / "v.mp4"), "caption": "x"}) + "\n")
+    two_clips = tmp_path / "two.jsonl"
+    two_clips.write_text(one_clip.read_text() * 2)
     empty_caption = tmp_path / "empty.jsonl"
     empty_caption.write_text(json.dumps({"video": "a.mp4", "caption": ""}) + "\n")
     cases: list[tuple[str, dict[str, Any], int, str]] = [
@@ -277,6 +291,13 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
         ("shapes", {"data": "/tmp/" + "x" * 300}, 422, "invalid_training_data"),  # a name too long
         ("shapes", {"data": str(one_clip), "method": "full"}, 422, "invalid_request"),
         ("shapes", {"data": str(one_clip), "epochs": 0}, 422, "invalid_request"),
+        ("shapes", {"data": str(one_clip), "lr": 1}, 422, "invalid_request"),
+        (
+            "shapes",
+            {"data": str(two_clips), "from_current": True},
+            422,
+            "invalid_training_data",
+        ),  # plain CLIP
         ("shapes", {}, 422, "invalid_request"),
     ]
     for name, body, status, code in cases:
@@ -317,3 +338,14 @@ def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_
     release.set()
     tasks.close(5)
     assert tasks.status(slow).state == "done"  # type: ignore[union-attr]
+
+
+def test_the_retrain_methods_are_the_adapter_methods_of_the_training_package() -> None:
+    from typing import get_args
+
+    from videoseek.service.schemas import RetrainRequest as RetrainBody
+    from videoseek.training.config import ADAPTER_METHODS
+    from videoseek.worker.retrain import ADAPTER_METHODS as RETRAIN_METHODS
+
+    schema = get_args(RetrainBody.model_fields["method"].annotation)
+    assert set(RETRAIN_METHODS) == set(ADAPTER_METHODS) == set(schema) and len(schema) == len(ADAPTER_METHODS)

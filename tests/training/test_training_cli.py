@@ -113,6 +113,29 @@ def test_compare_resume_reuses_finished_methods_and_refuses_changed_settings(
     assert cma_report.stat().st_mtime_ns == written
 
 
+def test_init_adapter_continues_that_adapter_from_its_weights_with_its_method_and_shape(
+    tiny_spec: ModelSpec, toy_b_manifest: Path, tmp_path: Path
+) -> None:
+    from videoseek.core.adapter import load_adapter
+
+    data, model = str(toy_b_manifest), str(tiny_spec)
+    first = _run("train", "--data", data, "--model", model, "--out", str(tmp_path / "a"), *FAST,
+                 "--method", "vision", "--rank", "4")  # fmt: skip
+    # --method and --rank say otherwise: the adapter's own win. Zero epochs: the weights it starts from.
+    args = [*FAST[2:], "--epochs", "0", "--method", "cma", "--rank", "8"]
+    again = _run("train", "--data", data, "--model", model, "--out", str(tmp_path / "b"),
+                 "--init-adapter", first["adapter_dir"], *args)  # fmt: skip
+    assert (again["method"], again["trainable_params"]) == ("vision", first["trainable_params"])
+    before, after = load_adapter(Path(first["adapter_dir"])), load_adapter(Path(again["adapter_dir"]))
+    assert after.config == before.config and after.metadata["continued_from"] == first["adapter_version"]
+    for name, tensor in before.tensors.items():
+        assert after.tensors[name].equal(tensor), name
+
+    refused = runner.invoke(app, ["train", "--data", data, "--model", model, "--out", str(tmp_path / "c"),
+                                  "--init-adapter", str(tmp_path / "b")])  # fmt: skip
+    assert refused.exit_code == 2 and "adapter_config.json" in refused.stderr, refused.stderr
+
+
 def test_bad_input_exits_2_with_one_line_saying_what_to_fix(tiny_spec: ModelSpec, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "captions.jsonl", [{"video": "nope.mp4", "caption": "x"}])
     result = runner.invoke(

@@ -166,8 +166,17 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt if present.")
     ] = False,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-adapter",
+            help="Start from this adapter folder instead of from scratch (refine it on new captions); its "
+            "method, rank and shared width replace --method, --rank and --shared-dim.",
+        ),
+    ] = None,
 ) -> None:
     """Train an adapter (or a baseline) on captioned clips; prints where the adapter went and its metrics."""
+    from videoseek.training.methods import continue_from
     from videoseek.training.run import run_training
 
     with _clear_errors():
@@ -177,6 +186,8 @@ def train(
             shared_dim=shared_dim, frames=frames, fps=fps, pooling=_pooling(pooling), seed=seed, device=device,
             checkpoint_every=checkpoint_every,
         )  # fmt: skip
+        if init_adapter is not None:
+            cfg = continue_from(cfg, init_adapter)
         plan = _plan(
             data,
             eval_data,

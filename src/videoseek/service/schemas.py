@@ -108,12 +108,17 @@ class RetrainRequest(_Strict):
         default="cma", description="Adapter method (cma: the Cross-Modal Adapter with shared weights)."
     )
     epochs: int = Field(default=5, ge=1, le=1000)
-    lr: float | None = Field(default=None, gt=0, le=1, description="Default: the training package's.")
+    lr: float | None = Field(default=None, gt=0, lt=1, description="Default: the training package's.")
     batch_size: int | None = Field(
         default=None, ge=2, le=4096, description="Default: the training package's."
     )
     allow_missing: bool = Field(
         default=False, description="Re-index without videos that have no cached frames instead of failing."
+    )
+    from_current: bool = Field(
+        default=False,
+        description="Continue training the collection's current adapter (its method, rank and shared width; "
+        "`method` is then ignored) instead of starting from scratch: a few epochs on new captions refine it.",
     )
 
 

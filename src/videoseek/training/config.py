@@ -9,6 +9,7 @@ Pooling = Literal["mean", "text_conditioned"]
 OnBad = Literal["skip", "error"]
 
 METHODS = ("zero-shot", "full", "vision", "text", "cma-noshare", "cma")
+ADAPTER_METHODS = METHODS[2:]  # the ones that make an adapter
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -56,6 +57,7 @@ class TrainConfig:
     amp: bool = True
     eval_every: int = 1
     checkpoint_every: int = 0
+    init_adapter: str | None = None  # an adapter folder to continue training (see methods.continue_from)
 
     def __post_init__(self) -> None:
         _check(
@@ -80,6 +82,10 @@ class TrainConfig:
         _check(self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}")
         _check(self.eval_every >= 1 and self.checkpoint_every >= 0, "eval/checkpoint intervals must be >= 0")
         SamplingConfig(fps=self.fps, max_frames=self.frames)
+        _check(
+            self.init_adapter is None or self.method in ADAPTER_METHODS,
+            f"--init-adapter continues an adapter: --method must be one of {', '.join(ADAPTER_METHODS)}",
+        )
 
     @property
     def accumulation_steps(self) -> int:

@@ -12,15 +12,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from torch import nn
 
-from videoseek.core.adapter import AdaptedClip, AdapterConfig
+from videoseek.core.adapter import AdaptedClip, AdapterConfig, load_adapter
 from videoseek.core.adapter.config import Towers
 from videoseek.core.clip import LoadedClip
 from videoseek.training.activations import use_lean_activations
-from videoseek.training.config import METHODS, TrainConfig
+from videoseek.training.config import METHODS, ConfigError, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,41 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(REGISTRY)}") from None
 
 
+def method_of(config: AdapterConfig) -> Method:
+    """The method that makes adapters of this kind (towers, sharing)."""
+    for method in REGISTRY.values():
+        if (method.towers, method.share) == (config.towers, config.share):
+            return method
+    raise ConfigError(
+        f"no training method makes a {config.towers} adapter with share={config.share}: this adapter was not "
+        "made by videoseek train, so it cannot be continued; train a new one"
+    )
+
+
+def continue_from(cfg: TrainConfig, adapter_dir: Path) -> TrainConfig:
+    """``cfg`` set to continue training the adapter in ``adapter_dir``: its method, rank and shared width win.
+
+    Raises ``AdapterFileError`` for an unreadable adapter, ``ConfigError`` for one no method makes.
+    """
+    config = load_adapter(adapter_dir).config
+    return replace(
+        cfg,
+        method=method_of(config).name,
+        rank=config.rank,
+        shared_dim=config.shared_dim,
+        init_adapter=str(adapter_dir),
+    )
+
+
 @dataclass(eq=False)
 class Prepared:
-    """A model set up for one method: the parameters to optimise and, for adapter methods, the adapter."""
+    """A model set up for one method: the parameters to optimise and, for adapter methods, the adapter
+    (``init_version``: the adapter it continues, if any)."""
 
     method: Method
     trainable: list[nn.Parameter]
     adapted: AdaptedClip | None
+    init_version: str | None = None
 
 
 def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
@@ -82,7 +111,8 @@ def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
     model = clip.model
     use_lean_activations(model)
     adapter_cfg = method.adapter_config(cfg)
-    adapted = AdaptedClip(clip, adapter_cfg) if adapter_cfg is not None else None
+    init = load_adapter(Path(cfg.init_adapter), expected_base=clip.identity) if cfg.init_adapter else None
+    adapted = AdaptedClip(clip, adapter_cfg, init=init) if adapter_cfg is not None else None
     if adapted is not None:
         trainable = adapted.parameters()
     elif method.trains_backbone:
@@ -93,7 +123,7 @@ def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
         trainable = []
     # The temperature stays at the pre-trained value for every method (the paper freezes it).
     model.logit_scale.requires_grad_(False)
-    return Prepared(method, trainable, adapted)
+    return Prepared(method, trainable, adapted, init.version if init is not None else None)
 
 
 def decay_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, object]]:

@@ -53,6 +53,8 @@ class RunInputs:
 def prepare_run(spec: ModelSpec, cfg: TrainConfig, data: DataPlan) -> RunInputs:
     """Load a private CLIP and make sure every clip of the datasets is in the frame cache."""
     clip = load_clip(spec, cfg.device)
+    if cfg.init_adapter is not None:  # another base model's adapter fails now, not after decoding every clip
+        load_adapter(Path(cfg.init_adapter), expected_base=clip.identity)
     sampling = SamplingConfig(fps=cfg.fps, max_frames=cfg.frames, image_size=clip.image_size)
     cache = FrameCache(data.cache_dir, sampling, limits=data.limits)
     train_set = warm_dataset(data.train, cache, data.on_bad) if data.train is not None else None
@@ -98,6 +100,7 @@ def _train_and_save(
             "epochs": cfg.epochs,
             "steps": result.steps,
             "pooling": cfg.pooling,
+            "continued_from": result.prepared.init_version,
         }
         version = result.prepared.adapted.save(out_dir / ADAPTER_DIR, metadata)
     adapter = {"dir": str(out_dir / ADAPTER_DIR), "version": version} if version else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from videoseek.core.cancel import CancelCheck, not_cancellable
 from videoseek.core.settings import Settings
 
 if TYPE_CHECKING:
+    from videoseek.training.config import TrainConfig
     from videoseek.training.data import ClipDataset
     from videoseek.training.loop import StepDone
     from videoseek.worker.embedding import FrameEmbedder
@@ -49,6 +50,7 @@ class RetrainRequest:
     lr: float | None = None
     batch_size: int | None = None
     allow_missing: bool = False  # re-index without videos that have no cached frames
+    from_current: bool = False  # continue the collection's adapter (its method, rank and width) instead
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +81,42 @@ def load_training_data(request: RetrainRequest) -> ClipDataset:
     return dataset
 
 
+def training_config(settings: Settings, name: str, request: RetrainRequest) -> TrainConfig:
+    """The run's settings: the request's, or the collection's current adapter's when it is continued.
+
+    Raises ``RetrainError`` when ``from_current`` cannot be honoured (no adapter, or one no method makes).
+    """
+    from videoseek.core.adapter import AdapterFileError
+    from videoseek.core.collections import require_collection
+    from videoseek.core.layout import DataLayout
+    from videoseek.training.config import ConfigError, TrainConfig
+    from videoseek.training.methods import continue_from
+
+    defaults = TrainConfig()
+    try:
+        cfg = TrainConfig(
+            method=request.method,
+            epochs=request.epochs,
+            device=settings.device,
+            lr=defaults.lr if request.lr is None else request.lr,
+            batch_size=defaults.batch_size if request.batch_size is None else request.batch_size,
+        )
+    except ConfigError as exc:
+        raise RetrainError(str(exc)) from exc
+    if not request.from_current:
+        return cfg
+    version = require_collection(settings, name).adapter_version
+    if version is None:
+        raise RetrainError(
+            f"collection {name!r} has no adapter to continue (it searches with plain CLIP): "
+            "leave from_current false to train one from scratch"
+        )
+    try:
+        return continue_from(cfg, DataLayout(settings.data_dir).adapter_dir(version))
+    except (AdapterFileError, ConfigError) as exc:
+        raise RetrainError(f"cannot continue adapter {version[:12]} of {name!r}: {exc}") from exc
+
+
 def retrain_collection(
     settings: Settings,
     name: str,
@@ -94,20 +132,15 @@ def retrain_collection(
     installed or switched by a cancelled run; its run folder keeps the last checkpoint.
     """
     from videoseek.core.collections import install_adapter, require_collection
-    from videoseek.training.config import TrainConfig
     from videoseek.training.run import ADAPTER_DIR, DataPlan, run_training
     from videoseek.worker.reindex import ReindexProgress, reindex_to_version
 
     report = progress or (lambda _: None)
     require_collection(settings, name)  # before hours of training, not after
     dataset = load_training_data(request)
+    cfg = training_config(settings, name, request)
     cancel()
     out = settings.data_dir / "training" / name / time.strftime("%Y%m%d-%H%M%S")
-    cfg = TrainConfig(method=request.method, epochs=request.epochs, device=settings.device)
-    if request.lr is not None:
-        cfg = replace(cfg, lr=request.lr)
-    if request.batch_size is not None:
-        cfg = replace(cfg, batch_size=request.batch_size)
     plan = DataPlan(
         train=dataset,
         eval=None,
@@ -139,6 +172,7 @@ def retrain_collection(
         "adapter_version": installed,
         "training": {
             "method": cfg.method,
+            "continued_from": Path(cfg.init_adapter).name if cfg.init_adapter else None,
             "clips": len(dataset),
             "steps": result.steps,
             "train_seconds": round(result.train_seconds, 2),

@@ -74,11 +74,12 @@ async def start_retrain(
     links: LinksDep,
 ) -> TaskAccepted:
     """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
-    from videoseek.worker.retrain import load_training_data
+    from videoseek.worker.retrain import load_training_data, training_config
 
     await _admin_target(name, principal, engine)
     work = RetrainWork(**body.model_dump())
     await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
+    await asyncio.to_thread(training_config, services.settings, name, work)  # and nothing to continue
     task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
