@@ -139,7 +139,7 @@ def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_resul
     assert client.get("/tasks/elsewhere." + "0" * 32).json()["state"] == "queued"  # Celery's PENDING
 
 
-def test_a_distributed_task_cancelled_while_queued_ends_as_a_worker_takes_it_and_frees_its_collection(
+def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends_as_a_worker_takes_it(
     distributed: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from videoseek.core.cancel import TaskCancelled
@@ -150,29 +150,34 @@ def test_a_distributed_task_cancelled_while_queued_ends_as_a_worker_takes_it_and
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
     seed_clips(client, "dist")
     settings = services_of(client).settings
+    slots = tasks.collection_task_slots(settings)
     task_id = client.post("/collections/dist/reindex", json={"adapter": None}).json()["task_id"]
+    assert slots.holder("dist") == task_id  # the slot the API took while the task waits
     cancelled = client.post(f"/tasks/{task_id}/cancel")
     assert cancelled.status_code == 202, cancelled.text
     assert (cancelled.json()["state"], cancelled.json()["cancel_requested"]) == ("queued", True)
     assert client.get(f"/tasks/{task_id}").json()["cancel_requested"] is True
-    slots = tasks.collection_task_slots(settings)
-    assert slots.holder("dist") == task_id  # the slot the API took while the task waits
+    assert slots.holder("dist") is None  # not started: its collection is free at once
+    next_id = client.post("/collections/dist/reindex", json={"adapter": None}).json()["task_id"]
 
-    # A train worker takes the message: the task ends at once and frees the slot (apply() runs it here).
+    # A train worker takes the cancelled message: it ends at once, leaving the next task's slot alone.
     monkeypatch.setattr(tasks, "_settings", settings)
     ran: list[str] = []
     monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", lambda *a, **k: ran.append("ran"))
     outcome = get_celery_app(settings).tasks[tasks.TASK_REINDEX].apply(args=["dist", None], task_id=task_id)
-    assert isinstance(outcome.result, TaskCancelled) and ran == [] and slots.holder("dist") is None
+    assert isinstance(outcome.result, TaskCancelled) and ran == [] and slots.holder("dist") == next_id
     get_celery_app(settings).backend.mark_as_failure(task_id, outcome.result)  # what the worker stores
     final = client.get(f"/tasks/{task_id}").json()
     assert final["state"] == "cancelled" and "cancelled by an admin" in final["reason"], final
-    assert client.post(f"/tasks/{task_id}/cancel").status_code == 409  # it has ended
-    assert client.post("/collections/dist/reindex", json={"adapter": None}).status_code == 202  # free again
+    again = client.post(f"/tasks/{task_id}/cancel")
+    assert again.status_code == 409 and "has ended (cancelled)" in again.json()["reason"]
 
-    # A running task looks for its flag at each of its cancel points.
-    check = tasks.task_cancel_flags(settings).check_for("dist." + "e" * 32)
+    # Once a task has started, a cancel leaves the slot to it (it frees it as it ends) ...
+    flags = tasks.task_cancel_flags(settings)
+    started = "films." + "e" * 32
+    assert slots.take("films", started) == started and flags.start(started, "films")
+    check = flags.check_for(started)
     check()
-    client.post("/tasks/dist." + "e" * 32 + "/cancel")  # queued as far as the API knows: accepted
-    with pytest.raises(TaskCancelled):
+    assert flags.request(started, "films") is False and slots.holder("films") == started
+    with pytest.raises(TaskCancelled):  # ... and stops at its next cancel point
         check()

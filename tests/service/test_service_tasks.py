@@ -270,6 +270,7 @@ def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(
     tasks.close(10)
     status = tasks.status(task_id)
     assert time.monotonic() - started < 5 and status is not None and status.state == "cancelled", status
+    assert status.reason is not None and "the server shut down" in status.reason
 
 
 def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from training_helpers import write_manifest, write_video
 
+from videoseek.core.cancel import TaskCancelled
 from videoseek.core.clip import load_clip
 from videoseek.core.model_spec import ModelSpec
 from videoseek.training.config import SamplingConfig, TrainConfig
@@ -44,6 +45,24 @@ def test_second_epoch_and_second_run_never_decode(tmp_path: Path) -> None:
     later_run = FrameCache(tmp_path / "cache", SAMPLING)
     assert later_run.warm(records) == {} and [later_run.get(r).frames.shape for r in records]
     assert later_run.decodes == 0
+
+
+def test_warm_reports_each_video_it_decodes_and_stops_where_the_hook_raises(tmp_path: Path) -> None:
+    records = [ClipRecord(write_video(tmp_path / f"{i}.mp4", 2.0, level=40 * i), f"c{i}") for i in range(3)]
+    seen: list[tuple[int, int]] = []
+
+    def stop_after_two(done: int, total: int) -> None:
+        seen.append((done, total))
+        if done == 2:
+            raise TaskCancelled("cancelled by the test")
+
+    cache = FrameCache(tmp_path / "cache", SAMPLING)
+    with pytest.raises(TaskCancelled):
+        cache.warm(records, on_video=stop_after_two)
+    assert seen == [(1, 3), (2, 3)] and cache.decodes == 2
+    resumed: list[tuple[int, int]] = []
+    assert cache.warm(records, on_video=lambda done, total: resumed.append((done, total))) == {}
+    assert resumed == [(1, 1)] and cache.decodes == 3  # what was cached before the stop is kept
 
 
 def test_a_changed_video_is_decoded_again(tmp_path: Path) -> None:

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from videoseek.core.adapter import AdaptedClip, load_adapter
+from videoseek.core.adapter import AdaptedClip, AdapterConfig, load_adapter
 from videoseek.core.cancel import TaskCancelled
 from videoseek.core.clip import LoadedClip, load_clip
 from videoseek.core.model_spec import ModelSpec
 from videoseek.training import loop
 from videoseek.training.activations import use_lean_activations
 from videoseek.training.batching import Normalizer
-from videoseek.training.config import SamplingConfig, TrainConfig
+from videoseek.training.config import ConfigError, SamplingConfig, TrainConfig
 from videoseek.training.data import ClipDataset, load_dataset
 from videoseek.training.frame_cache import FrameCache
 from videoseek.training.loop import Batch, lr_at, symmetric_infonce, train, train_step
-from videoseek.training.methods import get_method, prepare
+from videoseek.training.methods import continue_from, get_method, prepare
 from videoseek.training.run import DataPlan, run_training
 from videoseek.training.similarity import pairwise_scores
 
@@ -179,6 +179,21 @@ def test_on_step_sees_every_step_in_order_and_an_exception_from_it_stops_the_run
         train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, out_dir=tmp_path, on_step=cancel_after_three)
     # The run stopped in epoch 2: its checkpoint is the one of epoch 1, from which it could resume.
     assert torch.load(tmp_path / loop.CHECKPOINT_NAME, weights_only=True)["step"] == 2
+
+
+def test_a_continued_adapter_keeps_its_own_config_even_the_fields_no_method_sets(
+    tiny_spec: ModelSpec, tmp_path: Path
+) -> None:
+    # A vision adapter saved with share=True (moot for one tower) and its own init_std.
+    config = AdapterConfig(rank=4, shared_dim=8, towers="vision", share=True, init_std=0.02)
+    version = AdaptedClip(load_clip(tiny_spec, "cpu"), config).save(tmp_path / "a")
+    cfg = continue_from(FAST, tmp_path / "a")
+    assert (cfg.method, cfg.rank, cfg.shared_dim) == ("vision", 4, 8)
+    prepared = prepare(load_clip(tiny_spec, "cpu"), get_method(cfg.method), cfg)
+    assert prepared.adapted is not None and prepared.adapted.config == config
+    assert prepared.init_version == version
+    with pytest.raises(ConfigError, match="is a vision adapter, not cma"):
+        prepare(load_clip(tiny_spec, "cpu"), get_method("cma"), replace(cfg, method="cma"))
 
 
 def test_a_two_step_run_writes_a_loadable_adapter_and_a_report(

@@ -364,7 +364,7 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     meeting another one's slot on its collection refuses to run."""
     from videoseek.worker import retrain, tasks
     from videoseek.worker.reindex import ReindexError
-    from videoseek.worker.retrain import RetrainRequest
+    from videoseek.worker.retrain import RetrainError, RetrainRequest
 
     settings = load_settings(redis_url=redis_url, worker={"redis_prefix": redis_prefix})
     slots = tasks.collection_task_slots(settings)
@@ -381,6 +381,9 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     monkeypatch.setattr(tasks, "SLOT_LEASE_S", 1)
     task = build_celery_app(settings).tasks[tasks.TASK_RETRAIN]
     request = RetrainRequest(data="captions.jsonl", method="vision", epochs=2, lr=0.01, allow_missing=True)
+    assert "from_current" not in request.to_dict()  # at its default: a worker one release older reads it
+    with pytest.raises(RetrainError, match="older than the API"):
+        RetrainRequest.from_dict({**request.to_dict(), "a_later_setting": 1})
     outcome = task.apply(args=["films", request.to_dict()], task_id="films." + "1" * 32)
     assert outcome.get() == {"collection": "films", "adapter_version": "v1", "kind": "retrain"}
     assert seen == [("films", request, "films." + "1" * 32)]  # ran holding the slot ...
@@ -394,3 +397,15 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     assert slots.take("cars", "crashed-task", 1) == "crashed-task"
     time.sleep(1.2)
     assert slots.holder("cars") is None
+
+
+def test_a_cancel_flag_that_cannot_be_read_does_not_stop_the_task(caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis failover during hours of training costs a log line, not the run."""
+    import redis
+
+    from videoseek.worker.cancel_flags import CancelFlags
+
+    nowhere = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
+    check = CancelFlags(nowhere, "p:", "s:").check_for("films." + "0" * 32)
+    check()
+    assert "cannot read its cancel flag" in caplog.text

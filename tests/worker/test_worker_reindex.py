@@ -332,7 +332,8 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     import redis
 
     from videoseek.core.settings import get_settings
-    from videoseek.worker.tasks import TASK_REINDEX
+    from videoseek.service.collection_tasks import task_collection
+    from videoseek.worker.tasks import TASK_REINDEX, collection_task_slots
 
     monkeypatch.setenv("VIDEOSEEK_REDIS_URL", redis_url)
     monkeypatch.setenv("VIDEOSEEK_WORKER__REDIS_PREFIX", redis_prefix)
@@ -346,4 +347,10 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     (message,) = [json.loads(m) for m in client.lrange(f"{redis_prefix}celery:train", 0, -1)]
     assert message["headers"]["task"] == TASK_REINDEX and message["headers"]["id"] == queued["task_id"]
+    # Queued as the API queues it: a task id GET /tasks/{id} accepts, holding the collection's slot.
+    assert task_collection(queued["task_id"]) == NAME
+    assert collection_task_slots(get_settings()).holder(NAME) == queued["task_id"]
+    busy = CliRunner().invoke(app, ["reindex", "-c", NAME, "--no-adapter"])
+    assert busy.exit_code == 1 and f"busy with task {queued['task_id']}" in busy.stderr, busy.output
+    assert client.llen(f"{redis_prefix}celery:train") == 1
     client.close()

@@ -47,16 +47,20 @@ def _run_here(
 def _enqueue(
     settings: Settings, collection: str, adapter: Path | None, allow_missing: bool, wait: bool
 ) -> dict[str, Any]:
-    """Install the adapter on the shared data volume, queue the task, and (``wait``) poll it to the end."""
+    """Install the adapter on the shared data volume, queue the task, and (``wait``) poll it to the end.
+
+    Queued as the API queues it: holding the collection's admin-task slot (refused while another task runs
+    on it), under a task id that ``GET /tasks/{id}`` and ``POST /tasks/{id}/cancel`` accept.
+    """
     from videoseek.core.collections import close_shared_stores, install_adapter, require_collection
+    from videoseek.service.collection_tasks import CeleryCollectionTasks
     from videoseek.worker.celery_app import get_celery_app
-    from videoseek.worker.tasks import TASK_REINDEX
 
     require_collection(settings, collection)
     version = install_adapter(settings, adapter) if adapter is not None else None
     close_shared_stores()  # the worker writes now (an Edge store admits one process)
-    app = get_celery_app(settings)
-    task = app.send_task(TASK_REINDEX, args=[collection, version, allow_missing])
+    task_id = CeleryCollectionTasks(settings).start_reindex(collection, version, allow_missing)
+    task = get_celery_app(settings).AsyncResult(task_id)
     if not wait:
         return {"task_id": task.id, "collection": collection, "new_adapter_version": version, "queued": True}
     while not task.ready():

@@ -100,6 +100,7 @@ class LocalCollectionTasks:
         self._running: dict[str, str] = {}  # collection -> task id
         self._threads: dict[str, threading.Thread] = {}  # task id -> its thread, while it runs
         self._cancels: dict[str, threading.Event] = {}  # task id -> set to stop it, while it runs
+        self._cancel_reasons: dict[str, str] = {}  # task id -> why it was stopped, while it runs
         self._lock = threading.Lock()
 
     def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
@@ -145,9 +146,14 @@ class LocalCollectionTasks:
                 return None
             if status.state in FINISHED:
                 raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
-            self._cancels[task_id].set()
+            self._cancel(task_id, "cancelled by an admin")
             status = self._tasks[task_id] = replace(status, cancel_requested=True)
             return status
+
+    def _cancel(self, task_id: str, why: str) -> None:
+        """Stop a running task at its next cancel point (called with the lock held)."""
+        self._cancel_reasons.setdefault(task_id, why)
+        self._cancels[task_id].set()
 
     def _launch(self, collection: str, kind: TaskKind, work: Work) -> str:
         with self._lock:
@@ -169,8 +175,8 @@ class LocalCollectionTasks:
     def close(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             threads = list(self._threads.items())
-            for cancel in self._cancels.values():  # a daemon thread would die mid-task: stop at a safe point
-                cancel.set()
+            for task_id in self._cancels:  # a daemon thread would die mid-task: stop at a safe point
+                self._cancel(task_id, "cancelled: the server shut down before it ended; start it again")
         deadline = time.monotonic() + timeout_s
         for task_id, thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -193,7 +199,9 @@ class LocalCollectionTasks:
 
         def cancel() -> None:
             if stop.is_set():
-                raise TaskCancelled(f"task {task_id} was cancelled by an admin")
+                with self._lock:
+                    why = self._cancel_reasons.get(task_id, "cancelled")
+                raise TaskCancelled(f"task {task_id} {why}")
 
         try:
             result = work(lambda report: self._update(task_id, progress=report), cancel)
@@ -210,6 +218,7 @@ class LocalCollectionTasks:
                 self._running.pop(collection, None)
                 self._threads.pop(task_id, None)
                 self._cancels.pop(task_id, None)
+                self._cancel_reasons.pop(task_id, None)
 
 
 # Celery's states -> ours. PENDING is also what Celery says of an id it never saw: the id's form is checked
@@ -269,8 +278,11 @@ class CeleryCollectionTasks:
             return None
         if status.state in FINISHED:
             raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
-        # No revoke: a revoked task would never run, and never free the collection slot the API took for it.
-        task_cancel_flags(self._settings).request(task_id)
+        # No revoke: a revoked task would never run, so nothing would record its end. The flag's script frees
+        # the collection at once if the task has not started (cancel_flags.py).
+        collection = task_collection(task_id)
+        assert collection is not None  # status() found it
+        task_cancel_flags(self._settings).request(task_id, collection)
         return replace(status, cancel_requested=True)
 
     def status(self, task_id: str) -> TaskStatus | None:
@@ -285,14 +297,14 @@ class CeleryCollectionTasks:
         info = result.info
         if state == "failed" and type(info).__name__ == TaskCancelled.__name__:
             state = "cancelled"
-        status = TaskStatus(task_id, collection, _kind_of(info), state)
+        asked = task_cancel_flags(self._settings).requested(task_id)
+        status = TaskStatus(task_id, collection, _kind_of(info), state, cancel_requested=asked)
         if state == "done" and isinstance(info, dict):
             return replace(status, result=info)
         if state == "cancelled":
             return replace(status, reason=str(info) if info else "revoked")
         if state == "failed":
             return replace(status, reason=f"{type(info).__name__}: {info}" if info else result.state.lower())
-        status = replace(status, cancel_requested=task_cancel_flags(self._settings).requested(task_id))
         if state == "running" and isinstance(info, dict):
             return replace(status, progress=info)
         return status

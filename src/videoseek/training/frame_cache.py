@@ -42,6 +42,9 @@ CACHE_FORMAT = 1  # bump when the stored bytes change meaning; old entries are t
 _DECODE_SIDE_FACTOR = 2
 
 
+VideoHook = Callable[[int, int], None]  # (videos decoded, videos to decode) during a warm-up
+
+
 class FrameError(RuntimeError):
     """A clip's frames could not be decoded; the message names the file and the reason."""
 
@@ -142,10 +145,18 @@ class FrameCache:
             return stored
         return self._decode_and_store(record.video, [record])[record.clip_key]
 
-    def warm(self, clips: Sequence[ClipRecord], *, desc: str = "caching frames") -> dict[ClipKey, str]:
+    def warm(
+        self,
+        clips: Sequence[ClipRecord],
+        *,
+        desc: str = "caching frames",
+        on_video: VideoHook | None = None,
+    ) -> dict[ClipKey, str]:
         """Give every clip an entry, decoding each video once for all its windows.
 
         Returns {clip key: reason} for the clips that cannot be decoded (the caller skips or stops).
+        ``on_video(done, total)`` follows after each video not cached before; an exception it raises (an
+        admin's cancel) stops the warm-up, keeping what was cached so far.
         """
         missing: dict[Path, list[ClipRecord]] = defaultdict(list)
         failed: dict[ClipKey, str] = {}
@@ -155,13 +166,16 @@ class FrameCache:
                     missing[record.video].append(record)
             except OSError as exc:
                 failed[record.clip_key] = f"cannot read {record.video}: {exc}"
-        for video, records in tqdm(missing.items(), desc=desc, unit="video", leave=False, disable=None):
+        videos = tqdm(missing.items(), desc=desc, unit="video", leave=False, disable=None)
+        for done, (video, records) in enumerate(videos, start=1):
             try:
                 self._decode_and_store(video, records)
             except FrameError as exc:
                 failed.update({r.clip_key: str(exc) for r in records})
             except OSError as exc:
                 failed.update({r.clip_key: f"cannot read {video}: {exc}" for r in records})
+            if on_video is not None:
+                on_video(done, len(missing))
         return failed
 
     def _decode_and_store(self, video: Path, records: Sequence[ClipRecord]) -> dict[ClipKey, ClipFrames]:
@@ -241,10 +255,12 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     tmp.replace(path)
 
 
-def warm_dataset(dataset: ClipDataset, cache: FrameCache, on_bad: OnBad = "error") -> ClipDataset:
+def warm_dataset(
+    dataset: ClipDataset, cache: FrameCache, on_bad: OnBad = "error", on_video: VideoHook | None = None
+) -> ClipDataset:
     """Decode whatever is not cached yet; clips that cannot be decoded stop the run or are skipped (counted)."""
     clips, _ = dataset.clips()
-    failed = cache.warm(clips, desc=f"caching frames of {Path(dataset.source).name}")
+    failed = cache.warm(clips, desc=f"caching frames of {Path(dataset.source).name}", on_video=on_video)
     if not failed:
         return dataset
     if on_bad == "error":

@@ -66,9 +66,10 @@ def get_method(name: str) -> Method:
 
 
 def method_of(config: AdapterConfig) -> Method:
-    """The method that makes adapters of this kind (towers, sharing)."""
+    """The method that makes adapters of this kind: their towers, and whether both towers share weights."""
+    shares = config.share and config.towers == "both"  # a one-tower adapter's ``share`` is moot
     for method in REGISTRY.values():
-        if (method.towers, method.share) == (config.towers, config.share):
+        if (method.towers, method.share) == (config.towers, shares):
             return method
     raise ConfigError(
         f"no training method makes a {config.towers} adapter with share={config.share}: this adapter was not "
@@ -87,7 +88,7 @@ def continue_from(cfg: TrainConfig, adapter_dir: Path) -> TrainConfig:
         method=method_of(config).name,
         rank=config.rank,
         shared_dim=config.shared_dim,
-        init_adapter=str(adapter_dir),
+        init_adapter=str(Path(adapter_dir).resolve()),  # the same folder reads the same way on --resume
     )
 
 
@@ -112,6 +113,13 @@ def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
     use_lean_activations(model)
     adapter_cfg = method.adapter_config(cfg)
     init = load_adapter(Path(cfg.init_adapter), expected_base=clip.identity) if cfg.init_adapter else None
+    if init is not None and adapter_cfg is not None:
+        if method_of(init.config) != method:
+            raise ConfigError(
+                f"the adapter in {cfg.init_adapter} is a {method_of(init.config).name} adapter, not {method.name}: "
+                "use methods.continue_from to take its method"
+            )
+        adapter_cfg = init.config  # its own: the fields no method sets (init_std, a moot share) included
     adapted = AdaptedClip(clip, adapter_cfg, init=init) if adapter_cfg is not None else None
     if adapted is not None:
         trainable = adapted.parameters()

@@ -17,10 +17,10 @@ from videoseek.core.adapter import AdaptedClip, load_adapter
 from videoseek.core.clip import LoadedClip, load_clip
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import IngestSettings
-from videoseek.training.config import METHODS, OnBad, SamplingConfig, TrainConfig
+from videoseek.training.config import METHODS, ConfigError, OnBad, SamplingConfig, TrainConfig
 from videoseek.training.data import ClipDataset
 from videoseek.training.evaluate import evaluate
-from videoseek.training.frame_cache import FrameCache, warm_dataset
+from videoseek.training.frame_cache import FrameCache, VideoHook, warm_dataset
 from videoseek.training.loop import StepHook, TrainResult, log_to_stderr, train
 from videoseek.training.memory import count_tensors_not_allocator_slack
 from videoseek.training.report import compare_row, result_summary, write_compare, write_report
@@ -50,15 +50,20 @@ class RunInputs:
     eval: ClipDataset | None
 
 
-def prepare_run(spec: ModelSpec, cfg: TrainConfig, data: DataPlan) -> RunInputs:
-    """Load a private CLIP and make sure every clip of the datasets is in the frame cache."""
+def prepare_run(
+    spec: ModelSpec, cfg: TrainConfig, data: DataPlan, on_video: VideoHook | None = None
+) -> RunInputs:
+    """Load a private CLIP and make sure every clip of the datasets is in the frame cache.
+
+    ``on_video``: called as videos are decoded into the cache (see :meth:`FrameCache.warm`).
+    """
     clip = load_clip(spec, cfg.device)
     if cfg.init_adapter is not None:  # another base model's adapter fails now, not after decoding every clip
         load_adapter(Path(cfg.init_adapter), expected_base=clip.identity)
     sampling = SamplingConfig(fps=cfg.fps, max_frames=cfg.frames, image_size=clip.image_size)
     cache = FrameCache(data.cache_dir, sampling, limits=data.limits)
-    train_set = warm_dataset(data.train, cache, data.on_bad) if data.train is not None else None
-    eval_set = warm_dataset(data.eval, cache, data.on_bad) if data.eval is not None else None
+    train_set = warm_dataset(data.train, cache, data.on_bad, on_video) if data.train is not None else None
+    eval_set = warm_dataset(data.eval, cache, data.on_bad, on_video) if data.eval is not None else None
     return RunInputs(clip, cache, train_set, eval_set)
 
 
@@ -117,11 +122,12 @@ def run_training(
     resume: bool = False,
     log: Log = log_to_stderr,
     on_step: StepHook | None = None,
+    on_video: VideoHook | None = None,
 ) -> tuple[TrainResult, str | None]:
     """Train ``cfg.method``; writes ``OUT/adapter/`` (adapter methods), ``report.json``, ``training.png``,
     ``checkpoint.pt``. Returns the result and the adapter version (None for methods without an adapter).
-    ``on_step``: see :func:`~videoseek.training.loop.train`."""
-    run = prepare_run(spec, cfg, data)
+    ``on_step``: see :func:`~videoseek.training.loop.train`; ``on_video``: :meth:`FrameCache.warm`."""
+    run = prepare_run(spec, cfg, data, on_video)
     return _train_and_save(run, cfg, out_dir, resume=resume, log=log, on_step=on_step)
 
 
@@ -210,4 +216,9 @@ def _finished_report(method_dir: Path, cfg: TrainConfig, run: RunInputs) -> dict
     context = _data_context(run)
     del context["frame_cache"]  # how many videos this process decoded is not a property of the run
     expected = json.loads(json.dumps({"config": cfg.to_dict(), **context}, default=str))
+    try:  # through TrainConfig: a report written before a setting existed has that setting's default
+        report["config"] = TrainConfig.from_dict(report.get("config") or {}).to_dict()
+    except (ConfigError, TypeError):
+        return None
+    report = json.loads(json.dumps(report, default=str))
     return report if all(report.get(key) == value for key, value in expected.items()) else None

@@ -1,39 +1,86 @@
 """Admins' requests to stop an admin task (re-index, retrain), kept in Redis where the task's worker looks.
 
-The API sets a task's flag; the task reads it at its cancel points (``core/cancel.py``): at its start, so a
-task cancelled while queued ends as soon as a worker takes it, and then between units of work. A flag lives
-``CANCEL_FLAG_TTL_S``, longer than any task may wait and run.
+The API sets a task's flag; the task reads it at its cancel points (``core/cancel.py``). A task cancelled while
+it waits in the queue must not keep its collection busy until a worker gets to it, so the two ends meet in
+one Redis script each:
+
+- cancelling sets the flag and, if the task has not started, frees the collection slot the API took for it;
+- a task starting (``start``) ends at once if its flag is set (freeing the slot, if still its own), and
+  otherwise marks itself started, after which a cancel leaves the slot to it (the task frees it as it ends).
+
+Flags and start marks live ``CANCEL_FLAG_TTL_S``, longer than any task may wait and run.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from videoseek.core.cancel import CancelCheck, TaskCancelled
 
+log = logging.getLogger(__name__)
+
 CANCEL_FLAG_TTL_S = 3 * 24 * 3600
+
+# KEYS: flag, started mark, collection slot. ARGV: task id, ttl. Returns 1 if the slot was freed.
+_CANCEL = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('GET', KEYS[3]) == ARGV[1] then
+    redis.call('DEL', KEYS[3])
+    return 1
+end
+return 0
+"""
+
+# KEYS: flag, started mark, collection slot. ARGV: task id, ttl. Returns 0 if cancelled, 1 if it may run.
+_START = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+    if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+    return 0
+end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+return 1
+"""
 
 
 class CancelFlags:
-    """Keys ``<prefix><task id>`` that exist once the task was asked to stop."""
+    """Keys ``<prefix><task id>`` that exist once the task was asked to stop (``<prefix>started:<task id>``
+    once it started). ``slot_prefix``: where the collections' admin-task slots live (``OwnedKeys``)."""
 
-    def __init__(self, client: Any, prefix: str, ttl_s: int = CANCEL_FLAG_TTL_S) -> None:
+    def __init__(self, client: Any, prefix: str, slot_prefix: str, ttl_s: int = CANCEL_FLAG_TTL_S) -> None:
         self._redis = client
         self._prefix = prefix
+        self._slot_prefix = slot_prefix
         self._ttl_s = ttl_s
+        self._cancel = client.register_script(_CANCEL)
+        self._start = client.register_script(_START)
 
-    def request(self, task_id: str) -> None:
-        """Ask the task to stop (idempotent)."""
-        self._redis.set(self._prefix + task_id, "1", ex=self._ttl_s)
+    def _keys(self, task_id: str, collection: str) -> list[str]:
+        return [self._prefix + task_id, f"{self._prefix}started:{task_id}", self._slot_prefix + collection]
+
+    def request(self, task_id: str, collection: str) -> bool:
+        """Ask the task to stop (idempotent); True if it had not started and its collection is free now."""
+        return bool(self._cancel(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
+
+    def start(self, task_id: str, collection: str) -> bool:
+        """The task is starting: False if it was cancelled meanwhile (it must end; its slot is freed)."""
+        return bool(self._start(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
 
     def requested(self, task_id: str) -> bool:
         return bool(self._redis.exists(self._prefix + task_id))
 
     def check_for(self, task_id: str) -> CancelCheck:
-        """The task's cancel check: raises ``TaskCancelled`` once its flag is set."""
+        """The running task's cancel check: raises ``TaskCancelled`` once its flag is set. A Redis outage
+        reads as "not cancelled": hours of training are not lost to a failover (it is checked again soon)."""
+        import redis
 
         def check() -> None:
-            if self.requested(task_id):
+            try:
+                cancelled = self.requested(task_id)
+            except redis.RedisError as exc:
+                log.warning("task %s: cannot read its cancel flag (%s); going on", task_id, exc)
+                return
+            if cancelled:
                 raise TaskCancelled(f"task {task_id} was cancelled by an admin")
 
         return check

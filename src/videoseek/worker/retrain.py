@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +31,8 @@ if TYPE_CHECKING:
 ADAPTER_METHODS = ("cma", "cma-noshare", "vision", "text")
 
 ProgressReport = Callable[[dict[str, Any]], None]
-STEP_REPORT_EVERY_S = (
-    1.0  # training steps can be milliseconds apart: report (and check for a cancel) at most this often
-)
+# Training steps can be milliseconds apart: report (and check for a cancel) at most this often.
+REPORT_EVERY_S = 1.0
 
 
 class RetrainError(ValueError):
@@ -53,10 +52,19 @@ class RetrainRequest:
     from_current: bool = False  # continue the collection's adapter (its method, rank and width) instead
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields not at their defaults: a worker one release older still reads a request that uses
+        nothing new (the task message of a rolling upgrade)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return {key: value for key, value in asdict(self).items() if value != defaults[key] or key == "data"}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RetrainRequest:
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise RetrainError(
+                f"this worker does not know the retrain settings {unknown}: it is older than the API that "
+                "sent them; upgrade it"
+            )
         return cls(**values)
 
 
@@ -128,8 +136,9 @@ def retrain_collection(
 ) -> dict[str, Any]:
     """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it.
 
-    ``cancel`` is checked at every training step and through the re-index (``TaskCancelled``): nothing is
-    installed or switched by a cancelled run; its run folder keeps the last checkpoint.
+    ``cancel`` is checked while frames are cached, at training steps and through the re-index
+    (``TaskCancelled``): a cancelled run never switches the collection. Its run folder keeps the last
+    checkpoint; cancelled during the re-index, its adapter stays installed (unused) under ``adapters/``.
     """
     from videoseek.core.collections import install_adapter, require_collection
     from videoseek.training.run import ADAPTER_DIR, DataPlan, run_training
@@ -150,7 +159,9 @@ def retrain_collection(
 
     training = _TrainingProgress(report, cancel)
     training.log(f"training {cfg.method} on {len(dataset)} clips")
-    result, version = run_training(settings.model, cfg, plan, out, log=training.log, on_step=training.step)
+    result, version = run_training(
+        settings.model, cfg, plan, out, log=training.log, on_step=training.step, on_video=training.caching
+    )
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
     cancel()
     installed = install_adapter(settings, out / ADAPTER_DIR)
@@ -183,25 +194,35 @@ def retrain_collection(
 
 
 class _TrainingProgress:
-    """Training's reports for the task status: its latest log line and the step it is at, together (steps at
-    most once a second, which is also how often a cancel is looked for)."""
+    """Training's reports for the task status: the frames being cached, then its latest log line and the step
+    it is at. Reported at most once a second, which is also how often a cancel is looked for."""
 
     def __init__(self, report: ProgressReport, cancel: CancelCheck) -> None:
         self._report = report
         self._cancel = cancel
         self._latest: dict[str, Any] = {"stage": "training", "message": ""}
-        self._last_step_report = 0.0
+        self._last_report = 0.0
 
     def log(self, message: str) -> None:
         self._latest = {**self._latest, "message": message}
         self._report(self._latest)
 
+    def caching(self, done: int, total: int) -> None:
+        """Videos of the training data decoded into the frame cache (before the first step)."""
+        if self._due(last=done == total):
+            self._report({"stage": "caching-frames", "videos_done": done, "videos_total": total})
+
     def step(self, done: StepDone) -> None:
+        if self._due(last=done.step == done.total_steps):
+            steps = {"step": done.step, "total_steps": done.total_steps, "epoch": done.epoch}
+            self._latest = {**self._latest, **steps, "loss": round(done.loss, 5)}
+            self._report(self._latest)
+
+    def _due(self, *, last: bool) -> bool:
+        """Time for a report (the last one always); a cancel asked for meanwhile raises here."""
         now = time.monotonic()
-        if now - self._last_step_report < STEP_REPORT_EVERY_S and done.step < done.total_steps:
-            return
-        self._last_step_report = now
+        if now - self._last_report < REPORT_EVERY_S and not last:
+            return False
+        self._last_report = now
         self._cancel()
-        steps = {"step": done.step, "total_steps": done.total_steps, "epoch": done.epoch}
-        self._latest = {**self._latest, **steps, "loss": round(done.loss, 5)}
-        self._report(self._latest)
+        return True

@@ -37,6 +37,7 @@ REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collect
 # the running task on a short lease it keeps renewing, so that a crashed task frees its collection quickly.
 SLOT_QUEUED_S = 3600
 SLOT_LEASE_S = 120
+SLOTS_KIND = "collection-task"  # the slots' key prefix, after the deployment's
 
 _settings: Settings | None = None
 _warm_model = True
@@ -103,16 +104,15 @@ def collection_task_slots(settings: Settings) -> Any:
     """
     from videoseek.worker.owned_keys import OwnedKeys
 
-    return _admin_store(
-        settings, "collection-task", lambda client, prefix: OwnedKeys(client, prefix, SLOT_QUEUED_S)
-    )
+    return _admin_store(settings, SLOTS_KIND, lambda client, prefix: OwnedKeys(client, prefix, SLOT_QUEUED_S))
 
 
 def task_cancel_flags(settings: Settings) -> Any:
     """Admins' requests to stop admin tasks (``cancel_flags.py``), shared by the API and the workers."""
     from videoseek.worker.cancel_flags import CancelFlags
 
-    return _admin_store(settings, "task-cancel", CancelFlags)
+    slots = f"{settings.worker.redis_prefix}{SLOTS_KIND}:"
+    return _admin_store(settings, "task-cancel", lambda client, prefix: CancelFlags(client, prefix, slots))
 
 
 def _cancel_check(task: Task) -> CancelCheck:
@@ -125,9 +125,9 @@ def _cancel_check(task: Task) -> CancelCheck:
 
 
 @contextmanager
-def _collection_slot(task: Task, collection: str, cancel: CancelCheck) -> Iterator[None]:
+def _collection_slot(task: Task, collection: str) -> Iterator[None]:
     """Hold the collection's admin-task slot while ``task`` runs; refuse to run beside another task, or at all
-    once cancelled."""
+    once cancelled (then ``TaskCancelled``)."""
     from videoseek.worker.reindex import ReindexError
 
     settings = _settings or get_settings()
@@ -138,11 +138,8 @@ def _collection_slot(task: Task, collection: str, cancel: CancelCheck) -> Iterat
 
     slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
-    try:
-        cancel()
-    except TaskCancelled:  # while it waited in the queue: free the slot the API took for it, and end
-        slots.release([collection], owner)
-        raise
+    if not task_cancel_flags(settings).start(owner, collection):  # cancelled while it waited in the queue
+        raise TaskCancelled(f"task {owner} was cancelled by an admin before it started")
     holder = slots.take(collection, owner, SLOT_LEASE_S)
     if holder != owner:
         raise ReindexError(f"collection {collection!r} is busy with task {holder}: run this one when it ends")
@@ -351,7 +348,7 @@ def reindex_task(
 
     report = _progress_reporter(self, "reindex")
     cancel = _cancel_check(self)
-    with _collection_slot(self, collection, cancel):
+    with _collection_slot(self, collection):
         result = reindex_to_version(
             _settings or get_settings(),
             collection,
@@ -377,7 +374,7 @@ def retrain_task(self: Task, collection: str, request: dict[str, Any]) -> dict[s
     from videoseek.worker.retrain import RetrainRequest, retrain_collection
 
     cancel = _cancel_check(self)
-    with _collection_slot(self, collection, cancel):
+    with _collection_slot(self, collection):
         summary = retrain_collection(
             _settings or get_settings(),
             collection,
@@ -394,6 +391,9 @@ def _progress_reporter(task: Task, kind: str) -> Callable[[dict[str, Any]], None
 
     def report(progress: dict[str, Any]) -> None:
         if task.request.id and not task.request.is_eager:
-            task.update_state(state="PROGRESS", meta={**progress, "kind": kind})
+            try:
+                task.update_state(state="PROGRESS", meta={**progress, "kind": kind})
+            except transient_errors() as exc:  # a Redis blip costs one report, not hours of training
+                log.warning("task %s: progress not recorded (%s)", task.request.id, exc)
 
     return report
