@@ -22,6 +22,7 @@ def distributed(
     """Builds API-only clients on the local Redis (own key prefix) with qdrant-client's local mode as server."""
     from videoseek.core import collections as core_collections
     from videoseek.core.store.server import ServerClipStore
+    from videoseek.worker import pipeline, reindex  # noqa: F401 - imported unpatched: they bind shared_store
 
     local = ServerClipStore.local()  # stands in for the Qdrant server
     monkeypatch.setattr(core_collections, "shared_store", lambda settings: local)
@@ -144,6 +145,7 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
 ) -> None:
     from videoseek.core.cancel import TaskCancelled
     from videoseek.worker import tasks
+    from videoseek.worker.cancel_flags import START_DUPLICATE, START_RUN
     from videoseek.worker.celery_app import get_celery_app
 
     client = distributed()
@@ -172,12 +174,32 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     again = client.post(f"/tasks/{task_id}/cancel")
     assert again.status_code == 409 and "has ended (cancelled)" in again.json()["reason"]
 
+    # The next one runs; a second delivery of its message (the broker's visibility timeout) ends untraced.
+    queued = [
+        json.loads(m)
+        for m in redis_client(settings).lrange(f"{settings.worker.redis_prefix}celery:train", 0, -1)
+    ]
+    assert len(queued) == 2 and all(m["headers"]["expires"] for m in queued)  # never outlives a cancel flag
+    task = get_celery_app(settings).tasks[tasks.TASK_REINDEX]
+    task.apply(args=["dist", None], task_id=next_id)
+    assert ran == ["ran"] and slots.holder("dist") is None
+    assert slots.take("dist", "dist." + "d" * 32) == "dist." + "d" * 32  # another task has it now
+    assert task.apply(args=["dist", None], task_id=next_id).state == "IGNORED"
+    assert ran == ["ran"] and slots.holder("dist") == "dist." + "d" * 32
+
     # Once a task has started, a cancel leaves the slot to it (it frees it as it ends) ...
     flags = tasks.task_cancel_flags(settings)
     started = "films." + "e" * 32
-    assert slots.take("films", started) == started and flags.start(started, "films")
+    assert slots.take("films", started) == started and flags.start(started, "films") == START_RUN
     check = flags.check_for(started)
     check()
     assert flags.request(started, "films") is False and slots.holder("films") == started
     with pytest.raises(TaskCancelled):  # ... and stops at its next cancel point
         check()
+    assert flags.start(started, "films") == START_DUPLICATE and slots.holder("films") == started
+
+
+def redis_client(settings: Any) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url)

@@ -253,7 +253,7 @@ class CeleryCollectionTasks:
 
     def _send(self, task: str, collection: str, args: list[Any]) -> str:
         from videoseek.worker.celery_app import get_celery_app
-        from videoseek.worker.tasks import collection_task_slots
+        from videoseek.worker.tasks import ADMIN_TASK_EXPIRES_S, collection_task_slots
 
         task_id = new_task_id(collection)
         slots = collection_task_slots(self._settings)
@@ -261,7 +261,8 @@ class CeleryCollectionTasks:
         if holder != task_id:
             raise Conflict(f"collection {collection!r} is busy with task {holder}: wait for it to end")
         try:
-            get_celery_app(self._settings).send_task(task, args=args, task_id=task_id)
+            app = get_celery_app(self._settings)
+            app.send_task(task, args=args, task_id=task_id, expires=ADMIN_TASK_EXPIRES_S)
         except BaseException:
             slots.release([collection], task_id)
             raise
@@ -295,14 +296,17 @@ class CeleryCollectionTasks:
         result = get_celery_app(self._settings).AsyncResult(task_id)
         state = _CELERY_STATES.get(result.state, "running")
         info = result.info
-        if state == "failed" and type(info).__name__ == TaskCancelled.__name__:
+        # By name: Celery rebuilds a stored exception as a look-alike class when it cannot import the original.
+        cancelled = type(info).__name__ == TaskCancelled.__name__
+        if state == "failed" and cancelled:
             state = "cancelled"
         asked = task_cancel_flags(self._settings).requested(task_id)
         status = TaskStatus(task_id, collection, _kind_of(info), state, cancel_requested=asked)
         if state == "done" and isinstance(info, dict):
             return replace(status, result=info)
-        if state == "cancelled":
-            return replace(status, reason=str(info) if info else "revoked")
+        if state == "cancelled":  # by an admin (TaskCancelled), or revoked: by an operator, or expired queued
+            why = str(info) if cancelled else f"revoked ({info or 'by an operator'})"
+            return replace(status, reason=why)
         if state == "failed":
             return replace(status, reason=f"{type(info).__name__}: {info}" if info else result.state.lower())
         if state == "running" and isinstance(info, dict):

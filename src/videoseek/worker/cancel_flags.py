@@ -5,10 +5,12 @@ it waits in the queue must not keep its collection busy until a worker gets to i
 one Redis script each:
 
 - cancelling sets the flag and, if the task has not started, frees the collection slot the API took for it;
-- a task starting (``start``) ends at once if its flag is set (freeing the slot, if still its own), and
-  otherwise marks itself started, after which a cancel leaves the slot to it (the task frees it as it ends).
+- a task starting (``start``) marks itself started, after which a cancel leaves the slot to it (the task
+  frees it as it ends), and ends at once if its flag is set (freeing the slot, if still its own). A second
+  delivery of the same task finds the mark and ends without touching anything.
 
-Flags and start marks live ``CANCEL_FLAG_TTL_S``, longer than any task may wait and run.
+Flags and start marks live ``CANCEL_FLAG_TTL_S``; admin tasks expire in the queue before that
+(``worker/tasks.py``), so a cancelled task can never outlive its flag and run.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ end
 return 0
 """
 
-# KEYS: flag, started mark, collection slot. ARGV: task id, ttl. Returns 0 if cancelled, 1 if it may run.
+# KEYS: flag, started mark, collection slot. ARGV: task id, ttl. Returns START_RUN, START_CANCELLED or
+# START_DUPLICATE (the mark was there: another delivery of this task has started; it must not touch the slot).
 _START = """
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+    return 2
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
     if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
     return 0
 end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
 return 1
 """
+START_CANCELLED, START_RUN, START_DUPLICATE = 0, 1, 2
 
 
 class CancelFlags:
@@ -62,9 +68,11 @@ class CancelFlags:
         """Ask the task to stop (idempotent); True if it had not started and its collection is free now."""
         return bool(self._cancel(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
 
-    def start(self, task_id: str, collection: str) -> bool:
-        """The task is starting: False if it was cancelled meanwhile (it must end; its slot is freed)."""
-        return bool(self._start(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
+    def start(self, task_id: str, collection: str) -> int:
+        """The task is starting: ``START_RUN``; ``START_CANCELLED`` if it was cancelled meanwhile (it must end;
+        its slot is freed); ``START_DUPLICATE`` if a delivery of it started before (a message the broker handed
+        out again: it must end without a trace, leaving the first one its slot and its status)."""
+        return int(self._start(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
 
     def requested(self, task_id: str) -> bool:
         return bool(self._redis.exists(self._prefix + task_id))

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 
@@ -37,6 +37,9 @@ REINDEX_TIME_LIMIT_S = 24 * 3600  # a re-index embeds every frame of the collect
 # the running task on a short lease it keeps renewing, so that a crashed task frees its collection quickly.
 SLOT_QUEUED_S = 3600
 SLOT_LEASE_S = 120
+# An admin task still queued after this long is dropped (Celery's ``expires``): well within the lifetime of a
+# cancel flag, so a cancel is never forgotten before the task it stops has run.
+ADMIN_TASK_EXPIRES_S = 2 * 24 * 3600
 SLOTS_KIND = "collection-task"  # the slots' key prefix, after the deployment's
 
 _settings: Settings | None = None
@@ -138,7 +141,13 @@ def _collection_slot(task: Task, collection: str) -> Iterator[None]:
 
     slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
-    if not task_cancel_flags(settings).start(owner, collection):  # cancelled while it waited in the queue
+    from videoseek.worker.cancel_flags import START_CANCELLED, START_DUPLICATE
+
+    started = task_cancel_flags(settings).start(owner, collection)
+    if started == START_DUPLICATE:  # the broker handed the message out again (visibility timeout)
+        log.warning("task %s on %r has started before: this copy ends here", owner, collection)
+        raise Ignore()  # records no state: the first delivery's status stands
+    if started == START_CANCELLED:  # while it waited in the queue
         raise TaskCancelled(f"task {owner} was cancelled by an admin before it started")
     holder = slots.take(collection, owner, SLOT_LEASE_S)
     if holder != owner:
