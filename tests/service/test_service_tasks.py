@@ -55,6 +55,13 @@ def ingest_toy_videos(client: TestClient, collection: str, out: Path, n: int) ->
     return manifest
 
 
+def films_of_three_toy_videos(client: TestClient, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """Collection "films" with three toy videos indexed: their captions manifest, and the collection."""
+    assert client.post("/collections", json={"name": "films"}).status_code == 201
+    manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
+    return manifest, client.get("/collections/films").json()
+
+
 def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
     client: TestClient, tmp_path: Path
 ) -> None:
@@ -180,9 +187,7 @@ def test_reindex_is_documented_in_the_openapi_schema(client: TestClient) -> None
 def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collection_to_it(
     client: TestClient, tmp_path: Path
 ) -> None:
-    assert client.post("/collections", json={"name": "films"}).status_code == 201
-    manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
-    before = client.get("/collections/films").json()
+    manifest, before = films_of_three_toy_videos(client, tmp_path)
     body = {"data": str(manifest), "epochs": 1, "batch_size": 2, "lr": 1e-3}
     started = client.post("/collections/films/retrain", json=body)
     assert started.status_code == 202, started.text
@@ -224,9 +229,7 @@ def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collectio
 def test_a_cancelled_retrain_stops_training_installs_nothing_and_the_collection_keeps_serving(
     client: TestClient, tmp_path: Path
 ) -> None:
-    assert client.post("/collections", json={"name": "films"}).status_code == 201
-    manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
-    before = client.get("/collections/films").json()
+    manifest, before = films_of_three_toy_videos(client, tmp_path)
     body = {"data": str(manifest), "epochs": 1000, "batch_size": 2, "lr": 1e-3}  # minutes, if not cancelled
     task_id = client.post("/collections/films/retrain", json=body).json()["task_id"]
     deadline = time.monotonic() + 120

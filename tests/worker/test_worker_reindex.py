@@ -23,7 +23,7 @@ from videoseek.core.collection_lock import CollectionBusy, collection_write_lock
 from videoseek.core.collections import create_collection, delete_video, shared_store
 from videoseek.core.layout import DataLayout
 from videoseek.core.settings import Settings, load_settings
-from videoseek.core.store import ClipStore, SearchFilter, point_id
+from videoseek.core.store import ClipStore, CollectionInfo, SearchFilter, point_id
 from videoseek.core.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
 from videoseek.worker import pipeline
 from videoseek.worker.embedding import preprocess_frames
@@ -169,15 +169,24 @@ def test_a_missing_frame_cache_fails_with_the_video_named_unless_allowed(
     assert store.get_collection(NAME).adapter_version == load_adapter(adapter_dir).version
 
 
-def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
+@pytest.fixture
+def two_videos_and_an_adapter(
     embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
-) -> None:
+) -> tuple[ClipStore, CollectionInfo, Path]:
+    """A collection of two indexed videos (the runner stopped), its live version, and an adapter to switch to."""
     create_collection(embedded, NAME)
     ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
     stop_embedded_runner()
     store = shared_store(embedded)
     live = store.get_collection(NAME)
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    return store, live, adapter_dir
+
+
+def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
+    embedded: Settings, two_videos_and_an_adapter: tuple[ClipStore, CollectionInfo, Path]
+) -> None:
+    store, live, adapter_dir = two_videos_and_an_adapter
 
     def disk_full(progress: ReindexProgress) -> None:
         if progress.stage == "embedding" and progress.clips:
@@ -194,14 +203,11 @@ def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
 
 @pytest.mark.parametrize("cancelled_at_check", [1, 2])  # before embedding / after it, just before the switch
 def test_a_cancelled_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, cancelled_at_check: int
+    embedded: Settings,
+    two_videos_and_an_adapter: tuple[ClipStore, CollectionInfo, Path],
+    cancelled_at_check: int,
 ) -> None:
-    create_collection(embedded, NAME)
-    ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
-    stop_embedded_runner()
-    store = shared_store(embedded)
-    live = store.get_collection(NAME)
-    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    store, live, adapter_dir = two_videos_and_an_adapter
     checks: list[str] = []
 
     def cancel() -> None:
