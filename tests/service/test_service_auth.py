@@ -16,6 +16,7 @@ KEYS = [
     {"key": "search-key", "scopes": ["search"]},
     {"key": "ingest-key", "scopes": ["search", "ingest"]},
     {"key": "pets-only", "scopes": ["search", "ingest"], "collections": ["pets"]},
+    {"key": "pets-admin", "scopes": ["admin"], "collections": ["pets"]},
 ]
 
 
@@ -63,6 +64,7 @@ def test_requests_without_a_valid_key_are_401(locked: TestClient) -> None:
         ("post", "/collections/nothing-here/reindex", {"adapter": None}, {"admin-key"}),
         ("post", "/collections/nothing-here/retrain", {"data": "x.jsonl"}, {"admin-key"}),
         ("get", "/tasks/cars." + "0" * 32, None, {"admin-key"}),
+        ("post", "/tasks/cars." + "0" * 32 + "/cancel", None, {"admin-key"}),
     ],
 )
 def test_scopes_are_enforced(
@@ -95,6 +97,19 @@ def test_collection_limited_keys_see_only_their_collections(locked: TestClient) 
     assert upload.status_code == 403
     media = locked.get(f"/collections/cars/videos/{video_id(0)}/file", headers=auth("pets-only"))
     assert media.status_code == 403
+
+
+def test_an_admin_key_limited_to_collections_neither_sees_nor_cancels_other_collections_tasks(
+    locked: TestClient,
+) -> None:
+    started = locked.post("/collections/cars/reindex", json={"adapter": None}, headers=auth("admin-key"))
+    assert started.status_code == 202, started.text
+    task = f"/tasks/{started.json()['task_id']}"
+    assert locked.get(task, headers=auth("pets-admin")).status_code == 404  # as if it did not exist
+    assert locked.post(f"{task}/cancel", headers=auth("pets-admin")).status_code == 404
+    assert locked.get(task, headers=auth("pets-admin")).status_code == 404
+    seen = locked.get(task, headers=auth("admin-key")).json()
+    assert seen["cancel_requested"] is False, seen  # the refused cancel did nothing
 
 
 def test_media_urls_from_search_are_signed_and_work_without_a_key(locked: TestClient) -> None:

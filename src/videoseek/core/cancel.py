@@ -14,7 +14,7 @@ CancelCheck = Callable[[], None]  # raises TaskCancelled once the work was asked
 
 
 class TaskCancelled(Exception):
-    """An admin cancelled the task; what it built is dropped and the collection keeps its old version."""
+    """The task was asked to stop (an admin, a shutdown); the collection keeps the version it had."""
 
 
 def not_cancellable() -> None:

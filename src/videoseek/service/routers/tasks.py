@@ -87,12 +87,12 @@ async def start_retrain(
 _NO_TASK: dict[int | str, dict[str, Any]] = {404: {"description": "No such task."}}
 
 
-def _task_collection(task_id: str, principal: AdminPrincipal) -> str | None:
-    """The collection of a task id the key may see; None for anything else (answered as an unknown task)."""
+def _visible(task_id: str, principal: AdminPrincipal) -> bool:
+    """Whether the id is one of ours, of a collection the key may see (otherwise: answered as unknown)."""
     # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
     collection = task_collection(task_id) if len(task_id) <= 100 else None
     # A key limited to other collections gets the same answer as for a task that does not exist.
-    return collection if collection is not None and principal.may_access(collection) else None
+    return collection is not None and principal.may_access(collection)
 
 
 def _no_task(task_id: str) -> NotFound:
@@ -103,9 +103,9 @@ def _no_task(task_id: str) -> NotFound:
 
 @router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
 async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
-    """Where a re-index or retrain is: queued, running (with progress), done (with its summary) or failed."""
-    allowed = _task_collection(task_id, principal) is not None
-    status = await asyncio.to_thread(services.tasks.status, task_id) if allowed else None
+    """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
+    cancelled."""
+    status = await asyncio.to_thread(services.tasks.status, task_id) if _visible(task_id, principal) else None
     if status is None:
         raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
@@ -119,8 +119,7 @@ async def task_status(task_id: str, principal: AdminPrincipal, services: Service
 )
 async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Ask a queued or running task to stop; the collection keeps serving the version it had."""
-    allowed = _task_collection(task_id, principal) is not None
-    status = await asyncio.to_thread(services.tasks.cancel, task_id) if allowed else None
+    status = await asyncio.to_thread(services.tasks.cancel, task_id) if _visible(task_id, principal) else None
     if status is None:
         raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
