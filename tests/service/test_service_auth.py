@@ -65,6 +65,7 @@ def test_requests_without_a_valid_key_are_401(locked: TestClient) -> None:
         ("post", "/collections/nothing-here/retrain", {"data": "x.jsonl"}, {"admin-key"}),
         ("get", "/tasks/cars." + "0" * 32, None, {"admin-key"}),
         ("post", "/tasks/cars." + "0" * 32 + "/cancel", None, {"admin-key"}),
+        ("get", "/collections/cars/tasks", None, {"admin-key"}),
     ],
 )
 def test_scopes_are_enforced(
@@ -99,7 +100,7 @@ def test_collection_limited_keys_see_only_their_collections(locked: TestClient) 
     assert media.status_code == 403
 
 
-def test_an_admin_key_limited_to_collections_neither_sees_nor_cancels_other_collections_tasks(
+def test_an_admin_key_limited_to_collections_neither_sees_lists_nor_cancels_other_collections_tasks(
     locked: TestClient,
 ) -> None:
     started = locked.post("/collections/cars/reindex", json={"adapter": None}, headers=auth("admin-key"))
@@ -110,6 +111,8 @@ def test_an_admin_key_limited_to_collections_neither_sees_nor_cancels_other_coll
     assert locked.get(task, headers=auth("pets-admin")).status_code == 404
     seen = locked.get(task, headers=auth("admin-key")).json()
     assert seen["cancel_requested"] is False, seen  # the refused cancel did nothing
+    assert locked.get("/collections/cars/tasks", headers=auth("pets-admin")).status_code == 403
+    assert locked.get("/collections/pets/tasks", headers=auth("pets-admin")).json() == {"tasks": []}
 
 
 def test_media_urls_from_search_are_signed_and_work_without_a_key(locked: TestClient) -> None:

@@ -173,6 +173,8 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     assert final["state"] == "cancelled" and "cancelled by an admin" in final["reason"], final
     again = client.post(f"/tasks/{task_id}/cancel")
     assert again.status_code == 409 and "has ended (cancelled)" in again.json()["reason"]
+    listed = client.get("/collections/dist/tasks").json()["tasks"]  # newest first, states from the backend
+    assert [(t["task_id"], t["state"]) for t in listed] == [(next_id, "queued"), (task_id, "cancelled")]
 
     # The next one runs; a second delivery of its message (the broker's visibility timeout) ends untraced.
     queued = [
@@ -202,4 +204,20 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
 def redis_client(settings: Any) -> Any:
     import redis
 
-    return redis.Redis.from_url(settings.redis_url)
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True)
+
+
+def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_results(
+    distributed: Callable[..., TestClient],
+) -> None:
+    from videoseek.worker.recent_tasks import RecentTasks
+
+    settings = services_of(distributed()).settings
+    recent = RecentTasks(redis_client(settings), f"{settings.worker.redis_prefix}recent-test:", 100, keep_n=3)
+    for i in range(5):
+        recent.add("films", f"films.{i}", now=1000.0 + i)
+    recent.add("cars", "cars.0", now=1000.0)
+    assert recent.newest("films", 10, now=1010.0) == ["films.4", "films.3", "films.2"]  # at most 3 kept
+    assert recent.newest("films", 1, now=1010.0) == ["films.4"]
+    assert recent.newest("films", 10, now=1102.5) == ["films.4", "films.3"]  # results kept 100 s
+    assert recent.newest("cars", 10, now=1010.0) == ["cars.0"]

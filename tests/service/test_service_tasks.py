@@ -255,7 +255,18 @@ def test_a_cancelled_retrain_stops_training_installs_nothing_and_the_collection_
     assert again.status_code == 409 and "has ended (cancelled)" in again.json()["reason"]
     unknown = client.post("/tasks/films." + "0" * 32 + "/cancel")
     assert unknown.status_code == 404 and "POST /collections" in unknown.json()["reason"]
-    assert client.post("/collections/films/reindex", json={"adapter": None}).status_code == 202  # slot free
+    reindex = client.post("/collections/films/reindex", json={"adapter": None})
+    assert reindex.status_code == 202  # the collection is free again
+
+    listed = client.get("/collections/films/tasks").json()["tasks"]  # newest first
+    assert [(t["task_id"], t["kind"]) for t in listed] == [
+        (reindex.json()["task_id"], "reindex"),
+        (task_id, "retrain"),
+    ]
+    assert listed[1]["state"] == "cancelled"
+    limited = client.get("/collections/films/tasks", params={"limit": 1}).json()["tasks"]
+    assert [t["task_id"] for t in limited] == [reindex.json()["task_id"]]
+    assert client.get("/collections/nothing-here/tasks").status_code == 404
 
 
 def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(

@@ -66,6 +66,10 @@ class CollectionTasks(Protocol):
         """Ask a queued or running task to stop; its status then. None: no such task; Conflict: it ended."""
         ...
 
+    def recent(self, collection: str, limit: int) -> list[TaskStatus]:
+        """The collection's tasks, newest first: running or queued ones, and finished ones still known."""
+        ...
+
     def close(self, timeout_s: float = 10.0) -> None:
         """At shutdown, before the store closes: let tasks of this process end (up to ``timeout_s``)."""
         ...
@@ -138,6 +142,11 @@ class LocalCollectionTasks:
     def status(self, task_id: str) -> TaskStatus | None:
         with self._lock:
             return self._tasks.get(task_id)
+
+    def recent(self, collection: str, limit: int) -> list[TaskStatus]:
+        with self._lock:
+            mine = [status for status in self._tasks.values() if status.collection == collection]
+        return mine[::-1][:limit]
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         with self._lock:
@@ -253,7 +262,7 @@ class CeleryCollectionTasks:
 
     def _send(self, task: str, collection: str, args: list[Any]) -> str:
         from videoseek.worker.celery_app import get_celery_app
-        from videoseek.worker.tasks import ADMIN_TASK_EXPIRES_S, collection_task_slots
+        from videoseek.worker.tasks import ADMIN_TASK_EXPIRES_S, collection_task_slots, recent_admin_tasks
 
         task_id = new_task_id(collection)
         slots = collection_task_slots(self._settings)
@@ -266,10 +275,19 @@ class CeleryCollectionTasks:
         except BaseException:
             slots.release([collection], task_id)
             raise
+        recent_admin_tasks(self._settings).add(collection, task_id)
         return task_id
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Nothing runs in this process: the workers own their tasks."""
+
+    def recent(self, collection: str, limit: int) -> list[TaskStatus]:
+        from videoseek.worker.tasks import recent_admin_tasks
+
+        found = (
+            self.status(task_id) for task_id in recent_admin_tasks(self._settings).newest(collection, limit)
+        )
+        return [status for status in found if status is not None]
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         from videoseek.worker.tasks import task_cancel_flags

@@ -154,6 +154,13 @@ class TaskStatusOut(BaseModel):
     )
 
 
+class TaskList(BaseModel):
+    tasks: list[TaskStatusOut] = Field(
+        description="Newest first. Embedded: what this server ran since it started. Distributed: what the API "
+        "and `videoseek reindex` sent in the last day (as long as Celery keeps results)."
+    )
+
+
 class CollectionOut(BaseModel):
     name: str
     model: str

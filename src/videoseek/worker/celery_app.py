@@ -28,6 +28,8 @@ QUEUE_EMBED = "embed"  # image tower + upsert (GPU when there is one)
 QUEUE_TRAIN = "train"  # offline adapter training, consumed by training workers
 QUEUES = (QUEUE_INGEST, QUEUE_EMBED, QUEUE_TRAIN)
 
+RESULT_EXPIRES_S = 24 * 3600  # how long the result backend keeps a task's state and result
+
 TASK_DECODE = "videoseek.ingest.decode"
 TASK_EMBED = "videoseek.ingest.embed"
 
@@ -120,7 +122,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
-        "result_expires": 24 * 3600,
+        "result_expires": RESULT_EXPIRES_S,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,

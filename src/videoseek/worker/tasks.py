@@ -118,6 +118,16 @@ def task_cancel_flags(settings: Settings) -> Any:
     return _admin_store(settings, "task-cancel", lambda client, prefix: CancelFlags(client, prefix, slots))
 
 
+def recent_admin_tasks(settings: Settings) -> Any:
+    """The admin tasks sent for each collection (``recent_tasks.py``), kept as long as their results."""
+    from videoseek.worker.celery_app import RESULT_EXPIRES_S
+    from videoseek.worker.recent_tasks import RecentTasks
+
+    return _admin_store(
+        settings, "recent-tasks", lambda client, prefix: RecentTasks(client, prefix, RESULT_EXPIRES_S)
+    )
+
+
 def _cancel_check(task: Task) -> CancelCheck:
     """The running task's cancel check (none without Redis: nothing could ask it to stop)."""
     settings = _settings or get_settings()

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from videoseek.core.layout import check_collection_name
 from videoseek.service.collection_tasks import task_collection
 from videoseek.service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from videoseek.service.errors import NotFound
 from videoseek.service.routers.collections import resolve_adapter
-from videoseek.service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskStatusOut
+from videoseek.service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskList, TaskStatusOut
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.state import AppServices
+from videoseek.worker.recent_tasks import KEEP_PER_COLLECTION
 from videoseek.worker.retrain import RetrainRequest as RetrainWork
 
 router = APIRouter(tags=["collections"])
@@ -123,3 +124,21 @@ async def cancel_task(task_id: str, principal: AdminPrincipal, services: Service
     if status is None:
         raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
+
+
+@router.get(
+    "/collections/{name}/tasks",
+    response_model=TaskList,
+    responses={404: {"description": "No such collection."}},
+)
+async def list_tasks(
+    name: str,
+    principal: AdminPrincipal,
+    services: Services,
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=KEEP_PER_COLLECTION)] = KEEP_PER_COLLECTION,
+) -> TaskList:
+    """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
+    await _admin_target(name, principal, engine)
+    statuses = await asyncio.to_thread(services.tasks.recent, name, limit)
+    return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])

@@ -1,0 +1,41 @@
+"""The admin tasks (re-index, retrain) sent for each collection, newest first, kept in Redis.
+
+Celery's result backend can say where a task is, but not which tasks a collection had: the API records each
+task id it sends here (a sorted set per collection, scored by the time it was sent), for as long as the
+backend keeps the tasks' results (``keep_s``), and at most ``keep_n`` per collection.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+KEEP_PER_COLLECTION = 20
+
+
+class RecentTasks:
+    """Sorted sets ``<prefix><collection>`` of task ids, scored by when they were sent."""
+
+    def __init__(self, client: Any, prefix: str, keep_s: int, keep_n: int = KEEP_PER_COLLECTION) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._keep_s = keep_s
+        self._keep_n = keep_n
+
+    def add(self, collection: str, task_id: str, now: float | None = None) -> None:
+        sent = time.time() if now is None else now
+        key = self._prefix + collection
+        pipe = self._redis.pipeline()
+        pipe.zadd(key, {task_id: sent})
+        pipe.zremrangebyscore(key, "-inf", sent - self._keep_s)  # their results are gone too
+        pipe.zremrangebyrank(key, 0, -(self._keep_n + 1))
+        pipe.expire(key, self._keep_s)
+        pipe.execute()
+
+    def newest(self, collection: str, limit: int, now: float | None = None) -> list[str]:
+        """Up to ``limit`` task ids, newest first, sent within the last ``keep_s`` seconds."""
+        oldest = (time.time() if now is None else now) - self._keep_s
+        ids = self._redis.zrevrangebyscore(
+            self._prefix + collection, "+inf", f"({oldest}", start=0, num=limit
+        )
+        return [task_id.decode() if isinstance(task_id, bytes) else str(task_id) for task_id in ids]
