@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -207,17 +208,51 @@ def redis_client(settings: Any) -> Any:
     return redis.Redis.from_url(settings.redis_url, decode_responses=True)
 
 
-def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_results(
-    distributed: Callable[..., TestClient],
+def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_may_be_known(
+    distributed: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import redis
+
+    from videoseek.worker import tasks
     from videoseek.worker.recent_tasks import RecentTasks
 
-    settings = services_of(distributed()).settings
+    client = distributed()
+    settings = services_of(client).settings
     recent = RecentTasks(redis_client(settings), f"{settings.worker.redis_prefix}recent-test:", 100, keep_n=3)
     for i in range(5):
         recent.add("films", f"films.{i}", now=1000.0 + i)
     recent.add("cars", "cars.0", now=1000.0)
-    assert recent.newest("films", 10, now=1010.0) == ["films.4", "films.3", "films.2"]  # at most 3 kept
-    assert recent.newest("films", 1, now=1010.0) == ["films.4"]
-    assert recent.newest("films", 10, now=1102.5) == ["films.4", "films.3"]  # results kept 100 s
-    assert recent.newest("cars", 10, now=1010.0) == ["cars.0"]
+
+    def ids(collection: str, limit: int, now: float) -> list[str]:
+        return [task_id for task_id, _ in recent.newest(collection, limit, now=now)]
+
+    assert ids("films", 10, now=1010.0) == ["films.4", "films.3", "films.2"]  # at most 3 kept
+    assert ids("films", 1, now=1010.0) == ["films.4"]
+    assert ids("films", 10, now=1102.5) == ["films.4", "films.3"]  # kept 100 s here
+    assert ids("cars", 10, now=1010.0) == ["cars.0"]
+
+    # What the API lists: a PENDING id is queued only if it never started and may still be waiting.
+    assert client.post("/collections", json={"name": "dist"}).status_code == 201
+    listed = tasks.recent_admin_tasks(settings)
+    expired, started, queued = ("dist." + c * 32 for c in "123")
+    listed.add("dist", expired, now=time.time() - tasks.ADMIN_TASK_EXPIRES_S - 60)
+    listed.add("dist", started)
+    listed.add("dist", queued)
+    assert tasks.task_cancel_flags(settings).start(started, "dist") == 1  # its result has since expired
+    shown = client.get("/collections/dist/tasks").json()["tasks"]
+    assert [(t["task_id"], t["state"]) for t in shown] == [(queued, "queued")]
+
+    # A queued task that cannot be listed (Redis refused that write) is still a 202 with its id.
+    class Refusing:
+        def add(self, *_: object) -> None:
+            raise redis.ConnectionError("gone for a moment")
+
+    seed_clips(client, "dist")
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks, "recent_admin_tasks", lambda settings: Refusing())
+        assert client.post("/collections/dist/reindex", json={"adapter": None}).status_code == 202
+
+    # A deleted collection's tasks are not a new one's of the same name.
+    assert client.delete("/collections/dist").status_code == 200
+    assert client.post("/collections", json={"name": "dist"}).status_code == 201
+    assert client.get("/collections/dist/tasks").json() == {"tasks": []}

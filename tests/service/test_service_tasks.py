@@ -267,6 +267,10 @@ def test_a_cancelled_retrain_stops_training_installs_nothing_and_the_collection_
     limited = client.get("/collections/films/tasks", params={"limit": 1}).json()["tasks"]
     assert [t["task_id"] for t in limited] == [reindex.json()["task_id"]]
     assert client.get("/collections/nothing-here/tasks").status_code == 404
+    wait_for_task(client, reindex.json()["task_id"])
+    assert client.delete("/collections/films").status_code == 200
+    assert client.post("/collections", json={"name": "films"}).status_code == 201
+    assert client.get("/collections/films/tasks").json() == {"tasks": []}  # the old one's are forgotten
 
 
 def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(

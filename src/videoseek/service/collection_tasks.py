@@ -70,6 +70,10 @@ class CollectionTasks(Protocol):
         """The collection's tasks, newest first: running or queued ones, and finished ones still known."""
         ...
 
+    def forget(self, collection: str) -> None:
+        """The collection was deleted: drop its finished tasks from :meth:`recent` (status by id stays)."""
+        ...
+
     def close(self, timeout_s: float = 10.0) -> None:
         """At shutdown, before the store closes: let tasks of this process end (up to ``timeout_s``)."""
         ...
@@ -147,6 +151,12 @@ class LocalCollectionTasks:
         with self._lock:
             mine = [status for status in self._tasks.values() if status.collection == collection]
         return mine[::-1][:limit]
+
+    def forget(self, collection: str) -> None:
+        with self._lock:
+            for task_id, status in list(self._tasks.items()):
+                if status.collection == collection and status.state in FINISHED:
+                    del self._tasks[task_id]
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         with self._lock:
@@ -261,6 +271,8 @@ class CeleryCollectionTasks:
         return self._send(TASK_RETRAIN, collection, [collection, request.to_dict()])
 
     def _send(self, task: str, collection: str, args: list[Any]) -> str:
+        from redis import RedisError
+
         from videoseek.worker.celery_app import get_celery_app
         from videoseek.worker.tasks import ADMIN_TASK_EXPIRES_S, collection_task_slots, recent_admin_tasks
 
@@ -275,19 +287,35 @@ class CeleryCollectionTasks:
         except BaseException:
             slots.release([collection], task_id)
             raise
-        recent_admin_tasks(self._settings).add(collection, task_id)
+        try:
+            recent_admin_tasks(self._settings).add(collection, task_id)
+        except RedisError as exc:  # it is queued all the same: only the collection's task list misses it
+            log.warning("task %s is queued but not listed for %r: %s", task_id, collection, exc)
         return task_id
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Nothing runs in this process: the workers own their tasks."""
 
     def recent(self, collection: str, limit: int) -> list[TaskStatus]:
+        from videoseek.worker.tasks import ADMIN_TASK_EXPIRES_S, recent_admin_tasks, task_cancel_flags
+
+        listed: list[TaskStatus] = []
+        flags = task_cancel_flags(self._settings)
+        for task_id, sent in recent_admin_tasks(self._settings).newest(collection, limit):
+            status = self.status(task_id)
+            if status is None:
+                continue
+            # Celery reads an id whose result has expired as PENDING: a task that started, or that waited
+            # longer than it may, is not queued any more; its record is simply gone.
+            gone = flags.has_started(task_id) or time.time() - sent > ADMIN_TASK_EXPIRES_S
+            if status.state != "queued" or not gone:
+                listed.append(status)
+        return listed
+
+    def forget(self, collection: str) -> None:
         from videoseek.worker.tasks import recent_admin_tasks
 
-        found = (
-            self.status(task_id) for task_id in recent_admin_tasks(self._settings).newest(collection, limit)
-        )
-        return [status for status in found if status is not None]
+        recent_admin_tasks(self._settings).forget(collection)
 
     def cancel(self, task_id: str) -> TaskStatus | None:
         from videoseek.worker.tasks import task_cancel_flags

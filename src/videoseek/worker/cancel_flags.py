@@ -74,6 +74,9 @@ class CancelFlags:
         out again: it must end without a trace, leaving the first one its slot and its status)."""
         return int(self._start(keys=self._keys(task_id, collection), args=[task_id, self._ttl_s]))
 
+    def has_started(self, task_id: str) -> bool:
+        return bool(self._redis.exists(f"{self._prefix}started:{task_id}"))
+
     def requested(self, task_id: str) -> bool:
         return bool(self._redis.exists(self._prefix + task_id))
 

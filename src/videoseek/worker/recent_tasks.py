@@ -2,7 +2,8 @@
 
 Celery's result backend can say where a task is, but not which tasks a collection had: the API records each
 task id it sends here (a sorted set per collection, scored by the time it was sent), for as long as the
-backend keeps the tasks' results (``keep_s``), and at most ``keep_n`` per collection.
+backend may still hold their state (``keep_s``: the longest a task may wait, run, and then be kept), and at
+most ``keep_n`` per collection.
 """
 
 from __future__ import annotations
@@ -32,10 +33,17 @@ class RecentTasks:
         pipe.expire(key, self._keep_s)
         pipe.execute()
 
-    def newest(self, collection: str, limit: int, now: float | None = None) -> list[str]:
-        """Up to ``limit`` task ids, newest first, sent within the last ``keep_s`` seconds."""
+    def newest(self, collection: str, limit: int, now: float | None = None) -> list[tuple[str, float]]:
+        """Up to ``limit`` (task id, sent at) pairs, newest first, sent within the last ``keep_s`` seconds."""
         oldest = (time.time() if now is None else now) - self._keep_s
-        ids = self._redis.zrevrangebyscore(
-            self._prefix + collection, "+inf", f"({oldest}", start=0, num=limit
-        )
-        return [task_id.decode() if isinstance(task_id, bytes) else str(task_id) for task_id in ids]
+        key = self._prefix + collection
+        found = self._redis.zrevrangebyscore(key, "+inf", f"({oldest}", start=0, num=limit, withscores=True)
+        return [(_text(task_id), float(sent)) for task_id, sent in found]
+
+    def forget(self, collection: str) -> None:
+        """A deleted collection's tasks: a new collection of that name starts with none."""
+        self._redis.delete(self._prefix + collection)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

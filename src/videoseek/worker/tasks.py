@@ -119,13 +119,13 @@ def task_cancel_flags(settings: Settings) -> Any:
 
 
 def recent_admin_tasks(settings: Settings) -> Any:
-    """The admin tasks sent for each collection (``recent_tasks.py``), kept as long as their results."""
+    """The admin tasks sent for each collection (``recent_tasks.py``), listed while their state may be known:
+    the longest they may wait in the queue and run, plus how long Celery keeps their result after that."""
     from videoseek.worker.celery_app import RESULT_EXPIRES_S
     from videoseek.worker.recent_tasks import RecentTasks
 
-    return _admin_store(
-        settings, "recent-tasks", lambda client, prefix: RecentTasks(client, prefix, RESULT_EXPIRES_S)
-    )
+    keep_s = ADMIN_TASK_EXPIRES_S + REINDEX_TIME_LIMIT_S + RESULT_EXPIRES_S
+    return _admin_store(settings, "recent-tasks", lambda client, prefix: RecentTasks(client, prefix, keep_s))
 
 
 def _cancel_check(task: Task) -> CancelCheck:

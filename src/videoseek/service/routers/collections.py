@@ -103,4 +103,5 @@ async def delete_collection(name: str, principal: AdminPrincipal, services: Serv
     await asyncio.to_thread(delete, services.settings, name)
     if services.engine is not None:
         services.engine.forget(name)
+    await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history
     return Deleted(deleted=name, clips_removed=info.points)

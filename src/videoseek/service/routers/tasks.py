@@ -129,16 +129,24 @@ async def cancel_task(task_id: str, principal: AdminPrincipal, services: Service
 @router.get(
     "/collections/{name}/tasks",
     response_model=TaskList,
-    responses={404: {"description": "No such collection."}},
+    responses={
+        403: {"description": "Out of the key's collections."},
+        404: {"description": "No such collection."},
+    },
 )
 async def list_tasks(
     name: str,
     principal: AdminPrincipal,
     services: Services,
-    engine: EngineDep,
-    limit: Annotated[int, Query(ge=1, le=KEEP_PER_COLLECTION)] = KEEP_PER_COLLECTION,
+    limit: Annotated[
+        int, Query(ge=1, le=KEEP_PER_COLLECTION, description="At most this many, newest first.")
+    ] = KEEP_PER_COLLECTION,
 ) -> TaskList:
     """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
-    await _admin_target(name, principal, engine)
+    check_collection_name(name)
+    principal.require_collection(name)
+    await asyncio.to_thread(
+        services.require_store().get_collection, name
+    )  # 404 if there is no such collection
     statuses = await asyncio.to_thread(services.tasks.recent, name, limit)
     return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])
