@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from videoseek.core.layout import check_collection_name
-from videoseek.service.collection_tasks import task_collection
+from videoseek.service.collection_tasks import TaskStatus, task_collection
 from videoseek.service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from videoseek.service.errors import NotFound
 from videoseek.service.routers.collections import resolve_adapter
@@ -102,14 +103,21 @@ def _no_task(task_id: str) -> NotFound:
     )
 
 
+async def _task_out(
+    task_id: str, principal: AdminPrincipal, lookup: Callable[[str], TaskStatus | None]
+) -> TaskStatusOut:
+    """``lookup``'s answer for a task the key may see; 404 for any other, or for none."""
+    status = await asyncio.to_thread(lookup, task_id) if _visible(task_id, principal) else None
+    if status is None:
+        raise _no_task(task_id)
+    return TaskStatusOut(**asdict(status))
+
+
 @router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
 async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
     cancelled."""
-    status = await asyncio.to_thread(services.tasks.status, task_id) if _visible(task_id, principal) else None
-    if status is None:
-        raise _no_task(task_id)
-    return TaskStatusOut(**asdict(status))
+    return await _task_out(task_id, principal, services.tasks.status)
 
 
 @router.post(
@@ -120,10 +128,7 @@ async def task_status(task_id: str, principal: AdminPrincipal, services: Service
 )
 async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Ask a queued or running task to stop; the collection keeps serving the version it had."""
-    status = await asyncio.to_thread(services.tasks.cancel, task_id) if _visible(task_id, principal) else None
-    if status is None:
-        raise _no_task(task_id)
-    return TaskStatusOut(**asdict(status))
+    return await _task_out(task_id, principal, services.tasks.cancel)
 
 
 @router.get(
