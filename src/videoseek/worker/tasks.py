@@ -147,12 +147,11 @@ def _collection_slot(task: Task, collection: str) -> Iterator[None]:
     if settings.redis_url is None:  # run eagerly in-process (tests, embedded tools): no other worker to meet
         yield
         return
+    from videoseek.worker.cancel_flags import START_CANCELLED, START_DUPLICATE
     from videoseek.worker.owned_keys import kept_alive
 
     slots = collection_task_slots(settings)
     owner = task.request.id or f"{task.name}:{collection}"
-    from videoseek.worker.cancel_flags import START_CANCELLED, START_DUPLICATE
-
     started = task_cancel_flags(settings).start(owner, collection)
     if started == START_DUPLICATE:  # the broker handed the message out again (visibility timeout)
         log.warning("task %s on %r has started before: this copy ends here", owner, collection)
