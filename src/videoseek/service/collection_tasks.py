@@ -79,6 +79,12 @@ class CollectionTasks(Protocol):
         ...
 
 
+def _refuse_if_ended(status: TaskStatus) -> None:
+    """Conflict: a task that has ended cannot be cancelled."""
+    if status.state in FINISHED:
+        raise Conflict(f"task {status.task_id} has ended ({status.state}): there is nothing to cancel")
+
+
 def new_task_id(collection: str) -> str:
     return f"{collection}.{uuid.uuid4().hex}"
 
@@ -163,8 +169,7 @@ class LocalCollectionTasks:
             status = self._tasks.get(task_id)
             if status is None:
                 return None
-            if status.state in FINISHED:
-                raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
+            _refuse_if_ended(status)
             self._cancel(task_id, "cancelled by an admin")
             status = self._tasks[task_id] = replace(status, cancel_requested=True)
             return status
@@ -323,13 +328,10 @@ class CeleryCollectionTasks:
         status = self.status(task_id)
         if status is None:
             return None
-        if status.state in FINISHED:
-            raise Conflict(f"task {task_id} has ended ({status.state}): there is nothing to cancel")
+        _refuse_if_ended(status)
         # No revoke: a revoked task would never run, so nothing would record its end. The flag's script frees
         # the collection at once if the task has not started (cancel_flags.py).
-        collection = task_collection(task_id)
-        assert collection is not None  # status() found it
-        task_cancel_flags(self._settings).request(task_id, collection)
+        task_cancel_flags(self._settings).request(task_id, status.collection)
         return replace(status, cancel_requested=True)
 
     def status(self, task_id: str) -> TaskStatus | None:
