@@ -34,15 +34,15 @@ from pathlib import Path
 
 import torch
 
-from videoseek.core.adapter import (
+from videoseek.adapter import (
     AdapterBank,
     AdapterConfig,
     AdapterFile,
     adapter_tensor_shapes,
     backbone_shape,
 )
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 TEXT_BATCH = 32
 FRAME_BATCH = 48

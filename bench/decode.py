@@ -30,8 +30,8 @@ import av
 import numpy as np
 from PIL import Image, ImageFilter
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import SampledVideo, sample_frames, sample_frames_sandboxed
+from videoseek.settings import IngestSettings
+from videoseek.video import SampledVideo, sample_frames, sample_frames_sandboxed
 
 
 def generate(path: Path, seconds: float, width: int, height: int, fps: int, gop: int) -> Path:

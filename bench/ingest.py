@@ -3,7 +3,7 @@
 Generates N 30 fps H.264 videos, then per model (ViT-B-32 with random weights, and the toy CLIP):
 
 - ``decode_s``: the decode step alone for every video, one after another (probe + sandboxed 1 fps sampling +
-  clip plan + frame cache + thumbnails: :func:`videoseek.worker.pipeline.decode_video`);
+  clip plan + frame cache + thumbnails: :func:`videoseek.ingest.pipeline.decode_video`);
 - ``encode_s``: the image tower alone on those frames (:meth:`FrameEmbedder.embed`, the same batches);
 - ``end_to_end_s``: ``submit_ingest`` of every file into a fresh collection through the embedded runner until
   the last job is done (hashing, copying, both steps, upserts, job updates), where the decode thread works on
@@ -74,15 +74,15 @@ def generate(path: Path, seconds: float, width: int, height: int, fps: int = 30,
 
 
 def _settings(data_dir: Path, model: str) -> Any:
-    from videoseek.core.settings import load_settings
+    from videoseek.settings import load_settings
 
     return load_settings(data_dir=data_dir, model=model, device="auto", redis_url=None)
 
 
 def _reset_process_state() -> None:
-    from videoseek.core.collections import close_shared_stores
-    from videoseek.worker.jobs import close_job_stores
-    from videoseek.worker.runner import stop_embedded_runner
+    from videoseek.collections import close_shared_stores
+    from videoseek.jobs import close_job_stores
+    from videoseek.runtime.embedded_runner import stop_embedded_runner
 
     stop_embedded_runner()
     close_shared_stores()
@@ -91,9 +91,9 @@ def _reset_process_state() -> None:
 
 def _stored_jobs(settings: Any, collection: str, videos: list[Path]) -> list[str]:
     """Jobs for ``videos`` as ``submit_ingest`` would create them, but not queued (for the step timings)."""
-    from videoseek.core.layout import DataLayout
-    from videoseek.core.video import video_id_for_file
-    from videoseek.worker.jobs import Job, get_job_store, new_job_id
+    from videoseek.jobs import Job, get_job_store, new_job_id
+    from videoseek.layout import DataLayout
+    from videoseek.video import video_id_for_file
 
     jobs, layout, ids = get_job_store(settings), DataLayout(settings.data_dir), []
     for path in videos:
@@ -109,13 +109,13 @@ def _stored_jobs(settings: Any, collection: str, videos: list[Path]) -> list[str
 def naive_sample(path: Path, limits: Any, fps: float | None = None, max_side: int = 256) -> Any:
     """The baseline sampler: every frame decoded and converted to full-size RGB, then sampled, then resized.
 
-    Returns what :func:`videoseek.core.video.sample_frames` returns (a ``SampledVideo``), so the pipeline
+    Returns what :func:`videoseek.video.sample_frames` returns (a ``SampledVideo``), so the pipeline
     treats its frames exactly like the real sampler's. Runs in the decoder sandbox (see ``naive_sandboxed``).
     """
     from PIL import Image
 
-    from videoseek.core.video import SampledVideo, probe
-    from videoseek.core.video.decode import output_size
+    from videoseek.video import SampledVideo, probe
+    from videoseek.video.decode import output_size
 
     fps = limits.sample_fps if fps is None else fps
     info = probe(path, limits)
@@ -143,7 +143,7 @@ def naive_sample(path: Path, limits: Any, fps: float | None = None, max_side: in
 
 def naive_sandboxed(path: Path, limits: Any, fps: float | None = None, max_side: int = 256) -> Any:
     """:func:`naive_sample` under the sandbox the real sampler runs in (same process start, same limits)."""
-    from videoseek.core.video import run_in_sandbox
+    from videoseek.video import run_in_sandbox
 
     return run_in_sandbox(
         naive_sample,
@@ -156,7 +156,7 @@ def naive_sandboxed(path: Path, limits: Any, fps: float | None = None, max_side:
 @contextlib.contextmanager
 def naive_sampler() -> Iterator[None]:
     """The ingest decode step with its sampler swapped for the naive baseline (nothing else changes)."""
-    from videoseek.worker import pipeline
+    from videoseek.ingest import pipeline
 
     real = pipeline.sample_frames_sandboxed
     pipeline.sample_frames_sandboxed = naive_sandboxed
@@ -169,9 +169,9 @@ def naive_sampler() -> Iterator[None]:
 def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> dict[str, Any]:
     """Decode every video (decode step only), the same with the naive sampler, then embed all their frames
     (encode only)."""
-    from videoseek.core.collections import create_collection
-    from videoseek.worker.embedding import EmbedRequest
-    from videoseek.worker.pipeline import PipelineContext, decode_video
+    from videoseek.collections import create_collection
+    from videoseek.ingest.embedding import EmbedRequest
+    from videoseek.ingest.pipeline import PipelineContext, decode_video
 
     settings = _settings(data_dir, model)
     create_collection(settings, "bench")
@@ -211,9 +211,9 @@ def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> 
 
 def time_end_to_end(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> float:
     """Submit every video to the embedded runner and wait until the last one is indexed."""
-    from videoseek.core.collections import create_collection
-    from videoseek.worker.runner import start_embedded_runner
-    from videoseek.worker.submit import get_job, submit_ingest
+    from videoseek.collections import create_collection
+    from videoseek.ingest.submit import get_job, submit_ingest
+    from videoseek.runtime.embedded_runner import start_embedded_runner
 
     settings = _settings(data_dir, model)
     create_collection(settings, "bench")

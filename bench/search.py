@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 
 from synthetic import clustered_clips
-from videoseek.core.model_spec import ModelSpec
-from videoseek.core.store.edge import EdgeClipStore
+from videoseek.model_spec import ModelSpec
+from videoseek.store.edge import EdgeClipStore
 
 COLLECTION = "bench"
 FRAMES = 8
@@ -175,7 +175,7 @@ def throughput(url: str, clients: int, per_client: int, salt: int) -> float:
 def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, workers: int) -> dict[str, Any]:
     import torch
 
-    from videoseek.core.clip import get_clip
+    from videoseek.clip import get_clip
 
     clip = get_clip(ModelSpec.parse(model), "cpu")
     with tempfile.TemporaryDirectory(prefix="videoseek-bench-") as tmp:

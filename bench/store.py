@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from synthetic import CLIPS_PER_VIDEO, clustered_clips, unit_rows, video_centers, video_id
-from videoseek.core.store import ClipStore, SearchFilter, point_id
-from videoseek.core.store.edge import EdgeClipStore
-from videoseek.core.store.server import ServerClipStore
+from videoseek.store import ClipStore, SearchFilter, point_id
+from videoseek.store.edge import EdgeClipStore
+from videoseek.store.server import ServerClipStore
 
 TOP_K = 40  # a realistic candidate count: limit x oversample
 NAME = "bench"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from videoseek.core.store import ClipPoint
+from videoseek.store import ClipPoint
 
 CLIPS_PER_VIDEO = 100
 

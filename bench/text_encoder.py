@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 QUERIES = [
     "a dog catches a frisbee on the beach",

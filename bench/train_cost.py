@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from videoseek.core.clip import load_clip
-from videoseek.core.model_spec import ModelSpec
-from videoseek.training.config import SamplingConfig, TrainConfig
-from videoseek.training.data import ClipDataset, ClipRecord
-from videoseek.training.frame_cache import FrameCache
-from videoseek.training.loop import train
-from videoseek.training.memory import count_tensors_not_allocator_slack, tensor_bytes
+from training.config import SamplingConfig, TrainConfig
+from training.data import ClipDataset, ClipRecord
+from training.frame_cache import FrameCache
+from training.loop import train
+from training.memory import count_tensors_not_allocator_slack, tensor_bytes
+from videoseek.clip import load_clip
+from videoseek.model_spec import ModelSpec
 
 BATCH_VIDEOS = 8
 FRAMES = 12

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from videoseek.core.settings import get_settings
+from videoseek.settings import get_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 import videoseek
 from videoseek.cli import app
-from videoseek.core.model_spec import ModelSpec
-from videoseek.core.settings import (
+from videoseek.model_spec import ModelSpec
+from videoseek.settings import (
     NON_SETTING_VARIABLES,
     SECRET_MASK,
     SettingsError,
@@ -29,14 +29,7 @@ from videoseek.core.settings import (
 )
 
 # Training is optional at runtime and heavy modules may pull torch; importing all of them is the point.
-PACKAGES = [
-    "videoseek.core",
-    "videoseek.service",
-    "videoseek.worker",
-    "videoseek.training",
-    "videoseek.toy",
-    "videoseek.cli",
-]
+PACKAGES = ["videoseek", "service", "worker", "training"]
 
 # The subcommands that work today; a new one is added here when its capability lands (issue 2: --help lists
 # only working subcommands).
@@ -60,7 +53,8 @@ EXPECTED_COMMANDS = {
 def test_every_module_imports(package: str) -> None:
     module = importlib.import_module(package)
     for info in pkgutil.walk_packages(module.__path__, prefix=f"{package}."):
-        importlib.import_module(info.name)
+        if not info.name.endswith(".__main__"):  # runs the command
+            importlib.import_module(info.name)
 
 
 def test_the_service_and_the_worker_never_import_the_training_package() -> None:
@@ -68,10 +62,10 @@ def test_the_service_and_the_worker_never_import_the_training_package() -> None:
     worker load none of it (docs/architecture.md)."""
     code = (
         "import sys\n"
-        "import videoseek.worker.tasks, videoseek.worker.retrain, videoseek.service.routers.tasks\n"
-        "from videoseek.service.main import create_app\n"
+        "import worker.tasks, videoseek.retrain, service.routers.tasks\n"
+        "from service.main import create_app\n"
         "create_app()\n"
-        "print(sorted(m for m in sys.modules if m.startswith('videoseek.training')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('training')))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]", loaded.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from test_adapter_kit import TINY_NAME, register_tiny_configs
 
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_adapter_kit import TEXTS, random_adapter_file, random_images
 
-from videoseek.core.adapter import (
+from videoseek.adapter import (
     AdaptedClip,
     AdapterBank,
     AdapterConfig,
@@ -22,8 +22,8 @@ from videoseek.core.adapter import (
     backbone_shape,
     store_adapter,
 )
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 ATOL = 1e-5
 CONFIGS = [

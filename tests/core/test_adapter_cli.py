@@ -9,15 +9,15 @@ import pytest
 from test_adapter_kit import TINY_DEEP_NAME, TINY_NAME, random_adapter_file
 from typer.testing import CliRunner
 
-from videoseek.cli import app
-from videoseek.core.adapter import (
+from videoseek.adapter import (
     AdapterConfig,
     BackboneShape,
     backbone_shape,
     count_parameters,
     store_adapter,
 )
-from videoseek.core.clip import LoadedClip
+from videoseek.cli import app
+from videoseek.clip import LoadedClip
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from test_adapter_kit import TEXTS, TINY_NAME, random_adapter_file, random_images
 
-from videoseek.core.adapter import (
+from videoseek.adapter import (
     AdaptedClip,
     AdapterBank,
     AdapterBaseMismatch,
@@ -23,9 +23,9 @@ from videoseek.core.adapter import (
     save_adapter,
     store_adapter,
 )
-from videoseek.core.adapter.files import CONFIG_FILE, WEIGHTS_FILE
-from videoseek.core.clip import LoadedClip, load_clip, sha256_file
-from videoseek.core.model_spec import ModelSpec
+from videoseek.adapter.files import CONFIG_FILE, WEIGHTS_FILE
+from videoseek.clip import LoadedClip, load_clip, sha256_file
+from videoseek.model_spec import ModelSpec
 
 CONFIG = AdapterConfig(rank=4, shared_dim=8)
 

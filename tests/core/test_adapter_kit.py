@@ -11,8 +11,8 @@ from pathlib import Path
 import open_clip
 import torch
 
-from videoseek.core.adapter import AdapterConfig, AdapterFile, BackboneShape, adapter_tensor_shapes
-from videoseek.core.clip import BaseModelIdentity
+from videoseek.adapter import AdapterConfig, AdapterFile, BackboneShape, adapter_tensor_shapes
+from videoseek.clip import BaseModelIdentity
 
 TINY_NAME = "videoseek-test-tiny"
 TINY_DEEP_NAME = "videoseek-test-tiny-deep"  # 3 vision vs 2 text layers: sharing by layer index impossible

@@ -9,7 +9,7 @@ from open_clip.transformer import ResidualAttentionBlock
 from test_adapter_kit import TEXTS, TINY_DEEP_NAME, random_images
 from torch import nn
 
-from videoseek.core.adapter import (
+from videoseek.adapter import (
     PAPER_SETTINGS,
     AdaptedClip,
     AdapterConfig,
@@ -24,9 +24,9 @@ from videoseek.core.adapter import (
     inject_adapters,
     quick_gelu,
 )
-from videoseek.core.adapter.config import SITES, TOWERS
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.adapter.config import SITES, TOWERS
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 # The reference page's exact numbers for ViT-B/32: (r, d_s) -> (trainable, shared).
 PAPER_COUNTS = {

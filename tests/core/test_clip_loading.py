@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from test_adapter_kit import TEXTS, TINY_CONFIG, TINY_NAME
 
-from videoseek.core.clip import (
+from videoseek.clip import (
     LoadedClip,
     ModelLoadError,
     WeightsNotFound,
@@ -24,7 +24,7 @@ from videoseek.core.clip import (
     resolve_device,
     sha256_file,
 )
-from videoseek.core.model_spec import ModelSpec
+from videoseek.model_spec import ModelSpec
 
 
 def _save_weights(clip: LoadedClip, path: Path) -> Path:
@@ -180,9 +180,9 @@ def test_torchscript_archive_for_a_gelu_architecture_is_refused_naming_the_quick
 
 
 def test_random_weights_are_announced_loudly(tiny_spec: ModelSpec, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="videoseek.core.clip"):
+    with caplog.at_level(logging.WARNING, logger="videoseek.clip"):
         load_clip(tiny_spec)
-    loud = [r for r in caplog.records if r.name == "videoseek.core.clip" and r.levelno >= logging.WARNING]
+    loud = [r for r in caplog.records if r.name == "videoseek.clip" and r.levelno >= logging.WARNING]
     assert loud and "RANDOM weights" in loud[0].getMessage() and str(tiny_spec) in loud[0].getMessage()
 
 

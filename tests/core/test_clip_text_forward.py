@@ -17,8 +17,8 @@ import pytest
 import torch
 from test_adapter_kit import TINY_NAME
 
-from videoseek.core.clip import LoadedClip, encode_text_tokens, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, encode_text_tokens, load_clip
+from videoseek.model_spec import ModelSpec
 
 ATOL = 1e-5
 # One word to a long sentence: the batch runs up to its longest text's end-of-text token.

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 from test_adapter_kit import TEXTS
 
-from videoseek.core.clip import LoadedClip
-from videoseek.core.encoders import (
+from videoseek.clip import LoadedClip
+from videoseek.encoders import (
     cosine_scores,
     encode_images,
     encode_texts,

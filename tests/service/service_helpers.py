@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from videoseek.core.adapter import AdaptedClip, AdapterConfig
-from videoseek.core.model_spec import ModelSpec
-from videoseek.core.settings import Settings, load_settings
-from videoseek.core.store import ClipPoint
-from videoseek.service.main import create_app
-from videoseek.service.state import AppServices
+from service.main import create_app
+from service.state import AppServices
+from videoseek.adapter import AdaptedClip, AdapterConfig
+from videoseek.model_spec import ModelSpec
+from videoseek.settings import Settings, load_settings
+from videoseek.store import ClipPoint
 from videoseek.toy.model import register_toy_model_config
 
 # The toy CLIP architecture with seeded random weights: these tests need vectors, not meaning (the e2e

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, MATCHING_CLIP, make_adapter, seed_clips, services_of
 
-from videoseek.service.batching import normalise_query
+from service.batching import normalise_query
 
 
 def test_queries_use_the_collections_adapter_version(client: TestClient, tmp_path: Path) -> None:

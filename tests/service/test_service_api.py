@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, MATCHING_CLIP, MATCHING_FRAME, seed_clips, services_of, video_id
 
-from videoseek.core.store import StoreUnavailable
-from videoseek.worker.submit import IngestQueueFull
+from videoseek.ingest.submit import IngestQueueFull
+from videoseek.store import StoreUnavailable
 
 
 def search(client: TestClient, **body: Any) -> Any:
@@ -252,7 +252,7 @@ def test_a_full_ingest_queue_is_a_429_with_retry_after(
     def full(*_: Any, **__: Any) -> None:
         raise IngestQueueFull("ingest queue is full (4 jobs waiting)")
 
-    monkeypatch.setattr("videoseek.service.ingest.submit_ingest", full)
+    monkeypatch.setattr("service.ingest.submit_ingest", full)
     response = upload(client, "c1", b"\x00\x00\x00\x20ftypisom" + bytes(100))
     assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
     assert list(services_of(client).layout.uploads_dir.glob("*")) == []
@@ -327,8 +327,8 @@ def test_web_page_and_openapi_are_served(client: TestClient) -> None:
 def test_a_store_unavailable_at_start_is_retried_until_it_answers(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from videoseek.core import collections as core_collections
-    from videoseek.service import state
+    from service import state
+    from videoseek import collections as core_collections
 
     real = core_collections.shared_store
     held = {"by_other_process": True}

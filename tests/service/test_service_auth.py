@@ -142,15 +142,15 @@ def test_open_mode_serves_only_this_machine(make_client: Callable[..., TestClien
 
 
 def test_open_mode_in_distributed_mode_is_open_to_everyone() -> None:
-    from videoseek.service.auth import KeyRing
+    from service.auth import KeyRing
 
     ring = KeyRing([], open_policy="anyone")
     assert ring.authenticate(None, "192.0.2.44").has_scope("admin")
 
 
 def test_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from videoseek.core.settings import get_settings
-    from videoseek.service.main import create_app
+    from service.main import create_app
+    from videoseek.settings import get_settings
 
     monkeypatch.setenv("VIDEOSEEK_API_KEYS", json.dumps([{"key": "from-env", "scopes": ["search"]}]))
     get_settings.cache_clear()

@@ -56,9 +56,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     """uvicorn on a free port with collection 'toys': toy videos cut into 2 s clips, so most clips start > 0."""
     import uvicorn
 
-    from videoseek.service.main import create_app
-    from videoseek.worker.runner import get_embedded_runner
-    from videoseek.worker.submit import submit_ingest
+    from service.main import create_app
+    from videoseek.ingest.submit import submit_ingest
+    from videoseek.runtime.embedded_runner import get_embedded_runner
 
     root = tmp_path_factory.mktemp("browser")
     manifest = generate_videos(root / "videos", 3, seed=5, domain="A", durations_s=(6,))
@@ -74,7 +74,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    from videoseek.core.collections import create_collection
+    from videoseek.collections import create_collection
 
     create_collection(settings, "toys")
     for line in manifest.read_text().splitlines():

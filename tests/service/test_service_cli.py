@@ -56,7 +56,7 @@ def _wait_for_examples(proc: subprocess.Popen[str], log_path: Path, deadline_s: 
 
 
 def test_demo_serves_its_toy_collection_with_its_adapter_and_examples_that_work(tmp_path: Path) -> None:
-    from videoseek.core.adapter import load_adapter
+    from videoseek.adapter import load_adapter
     from videoseek.toy.adapter import toy_adapter_dir
 
     adapter = toy_adapter_dir()
@@ -99,10 +99,10 @@ def test_demo_serves_its_toy_collection_with_its_adapter_and_examples_that_work(
 
 
 def test_demo_uses_a_toy_adapter_only_if_it_fits_the_toy_clip(tmp_path: Path) -> None:
+    from videoseek.adapter import AdaptedClip, AdapterConfig
     from videoseek.cli.demo_cmd import _usable_adapter
-    from videoseek.core.adapter import AdaptedClip, AdapterConfig
-    from videoseek.core.model_spec import ModelSpec
-    from videoseek.core.settings import load_settings
+    from videoseek.model_spec import ModelSpec
+    from videoseek.settings import load_settings
     from videoseek.toy.model import register_toy_model_config
 
     settings = load_settings(data_dir=tmp_path / "d", model="toy", device="cpu")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from videoseek.core.settings import ApiKey
-from videoseek.service.auth import KeyRing, MediaSigner
-from videoseek.service.batching import MicroBatcher, QueryEmbedder, normalise_query
-from videoseek.service.errors import BadRequest, Conflict, Forbidden, RangeNotSatisfiable, Unauthorized
-from videoseek.service.media_sniff import not_a_video
-from videoseek.service.pagination import CursorCodec, CursorState
-from videoseek.service.ranges import parse_range
+from service.auth import KeyRing, MediaSigner
+from service.batching import MicroBatcher, QueryEmbedder, normalise_query
+from service.errors import BadRequest, Conflict, Forbidden, RangeNotSatisfiable, Unauthorized
+from service.media_sniff import not_a_video
+from service.pagination import CursorCodec, CursorState
+from service.ranges import parse_range
+from videoseek.settings import ApiKey
 
 
 def test_concurrent_submissions_share_one_forward_pass() -> None:
@@ -183,7 +183,7 @@ def test_sniffing_refuses_only_what_is_clearly_not_video(
 
 
 def test_frame_cache_loads_only_what_it_lacks_and_stays_within_its_bytes() -> None:
-    from videoseek.service.frame_vector_cache import FrameVectorCache
+    from service.frame_vector_cache import FrameVectorCache
 
     one = np.zeros((2, 4), dtype=np.float32)  # 32 bytes
     cache = FrameVectorCache(max_bytes=3 * one.nbytes)

@@ -21,9 +21,10 @@ def distributed(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., TestClient]]:
     """Builds API-only clients on the local Redis (own key prefix) with qdrant-client's local mode as server."""
-    from videoseek.core import collections as core_collections
-    from videoseek.core.store.server import ServerClipStore
-    from videoseek.worker import pipeline, reindex  # noqa: F401 - imported unpatched: they bind shared_store
+    from videoseek import collections as core_collections
+    from videoseek import reindex  # noqa: F401 - imported unpatched: they bind shared_store
+    from videoseek.ingest import pipeline  # noqa: F401 - imported unpatched: they bind shared_store
+    from videoseek.store.server import ServerClipStore
 
     local = ServerClipStore.local()  # stands in for the Qdrant server
     monkeypatch.setattr(core_collections, "shared_store", lambda settings: local)
@@ -96,7 +97,7 @@ def test_a_full_celery_ingest_queue_refuses_uploads_with_retry_after(
 def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_result_backend(
     distributed: Callable[..., TestClient], tmp_path: Path
 ) -> None:
-    from videoseek.worker.celery_app import QUEUE_TRAIN, get_celery_app, queue_depths
+    from worker.celery_app import QUEUE_TRAIN, get_celery_app, queue_depths
 
     client = distributed()
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
@@ -144,10 +145,10 @@ def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_resul
 def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends_as_a_worker_takes_it(
     distributed: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from videoseek.core.cancel import TaskCancelled
-    from videoseek.worker import tasks
-    from videoseek.worker.cancel_flags import START_DUPLICATE, START_RUN
-    from videoseek.worker.celery_app import get_celery_app
+    from videoseek.cancel import TaskCancelled
+    from worker import tasks
+    from worker.cancel_flags import START_DUPLICATE, START_RUN
+    from worker.celery_app import get_celery_app
 
     client = distributed()
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
@@ -166,7 +167,7 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     # A train worker takes the cancelled message: it ends at once, leaving the next task's slot alone.
     monkeypatch.setattr(tasks, "_settings", settings)
     ran: list[str] = []
-    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", lambda *a, **k: ran.append("ran"))
+    monkeypatch.setattr("videoseek.reindex.reindex_to_version", lambda *a, **k: ran.append("ran"))
     outcome = get_celery_app(settings).tasks[tasks.TASK_REINDEX].apply(args=["dist", None], task_id=task_id)
     assert isinstance(outcome.result, TaskCancelled) and ran == [] and slots.holder("dist") == next_id
     get_celery_app(settings).backend.mark_as_failure(task_id, outcome.result)  # what the worker stores
@@ -213,8 +214,8 @@ def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_
 ) -> None:
     import redis
 
-    from videoseek.worker import tasks
-    from videoseek.worker.recent_tasks import RecentTasks
+    from worker import tasks
+    from worker.recent_tasks import RecentTasks
 
     client = distributed()
     settings = services_of(client).settings

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from videoseek.core.store import CollectionInfo, ScoredClip
-from videoseek.service.batching import QueryEmbedder
-from videoseek.service.scoring import score_candidates
-from videoseek.service.search_engine import SearchEngine, SearchQuery
+from service.batching import QueryEmbedder
+from service.scoring import score_candidates
+from service.search_engine import SearchEngine, SearchQuery
+from videoseek.store import CollectionInfo, ScoredClip
 
 DIM = 8
 
@@ -117,9 +117,9 @@ def test_paging_by_video_reaches_videos_behind_one_with_many_better_clips(
 ) -> None:
     # One video's 12 clips all beat the other video's only clip; with candidates capped at 4, page 2 only
     # finds the second video if the store leaves out the videos page 1 showed (not just the re-ranker).
-    from videoseek.core.store import ClipPoint
-    from videoseek.core.store.edge import EdgeClipStore
-    from videoseek.service import search_engine
+    from service import search_engine
+    from videoseek.store import ClipPoint
+    from videoseek.store.edge import EdgeClipStore
 
     monkeypatch.setattr(search_engine, "MAX_CANDIDATES", 4)
     query = np.zeros(DIM, dtype=np.float32)

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import seed_clips, settings_for, start_client
 
-from videoseek.core.settings import load_settings
-from videoseek.service.main import create_app
+from service.main import create_app
+from videoseek.settings import load_settings
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, settings  # noqa: E402 - only after the skip check

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from videoseek.core.encoders import text_conditioned_scores
-from videoseek.service.scoring import score_candidates
+from service.scoring import score_candidates
+from videoseek.encoders import text_conditioned_scores
 
 
 @pytest.mark.parametrize(("clips", "frames", "dim"), [(40, 8, 128), (7, 12, 512), (1, 1, 16)])

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, make_adapter, services_of, settings_for
 
-from videoseek.service.collection_tasks import LocalCollectionTasks, task_collection
-from videoseek.service.errors import Conflict
+from service.collection_tasks import LocalCollectionTasks, task_collection
+from service.errors import Conflict
+from videoseek.retrain import RetrainRequest
 from videoseek.toy.generate import generate_videos
-from videoseek.worker.retrain import RetrainRequest
 
 
 def wait_for_task(client: TestClient, task_id: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
@@ -149,7 +149,7 @@ def test_a_collection_being_reindexed_refuses_a_second_reindex(
         release.wait(10)
         raise RuntimeError("stopped by the test")
 
-    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", slow_reindex)
+    monkeypatch.setattr("videoseek.reindex.reindex_to_version", slow_reindex)
     tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
     first = tasks.start_reindex("films", None, False)
     with pytest.raises(Conflict, match=first):
@@ -281,7 +281,7 @@ def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(
             cancel()
             time.sleep(0.01)
 
-    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", reindex)
+    monkeypatch.setattr("videoseek.reindex.reindex_to_version", reindex)
     tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
     task_id = tasks.start_reindex("films", None, False)
     started = time.monotonic()
@@ -329,7 +329,7 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
 def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_ones_at_shutdown(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from videoseek.service import collection_tasks
+    from service import collection_tasks
 
     release = threading.Event()
 
@@ -338,7 +338,7 @@ def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_
             release.wait(10)
         return SimpleNamespace(to_dict=lambda: {"collection": name})
 
-    monkeypatch.setattr("videoseek.worker.reindex.reindex_to_version", reindex)
+    monkeypatch.setattr("videoseek.reindex.reindex_to_version", reindex)
     monkeypatch.setattr(collection_tasks, "KEPT_FINISHED", 2)
     tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
     finished = []
@@ -362,9 +362,9 @@ def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_
 def test_the_retrain_methods_are_the_adapter_methods_of_the_training_package() -> None:
     from typing import get_args
 
-    from videoseek.service.schemas import RetrainRequest as RetrainBody
-    from videoseek.training.config import ADAPTER_METHODS
-    from videoseek.worker.retrain import ADAPTER_METHODS as RETRAIN_METHODS
+    from service.schemas import RetrainRequest as RetrainBody
+    from training.config import ADAPTER_METHODS
+    from videoseek.retrain import ADAPTER_METHODS as RETRAIN_METHODS
 
     schema = get_args(RetrainBody.model_fields["method"].annotation)
     assert set(RETRAIN_METHODS) == set(ADAPTER_METHODS) == set(schema) and len(schema) == len(ADAPTER_METHODS)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.requests import Request
 
-from videoseek.service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
-from videoseek.service.uploads import receive_upload, safe_display_name
+from service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from service.uploads import receive_upload, safe_display_name
 
 BOUNDARY = "xyzBOUNDARYxyz"
 
@@ -111,7 +111,7 @@ def test_display_names_are_sanitised(raw: str, safe: str) -> None:
 def test_only_old_partial_uploads_are_swept(tmp_path: Path) -> None:
     import os
 
-    from videoseek.service.uploads import sweep_stale_uploads
+    from service.uploads import sweep_stale_uploads
 
     old, fresh, other = tmp_path / "a.part", tmp_path / "b.part", tmp_path / "keep.txt"
     for path in (old, fresh, other):

@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from videoseek.core.store import ClipPoint
+from videoseek.store import ClipPoint
 
 DIM = 8
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from store_testdata import DIM, clip, unit
 
-from videoseek.core.layout import InvalidName
-from videoseek.core.store import (
+from videoseek.layout import InvalidName
+from videoseek.store import (
     ClipStore,
     CollectionExists,
     CollectionNotFound,
@@ -24,9 +24,9 @@ from videoseek.core.store import (
     StoreError,
     point_id,
 )
-from videoseek.core.store.base import POOLED_INT8_QUANTILE
-from videoseek.core.store.edge import EdgeClipStore
-from videoseek.core.store.server import ServerClipStore
+from videoseek.store.base import POOLED_INT8_QUANTILE
+from videoseek.store.edge import EdgeClipStore
+from videoseek.store.server import ServerClipStore
 
 Opener = Callable[[], ClipStore]
 
@@ -427,7 +427,7 @@ def test_pooled_is_a_cosine_hnsw_vector_on_int8_and_frames_a_maxsim_multivector_
 
 
 def test_every_field_a_search_filter_uses_has_a_payload_index(store: ClipStore) -> None:
-    from videoseek.core.store.base import filter_conditions
+    from videoseek.store.base import filter_conditions
 
     store.create_collection("clips", DIM, model="m")
     store.upsert("clips", [clip("v1", 0, metadata={"lang": "en", "n": 3, "hd": True, "score": 0.5})])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from store_testdata import DIM, clip, unit
 
-from videoseek.core.store import StoreError, StoreUnavailable
-from videoseek.core.store.edge import EdgeClipStore
-from videoseek.core.store.edge_catalog import ALIASES_FILE
-from videoseek.core.store.locks import ReadWriteLock
+from videoseek.store import StoreError, StoreUnavailable
+from videoseek.store.edge import EdgeClipStore
+from videoseek.store.edge_catalog import ALIASES_FILE
+from videoseek.store.locks import ReadWriteLock
 
 
 def test_alias_switch_rewrites_the_catalog_and_removes_the_old_shard(tmp_path: Path) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoseek.core.settings import load_settings
-from videoseek.core.store import open_store
-from videoseek.core.store.edge import EdgeClipStore
-from videoseek.core.store.server import ServerClipStore
+from videoseek.settings import load_settings
+from videoseek.store import open_store
+from videoseek.store.edge import EdgeClipStore
+from videoseek.store.server import ServerClipStore
 
 
 def test_embedded_edge_store_lives_under_the_data_dir(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ import uuid
 import numpy as np
 import pytest
 
-from videoseek.core.store import ClipPoint, InvalidPoint, SearchFilter, point_id
-from videoseek.core.store.base import (
+from videoseek.store import ClipPoint, InvalidPoint, SearchFilter, point_id
+from videoseek.store.base import (
     AnyCondition,
     MatchCondition,
     RangeCondition,

@@ -10,8 +10,8 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from store_testdata import DIM, clip, unit
 
-from videoseek.core.store import StoreUnavailable
-from videoseek.core.store.server import META_KEY, ServerClipStore
+from videoseek.store import StoreUnavailable
+from videoseek.store.server import META_KEY, ServerClipStore
 
 
 def test_refused_connection_is_store_unavailable_quickly() -> None:

@@ -92,8 +92,8 @@ def test_random_weights_do_not_retrieve(toy_clip: torch.nn.Module) -> None:
 
 
 def test_toy_checkpoint_loads_through_the_core_clip_loader(toy_clip: torch.nn.Module) -> None:
-    from videoseek.core.clip import load_clip
-    from videoseek.core.model_spec import ModelSpec
+    from videoseek.clip import load_clip
+    from videoseek.model_spec import ModelSpec
 
     loaded = load_clip(ModelSpec.parse("toy"))
     text = ["a big red circle in the center on a white background"]

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 from training_helpers import TINY_CLIP_CONFIG
 
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from training_helpers import write_manifest
 from typer.testing import CliRunner
 
 from videoseek.cli import app
-from videoseek.core.model_spec import ModelSpec
+from videoseek.model_spec import ModelSpec
 
 runner = CliRunner()
 FAST = [
@@ -119,7 +119,7 @@ def test_compare_resume_reuses_finished_methods_and_refuses_changed_settings(
 def test_init_adapter_continues_that_adapter_from_its_weights_with_its_method_and_shape(
     tiny_spec: ModelSpec, toy_b_manifest: Path, tmp_path: Path
 ) -> None:
-    from videoseek.core.adapter import load_adapter
+    from videoseek.adapter import load_adapter
 
     data, model = str(toy_b_manifest), str(tiny_spec)
     first = _run("train", "--data", data, "--model", model, "--out", str(tmp_path / "a"), *FAST,

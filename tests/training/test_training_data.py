@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from training_helpers import write_manifest
 
-from videoseek.training.data import DataError, load_dataset
+from training.data import DataError, load_dataset
 
 
 def _video(path: Path) -> Path:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from training_helpers import write_manifest, write_video
 
-from videoseek.core.cancel import TaskCancelled
-from videoseek.core.clip import load_clip
-from videoseek.core.model_spec import ModelSpec
-from videoseek.training.config import SamplingConfig, TrainConfig
-from videoseek.training.data import ClipRecord, load_dataset
-from videoseek.training.frame_cache import FrameCache, FrameError, warm_dataset
-from videoseek.training.loop import train
+from training.config import SamplingConfig, TrainConfig
+from training.data import ClipRecord, load_dataset
+from training.frame_cache import FrameCache, FrameError, warm_dataset
+from training.loop import train
+from videoseek.cancel import TaskCancelled
+from videoseek.clip import load_clip
+from videoseek.model_spec import ModelSpec
 
 SAMPLING = SamplingConfig(fps=1.0, max_frames=4, image_size=16)
 

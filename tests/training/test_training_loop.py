@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from videoseek.core.adapter import AdaptedClip, AdapterConfig, load_adapter
-from videoseek.core.cancel import TaskCancelled
-from videoseek.core.clip import LoadedClip, load_clip
-from videoseek.core.model_spec import ModelSpec
-from videoseek.training import loop
-from videoseek.training.activations import use_lean_activations
-from videoseek.training.batching import Normalizer
-from videoseek.training.config import ConfigError, SamplingConfig, TrainConfig
-from videoseek.training.data import ClipDataset, load_dataset
-from videoseek.training.frame_cache import FrameCache
-from videoseek.training.loop import Batch, lr_at, symmetric_infonce, train, train_step
-from videoseek.training.methods import continue_from, get_method, prepare
-from videoseek.training.run import DataPlan, run_training
-from videoseek.training.similarity import pairwise_scores
+from training import loop
+from training.activations import use_lean_activations
+from training.batching import Normalizer
+from training.config import ConfigError, SamplingConfig, TrainConfig
+from training.data import ClipDataset, load_dataset
+from training.frame_cache import FrameCache
+from training.loop import Batch, lr_at, symmetric_infonce, train, train_step
+from training.methods import continue_from, get_method, prepare
+from training.run import DataPlan, run_training
+from training.similarity import pairwise_scores
+from videoseek.adapter import AdaptedClip, AdapterConfig, load_adapter
+from videoseek.cancel import TaskCancelled
+from videoseek.clip import LoadedClip, load_clip
+from videoseek.model_spec import ModelSpec
 
 FAST = TrainConfig(method="cma", epochs=1, batch_size=4, lr=1e-3, shared_dim=8, frames=4, amp=False)
 
@@ -104,7 +104,7 @@ def test_grad_cache_accumulation_equals_the_full_batch_gradient(
     prepared = prepare(clip, get_method("cma"), FAST)
     normalizer = Normalizer.for_model(clip.model)
     records = dataset.records[:6]  # one batch of 6: once whole, once as 3 micro-batches of 2
-    from videoseek.training.batching import load_frames
+    from training.batching import load_frames
 
     batch = Batch(load_frames(cache, records), clip.tokenize([r.caption for r in records], 32))
 

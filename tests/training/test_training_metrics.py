@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videoseek.training.metrics import retrieval_metrics, text_to_video_ranks, video_to_text_ranks
+from training.metrics import retrieval_metrics, text_to_video_ranks, video_to_text_ranks
 
 
 def test_perfect_similarity_gives_rank_one_everywhere() -> None:

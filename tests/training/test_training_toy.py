@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from videoseek.core.clip import load_clip
-from videoseek.core.model_spec import ModelSpec
-from videoseek.training.config import SamplingConfig, TrainConfig
-from videoseek.training.data import load_dataset
-from videoseek.training.frame_cache import FrameCache
-from videoseek.training.loop import train
+from training.config import SamplingConfig, TrainConfig
+from training.data import load_dataset
+from training.frame_cache import FrameCache
+from training.loop import train
+from videoseek.clip import load_clip
+from videoseek.model_spec import ModelSpec
 
 
 def _t2v_r1(row: dict) -> float:  # type: ignore[type-arg]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import ClipPlan, detect_shot_boundaries, plan_clips, plan_shot_clips
-from videoseek.core.video.clips import plan_video_clips
+from videoseek.settings import IngestSettings
+from videoseek.video import ClipPlan, detect_shot_boundaries, plan_clips, plan_shot_clips
+from videoseek.video.clips import plan_video_clips
 
 
 def spans(plans: list[ClipPlan]) -> list[tuple[float, float]]:

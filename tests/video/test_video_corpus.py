@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import MediaRejected, sample_frames, sample_frames_sandboxed
+from videoseek.settings import IngestSettings
+from videoseek.video import MediaRejected, sample_frames, sample_frames_sandboxed
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 LIMITS = IngestSettings(decode_timeout_s=60)

@@ -15,8 +15,8 @@ from video_factory import (
     remux_with_edit_list,
 )
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import DecodeFailed, NotMedia, sample_frames
+from videoseek.settings import IngestSettings
+from videoseek.video import DecodeFailed, NotMedia, sample_frames
 
 LIMITS = IngestSettings()
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from videoseek.core.layout import InvalidName
-from videoseek.core.video import FrameCache, FrameCacheMiss, video_id_for_file, write_thumbnail
+from videoseek.layout import InvalidName
+from videoseek.video import FrameCache, FrameCacheMiss, video_id_for_file, write_thumbnail
 
 VID = "ab" * 32
 

@@ -16,8 +16,8 @@ from video_factory import (
     write_audio_only,
 )
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import (
+from videoseek.settings import IngestSettings
+from videoseek.video import (
     MediaRejected,
     NotMedia,
     NoVideoStream,
@@ -26,7 +26,7 @@ from videoseek.core.video import (
     TooManyPixels,
     probe,
 )
-from videoseek.core.video.errors import REJECTION_TYPES, rejection
+from videoseek.video.errors import REJECTION_TYPES, rejection
 
 LIMITS = IngestSettings()
 
@@ -139,9 +139,9 @@ def test_huge_header_is_refused_as_too_many_pixels(huge_headers: dict[str, Path]
 _MEASURE = """
 import json, resource, sys
 from pathlib import Path
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video.errors import REJECTION_TYPES, rejection
-from videoseek.core.video import probe, MediaRejected
+from videoseek.settings import IngestSettings
+from videoseek.video.errors import REJECTION_TYPES, rejection
+from videoseek.video import probe, MediaRejected
 peaks = []
 for name in sys.argv[1:]:
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from videoseek.core.settings import IngestSettings
-from videoseek.core.video import (
+from videoseek.settings import IngestSettings
+from videoseek.video import (
     DecodeFailed,
     DecoderCrashed,
     DecodeTimeout,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from videoseek.core.settings import Settings
+from videoseek.settings import Settings
 
 # The odd files the worker tests ingest come from the video tests' generators (tests/video/video_factory.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "video"))
@@ -78,10 +78,10 @@ def toy_videos(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, objec
 @pytest.fixture
 def embedded(model_spec: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Embedded-mode settings on a fresh data dir with the toy model; stops runners and closes stores after."""
-    from videoseek.core.collections import close_shared_stores
-    from videoseek.core.settings import get_settings
-    from videoseek.worker.jobs import close_job_stores
-    from videoseek.worker.runner import stop_embedded_runner
+    from videoseek.collections import close_shared_stores
+    from videoseek.jobs import close_job_stores
+    from videoseek.runtime.embedded_runner import stop_embedded_runner
+    from videoseek.settings import get_settings
 
     monkeypatch.setenv("VIDEOSEEK_MODEL", model_spec)
     monkeypatch.setenv("VIDEOSEEK_DEVICE", "cpu")
@@ -96,9 +96,9 @@ def _distributed(
     monkeypatch: pytest.MonkeyPatch, model_spec: str, redis_url: str, redis_prefix: str, **env: str
 ) -> Iterator[Settings]:
     """Distributed-mode settings in this process and in the workers it starts (through the environment)."""
-    from videoseek.core.collections import close_shared_stores
-    from videoseek.core.settings import get_settings
-    from videoseek.worker.jobs import close_job_stores
+    from videoseek.collections import close_shared_stores
+    from videoseek.jobs import close_job_stores
+    from videoseek.settings import get_settings
 
     base = {
         "VIDEOSEEK_MODEL": model_spec,

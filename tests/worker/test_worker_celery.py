@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from videoseek.core.settings import Settings, get_settings, load_settings
-from videoseek.worker.celery_app import (
+from videoseek.jobs import JobStage, RedisJobStore
+from videoseek.settings import Settings, get_settings, load_settings
+from worker.celery_app import (
     QUEUE_EMBED,
     QUEUE_INGEST,
     QUEUES,
@@ -28,7 +29,6 @@ from videoseek.worker.celery_app import (
     build_celery_app,
     celery_config,
 )
-from videoseek.worker.jobs import JobStage, RedisJobStore
 
 
 def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> None:
@@ -55,8 +55,8 @@ def test_building_the_app_needs_redis_and_loads_no_model() -> None:
     with pytest.raises(WorkerConfigError, match="VIDEOSEEK_REDIS_URL"):
         celery_config(load_settings())
     code = (
-        "import sys; from videoseek.core.settings import load_settings;"
-        "from videoseek.worker.celery_app import build_celery_app;"
+        "import sys; from videoseek.settings import load_settings;"
+        "from worker.celery_app import build_celery_app;"
         "app = build_celery_app(load_settings(redis_url='redis://127.0.0.1:6379/13')); app.loader.import_default_modules();"
         "t = app.tasks['videoseek.ingest.embed']; assert t.acks_late and t.reject_on_worker_lost, t;"
         "assert 'torch' not in sys.modules and 'av' not in sys.modules, 'heavy import in the Celery parent'"
@@ -120,8 +120,9 @@ def _eager_decode(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, decode: Callable[[object, str], None], max_retries: int
 ) -> tuple[Any, Any, Any]:
     """A Celery app that runs tasks eagerly, one stored job, and ``decode`` in place of the decode step."""
-    from videoseek.worker import pipeline, tasks
-    from videoseek.worker.jobs import Job, SqliteJobStore
+    from videoseek.ingest import pipeline
+    from videoseek.jobs import Job, SqliteJobStore
+    from worker import tasks
 
     settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": max_retries})
     app = build_celery_app(settings)
@@ -139,7 +140,7 @@ def test_task_retries_transient_errors_then_fails_the_job(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Eagerly applied: a store outage is retried max_retries times, then the job fails with the reason."""
-    from videoseek.worker import pipeline
+    from videoseek.ingest import pipeline
 
     calls: list[str] = []
 
@@ -162,7 +163,7 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
     """Redis (the job state) dropping a connection mid-task is a retry, never a failed job."""
     import redis
 
-    from videoseek.worker import tasks
+    from worker import tasks
 
     calls: list[str] = []
     backoffs: list[int] = []
@@ -266,11 +267,11 @@ def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: 
 def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
     distributed: Settings, tmp_path: Path
 ) -> None:
-    from videoseek.core.collections import close_shared_stores, create_collection, shared_store
-    from videoseek.core.layout import DataLayout
+    from videoseek.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.ingest.pipeline import read_clip_plan
+    from videoseek.ingest.submit import submit_ingest
+    from videoseek.layout import DataLayout
     from videoseek.toy.generate import generate_videos
-    from videoseek.worker.pipeline import read_clip_plan
-    from videoseek.worker.submit import submit_ingest
 
     log = tmp_path / "workers.log"
     first = _start_worker(log)  # it boots while we prepare; it opens the store only for its first task
@@ -309,12 +310,12 @@ def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
 def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     distributed_defaults: Settings, tmp_path: Path
 ) -> None:
-    from videoseek.core.collections import close_shared_stores, create_collection, shared_store
-    from videoseek.core.layout import DataLayout
+    from videoseek.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.ingest.pipeline import read_clip_plan
+    from videoseek.ingest.submit import submit_ingest
+    from videoseek.layout import DataLayout
     from videoseek.toy.generate import generate_videos
-    from videoseek.worker.embed_backlog import EmbedBacklog
-    from videoseek.worker.pipeline import read_clip_plan
-    from videoseek.worker.submit import submit_ingest
+    from worker.embed_backlog import EmbedBacklog
 
     settings = distributed_defaults
     assert settings.redis_url is not None
@@ -362,9 +363,10 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
 ) -> None:
     """Eagerly applied: the JSON-serialised request comes back whole, the result names its kind, and a task
     meeting another one's slot on its collection refuses to run."""
-    from videoseek.worker import retrain, tasks
-    from videoseek.worker.reindex import ReindexError
-    from videoseek.worker.retrain import RetrainError, RetrainRequest
+    from videoseek import retrain
+    from videoseek.reindex import ReindexError
+    from videoseek.retrain import RetrainError, RetrainRequest
+    from worker import tasks
 
     settings = load_settings(redis_url=redis_url, worker={"redis_prefix": redis_prefix})
     slots = tasks.collection_task_slots(settings)
@@ -403,7 +405,7 @@ def test_a_cancel_flag_that_cannot_be_read_does_not_stop_the_task(caplog: pytest
     """A Redis failover during hours of training costs a log line, not the run."""
     import redis
 
-    from videoseek.worker.cancel_flags import CancelFlags
+    from worker.cancel_flags import CancelFlags
 
     nowhere = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
     check = CancelFlags(nowhere, "p:", "s:").check_for("films." + "0" * 32)

@@ -10,8 +10,8 @@ from typing import Any
 from typer.testing import CliRunner
 
 from videoseek.cli import app
-from videoseek.core.collections import shared_store
-from videoseek.core.settings import Settings
+from videoseek.collections import shared_store
+from videoseek.settings import Settings
 
 
 def _invoke(*args: str) -> tuple[int, dict[str, list[dict[str, Any]]]]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoseek.core.collections import create_collection, shared_store
-from videoseek.core.settings import Settings
-from videoseek.worker.jobs import JobStage
-from videoseek.worker.runner import get_embedded_runner
-from videoseek.worker.submit import get_job, submit_ingest
+from videoseek.collections import create_collection, shared_store
+from videoseek.ingest.submit import get_job, submit_ingest
+from videoseek.jobs import JobStage
+from videoseek.runtime.embedded_runner import get_embedded_runner
+from videoseek.settings import Settings
 
 
 def _ingest_and_check(settings: Settings, files: list[Path], timeout_s: float) -> dict[str, str]:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from videoseek.core.settings import Settings
-from videoseek.worker.embed_backlog import EmbedBacklog, embed_with_backlog
-from videoseek.worker.jobs import JobStage
-from videoseek.worker.pipeline import PipelineContext
+from videoseek.ingest.pipeline import PipelineContext
+from videoseek.jobs import JobStage
+from videoseek.settings import Settings
+from worker.embed_backlog import EmbedBacklog, embed_with_backlog
 
 pytestmark = pytest.mark.redis
 
@@ -31,9 +31,9 @@ def settings(distributed_defaults: Settings) -> Settings:
 @pytest.fixture
 def decoded(settings: Settings, toy_videos: list[dict[str, Any]]) -> tuple[PipelineContext, list[str]]:
     """Three toy videos decoded into the frame cache, waiting for embedding (no worker runs)."""
-    from videoseek.core.collections import create_collection
-    from videoseek.worker.pipeline import decode_video
-    from videoseek.worker.submit import submit_ingest
+    from videoseek.collections import create_collection
+    from videoseek.ingest.pipeline import decode_video
+    from videoseek.ingest.submit import submit_ingest
 
     create_collection(settings, "films")
     ctx = PipelineContext.from_settings(settings)
@@ -159,7 +159,7 @@ def test_claims_of_a_dead_task_run_out_and_its_videos_are_embedded_by_their_own_
 def test_a_video_too_long_to_join_is_left_waiting_unread_and_shorter_ones_join(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from videoseek.worker import embed_backlog
+    from worker import embed_backlog
 
     ctx, (first, second, third) = decoded
     backlog.add(first, frames_of(ctx, first))
@@ -198,7 +198,7 @@ def test_claims_stay_alive_while_a_batch_outlasts_their_lifetime(
 def test_a_video_that_breaks_the_batch_does_not_fail_the_tasks_own_job(
     decoded: tuple[PipelineContext, list[str]], backlog: EmbedBacklog
 ) -> None:
-    from videoseek.core.adapter import AdapterNotFound
+    from videoseek.adapter import AdapterNotFound
 
     ctx, (first, second, _) = decoded
     wait_in_line(ctx, backlog, second)
@@ -236,9 +236,9 @@ def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_lat
     backlog: EmbedBacklog,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from videoseek.worker import tasks
-    from videoseek.worker.celery_app import TASK_EMBED, build_celery_app
-    from videoseek.worker.embed_backlog import CLAIM_RECHECK_S
+    from worker import tasks
+    from worker.celery_app import TASK_EMBED, build_celery_app
+    from worker.embed_backlog import CLAIM_RECHECK_S
 
     ctx, (first, _, _) = decoded
     monkeypatch.setattr(tasks, "worker_context", lambda: ctx)
@@ -258,9 +258,9 @@ def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_lat
 def test_the_embedded_runner_fails_only_the_video_that_breaks_its_batch(
     decoded: tuple[PipelineContext, list[str]],
 ) -> None:
-    from videoseek.core.store import InvalidPoint
-    from videoseek.worker.pipeline import load_decoded
-    from videoseek.worker.runner import EmbeddedRunner
+    from videoseek.ingest.pipeline import load_decoded
+    from videoseek.runtime.embedded_runner import EmbeddedRunner
+    from videoseek.store import InvalidPoint
 
     ctx, (first, second, third) = decoded
     broken = ctx.jobs.require(second).video_id

@@ -10,16 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from videoseek.core.adapter import AdaptedClip, AdapterConfig, AdapterFile, save_adapter
-from videoseek.core.collections import create_collection, shared_store
-from videoseek.core.layout import DataLayout
-from videoseek.core.settings import Settings
-from videoseek.core.store import SearchFilter
-from videoseek.core.video import FrameCache
-from videoseek.worker.embedding import EmbedRequest, FrameEmbedder, _batches, clip_vectors, preprocess_frames
-from videoseek.worker.pipeline import read_clip_plan
-from videoseek.worker.runner import get_embedded_runner
-from videoseek.worker.submit import get_job, submit_ingest
+from videoseek.adapter import AdaptedClip, AdapterConfig, AdapterFile, save_adapter
+from videoseek.collections import create_collection, shared_store
+from videoseek.ingest.embedding import EmbedRequest, FrameEmbedder, _batches, clip_vectors, preprocess_frames
+from videoseek.ingest.pipeline import read_clip_plan
+from videoseek.ingest.submit import get_job, submit_ingest
+from videoseek.layout import DataLayout
+from videoseek.runtime.embedded_runner import get_embedded_runner
+from videoseek.settings import Settings
+from videoseek.store import SearchFilter
+from videoseek.video import FrameCache
 
 
 def _frames(seed: int, n: int, h: int, w: int) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_tensor_preprocessing_matches_open_clip_transform(embedded: Settings) ->
 
 
 def test_mixed_batches_equal_per_video_embedding(embedded: Settings, tmp_path: Path) -> None:
-    from videoseek.core.collections import install_adapter
+    from videoseek.collections import install_adapter
 
     version = install_adapter(embedded, make_adapter(embedded, tmp_path / "adapter"))
     embedder = FrameEmbedder(embedded)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from videoseek.worker.jobs import (
+from videoseek.jobs import (
     Job,
     JobNotFound,
     JobStage,

@@ -25,13 +25,13 @@ from video_factory import (
     write_video,
 )
 
-from videoseek.core.collections import close_shared_stores, create_collection, shared_store
-from videoseek.core.layout import DataLayout
-from videoseek.core.settings import Settings, load_settings
-from videoseek.core.video import FrameCache
-from videoseek.worker.jobs import Job, JobStage, close_job_stores, get_job_store
-from videoseek.worker.runner import start_embedded_runner, stop_embedded_runner
-from videoseek.worker.submit import submit_ingest
+from videoseek.collections import close_shared_stores, create_collection, shared_store
+from videoseek.ingest.submit import submit_ingest
+from videoseek.jobs import Job, JobStage, close_job_stores, get_job_store
+from videoseek.layout import DataLayout
+from videoseek.runtime.embedded_runner import start_embedded_runner, stop_embedded_runner
+from videoseek.settings import Settings, load_settings
+from videoseek.video import FrameCache
 
 COLLECTION = "odd"
 VP9 = {"codec": "libvpx-vp9", "codec_options": {"deadline": "realtime", "cpu-used": "8"}}
@@ -175,8 +175,8 @@ def test_odd_file_ends_done_with_its_clips_stored_or_failed_with_a_reason(
 
 def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingested: Ingested) -> None:
     """Visible wherever the job is read: the job store, the API's job resource, the CLI summary."""
+    from service.schemas import JobOut
     from videoseek.cli.ingest_cmd import Entry, _print_summary, summarize
-    from videoseek.service.schemas import JobOut
 
     truncated = ingested.outcomes["truncated"].job
     stored = get_job_store(ingested.settings).require(truncated.job_id)

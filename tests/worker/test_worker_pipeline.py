@@ -14,15 +14,15 @@ import pytest
 from PIL import Image
 from worker_helpers import decoded_but_not_indexed
 
-from videoseek.core.collections import create_collection, delete_collection, delete_video, shared_store
-from videoseek.core.layout import DataLayout
-from videoseek.core.settings import Settings
-from videoseek.core.store import SearchFilter
-from videoseek.core.video import FrameCache
-from videoseek.worker.jobs import Job, JobStage, get_job_store, new_job_id
-from videoseek.worker.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
-from videoseek.worker.runner import EmbeddedRunner, get_embedded_runner, stop_embedded_runner
-from videoseek.worker.submit import find_video_file, get_job, submit_ingest
+from videoseek.collections import create_collection, delete_collection, delete_video, shared_store
+from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
+from videoseek.ingest.submit import find_video_file, get_job, submit_ingest
+from videoseek.jobs import Job, JobStage, get_job_store, new_job_id
+from videoseek.layout import DataLayout
+from videoseek.runtime.embedded_runner import EmbeddedRunner, get_embedded_runner, stop_embedded_runner
+from videoseek.settings import Settings
+from videoseek.store import SearchFilter
+from videoseek.video import FrameCache
 
 
 def write_audio_only(path: Path) -> Path:
@@ -85,8 +85,8 @@ def test_ingested_videos_are_searchable_with_clips_thumbnails_and_cached_frames(
 
 def test_a_caption_finds_its_video_near_the_top(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:
     """The toy text tower's embedding of a video's caption ranks that video's clips first (or close)."""
-    from videoseek.core.clip import get_clip
-    from videoseek.core.encoders import encode_texts
+    from videoseek.clip import get_clip
+    from videoseek.encoders import encode_texts
 
     create_collection(embedded, "films")
     jobs = ingest_all(embedded, "films", [r["path"] for r in toy_videos])

@@ -16,21 +16,21 @@ from test_worker_pipeline import ingest_all
 from typer.testing import CliRunner
 from worker_helpers import decoded_but_not_indexed
 
+from videoseek.adapter import AdaptedClip, load_adapter
+from videoseek.cancel import TaskCancelled
 from videoseek.cli import app
-from videoseek.core.adapter import AdaptedClip, load_adapter
-from videoseek.core.cancel import TaskCancelled
-from videoseek.core.collection_lock import CollectionBusy, collection_write_lock
-from videoseek.core.collections import create_collection, delete_video, shared_store
-from videoseek.core.layout import DataLayout
-from videoseek.core.settings import Settings, load_settings
-from videoseek.core.store import ClipStore, CollectionInfo, SearchFilter, point_id
-from videoseek.core.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
-from videoseek.worker import pipeline
-from videoseek.worker.embedding import preprocess_frames
-from videoseek.worker.jobs import Job, get_job_store
-from videoseek.worker.pipeline import embed_and_index, read_clip_plan
-from videoseek.worker.reindex import ReindexError, ReindexProgress, reindex_collection
-from videoseek.worker.runner import stop_embedded_runner
+from videoseek.collection_lock import CollectionBusy, collection_write_lock
+from videoseek.collections import create_collection, delete_video, shared_store
+from videoseek.ingest import pipeline
+from videoseek.ingest.embedding import preprocess_frames
+from videoseek.ingest.pipeline import embed_and_index, read_clip_plan
+from videoseek.jobs import Job, get_job_store
+from videoseek.layout import DataLayout
+from videoseek.reindex import ReindexError, ReindexProgress, reindex_collection
+from videoseek.runtime.embedded_runner import stop_embedded_runner
+from videoseek.settings import Settings, load_settings
+from videoseek.store import ClipStore, CollectionInfo, SearchFilter, point_id
+from videoseek.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
 
 NAME = "films"
 
@@ -255,7 +255,7 @@ def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(
 def test_cli_reindexes_to_an_adapter_and_back_and_the_task_does_the_same(
     embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from videoseek.worker import tasks
+    from worker import tasks
 
     create_collection(embedded, NAME)
     (job,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
@@ -337,9 +337,9 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
 ) -> None:
     import redis
 
-    from videoseek.core.settings import get_settings
-    from videoseek.service.collection_tasks import task_collection
-    from videoseek.worker.tasks import TASK_REINDEX, collection_task_slots
+    from service.collection_tasks import task_collection
+    from videoseek.settings import get_settings
+    from worker.tasks import TASK_REINDEX, collection_task_slots
 
     monkeypatch.setenv("VIDEOSEEK_REDIS_URL", redis_url)
     monkeypatch.setenv("VIDEOSEEK_WORKER__REDIS_PREFIX", redis_prefix)

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from videoseek.core.collections import create_collection, shared_store
-from videoseek.core.settings import Settings, get_settings
-from videoseek.core.store import ClipPoint, ClipStore, InvalidPoint, StoreUnavailable
-from videoseek.worker.jobs import JobNotFound, JobStage
-from videoseek.worker.pipeline import MAX_EMBED_ATTEMPTS, PipelineContext
-from videoseek.worker.runner import EmbeddedRunner, start_embedded_runner, stop_embedded_runner
-from videoseek.worker.submit import IngestQueueFull, get_job, submit_ingest
+from videoseek.collections import create_collection, shared_store
+from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, PipelineContext
+from videoseek.ingest.submit import IngestQueueFull, get_job, submit_ingest
+from videoseek.jobs import JobNotFound, JobStage
+from videoseek.runtime.embedded_runner import EmbeddedRunner, start_embedded_runner, stop_embedded_runner
+from videoseek.settings import Settings, get_settings
+from videoseek.store import ClipPoint, ClipStore, InvalidPoint, StoreUnavailable
 
 
 class FlakyStore:

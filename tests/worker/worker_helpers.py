@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from videoseek.core.layout import DataLayout
-from videoseek.core.settings import Settings
-from videoseek.core.video.identity import video_id_for_file
-from videoseek.worker.jobs import Job, get_job_store, new_job_id
-from videoseek.worker.pipeline import DecodedVideo, PipelineContext, decode_video
+from videoseek.ingest.pipeline import DecodedVideo, PipelineContext, decode_video
+from videoseek.jobs import Job, get_job_store, new_job_id
+from videoseek.layout import DataLayout
+from videoseek.settings import Settings
+from videoseek.video.identity import video_id_for_file
 
 
 def decoded_but_not_indexed(

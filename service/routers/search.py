@@ -1,0 +1,95 @@
+"""``POST /search``: text in, ranked clips out, paged with an opaque cursor."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import EngineDep, LinksDep, SearchPrincipal, Services
+from service.errors import BadRequest, InvalidRequest
+from service.pagination import MAX_RESULTS_PAGED, CursorState, query_fingerprint
+from service.schemas import SearchFilters, SearchRequest, SearchResponse, SearchResult
+from service.search_engine import RankedClip, SearchQuery
+from service.state import MediaLinks
+from videoseek.store import SearchFilter
+
+router = APIRouter(tags=["search"])
+
+
+def store_filter(filters: SearchFilters | None) -> SearchFilter | None:
+    """The store's filter for the request's filters; a metadata key the store rejects is a 422."""
+    if filters is None:
+        return None
+    time_range = (filters.time_range.start_s, filters.time_range.end_s) if filters.time_range else None
+    try:
+        return SearchFilter(video_ids=filters.video_ids, metadata=filters.metadata, time_range=time_range)
+    except ValueError as exc:
+        raise InvalidRequest(f"filters: {exc}") from exc
+
+
+def fingerprint(body: SearchRequest) -> str:
+    filters = body.filters.model_dump(mode="json") if body.filters else None
+    parts = {"c": body.collection, "q": body.query, "f": filters, "g": body.group_by, "m": body.min_score}
+    return query_fingerprint(parts)
+
+
+def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks) -> SearchResult:
+    clip = ranked.clip
+    metadata = clip.payload.get("metadata")
+    return SearchResult(
+        video_id=clip.video_id,
+        clip_id=clip.id,
+        clip_index=clip.clip_index,
+        start_s=clip.start_s,
+        end_s=clip.end_s,
+        best_frame_s=ranked.best_frame_s,
+        score=round(ranked.score, 6),
+        source_name=clip.payload.get("source_name") or clip.payload.get("source"),
+        metadata=metadata if isinstance(metadata, dict) else {},
+        thumbnail_url=links.thumbnail(body.collection, clip.video_id, clip.clip_index),
+        playback_url=links.playback(body.collection, clip.video_id, clip.start_s),
+    )
+
+
+def page_query(body: SearchRequest, state: CursorState | None) -> SearchQuery:
+    seen = frozenset(state.seen) if state else frozenset()
+    if len(seen) >= MAX_RESULTS_PAGED:
+        raise BadRequest(f"paging is limited to {MAX_RESULTS_PAGED} results: refine the query or filters")
+    return SearchQuery(
+        collection=body.collection,
+        text=body.query,
+        limit=min(body.limit, MAX_RESULTS_PAGED - len(seen)),
+        flt=store_filter(body.filters),
+        group_by=body.group_by,
+        min_score=body.min_score,
+        seen=seen,
+    )
+
+
+def next_state(
+    body: SearchRequest, adapter_version: str | None, state: CursorState | None, shown: list[RankedClip]
+) -> CursorState:
+    keys = [r.clip.video_id if body.group_by == "video" else r.clip.id for r in shown]
+    return CursorState(fingerprint(body), adapter_version, [*(state.seen if state else []), *keys])
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search(
+    body: SearchRequest, principal: SearchPrincipal, engine: EngineDep, services: Services, links: LinksDep
+) -> SearchResponse:
+    """Rank a collection's clips against a text query (pass next_cursor back for the next page)."""
+    principal.require_collection(body.collection)
+    info = await engine.collection(body.collection)
+    state = (
+        services.cursors.decode(body.cursor, fingerprint(body), info.adapter_version) if body.cursor else None
+    )
+    outcome = await engine.search(page_query(body, state), info)
+    following = next_state(body, outcome.adapter_version, state, outcome.results)
+    more = outcome.has_more and len(following.seen) < MAX_RESULTS_PAGED
+    return SearchResponse(
+        collection=body.collection,
+        query=body.query,
+        adapter_version=outcome.adapter_version,
+        results=[to_result(body, ranked, links) for ranked in outcome.results],
+        next_cursor=services.cursors.encode(following) if more else None,
+        timings_ms=outcome.timings_ms,
+    )

@@ -1,0 +1,157 @@
+"""Admin tasks on a collection: re-index it with another adapter, or retrain its adapter; and their status."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from service.collection_tasks import TaskStatus, task_collection
+from service.deps import AdminPrincipal, EngineDep, LinksDep, Services
+from service.errors import NotFound
+from service.routers.collections import resolve_adapter
+from service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskList, TaskStatusOut
+from service.search_engine import SearchEngine
+from service.state import AppServices
+from videoseek.layout import check_collection_name
+from videoseek.retrain import RetrainRequest as RetrainWork
+from worker.recent_tasks import KEEP_PER_COLLECTION
+
+router = APIRouter(tags=["collections"])
+
+_BUSY: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Busy with another task, or made for another base model."}
+}
+
+
+def adapter_version_for(services: AppServices, adapter: str | None) -> str | None:
+    """The installed version of a registered version or a server directory (verified and copied in)."""
+    from videoseek.collections import install_adapter
+
+    resolved = resolve_adapter(services, adapter)
+    if "adapter_dir" in resolved:
+        return install_adapter(services.settings, resolved["adapter_dir"])
+    return resolved.get("adapter_version")
+
+
+async def _admin_target(name: str, principal: AdminPrincipal, engine: SearchEngine) -> None:
+    """404 if unknown, 403 out of the key's collections, 409 if made for another base model."""
+    check_collection_name(name)
+    principal.require_collection(name)
+    await engine.collection(name, fresh=True)
+
+
+@router.post("/collections/{name}/reindex", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+async def start_reindex(
+    name: str,
+    body: ReindexRequest,
+    principal: AdminPrincipal,
+    services: Services,
+    engine: EngineDep,
+    links: LinksDep,
+) -> TaskAccepted:
+    """Re-embed every clip of a collection with another adapter (or none), then switch searches to it."""
+    await _admin_target(name, principal, engine)
+    version = await asyncio.to_thread(adapter_version_for, services, body.adapter)
+    task_id = await asyncio.to_thread(services.tasks.start_reindex, name, version, body.allow_missing)
+    return TaskAccepted(
+        task_id=task_id,
+        collection=name,
+        kind="reindex",
+        adapter_version=version,
+        status_url=links.task(task_id),
+    )
+
+
+@router.post("/collections/{name}/retrain", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+async def start_retrain(
+    name: str,
+    body: RetrainRequest,
+    principal: AdminPrincipal,
+    services: Services,
+    engine: EngineDep,
+    links: LinksDep,
+) -> TaskAccepted:
+    """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
+    from videoseek.retrain import load_training_data, training_config
+
+    await _admin_target(name, principal, engine)
+    work = RetrainWork(**body.model_dump())
+    await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
+    await asyncio.to_thread(training_config, services.settings, name, work)  # and nothing to continue
+    task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
+    return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
+
+
+_NO_TASK: dict[int | str, dict[str, Any]] = {404: {"description": "No such task."}}
+
+
+def _visible(task_id: str, principal: AdminPrincipal) -> bool:
+    """Whether the id is one of ours, of a collection the key may see (otherwise: answered as unknown)."""
+    # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
+    collection = task_collection(task_id) if len(task_id) <= 100 else None
+    # A key limited to other collections gets the same answer as for a task that does not exist.
+    return collection is not None and principal.may_access(collection)
+
+
+def _no_task(task_id: str) -> NotFound:
+    return NotFound(
+        f"no task {task_id!r} (task ids come from POST /collections/{{name}}/reindex or /retrain)"
+    )
+
+
+async def _task_out(
+    task_id: str, principal: AdminPrincipal, lookup: Callable[[str], TaskStatus | None]
+) -> TaskStatusOut:
+    """``lookup``'s answer for a task the key may see; 404 for any other, or for none."""
+    status = await asyncio.to_thread(lookup, task_id) if _visible(task_id, principal) else None
+    if status is None:
+        raise _no_task(task_id)
+    return TaskStatusOut(**asdict(status))
+
+
+@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
+async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+    """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
+    cancelled."""
+    return await _task_out(task_id, principal, services.tasks.status)
+
+
+@router.post(
+    "/tasks/{task_id}/cancel",
+    status_code=202,
+    response_model=TaskStatusOut,
+    responses={**_NO_TASK, 409: {"description": "The task has ended."}},
+)
+async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+    """Ask a queued or running task to stop; the collection keeps serving the version it had."""
+    return await _task_out(task_id, principal, services.tasks.cancel)
+
+
+@router.get(
+    "/collections/{name}/tasks",
+    response_model=TaskList,
+    responses={
+        403: {"description": "Out of the key's collections."},
+        404: {"description": "No such collection."},
+    },
+)
+async def list_tasks(
+    name: str,
+    principal: AdminPrincipal,
+    services: Services,
+    limit: Annotated[
+        int, Query(ge=1, le=KEEP_PER_COLLECTION, description="At most this many, newest first.")
+    ] = KEEP_PER_COLLECTION,
+) -> TaskList:
+    """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
+    check_collection_name(name)
+    principal.require_collection(name)
+    await asyncio.to_thread(
+        services.require_store().get_collection, name
+    )  # 404 if there is no such collection
+    statuses = await asyncio.to_thread(services.tasks.recent, name, limit)
+    return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])

@@ -1,0 +1,111 @@
+"""Videos of a collection: upload (ingested in the background), describe, list, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service.deps import IngestPrincipal, LinksDep, SearchPrincipal, Services
+from service.errors import NotFound
+from service.ingest import ingest_upload
+from service.routers.jobs import job_out
+from service.schemas import Deleted, UploadAccepted, VideoList, VideoOut
+from service.videos import delete_video_everywhere, describe_video
+from videoseek.layout import check_collection_name, check_video_id
+
+router = APIRouter(tags=["videos"])
+
+_UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The video file."},
+                        "metadata": {
+                            "type": "string",
+                            "description": "A JSON object, filterable by equality.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such collection."},
+    413: {"description": "The file is over the size limit."},
+    415: {"description": "Not multipart, or the file is clearly not a video."},
+    429: {"description": "The ingest queue is full; retry after Retry-After seconds."},
+}
+
+
+@router.post(
+    "/collections/{name}/videos",
+    status_code=202,
+    response_model=UploadAccepted,
+    openapi_extra=_UPLOAD_BODY,
+    responses=_UPLOAD_ERRORS,
+)
+async def upload_video(
+    name: str, request: Request, principal: IngestPrincipal, services: Services
+) -> UploadAccepted:
+    """Upload a video (multipart field 'file', optional JSON 'metadata'); poll job_url for progress."""
+    check_collection_name(name)
+    principal.require_collection(name)
+    result = await ingest_upload(services, name, request)
+    return UploadAccepted(
+        job_id=result.job_id,
+        video_id=result.video_id,
+        duplicate=result.duplicate,
+        job_url=f"{request.scope.get('root_path', '')}/jobs/{result.job_id}",
+    )
+
+
+@router.get("/collections/{name}/videos", response_model=VideoList)
+async def list_videos(name: str, principal: SearchPrincipal, services: Services) -> VideoList:
+    """Ids of the videos indexed in a collection."""
+    check_collection_name(name)
+    principal.require_collection(name)
+    ids = await asyncio.to_thread(services.require_store().list_videos, name)
+    return VideoList(collection=name, video_ids=sorted(ids))
+
+
+@router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut)
+async def get_video(
+    name: str, video_id: str, principal: SearchPrincipal, services: Services, links: LinksDep
+) -> VideoOut:
+    """A video: its clip count, source name, metadata and latest ingest job."""
+    check_collection_name(name)
+    check_video_id(video_id)
+    principal.require_collection(name)
+    found = await asyncio.to_thread(describe_video, services, name, video_id)
+    if found is None:
+        raise NotFound(f"no video {video_id} in collection {name!r}")
+    clips, job, has_file = found
+    return VideoOut(
+        collection=name,
+        video_id=video_id,
+        clips=clips,
+        source_name=job.source if job else None,
+        metadata=job.metadata if job else {},
+        job=job_out(job) if job else None,
+        file_url=links.video_file(name, video_id) if has_file else None,
+    )
+
+
+@router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted)
+async def delete_video(name: str, video_id: str, principal: IngestPrincipal, services: Services) -> Deleted:
+    """Remove a video: its clips (vectors and frames), thumbnails and the stored file."""
+    check_collection_name(name)
+    check_video_id(video_id)
+    principal.require_collection(name)
+    removed = await asyncio.to_thread(delete_video_everywhere, services, name, video_id)
+    if removed is None:
+        raise NotFound(f"no video {video_id} in collection {name!r}")
+    return Deleted(deleted=video_id, clips_removed=removed)

@@ -1,0 +1,246 @@
+"""Two-stage text-to-clip ranking.
+
+1. ANN: the query embedding against each clip's ``pooled`` vector, fetching ``oversample`` x more candidates
+   than asked for (with their per-frame vectors).
+2. Exact re-ranking of those candidates with the paper's text-conditioned pooling: frame weights
+   ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``. The frame that weighs
+   most gives ``best_frame_s``.
+
+The query is always embedded with the adapter version the collection's vectors were made with (read from the
+store on every query; a re-index that switches versions mid-query is detected from the hits and retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from service.batching import QueryEmbedder
+from service.errors import Conflict
+from service.frame_vector_cache import FrameVectorCache
+from service.metrics import ServiceMetrics
+from videoseek.store import ClipStore, CollectionInfo, ScoredClip, SearchFilter
+
+GroupBy = Literal["clip", "video"]
+# (text [D], frames [N, F, D], mask [N, F] bool, tau) -> (scores [N] cosine, weights [N, F])
+ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+
+MAX_CANDIDATES = 4096
+# Collection info is read per query; a short cache keeps the store's count/facet work off the hot path.
+INFO_TTL_S = 2.0
+ADAPTER_PAYLOAD_KEY = "adapter_version"
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """One page request, already validated."""
+
+    collection: str
+    text: str
+    limit: int
+    flt: SearchFilter | None = None
+    group_by: GroupBy = "clip"
+    min_score: float | None = None
+    seen: frozenset[str] = frozenset()  # clip ids (group_by clip) or video ids (group_by video) already shown
+
+
+@dataclass(frozen=True)
+class RankedClip:
+    """One result: the clip, its exact score and the moment that matched best."""
+
+    clip: ScoredClip
+    score: float
+    best_frame_s: float
+
+
+@dataclass
+class SearchOutcome:
+    results: list[RankedClip]
+    adapter_version: str | None
+    has_more: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rerank(text: np.ndarray, hits: Sequence[ScoredClip], score_fn: ScoreFn, tau: float) -> list[RankedClip]:
+    """Exact scores for ANN hits, best first (ties broken by clip id so pages are deterministic)."""
+    usable = [hit for hit in hits if hit.frames is not None and len(hit.frames)]
+    if not usable:
+        return []
+    counts = [len(hit.frames) for hit in usable]  # type: ignore[arg-type]
+    frames = np.zeros((len(usable), max(counts), text.shape[-1]), dtype=np.float32)
+    mask = np.zeros(frames.shape[:2], dtype=bool)
+    for row, (hit, count) in enumerate(zip(usable, counts, strict=True)):
+        frames[row, :count] = hit.frames
+        mask[row, :count] = True
+    scores, weights = score_fn(text, frames, mask, tau)
+    best = np.where(mask, weights, -np.inf).argmax(axis=1)
+    ranked = [
+        RankedClip(clip=hit, score=float(score), best_frame_s=_frame_time(hit, int(frame)))
+        for hit, score, frame in zip(usable, scores, best, strict=True)
+    ]
+    ranked.sort(key=lambda r: (-r.score, r.clip.id))
+    return ranked
+
+
+def _frame_time(hit: ScoredClip, frame: int) -> float:
+    return hit.frame_times[frame] if frame < len(hit.frame_times) else hit.start_s
+
+
+def best_per_video(ranked: Sequence[RankedClip]) -> list[RankedClip]:
+    """Keep each video's best clip (input is sorted best first)."""
+    seen: set[str] = set()
+    out = []
+    for result in ranked:
+        if result.clip.video_id not in seen:
+            seen.add(result.clip.video_id)
+            out.append(result)
+    return out
+
+
+class SearchEngine:
+    """Embeds the query (cached, micro-batched), runs the ANN stage and re-ranks exactly."""
+
+    def __init__(
+        self,
+        store: ClipStore,
+        embedder: QueryEmbedder,
+        score_fn: ScoreFn,
+        *,
+        oversample: int,
+        tau: float,
+        model_fingerprint: Callable[[], str],
+        metrics: ServiceMetrics | None = None,
+        frames: FrameVectorCache | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.score_fn = score_fn
+        self.oversample = oversample
+        self.tau = tau
+        self._model_fingerprint = model_fingerprint  # blocking: loads the model if needed
+        self._fingerprint: str | None = None
+        self._infos: dict[str, tuple[float, CollectionInfo]] = {}
+        self.metrics = metrics
+        self.frames = frames
+
+    def _observe(self, stage: str, started: float, timings: dict[str, float]) -> None:
+        elapsed = time.perf_counter() - started
+        timings[stage] = round(timings.get(stage, 0.0) + elapsed * 1000, 3)
+        if self.metrics is not None:
+            self.metrics.search_stage_seconds.labels(stage).observe(elapsed)
+
+    async def collection(self, name: str, *, fresh: bool = False) -> CollectionInfo:
+        """The collection's info (model, adapter version), cached for ``INFO_TTL_S``.
+
+        The cache is safe for ranking: a search whose hits carry another adapter version than the one used
+        for the query is redone with fresh info (see :meth:`search`).
+        """
+        now = time.monotonic()
+        cached = self._infos.get(name)
+        if cached is not None and not fresh and now - cached[0] < INFO_TTL_S:
+            return cached[1]
+        info = await asyncio.to_thread(self.store.get_collection, name)
+        if self._fingerprint is None:  # loads the model on first use
+            self._fingerprint = await asyncio.to_thread(self._model_fingerprint)
+        if info.model != self._fingerprint:
+            raise Conflict(
+                f"collection {name!r} was indexed with model {info.model!r} but this server runs "
+                f"{self._fingerprint!r}: start the server with that model, or re-index the collection"
+            )
+        self._infos[name] = (now, info)
+        return info
+
+    def forget(self, name: str) -> None:
+        """Drop cached info of a collection that was just created or deleted."""
+        self._infos.pop(name, None)
+
+    async def embed(self, text: str, adapter_version: str | None) -> np.ndarray:
+        """The query embedding (projected, not normalised) under ``adapter_version``."""
+        future = self.embedder.submit(text, adapter_version)
+        if future.done():
+            if self.metrics is not None:
+                self.metrics.query_cache.labels("hit").inc()
+            return future.result()
+        if self.metrics is not None:
+            self.metrics.query_cache.labels("miss").inc()
+        # shield: a client that goes away must not cancel an encoding other requests may share.
+        return await asyncio.shield(asyncio.wrap_future(future))
+
+    def _candidates(
+        self,
+        query: SearchQuery,
+        info: CollectionInfo,
+        text: np.ndarray,
+        wanted: int,
+        exclude: Collection[str],
+    ) -> list[ScoredClip]:
+        """ANN hits with their frame vectors (blocking: one thread hop for both reads)."""
+        flt = query.flt
+        if query.group_by == "video" and query.seen:  # shown videos must not use up the candidates
+            flt = replace(flt or SearchFilter(), exclude_video_ids=tuple(sorted(query.seen)))
+        if self.frames is None:
+            return self.store.search(query.collection, text, wanted, flt, True, exclude)
+        hits = self.store.search(query.collection, text, wanted, flt, False, exclude)
+        # A deleted and re-created collection may reuse a physical name, never its creation time.
+        generation = f"{info.physical}@{info.created_at.isoformat()}"
+        frames = self.frames.fetch(
+            generation, [hit.id for hit in hits], lambda ids: self.store.get_frames(query.collection, ids)
+        )
+        for hit in hits:
+            hit.frames = frames.get(hit.id)  # a clip deleted in between has none and drops out
+        return hits
+
+    async def search(self, query: SearchQuery, info: CollectionInfo | None = None) -> SearchOutcome:
+        """One page of results for ``query``; ``info`` saves a store round trip when the caller has it."""
+        info = info or await self.collection(query.collection)
+        for _ in range(3):
+            outcome = await self._search_version(query, info)
+            if outcome is not None:
+                return outcome
+            # The collection switched adapters mid-query (or the cached info was stale): redo it.
+            info = await self.collection(query.collection, fresh=True)
+        raise Conflict(f"collection {query.collection!r} is being re-indexed right now: retry in a moment")
+
+    async def _search_version(self, query: SearchQuery, info: CollectionInfo) -> SearchOutcome | None:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        text = await self.embed(query.text, info.adapter_version)
+        self._observe("embed", started, timings)
+        by_video = query.group_by == "video"
+        exclude = () if by_video else query.seen
+        wanted = query.limit * self.oversample * (2 if by_video else 1)
+        while True:
+            started = time.perf_counter()
+            hits = await asyncio.to_thread(self._candidates, query, info, text, wanted, exclude)
+            self._observe("ann", started, timings)
+            if any(
+                hit.payload.get(ADAPTER_PAYLOAD_KEY, info.adapter_version) != info.adapter_version
+                for hit in hits
+            ):
+                return None
+            started = time.perf_counter()
+            ranked = rerank(text, hits, self.score_fn, self.tau)
+            if by_video:
+                ranked = [r for r in best_per_video(ranked) if r.clip.video_id not in query.seen]
+            before_cut = len(ranked)
+            if query.min_score is not None:
+                ranked = [r for r in ranked if r.score >= query.min_score]
+            # Once candidates fall under min_score, fetching deeper ANN candidates would rarely help.
+            below_min = len(ranked) < before_cut
+            self._observe("rerank", started, timings)
+            exhausted = len(hits) < wanted
+            if len(ranked) >= query.limit or exhausted or below_min or wanted >= MAX_CANDIDATES:
+                break
+            wanted = min(wanted * 4, MAX_CANDIDATES)
+        more_upstream = not exhausted and not below_min
+        return SearchOutcome(
+            results=ranked[: query.limit],
+            adapter_version=info.adapter_version,
+            has_more=len(ranked) > query.limit or (more_upstream and len(ranked) >= query.limit),
+            timings_ms=timings,
+        )

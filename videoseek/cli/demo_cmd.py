@@ -1,0 +1,188 @@
+"""``videoseek demo``: a toy video collection with its adapter, indexed and served, with example queries that work.
+
+The demo is always embedded (one process, no Redis, Qdrant Edge under ``--data-dir``) and needs no downloads: it
+uses the committed toy CLIP and, when this checkout has it, the committed toy adapter
+(:mod:`videoseek.toy.adapter`). The example queries it prints are checked against the running server first,
+so a user who tries them sees the right clip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from videoseek.cli.common import cli_settings, fail
+from videoseek.cli.serve_cmd import (
+    check_serve_settings,
+    port_free,
+    prefer_passive_openmp_wait,
+    run_server,
+    url_host,
+)
+from videoseek.model_spec import ModelSpec
+from videoseek.settings import QdrantSettings, Settings
+
+DEMO_COLLECTION = "demo"
+DEMO_SEED = 7
+EXAMPLES = 3
+READY_TIMEOUT_S = 180.0
+
+
+def _usable_adapter(settings: Settings, adapter: Path | None) -> Path | None:
+    """The adapter if it fits the toy CLIP this package ships; otherwise a warning and plain CLIP."""
+    if adapter is None:
+        return None
+    from videoseek.adapter import AdapterFileError, load_adapter
+    from videoseek.clip import get_clip
+
+    try:
+        load_adapter(adapter, expected_base=get_clip(settings.model, settings.device).identity)
+    except AdapterFileError as exc:
+        typer.echo(f"warning: not using the toy adapter in {adapter}: {exc}", err=True)
+        return None
+    return adapter
+
+
+def _generate(videos_dir: Path, count: int, with_adapter: bool) -> list[dict[str, Any]]:
+    """Held-out domain B videos drawn like the adapter's training data, or domain A ones for plain CLIP."""
+    from videoseek.toy.adapter import DEMO_KNOWN_WORD_RATE
+    from videoseek.toy.generate import MANIFEST_NAME, generate_videos
+
+    manifest = videos_dir / MANIFEST_NAME
+    marker = videos_dir / ".demo.json"
+    domain, known = ("B", DEMO_KNOWN_WORD_RATE) if with_adapter else ("A", 1.0)
+    wanted = {"count": count, "domain": domain, "seed": DEMO_SEED, "known_word_rate": known}
+    if not (manifest.is_file() and marker.is_file() and json.loads(marker.read_text()) == wanted):
+        typer.echo(f"generating {count} toy videos in {videos_dir} ...")
+        generate_videos(videos_dir, count, DEMO_SEED, domain=domain, split="test", known_word_rate=known)
+        marker.write_text(json.dumps(wanted))
+    return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+
+
+def _ensure_collection(settings: Settings, adapter: Path | None) -> None:
+    from videoseek.adapter import load_adapter
+    from videoseek.collections import create_collection, delete_collection, shared_store
+    from videoseek.store import CollectionNotFound
+
+    wanted_version = load_adapter(adapter).version if adapter is not None else None
+    try:
+        info = shared_store(settings).get_collection(DEMO_COLLECTION)
+    except CollectionNotFound:
+        create_collection(settings, DEMO_COLLECTION, adapter_dir=adapter)
+        return
+    if info.adapter_version != wanted_version:  # the demo changed since last time: start over
+        delete_collection(settings, DEMO_COLLECTION)
+        create_collection(settings, DEMO_COLLECTION, adapter_dir=adapter)
+
+
+def _ingest(settings: Settings, videos_dir: Path, records: list[dict[str, Any]]) -> None:
+    from videoseek.ingest.submit import submit_ingest
+    from videoseek.jobs import JobStage, get_job_store
+    from videoseek.runtime.embedded_runner import get_embedded_runner
+
+    runner = get_embedded_runner(settings)
+    jobs = get_job_store(settings)
+    started = time.monotonic()
+    job_ids = []
+    for record in records:
+        result = submit_ingest(DEMO_COLLECTION, videos_dir / record["video"], settings=settings)
+        if not result.duplicate:
+            job_ids.append(result.job_id)
+    if job_ids:
+        typer.echo(f"ingesting {len(job_ids)} videos (embedded worker) ...")
+        runner.join()
+    failed = [j for j in (jobs.get(i) for i in job_ids) if j is not None and j.stage is JobStage.FAILED]
+    for job in failed:
+        typer.echo(f"  warning: {job.source}: {job.reason}", err=True)
+    typer.echo(f"collection '{DEMO_COLLECTION}' ready in {time.monotonic() - started:.1f}s")
+
+
+def _request(url: str, payload: dict[str, Any] | None = None) -> Any:
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _wait_ready(base: str) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            _request(base + "readyz")
+            return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.25)
+    return False
+
+
+def working_examples(base: str, records: list[dict[str, Any]]) -> list[str]:
+    """The captions whose own video the running server ranks first (searched as a user would)."""
+    working = []
+    for record in records:
+        body = _request(
+            base + "search", {"collection": DEMO_COLLECTION, "query": record["caption"], "limit": 1}
+        )
+        top = body["results"][0]["source_name"] if body["results"] else None
+        if top == Path(record["video"]).name:
+            working.append(str(record["caption"]))
+    return working
+
+
+def _announce(base: str, records: list[dict[str, Any]], adapter: Path | None, open_browser: bool) -> None:
+    """Print example queries checked against the running server, then open the first in a browser."""
+    if not _wait_ready(base):
+        typer.echo(f"\nOpen {base} (the server did not report ready in {READY_TIMEOUT_S:.0f}s)")
+        return
+    working = working_examples(base, records)
+    which = "the toy adapter" if adapter else "no adapter, plain toy CLIP"
+    typer.echo(f"\n{len(working)} of {len(records)} demo captions find their own video first ({which}).")
+    examples = working[:: max(1, len(working) // EXAMPLES)][:EXAMPLES]
+    links = [f"{base}?collection={DEMO_COLLECTION}&q={quote(q)}" for q in examples]
+    typer.echo(f"Open {base} and try:")
+    for query, link in zip(examples, links, strict=True):
+        typer.echo(f'  "{query}"\n      {link}')
+    typer.echo("(Ctrl+C stops the server)")
+    if open_browser:
+        webbrowser.open(links[0] if links else base)
+
+
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its videos and index.")] = Path(
+        "videoseek-demo"
+    ),
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    videos: Annotated[int, typer.Option(min=1, max=500, help="How many toy videos to generate.")] = 24,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+) -> None:
+    """Generate a toy video collection, index it with its adapter, and serve it with example queries."""
+    from videoseek.toy.adapter import toy_adapter_dir
+
+    prefer_passive_openmp_wait()
+    # The demo is always embedded, whatever VIDEOSEEK_REDIS_URL / QDRANT__URL this shell has.
+    settings = cli_settings(data_dir=data_dir, model=ModelSpec.parse("toy"), host=host, port=port).model_copy(
+        update={"redis_url": None, "qdrant": QdrantSettings()}
+    )
+    check_serve_settings(settings, host)
+    if not port_free(host, port):
+        raise fail(f"port {port} on {host} is in use: pass --port with a free port")
+    adapter = _usable_adapter(settings, toy_adapter_dir())
+    records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
+    _ensure_collection(settings, adapter)
+    _ingest(settings, data_dir / "toy-videos", records)
+    base = f"http://{url_host(host)}:{port}/"
+    run_server(
+        settings, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,254 @@
+"""``videoseek ingest``: index local video files into a collection and report what became of each one.
+
+Runs the pipeline in this process (embedded mode) or hands jobs to Celery workers (``VIDEOSEEK_REDIS_URL``
+set) and waits for them. Every file given (and every video file found under a directory given) ends in
+exactly one list of the summary: indexed, skipped (already in the collection) or failed (with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from videoseek.cli.common import fail
+from videoseek.settings import Settings, SettingsError, load_settings
+
+# What a directory contributes: files with these suffixes (any case), found recursively. Files named
+# explicitly are always submitted, whatever their name: the decoder, not the suffix, decides.
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv",
+    ".3gp", ".3g2", ".ogv", ".gif", ".ivf", ".mxf", ".asf", ".vob",
+})  # fmt: skip
+_POLL_S = 0.25
+
+
+@dataclass
+class Entry:
+    """One input file and, once submitted, its job."""
+
+    file: str
+    path: Path | None = None
+    job_id: str | None = None
+    video_id: str | None = None
+    failure: str | None = None  # set when the file could not even be submitted
+
+
+def collect_inputs(paths: list[Path]) -> list[Entry]:
+    """Files to ingest, in order, without repeats: given files as they are, directories' video files."""
+    entries: list[Entry] = []
+    seen: set[Path] = set()
+
+    def add(label: str, path: Path | None, failure: str | None = None) -> None:
+        key = path.resolve() if path is not None else None
+        if key is not None and key in seen:
+            return
+        if key is not None:
+            seen.add(key)
+        entries.append(Entry(label, path, failure=failure))
+
+    for given in paths:
+        if given.is_dir():
+            found = sorted(
+                p
+                for p in given.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in VIDEO_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(given).parts)
+            )
+            if not found:
+                typer.echo(f"warning: no video files under {given}", err=True)
+            for path in found:
+                add(str(path), path)
+        elif given.is_file():
+            add(str(given), given)
+        else:
+            add(str(given), None, failure="no such file or directory")
+    return entries
+
+
+def ensure_collection(settings: Settings, name: str, adapter: Path | None) -> None:
+    """Create the collection (settings' model, optional adapter) unless it exists with a matching adapter."""
+    from videoseek.collections import create_collection, get_collection, install_adapter
+
+    info = get_collection(settings, name)
+    if info is None:
+        create_collection(settings, name, adapter)
+        return
+    if adapter is not None and install_adapter(settings, adapter) != info.adapter_version:
+        raise fail(
+            f"collection {name!r} exists with adapter {info.adapter_version or 'none'}; --adapter only applies "
+            "when the collection is created (delete it first, or re-index it with the new adapter)"
+        )
+
+
+def submit_all(settings: Settings, collection: str, entries: list[Entry], metadata: dict[str, Any]) -> None:
+    from videoseek.ingest.submit import submit_ingest
+
+    for entry in entries:
+        if entry.failure is not None or entry.path is None:
+            continue
+        try:
+            result = submit_ingest(collection, entry.path, entry.path.name, metadata, settings=settings)
+        except OSError as exc:
+            entry.failure = f"cannot read the file: {exc.strerror or exc}"
+            continue
+        entry.job_id, entry.video_id = result.job_id, result.video_id
+
+
+def wait_for(settings: Settings, entries: list[Entry], timeout: float | None, quiet: bool) -> None:
+    """Wait until every submitted job is finished (or ``timeout``), showing progress on stderr."""
+    from tqdm import tqdm
+
+    from videoseek.jobs import get_job_store
+
+    jobs = get_job_store(settings)
+    waiting = {e.job_id for e in entries if e.job_id is not None}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with tqdm(total=len(entries), desc="ingest", unit="file", file=sys.stderr, disable=quiet) as bar:
+        bar.update(len(entries) - len(waiting))
+        while waiting:
+            for job_id in list(waiting):
+                job = jobs.get(job_id)
+                if job is None or job.stage.terminal:
+                    waiting.discard(job_id)
+                    bar.update(1)
+                elif not quiet:
+                    bar.set_postfix_str(f"{job.source}: {job.stage} {job.progress:.0%}", refresh=False)
+            if waiting and deadline is not None and time.monotonic() > deadline:
+                return
+            if waiting:
+                time.sleep(_POLL_S)
+
+
+def summarize(
+    settings: Settings, entries: list[Entry], timeout: float | None
+) -> dict[str, list[dict[str, Any]]]:
+    """The three lists; a duplicate of a file whose own ingest failed counts as failed with that reason."""
+    from videoseek.jobs import JobStage, get_job_store
+
+    jobs = get_job_store(settings)
+    summary: dict[str, list[dict[str, Any]]] = {"indexed": [], "skipped": [], "failed": []}
+    for entry in entries:
+        job = jobs.get(entry.job_id) if entry.job_id else None
+        base = {"file": entry.file, "video_id": entry.video_id, "job_id": entry.job_id}
+        if entry.failure is not None or job is None:
+            summary["failed"].append({**base, "reason": entry.failure or "the job record disappeared"})
+        elif not job.stage.terminal:
+            then = "a worker keeps running it" if not settings.embedded else "it resumes at the next run"
+            summary["failed"].append(
+                {**base, "reason": f"not finished after {timeout} s (still {job.stage}; {then})"}
+            )
+        elif job.stage is JobStage.FAILED:
+            summary["failed"].append({**base, "reason": job.reason or "failed"})
+        elif job.duplicate:
+            owner = jobs.get(job.duplicate_of or "")
+            if owner is not None and owner.stage is JobStage.FAILED:
+                summary["failed"].append({**base, "reason": owner.reason or "failed"})
+            else:
+                summary["skipped"].append(
+                    {**base, "duplicate_of": job.duplicate_of, "reason": "already indexed"}
+                )
+        else:
+            summary["indexed"].append({**base, "clips": job.clips, "problems": list(job.problems)})
+    return summary
+
+
+def _print_summary(summary: dict[str, list[dict[str, Any]]]) -> None:
+    for item in summary["indexed"]:
+        typer.echo(f"indexed  {item['file']}  ({item['clips']} clips, video {item['video_id'][:12]})")
+        for problem in item.get("problems", []):  # indexed, but part of the file did not decode
+            typer.echo(f"         partly: {problem}")
+    for item in summary["skipped"]:
+        typer.echo(f"skipped  {item['file']}  (already in the collection as {item['video_id'][:12]})")
+    for item in summary["failed"]:
+        typer.echo(f"failed   {item['file']}: {item['reason']}")
+    counts = {k: len(v) for k, v in summary.items()}
+    damaged = sum(1 for item in summary["indexed"] if item.get("problems"))
+    partly = f" ({damaged} with parts that did not decode)" if damaged else ""
+    typer.echo(f"{counts['indexed']} indexed{partly}, {counts['skipped']} skipped, {counts['failed']} failed")
+
+
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Video files and/or directories (searched recursively).")
+    ],
+    collection: Annotated[str, typer.Option("--collection", "-c", help="Collection (created if missing).")],
+    adapter: Annotated[
+        Path | None, typer.Option(help="Adapter directory for a NEW collection (copied into the data dir).")
+    ] = None,
+    metadata: Annotated[
+        str | None, typer.Option(help="JSON object stored with every clip, e.g. '{\"a\": 1}'.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop waiting after this many seconds.")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+) -> None:
+    """Index video files into a collection; exit status 1 if any file failed."""
+    try:
+        settings = load_settings()
+        user_metadata = _parse_metadata(metadata)
+    except (SettingsError, ValueError) as exc:
+        raise fail(str(exc)) from exc
+    entries = collect_inputs(paths)
+    try:
+        ensure_collection(settings, collection, adapter)
+        summary = _run(settings, collection, entries, user_metadata, timeout, quiet=json_output)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # store locked, model missing, Redis down: one line, not a traceback
+        raise fail(f"{type(exc).__name__}: {exc}") from exc
+    if json_output:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["failed"]:
+        raise typer.Exit(code=1)
+
+
+def _parse_metadata(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError('--metadata must be a JSON object, e.g. \'{"source": "archive"}\'')
+    return value
+
+
+def _run(
+    settings: Settings,
+    collection: str,
+    entries: list[Entry],
+    metadata: dict[str, Any],
+    timeout: float | None,
+    quiet: bool,
+) -> dict[str, list[dict[str, Any]]]:
+    runner = None
+    if settings.embedded:
+        from videoseek.runtime.embedded_runner import start_embedded_runner
+
+        # Room for every file: the CLI waits for all of them anyway, and must never be refused.
+        runner = start_embedded_runner(settings, queue_size=max(len(entries), settings.worker.queue_size))
+    try:
+        submit_all(settings, collection, entries, metadata)
+        if not settings.embedded:
+            from videoseek.collections import close_shared_stores
+
+            close_shared_stores()  # the workers write now (an embedded Edge store admits one process)
+        wait_for(settings, entries, timeout, quiet)
+        return summarize(settings, entries, timeout)
+    finally:
+        if runner is not None:
+            from videoseek.runtime.embedded_runner import stop_embedded_runner
+
+            stop_embedded_runner()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)

@@ -1,0 +1,329 @@
+"""``videoseek train | eval | compare``: offline adapter training and evaluation (the training package).
+
+Every command prints one JSON object on stdout (progress goes to stderr); a bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from training.config import METHODS, ConfigError, OnBad, Pooling, TrainConfig
+from videoseek.cli.common import fail
+from videoseek.model_spec import ModelSpec
+from videoseek.settings import SettingsError, get_settings
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", help="captions.jsonl manifest, or MSR-VTT's MSRVTT_data.json (or its folder)."),
+]
+EvalDataOpt = Annotated[
+    Path | None, typer.Option("--eval-data", help="Held-out data to evaluate on (same formats as --data).")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Model spec (ViT-B-32:openai, toy, ...); default VIDEOSEEK_MODEL."),
+]
+SplitOpt = Annotated[
+    str, typer.Option("--split", help="MSR-VTT split of --data (train_9k, train_7k, test_1k-A).")
+]
+EvalSplitOpt = Annotated[str, typer.Option("--eval-split", help="MSR-VTT split of --eval-data.")]
+VideosOpt = Annotated[
+    Path | None, typer.Option("--videos", help="MSR-VTT video folder (default: found next to it).")
+]
+OnBadOpt = Annotated[
+    str, typer.Option("--on-bad", help="Bad entries: 'error' stops, 'skip' leaves them out.")
+]
+CacheOpt = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Frame cache (default: DATA_DIR/cache/training-frames).")
+]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training pairs.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Global contrastive batch (pairs per step).")]
+MicroOpt = Annotated[
+    int | None,
+    typer.Option("--micro-batch", help="Pairs encoded at once; smaller than --batch-size = GradCache."),
+]
+LrOpt = Annotated[
+    float,
+    typer.Option(
+        "--lr", help="Peak learning rate (paper: 1e-5 on ViT-B-32; toy CLIP: 1e-2 adapters, 1e-4 full)."
+    ),
+]
+RankOpt = Annotated[int, typer.Option("--rank", help="Adapter bottleneck r.")]
+SharedOpt = Annotated[int, typer.Option("--shared-dim", help="Shared up-projection width d_s.")]
+FramesOpt = Annotated[int, typer.Option("--frames", help="Frames per clip (uniform over the 1/fps samples).")]
+FpsOpt = Annotated[float, typer.Option("--fps", help="Frame sampling rate before thinning to --frames.")]
+PoolingOpt = Annotated[
+    str, typer.Option("--pooling", help="Training score: text_conditioned (paper) or mean.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Expected failures (bad data, settings, model, adapter, checkpoint) become one line and exit code 2."""
+    from training.data import DataError
+    from training.frame_cache import FrameError
+    from training.loop import CheckpointMismatch
+    from videoseek.adapter import AdapterConfigError, AdapterFileError
+    from videoseek.clip import ModelLoadError
+
+    try:
+        yield
+    except (
+        ConfigError,
+        DataError,
+        FrameError,
+        SettingsError,
+        ModelLoadError,
+        AdapterFileError,
+        AdapterConfigError,
+        CheckpointMismatch,
+    ) as exc:
+        raise fail(str(exc)) from exc
+
+
+def _spec(model: str | None) -> ModelSpec:
+    if model is None:
+        return get_settings().model
+    try:
+        return ModelSpec.parse(model)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _on_bad(value: str) -> OnBad:
+    if value not in ("skip", "error"):
+        raise fail(f"--on-bad must be skip or error, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _plan(
+    data: Path | None,
+    eval_data: Path | None,
+    *,
+    split: str,
+    eval_split: str,
+    videos: Path | None,
+    on_bad: str,
+    cache_dir: Path | None,
+) -> Any:
+    from training.data import load_dataset
+    from training.run import DataPlan
+
+    policy = _on_bad(on_bad)
+    settings = get_settings()
+
+    def load(path: Path | None, which: str) -> Any:
+        return None if path is None else load_dataset(path, split=which, videos_dir=videos, on_bad=policy)
+
+    return DataPlan(
+        train=load(data, split),
+        eval=load(eval_data, eval_split),
+        cache_dir=cache_dir or settings.data_dir / "cache" / "training-frames",
+        on_bad=policy,
+        limits=settings.ingest,
+    )
+
+
+def _print(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def train(
+    data: DataOpt,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder: adapter/, report.json, plots, checkpoint.")
+    ],
+    method: Annotated[str, typer.Option("--method", help=f"One of {', '.join(METHODS)}.")] = "cma",
+    model: ModelOpt = None,
+    eval_data: EvalDataOpt = None,
+    split: SplitOpt = "train_9k",
+    eval_split: EvalSplitOpt = "test_1k-A",
+    videos: VideosOpt = None,
+    epochs: EpochsOpt = 5,
+    batch_size: BatchOpt = 128,
+    micro_batch: MicroOpt = None,
+    lr: LrOpt = 1e-5,
+    rank: RankOpt = 8,
+    shared_dim: SharedOpt = 16,
+    frames: FramesOpt = 12,
+    fps: FpsOpt = 1.0,
+    pooling: PoolingOpt = "text_conditioned",
+    seed: SeedOpt = 42,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    on_bad: OnBadOpt = "error",
+    checkpoint_every: Annotated[
+        int, typer.Option("--checkpoint-every", help="Also checkpoint every N steps.")
+    ] = 0,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from OUT/checkpoint.pt if present.")
+    ] = False,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-adapter",
+            help="Start from this adapter folder instead of from scratch (refine it on new captions); its "
+            "method, rank and shared width replace --method, --rank and --shared-dim.",
+        ),
+    ] = None,
+) -> None:
+    """Train an adapter (or a baseline) on captioned clips; prints where the adapter went and its metrics."""
+    from training.methods import continue_from
+    from training.run import run_training
+
+    with _clear_errors():
+        spec = _spec(model)
+        cfg = TrainConfig(
+            method=method, epochs=epochs, batch_size=batch_size, micro_batch=micro_batch, lr=lr, rank=rank,
+            shared_dim=shared_dim, frames=frames, fps=fps, pooling=_pooling(pooling), seed=seed, device=device,
+            checkpoint_every=checkpoint_every,
+        )  # fmt: skip
+        if init_adapter is not None:
+            cfg = continue_from(cfg, init_adapter)
+        plan = _plan(
+            data,
+            eval_data,
+            split=split,
+            eval_split=eval_split,
+            videos=videos,
+            on_bad=on_bad,
+            cache_dir=cache_dir,
+        )
+        result, version = run_training(spec, cfg, plan, out, resume=resume)
+    _print(
+        {
+            "method": cfg.method,
+            "out": str(out),
+            "adapter_dir": str(out / "adapter") if version else None,
+            "adapter_version": version,
+            "trainable_params": result.trainable_params,
+            "steps": result.steps,
+            "train_seconds": round(result.train_seconds, 2),
+            "metrics": result.final_metrics,
+        }
+    )
+
+
+def evaluate(
+    data: DataOpt,
+    model: ModelOpt = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="Adapter folder to apply.")] = None,
+    split: SplitOpt = "test_1k-A",
+    videos: VideosOpt = None,
+    frames: FramesOpt = 12,
+    fps: FpsOpt = 1.0,
+    tau: Annotated[float, typer.Option("--tau", help="Text-conditioned pooling temperature.")] = 5.0,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    on_bad: OnBadOpt = "error",
+) -> None:
+    """Print retrieval metrics (T2V and V2T; mean and text-conditioned pooling) as JSON."""
+    from training.run import run_eval
+
+    with _clear_errors():
+        spec = _spec(model)
+        cfg = TrainConfig(method="zero-shot", frames=frames, fps=fps, tau=tau, device=device)
+        plan = _plan(
+            None, data, split=split, eval_split=split, videos=videos, on_bad=on_bad, cache_dir=cache_dir
+        )
+        _print(run_eval(spec, cfg, plan, adapter))
+
+
+def compare(
+    data: DataOpt,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder: compare.md, compare.json, one folder per method.")
+    ],
+    model: ModelOpt = None,
+    eval_data: EvalDataOpt = None,
+    methods: Annotated[
+        str, typer.Option("--methods", help="Comma-separated subset of the methods.")
+    ] = ",".join(METHODS),
+    method_lr: Annotated[
+        str, typer.Option("--method-lr", help="Per-method learning rates, e.g. full=1e-4,vision=2e-3.")
+    ] = "",
+    split: SplitOpt = "train_9k",
+    eval_split: EvalSplitOpt = "test_1k-A",
+    videos: VideosOpt = None,
+    epochs: EpochsOpt = 5,
+    batch_size: BatchOpt = 128,
+    micro_batch: MicroOpt = None,
+    lr: LrOpt = 1e-5,
+    rank: RankOpt = 8,
+    shared_dim: SharedOpt = 16,
+    frames: FramesOpt = 12,
+    fps: FpsOpt = 1.0,
+    pooling: PoolingOpt = "text_conditioned",
+    seed: SeedOpt = 42,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheOpt = None,
+    on_bad: OnBadOpt = "error",
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Reuse methods already finished in OUT with the same settings and data; continue interrupted ones.",
+        ),
+    ] = False,
+) -> None:
+    """Train and evaluate every method in the same loop on the same data; writes the comparison table."""
+    from training.run import run_compare
+
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise fail(f"--methods: unknown {unknown or 'empty list'}; choose from {', '.join(METHODS)}")
+    with _clear_errors():
+        spec = _spec(model)
+        if eval_data is None and data.suffix == ".jsonl":
+            raise ConfigError("compare needs held-out data: pass --eval-data (a manifest of other clips)")
+        cfg = TrainConfig(
+            method="cma", epochs=epochs, batch_size=batch_size, micro_batch=micro_batch, lr=lr, rank=rank,
+            shared_dim=shared_dim, frames=frames, fps=fps, pooling=_pooling(pooling), seed=seed, device=device,
+        )  # fmt: skip
+        plan = _plan(
+            data,
+            eval_data or data,
+            split=split,
+            eval_split=eval_split,
+            videos=videos,
+            on_bad=on_bad,
+            cache_dir=cache_dir,
+        )
+        rows = run_compare(
+            spec, cfg, plan, out, methods=chosen, lr_by_method=_method_lrs(method_lr), resume=resume
+        )
+    _print({"out": str(out), "table": str(out / "compare.md"), "rows": rows})
+
+
+def _pooling(value: str) -> Pooling:
+    if value not in ("mean", "text_conditioned"):
+        raise fail(f"--pooling must be mean or text_conditioned, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _method_lrs(text: str) -> dict[str, float]:
+    rates: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name not in METHODS:
+            raise fail(f"--method-lr: expected METHOD=LR with METHOD in {', '.join(METHODS)}, got {item!r}")
+        try:
+            rates[name] = float(value)
+        except ValueError as exc:
+            raise fail(f"--method-lr: {value!r} is not a number") from exc
+    return rates
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("eval")(evaluate)
+    app.command("compare")(compare)

@@ -1,0 +1,241 @@
+"""Submitting a file for ingest: store it under the collection, dedup by content, create a job, enqueue it.
+
+The one entry point both the API (uploads, ``move=True``) and the CLI (local files, copied) use. Whether the
+job runs on a Celery worker or on the in-process runner follows the settings (``redis_url`` set or not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from videoseek.jobs import Job, JobStage, JobStore, get_job_store, new_job_id
+from videoseek.layout import DataLayout, check_collection_name
+from videoseek.settings import Settings, get_settings
+from videoseek.video.identity import video_id_for_file
+
+_EXT_RE = re.compile(r"^\.[a-z0-9]{1,10}$")
+
+
+class IngestQueueFull(RuntimeError):
+    """The ingest queue is full: retry later (the API answers 429 with Retry-After)."""
+
+    retry_after_s = 5
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a submission did. ``duplicate``: the file was already in the collection; nothing was queued."""
+
+    job_id: str
+    video_id: str
+    duplicate: bool
+
+
+def stored_suffix(source_name: str) -> str:
+    """The extension kept on the stored copy (players and the media server like one); ``.bin`` if odd."""
+    suffix = Path(source_name).suffix.lower()
+    return suffix if _EXT_RE.fullmatch(suffix) else ".bin"
+
+
+def find_video_file(layout: DataLayout, collection: str, video_id: str) -> Path | None:
+    """The stored copy of a video (``videos/<collection>/<video_id><ext>``), if it exists."""
+    directory = layout.videos_dir(collection)
+    if not directory.is_dir():
+        return None
+    for candidate in sorted(directory.glob(f"{video_id}.*")):
+        if candidate.is_file() and not candidate.name.startswith("."):
+            return candidate
+    return None
+
+
+def thumbnail_path(layout: DataLayout, collection: str, video_id: str, clip_index: int) -> Path:
+    """Where a clip's thumbnail JPEG lives (absolute)."""
+    return layout.thumbnails_dir(collection, video_id) / f"{int(clip_index)}.jpg"
+
+
+def _place_file(source: Path, target: Path, *, move: bool) -> None:
+    """Put ``source`` at ``target`` atomically (a crash leaves either nothing or the whole file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if move:
+        try:
+            source.replace(target)
+            return
+        except OSError:  # another filesystem: copy, then remove the original
+            pass
+    fd, tmp_name = tempfile.mkstemp(prefix=".incoming-", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if move:
+        source.unlink(missing_ok=True)
+
+
+def submit_ingest(
+    collection: str,
+    path: Path | str,
+    source_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    *,
+    move: bool = False,
+    settings: Settings | None = None,
+) -> SubmitResult:
+    """Store ``path`` in the collection and queue it; re-submitting the same bytes is a no-op.
+
+    ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
+    deleted. The collection must exist (:func:`videoseek.collections.create_collection`). Raises
+    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` (the file is left where it
+    was). A file that is not a usable video is accepted and ends as a failed job with a reason.
+    """
+    settings = settings or get_settings()
+    source = Path(path)
+    if not source.is_file():
+        raise FileNotFoundError(f"no such file: {source}")
+    from videoseek.collections import require_collection
+
+    require_collection(settings, check_collection_name(collection))
+    _refuse_when_backlogged(settings)
+    jobs = get_job_store(settings)
+    name = source_name or source.name
+    video_id = video_id_for_file(source)
+    job = Job(
+        job_id=new_job_id(),
+        collection=collection,
+        video_id=video_id,
+        source=name,
+        video_file=video_id + stored_suffix(name),
+        metadata=dict(metadata or {}),
+    )
+    size = source.stat().st_size
+    if size > settings.ingest.max_file_bytes:
+        limit = settings.ingest.max_file_bytes
+        reason = f"file is {size} bytes, over the {limit} byte limit (VIDEOSEEK_INGEST__MAX_FILE_BYTES)"
+        return _record_refusal(jobs, job, source, move, reason)
+    # The job exists before it claims the video, so a claim always names a real job (a claim whose job is
+    # missing or failed is stale and taken over), and a crash before the file is placed leaves a job whose
+    # run fails ("file missing") and frees the claim.
+    jobs.create(job)
+    try:
+        owner = _claim(settings, jobs, job)
+    except BaseException as exc:
+        jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"could not be queued: {exc}")
+        raise
+    if owner is not None:
+        if move:
+            source.unlink(missing_ok=True)
+        _mark_duplicate(jobs, job, owner)
+        return SubmitResult(job.job_id, video_id, duplicate=True)
+    layout = DataLayout(settings.data_dir)
+    try:
+        _place_file(source, layout.videos_dir(collection) / job.video_file, move=move)
+        enqueue(settings, job.job_id)
+    except BaseException as exc:
+        _roll_back(jobs, layout, job, source, move, exc)
+        raise
+    return SubmitResult(job.job_id, video_id, duplicate=False)
+
+
+def _refuse_when_backlogged(settings: Settings) -> None:
+    """Distributed mode: no new work while the Celery ingest queue already holds ``worker.queue_size`` jobs.
+
+    The embedded runner's bounded queue does this itself; a broker has no bound, so without this check a burst
+    of uploads would pile up on disk faster than the workers can decode them.
+    """
+    if settings.embedded:
+        return
+    from worker.celery_app import QUEUE_INGEST, queue_depths
+
+    waiting = queue_depths(settings)(QUEUE_INGEST)
+    if waiting >= settings.worker.queue_size:
+        raise IngestQueueFull(
+            f"{waiting} jobs are waiting for an ingest worker; retry shortly "
+            "(or start more workers, or raise VIDEOSEEK_WORKER__QUEUE_SIZE)"
+        )
+
+
+def _claim(settings: Settings, jobs: JobStore, job: Job) -> str | None:
+    """Claim the video for ``job``; returns the live owner's job id when it is a duplicate."""
+    for _ in range(3):
+        owner_id = jobs.claim_video(job.collection, job.video_id, job.job_id)
+        if owner_id is None or not _claim_is_stale(settings, jobs, job, owner_id):
+            return owner_id
+        jobs.release_video(job.collection, job.video_id, owner_id)
+    raise RuntimeError(f"could not claim video {job.video_id} in {job.collection!r}: contended, retry")
+
+
+def _claim_is_stale(settings: Settings, jobs: JobStore, job: Job, owner_id: str) -> bool:
+    """A claim whose job vanished or failed, or whose finished video was since removed from the store."""
+    owner = jobs.get(owner_id)
+    if owner is None or owner.stage is JobStage.FAILED:
+        return True
+    if owner.stage is JobStage.DONE and owner.clips > 0:
+        from videoseek.collections import shared_store
+        from videoseek.store import StoreError
+
+        try:
+            return not shared_store(settings).has_video(job.collection, job.video_id)
+        except StoreError:  # cannot tell right now: trust the claim (a duplicate answer loses nothing)
+            return False
+    return False
+
+
+def _mark_duplicate(jobs: JobStore, job: Job, owner_id: str) -> Job:
+    """Finish ``job`` as a duplicate of ``owner_id``'s video: nothing to do, nothing stored."""
+    owner = jobs.get(owner_id)
+    return jobs.update(
+        job.job_id,
+        video_file=owner.video_file if owner else job.video_file,
+        stage=JobStage.DONE,
+        progress=1.0,
+        duplicate_of=owner_id,
+        clips=owner.clips if owner else 0,
+    )
+
+
+def _record_refusal(jobs: JobStore, job: Job, source: Path, move: bool, reason: str) -> SubmitResult:
+    """A submission refused before anything was stored, kept as a failed job so it can be reported."""
+    if move:
+        source.unlink(missing_ok=True)
+    failed = jobs.create(replace(job, video_file="", stage=JobStage.FAILED, reason=reason))
+    return SubmitResult(failed.job_id, failed.video_id, duplicate=False)
+
+
+def _roll_back(
+    jobs: JobStore, layout: DataLayout, job: Job, source: Path, move: bool, exc: BaseException
+) -> None:
+    """Undo a half-done submission so the same file can be submitted again."""
+    stored = layout.videos_dir(job.collection) / job.video_file
+    if move and stored.is_file() and not source.exists():
+        with contextlib.suppress(OSError):
+            stored.replace(source)  # the caller keeps the file it gave us
+    stored.unlink(missing_ok=True)
+    jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"could not be queued: {exc}")
+    jobs.release_video(job.collection, job.video_id, job.job_id)
+
+
+def enqueue(settings: Settings, job_id: str) -> None:
+    """Hand a stored job to whoever runs jobs here: a Celery worker (Redis set) or the in-process runner."""
+    if settings.embedded:
+        from videoseek.runtime.embedded_runner import get_embedded_runner
+
+        get_embedded_runner(settings).submit(job_id)
+        return
+    from worker.celery_app import TASK_DECODE, get_celery_app
+
+    get_celery_app(settings).send_task(TASK_DECODE, args=[job_id])
+
+
+def get_job(job_id: str, settings: Settings | None = None) -> Job | None:
+    """The current state of one job (None if unknown)."""
+    return get_job_store(settings or get_settings()).get(job_id)

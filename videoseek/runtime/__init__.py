@@ -1,0 +1,1 @@
+"""Where background work runs: threads of this process, or Celery workers."""

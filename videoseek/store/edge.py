@@ -1,0 +1,457 @@
+"""Clip store on Qdrant Edge: Qdrant's own engine in-process, one shard directory per physical version.
+
+The embedded default. Edge has no collections or aliases, so :class:`EdgeCatalog` keeps them in JSON files
+beside the shards. Edge shard objects are safe to query and update from several threads (the bindings release
+the GIL and the engine locks internally); this store adds a readers-writer lock so opening, dropping and
+closing shards never races a running query, and a per-shard write lock so updates never race ``optimize``.
+Edge never optimizes on its own: the store does after every ``optimize_every`` written clips and before a
+new version goes live.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from videoseek.store.base import (
+    BASE_PAYLOAD_INDEXES,
+    MAX_METADATA_INDEXES,
+    METADATA_KEY,
+    POOLED_INT8_QUANTILE,
+    POOLED_RESCORE_OVERSAMPLING,
+    VECTOR_FRAMES,
+    VECTOR_POOLED,
+    AnyCondition,
+    ClipPoint,
+    CollectionExists,
+    CollectionInfo,
+    CollectionNotFound,
+    Condition,
+    RangeCondition,
+    ScoredClip,
+    SearchFilter,
+    StoreError,
+    StoreUnavailable,
+    VersionMeta,
+    check_points_dim,
+    check_query_vector,
+    check_store_name,
+    check_version_of,
+    exclusion_conditions,
+    filter_conditions,
+    frames_of,
+    new_meta,
+    next_meta,
+    scored_clip,
+    valid_point_ids,
+)
+from videoseek.store.edge_catalog import EdgeCatalog
+from videoseek.store.locks import ReadWriteLock
+
+_SCHEMA = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "integer": qe.PayloadSchemaType.Integer,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+}
+
+
+@contextmanager
+def _edge_errors(what: str) -> Iterator[None]:
+    """The bindings raise bare ``Exception``; turn it into a StoreError that says what failed."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:
+        if "WouldBlock" in str(exc):
+            raise StoreUnavailable(
+                f"Qdrant Edge {what}: the store is open in another process; stop it, or run a Qdrant "
+                "server (VIDEOSEEK_QDRANT__URL) so several processes can share the vectors"
+            ) from exc
+        raise StoreError(f"Qdrant Edge {what} failed: {exc}") from exc
+
+
+def edge_config(dim: int) -> qe.EdgeConfig:
+    """Shard layout: pooled vectors with an HNSW graph over an int8 copy; frame multivectors for re-ranking.
+
+    Only new shards get it: an existing shard keeps the layout it was created with (a re-index makes a new one).
+    """
+    return qe.EdgeConfig(
+        vectors={
+            VECTOR_POOLED: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                quantization_config=qe.ScalarQuantizationConfig(
+                    type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
+                ),
+            ),
+            # Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored.
+            # m=0: no graph is ever searched on frames, and building one made optimizing ~20x slower.
+            VECTOR_FRAMES: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Dot,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+            ),  # default memory (Cached): Cold made fetching 40 clips' frames 20x slower once optimized
+        }
+    )
+
+
+_RESCORED = qe.SearchParams(
+    quantization=qe.QuantizationSearchParams(rescore=True, oversampling=POOLED_RESCORE_OVERSAMPLING)
+)
+
+
+def _edge_condition(cond: Condition) -> qe.FieldCondition:
+    if isinstance(cond, AnyCondition):
+        return qe.FieldCondition(cond.key, match=qe.MatchAny(list(cond.values)))
+    if isinstance(cond, RangeCondition):
+        return qe.FieldCondition(cond.key, range=qe.RangeFloat(gte=cond.gte, lte=cond.lte))
+    value: object = cond.value
+    if isinstance(value, bool):
+        # qdrant-edge-py 0.9.0 turns a Python bool into the integer 1/0 (bool is an int subclass) and then
+        # matches nothing; numpy's bool is not an int, so it reaches the engine as a boolean.
+        value = np.bool_(value)
+    return qe.FieldCondition(cond.key, match=qe.MatchValue(value))  # type: ignore[arg-type]
+
+
+def _edge_filter(flt: SearchFilter | None, exclude_ids: Collection[str] = ()) -> qe.Filter | None:
+    must = [_edge_condition(c) for c in filter_conditions(flt)]
+    excluded = valid_point_ids(exclude_ids)
+    must_not: list[Any] = [qe.HasIdCondition(set(excluded))] if excluded else []
+    must_not += [_edge_condition(c) for c in exclusion_conditions(flt)]
+    if not must and not must_not:
+        return None
+    return qe.Filter(must=must or None, must_not=must_not or None)  # type: ignore[arg-type]
+
+
+def _edge_point(point: ClipPoint) -> qe.Point:
+    vectors: dict[str, Any] = {VECTOR_POOLED: point.pooled, VECTOR_FRAMES: point.frames}  # numpy is accepted
+    return qe.Point(point.id, vectors, point.stored_payload())
+
+
+def _video_filter(video_id: str) -> qe.Filter:
+    return qe.Filter(must=[qe.FieldCondition("video_id", match=qe.MatchValue(video_id))])
+
+
+def _index_path(reported: str) -> str:
+    """A payload index path as this store writes it: Edge reports ``metadata."k"`` back as ``metadata.k``."""
+    prefix = METADATA_KEY + "."
+    if reported.startswith(prefix) and not reported.startswith(prefix + '"'):
+        return f'{prefix}"{reported[len(prefix) :]}"'
+    return reported
+
+
+@dataclass
+class _Shard:
+    """One open physical version."""
+
+    physical: str
+    meta: VersionMeta
+    shard: qe.EdgeShard
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    indexed: set[str] = field(default_factory=set)
+    unoptimized: int = 0
+
+
+class EdgeClipStore:
+    """:class:`~videoseek.store.base.ClipStore` on Qdrant Edge shards under ``root``."""
+
+    def __init__(self, root: Path, *, optimize_every: int = 20_000, batch_size: int = 256) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self._catalog = EdgeCatalog(root)
+        self._optimize_every = optimize_every
+        self._batch_size = batch_size
+        # shared: data operations and adding shards; exclusive: dropping or switching shards, close
+        self._lock = ReadWriteLock()
+        self._open_mutex = threading.Lock()  # lazily opening shards under the shared lock
+        self._catalog_mutex = threading.Lock()  # adding collections/versions under the shared lock
+        self._shards: dict[str, _Shard] = {}
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    def create_collection(
+        self, name: str, dim: int, model: str, adapter_version: str | None = None
+    ) -> CollectionInfo:
+        check_store_name(name)
+        meta = new_meta(name, dim, model, adapter_version)
+        # adding a shard disturbs no open one: readers may go on, other catalog changes wait
+        with self._lock.shared(), self._catalog_mutex:
+            self._check_open()
+            if self._catalog.alias(name) is not None:
+                raise CollectionExists(f"collection {name!r} already exists; delete it first or pick a name")
+            physical = self._catalog.next_physical(name)
+            self._create_shard(physical, meta)
+            self._catalog.set_alias(name, physical)
+            return meta.info(physical, points=0, videos=0)
+
+    def get_collection(self, name: str) -> CollectionInfo:
+        with self._lock.shared():
+            return self._info(self._active(name))
+
+    def list_collections(self) -> list[CollectionInfo]:
+        with self._lock.shared():
+            self._check_open()
+            return [self._info(self._active(name)) for name in sorted(self._catalog.aliases())]
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock.exclusive():
+            self._check_open()
+            if self._catalog.alias(name) is None:
+                raise CollectionNotFound(f"collection {name!r} does not exist")
+            self._catalog.set_alias(name, None)  # first: a crash below leaves only unreachable files
+            for physical in self._catalog.versions(name):
+                self._drop(physical)
+
+    def new_version(
+        self, name: str, adapter_version: str | None, *, model: str | None = None, dim: int | None = None
+    ) -> str:
+        with self._lock.shared(), self._catalog_mutex:
+            current = self._active(name).meta
+            physical = self._catalog.next_physical(name)
+            self._create_shard(physical, next_meta(current, adapter_version, model, dim))
+            return physical
+
+    def activate_version(self, name: str, physical: str) -> None:
+        with self._lock.shared():
+            target = self._version(name, physical)
+            if self._catalog.alias(name) == physical:
+                return
+            self._optimize(target)  # before the switch, without blocking searches
+        with self._lock.exclusive():
+            self._version(name, physical)  # still there?
+            old = self._catalog.alias(name)
+            self._catalog.set_alias(name, physical)
+            if old is not None and old != physical:
+                self._drop(old)
+
+    def drop_version(self, name: str, physical: str) -> None:
+        with self._lock.exclusive():
+            self._check_open()
+            check_version_of(name, physical)
+            if self._catalog.alias(name) == physical:
+                raise StoreError(
+                    f"{physical!r} is the live version of {name!r}; delete the collection instead"
+                )
+            if physical in self._catalog.versions(name):
+                self._drop(physical)
+
+    def close(self) -> None:
+        with self._lock.exclusive():
+            if self._closed:
+                return
+            self._closed = True
+            failures: list[StoreError] = []
+            for physical in list(self._shards):
+                shard = self._shards.pop(physical)
+                try:
+                    with _edge_errors(f"closing {physical}"):
+                        shard.shard.flush()
+                        shard.shard.close()
+                except StoreError as exc:  # close the others anyway
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
+
+    def optimize(self, name: str) -> None:
+        """Merge segments and build the pooled HNSW graph now (also runs on its own, see module doc)."""
+        with self._lock.shared():
+            self._optimize(self._active(name))
+
+    # -- data ---------------------------------------------------------------------------------------
+
+    def upsert(self, name: str, points: Sequence[ClipPoint], physical: str | None = None) -> None:
+        with self._lock.shared():
+            shard = self._active(name) if physical is None else self._version(name, physical)
+            check_points_dim(points, shard.meta.dim, f"collection {name!r}")
+            if not points:
+                return
+            with shard.write_lock:
+                self._ensure_metadata_indexes(shard, points)
+                for start in range(0, len(points), self._batch_size):
+                    batch = [_edge_point(p) for p in points[start : start + self._batch_size]]
+                    with _edge_errors(f"upsert into {shard.physical}"):
+                        shard.shard.update(qe.UpdateOperation.upsert_points(batch))
+                shard.unoptimized += len(points)
+                if shard.unoptimized >= self._optimize_every:
+                    self._optimize_locked(shard)
+
+    def search(
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int,
+        flt: SearchFilter | None = None,
+        with_frames: bool = False,
+        exclude_ids: Collection[str] = (),
+    ) -> list[ScoredClip]:
+        with self._lock.shared():
+            shard = self._active(name)
+            query = check_query_vector(vector, shard.meta.dim)
+            if limit <= 0 or (flt is not None and flt.matches_nothing):
+                return []
+            request = qe.QueryRequest(
+                limit=limit,
+                query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
+                filter=_edge_filter(flt, exclude_ids),
+                params=_RESCORED,
+                with_payload=True,
+                with_vector=[VECTOR_FRAMES] if with_frames else False,
+            )
+            with _edge_errors(f"search in {shard.physical}"):
+                hits = shard.shard.query(request)
+        return [
+            scored_clip(h.id, h.score, h.payload, frames_of(h.vector) if with_frames else None) for h in hits
+        ]
+
+    def get_frames(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._lock.shared():
+            shard = self._active(name)
+            wanted = valid_point_ids(ids)
+            if not wanted:
+                return {}
+            with _edge_errors(f"retrieve from {shard.physical}"):
+                records = shard.shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]
+        found = {str(r.id): frames_of(r.vector) for r in records}
+        return {pid: frames for pid, frames in found.items() if frames is not None}
+
+    def delete_video(self, name: str, video_id: str) -> int:
+        with self._lock.shared():
+            shard = self._active(name)
+            with shard.write_lock, _edge_errors(f"delete video from {shard.physical}"):
+                removed = shard.shard.count(qe.CountRequest(exact=True, filter=_video_filter(video_id)))
+                if removed:
+                    shard.shard.update(qe.UpdateOperation.delete_points_by_filter(_video_filter(video_id)))
+            return removed
+
+    def has_video(self, name: str, video_id: str) -> bool:
+        return self.count(name, video_id) > 0
+
+    def count(self, name: str, video_id: str | None = None) -> int:
+        with self._lock.shared():
+            shard = self._active(name)
+            return self._count(shard, video_id)
+
+    def list_videos(self, name: str) -> list[str]:
+        with self._lock.shared():
+            return self._videos(self._active(name))
+
+    # -- internals (callers hold the lock) ------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the clip store is closed; open a new one")
+
+    def _active(self, name: str) -> _Shard:
+        self._check_open()
+        physical = self._catalog.alias(name)
+        if physical is None:
+            raise CollectionNotFound(f"collection {name!r} does not exist; create it first")
+        return self._open(physical)
+
+    def _version(self, name: str, physical: str) -> _Shard:
+        """A physical version of ``name`` (active or pending)."""
+        self._check_open()
+        check_version_of(name, physical)
+        return self._open(physical)  # raises CollectionNotFound once the version is gone
+
+    def _open(self, physical: str) -> _Shard:
+        with self._open_mutex:
+            shard = self._shards.get(physical)
+            if shard is None:
+                meta = self._catalog.read_meta(physical)
+                if meta is None:
+                    raise CollectionNotFound(f"{physical!r} does not exist in {self.root}")
+                with _edge_errors(f"opening {physical}"):
+                    edge = qe.EdgeShard.load(str(self._catalog.shard_dir(physical)))
+                    info = edge.info()
+                # indexed_vectors_count covers both named vectors; what is left was written since the last
+                # optimize (possibly by an earlier process) and counts towards the next one
+                unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
+                shard = _Shard(
+                    physical,
+                    meta,
+                    edge,
+                    indexed={_index_path(reported) for reported in info.payload_schema},
+                    unoptimized=unoptimized,
+                )
+                self._shards[physical] = shard
+            return shard
+
+    def _create_shard(self, physical: str, meta: VersionMeta) -> _Shard:
+        path = self._catalog.shard_dir(physical)
+        try:
+            with _edge_errors(f"creating {physical}"):
+                edge = qe.EdgeShard.create(str(path), edge_config(meta.dim))
+                for key, kind in BASE_PAYLOAD_INDEXES.items():
+                    edge.update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+            self._catalog.write_meta(physical, meta)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        shard = _Shard(physical, meta, edge, indexed=set(BASE_PAYLOAD_INDEXES))
+        with self._open_mutex:
+            self._shards[physical] = shard
+        return shard
+
+    def _drop(self, physical: str) -> None:
+        shard = self._shards.pop(physical, None)
+        if shard is not None:
+            with _edge_errors(f"closing {physical}"):
+                shard.shard.close()
+        shutil.rmtree(self._catalog.shard_dir(physical), ignore_errors=True)
+        self._catalog.remove_version_files(physical)
+
+    def _ensure_metadata_indexes(self, shard: _Shard, points: Sequence[ClipPoint]) -> None:
+        wanted: dict[str, str] = {}
+        for point in points:
+            for path, kind in point.metadata_indexes().items():
+                wanted.setdefault(path, kind)
+        budget = MAX_METADATA_INDEXES - (len(shard.indexed) - len(BASE_PAYLOAD_INDEXES))
+        for path, kind in wanted.items():
+            if path in shard.indexed or budget <= 0:
+                continue
+            with _edge_errors(f"indexing {path} in {shard.physical}"):
+                shard.shard.update(qe.UpdateOperation.create_field_index(path, _SCHEMA[kind]))
+            shard.indexed.add(path)
+            budget -= 1
+
+    def _optimize(self, shard: _Shard) -> None:
+        with shard.write_lock:
+            self._optimize_locked(shard)
+
+    def _optimize_locked(self, shard: _Shard) -> None:
+        with _edge_errors(f"optimizing {shard.physical}"):
+            shard.shard.optimize()
+            shard.shard.flush()
+        shard.unoptimized = 0
+
+    def _count(self, shard: _Shard, video_id: str | None) -> int:
+        flt = None if video_id is None else _video_filter(video_id)
+        with _edge_errors(f"count in {shard.physical}"):
+            return shard.shard.count(qe.CountRequest(exact=True, filter=flt))
+
+    def _videos(self, shard: _Shard) -> list[str]:
+        points = self._count(shard, None)
+        if points == 0:
+            return []
+        with _edge_errors(f"listing videos of {shard.physical}"):
+            hits = shard.shard.facet(qe.FacetRequest("video_id", limit=points, exact=True)).hits
+        # exact facets still list values whose points were all deleted, with a count of 0
+        return sorted(str(h.value) for h in hits if h.count > 0)
+
+    def _info(self, shard: _Shard) -> CollectionInfo:
+        return shard.meta.info(
+            shard.physical, points=self._count(shard, None), videos=len(self._videos(shard))
+        )
