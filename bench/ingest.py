@@ -5,7 +5,7 @@ Generates N 30 fps H.264 videos, then per model (ViT-B-32 with random weights, a
 - ``decode_s``: the decode step alone for every video, one after another (probe + sandboxed 1 fps sampling +
   clip plan + frame cache + thumbnails: :func:`videoseek.ingest.pipeline.decode_video`);
 - ``encode_s``: the image tower alone on those frames (:meth:`FrameEmbedder.embed`, the same batches);
-- ``end_to_end_s``: ``submit_ingest`` of every file into a fresh collection through the embedded runner until
+- ``end_to_end_s``: ``EmbeddedRuntime.submit_ingest`` of every file into a fresh collection through the embedded runner until
   the last job is done (hashing, copying, both steps, upserts, job updates), where the decode thread works on
   the next video while the embed thread encodes the current one.
 
@@ -79,23 +79,20 @@ def _settings(data_dir: Path, model: str) -> Any:
     return load_settings(data_dir=data_dir, model=model, device="auto", redis_url=None)
 
 
-def _reset_process_state() -> None:
-    from videoseek.collections import close_shared_stores
-    from videoseek.jobs import close_job_stores
-    from videoseek.runtime.embedded_runner import stop_embedded_runner
+def _runtime(settings: Any) -> Any:
+    """The embedded runtime ``videoseek ingest`` would run (not started)."""
+    from videoseek.cli.runtime import training_work
+    from videoseek.runtime.embedded import EmbeddedRuntime
 
-    stop_embedded_runner()
-    close_shared_stores()
-    close_job_stores()
+    return EmbeddedRuntime(settings, training_work())
 
 
-def _stored_jobs(settings: Any, collection: str, videos: list[Path]) -> list[str]:
+def _stored_jobs(context: Any, collection: str, videos: list[Path]) -> list[str]:
     """Jobs for ``videos`` as ``submit_ingest`` would create them, but not queued (for the step timings)."""
-    from videoseek.jobs import Job, get_job_store, new_job_id
-    from videoseek.layout import DataLayout
+    from videoseek.jobs import Job, new_job_id
     from videoseek.video import video_id_for_file
 
-    jobs, layout, ids = get_job_store(settings), DataLayout(settings.data_dir), []
+    jobs, layout, ids = context.jobs, context.layout, []
     for path in videos:
         video_id = video_id_for_file(path)
         job = jobs.create(Job(new_job_id(), collection, video_id, path.name, f"{video_id}.mp4"))
@@ -171,15 +168,15 @@ def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> 
     (encode only)."""
     from videoseek.collections import create_collection
     from videoseek.ingest.embedding import EmbedRequest
-    from videoseek.ingest.pipeline import PipelineContext, decode_video
+    from videoseek.ingest.pipeline import decode_video
 
-    settings = _settings(data_dir, model)
-    create_collection(settings, "bench")
-    create_collection(settings, "naive")  # its own collection: the same videos, decoded a second time
-    context = PipelineContext.from_settings(settings)
+    runtime = _runtime(_settings(data_dir, model))
+    context = runtime.context
+    create_collection(context, "bench")
+    create_collection(context, "naive")  # its own collection: the same videos, decoded a second time
     clip = context.embedder.load()
-    warm_id, *job_ids = _stored_jobs(settings, "bench", [warmup, *videos])
-    naive_warm_id, *naive_ids = _stored_jobs(settings, "naive", [warmup, *videos])
+    warm_id, *job_ids = _stored_jobs(context, "bench", [warmup, *videos])
+    naive_warm_id, *naive_ids = _stored_jobs(context, "naive", [warmup, *videos])
     warm = decode_video(context, warm_id)  # starts the decoder's fork server
     assert warm is not None
     context.embedder.embed([EmbedRequest(warm.frames, None)])
@@ -197,7 +194,7 @@ def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> 
     start = time.perf_counter()
     context.embedder.embed(requests)
     encode_s = time.perf_counter() - start
-    _reset_process_state()
+    runtime.close()
     frames = sum(len(r.frames) for r in requests)
     return {
         "decode_s": decode_s,
@@ -212,21 +209,19 @@ def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> 
 def time_end_to_end(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> float:
     """Submit every video to the embedded runner and wait until the last one is indexed."""
     from videoseek.collections import create_collection
-    from videoseek.ingest.submit import get_job, submit_ingest
-    from videoseek.runtime.embedded_runner import start_embedded_runner
 
-    settings = _settings(data_dir, model)
-    create_collection(settings, "bench")
-    runner = start_embedded_runner(settings, recover=False)
-    warm_job = submit_ingest("bench", warmup, settings=settings)
-    assert runner.join(600)
+    runtime = _runtime(_settings(data_dir, model))
+    create_collection(runtime.context, "bench")
+    runtime.start(recover=False)
+    warm_job = runtime.submit_ingest("bench", warmup)
+    assert runtime.runner.join(600)
     start = time.perf_counter()
-    results = [submit_ingest("bench", v, settings=settings) for v in videos]
-    assert runner.join(3600)
+    results = [runtime.submit_ingest("bench", v) for v in videos]
+    assert runtime.runner.join(3600)
     end_to_end_s = time.perf_counter() - start
-    stages = {get_job(r.job_id, settings).stage.value for r in [warm_job, *results]}  # type: ignore[union-attr]
+    stages = {runtime.context.jobs.require(r.job_id).stage.value for r in [warm_job, *results]}
     assert stages == {"done"}, stages
-    _reset_process_state()
+    runtime.close()
     return end_to_end_s
 
 
@@ -297,7 +292,6 @@ def main() -> None:
             try:
                 results.append(measure(model, videos, warmup, root, args.repeats))
             except Exception as exc:  # e.g. the toy checkpoint is not built: report, measure the others
-                _reset_process_state()
                 skipped[model] = f"{type(exc).__name__}: {exc}"
     print(
         json.dumps(

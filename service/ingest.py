@@ -10,7 +10,7 @@ from service.errors import TooManyRequests, UnsupportedMedia
 from service.media_sniff import not_a_video
 from service.state import AppServices
 from service.uploads import receive_upload
-from videoseek.ingest.submit import IngestQueueFull, SubmitResult, submit_ingest
+from videoseek.ingest.submit import IngestQueueFull, SubmitResult
 
 
 async def ingest_upload(services: AppServices, collection: str, request: Request) -> SubmitResult:
@@ -26,13 +26,12 @@ async def ingest_upload(services: AppServices, collection: str, request: Request
             services.metrics.uploads.labels("unsupported").inc()
             raise UnsupportedMedia(f"{upload.filename!r} is {what}, not a video")
         result = await asyncio.to_thread(
-            submit_ingest,
+            services.runtime.submit_ingest,
             collection,
             upload.path,
             upload.filename,
             upload.metadata,
             move=True,
-            settings=settings,
         )
     except IngestQueueFull as exc:
         services.metrics.uploads.labels("queue_full").inc()

@@ -1,7 +1,9 @@
 """The FastAPI application: :func:`create_app` builds it; its lifespan opens what it needs, once.
 
-On start: the data directory and server secret, the vector store, the job store, the query model (loaded
-in the background, ``/readyz`` says when), and in embedded mode the in-process ingest runner.
+The app is given its runtime (where uploads and admin tasks run: ``videoseek/cli/runtime.py`` chooses it) and
+starts it with itself. On start: the data directory and server secret, the runtime (in embedded mode the
+in-process ingest threads), the vector store, the query model (loaded in the background, ``/readyz`` says
+when).
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from fastapi.staticfiles import StaticFiles
 
 import videoseek
 from service import scoring
-from service.auth import KeyRing, MediaSigner, is_loopback
+from service.auth import KeyRing, MediaSigner, OpenPolicy, is_loopback
 from service.batching import QueryEmbedder
-from service.collection_tasks import collection_tasks_for
 from service.errors import install_error_handlers
 from service.frame_vector_cache import FrameVectorCache
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
@@ -32,7 +33,8 @@ from service.secret import load_or_create_secret
 from service.state import AppServices
 from service.uploads import sweep_stale_uploads
 from videoseek.layout import DataLayout, InvalidName
-from videoseek.settings import Settings, get_settings
+from videoseek.runtime.base import RunMode, Runtime, TaskConflict
+from videoseek.settings import Settings
 from videoseek.store import CollectionExists, CollectionNotFound, InvalidPoint, StoreUnavailable
 
 log = logging.getLogger("service")
@@ -48,7 +50,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
 
     from videoseek.adapter import AdapterBaseMismatch, AdapterFileError, AdapterNotFound
     from videoseek.jobs import JobNotFound
-    from videoseek.retrain import RetrainError
+    from videoseek.retraining import RetrainError
 
     errors: dict[type[Exception], tuple[int, str]] = {
         AdapterFileError: (422, "invalid_adapter"),
@@ -61,6 +63,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         JobNotFound: (404, "job_not_found"),
         RetrainError: (422, "invalid_training_data"),
         StoreUnavailable: (503, "store_unavailable"),
+        TaskConflict: (409, "conflict"),
         RedisConnectionError: (503, "redis_unavailable"),
         RedisTimeoutError: (503, "redis_unavailable"),
         RedisError: (503, "redis_unavailable"),  # any other refusal (read-only replica, out of memory)
@@ -84,11 +87,9 @@ def access_note(settings: Settings, keys: KeyRing) -> str:
 
 
 def _connect(services: AppServices) -> None:
-    """Open the shared store and build the search engine on it (called again later while it fails)."""
-    from videoseek.collections import shared_store
-
+    """Open the runtime's store and build the search engine on it (called again later while it fails)."""
     try:
-        services.store = shared_store(services.settings)
+        services.store = services.context.store
     except StoreUnavailable as exc:
         services.store_error = str(exc)
         log.error("vector store unavailable: %s", exc)
@@ -97,13 +98,12 @@ def _connect(services: AppServices) -> None:
     services.engine = _build_engine(services)
 
 
-def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) -> AppServices:
-    from videoseek.jobs import get_job_store
-
+def _build_services(runtime: Runtime, keys: KeyRing, metrics: ServiceMetrics) -> AppServices:
+    settings = runtime.context.settings
     layout = DataLayout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     sweep_stale_uploads(layout.uploads_dir)
-    secret = load_or_create_secret(layout.root / "secrets" / "server.key")
+    secret = load_or_create_secret(layout.server_secret)
     services = AppServices(
         settings=settings,
         layout=layout,
@@ -112,8 +112,7 @@ def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) 
         cursors=CursorCodec(secret),
         metrics=metrics,
         model=QueryModel(settings),
-        jobs=get_job_store(settings),
-        tasks=collection_tasks_for(settings),
+        runtime=runtime,
         connect=_connect,
     )
     _connect(services)
@@ -142,61 +141,37 @@ def _build_engine(services: AppServices) -> SearchEngine:
     )
 
 
-def _close_store(settings: Settings) -> None:
-    """Close this app's store: Edge lets only one process hold a data dir, so release it at shutdown."""
-    from videoseek.collections import close_shared_store
-
-    close_shared_store(settings)
-
-
-def _start_runner(services: AppServices) -> None:
-    """Start the in-process ingest worker; if the store is not available yet, the first upload starts it."""
-    from videoseek.runtime.embedded_runner import get_embedded_runner
-
-    try:
-        runner = get_embedded_runner(services.settings)
-    except StoreUnavailable as exc:
-        log.error("ingest worker not started yet (%s); it starts with the first upload", exc)
-        return
-    services.metrics.track_queue("ingest", lambda: float(runner.pending()) if runner.running else 0.0)
-
-
-def _track_celery_queues(services: AppServices) -> None:
-    """Report the depth of every Celery queue; NaN (unknown, not empty) while Redis cannot be read."""
+def _track_queues(services: AppServices) -> None:
+    """Report the depth of every queue of the runtime; NaN (unknown, not empty) while it cannot be read."""
     import redis
 
-    from worker.celery_app import QUEUES, QueueDepths
-
-    depths = QueueDepths(services.settings)
-
-    def reader(queue: str) -> Callable[[], float]:
-        def read() -> float:
+    def guarded(read: Callable[[], float]) -> Callable[[], float]:
+        def depth() -> float:
             try:
-                return float(depths(queue))
+                return read()
             except (redis.RedisError, OSError):
                 return math.nan
 
-        return read
+        return depth
 
-    for queue in QUEUES:
-        services.metrics.track_queue(queue, reader(queue))
+    for queue, read in services.runtime.queue_depths().items():
+        services.metrics.track_queue(queue, guarded(read))
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    services = _build_services(settings, app.state.keys, app.state.metrics)
+    runtime: Runtime = app.state.runtime
+    services = _build_services(runtime, app.state.keys, app.state.metrics)
     services.model.start_loading()
-    if settings.embedded:
-        _start_runner(services)
-    else:
-        _track_celery_queues(services)
+    runtime.start()
+    _track_queues(services)
     # An API open to everyone is worth a warning in every log setup; `videoseek serve` also prints this line.
     open_to_everyone = services.keys.is_open and services.keys.open_policy != "loopback"
     log.log(
         logging.WARNING if open_to_everyone else logging.INFO,
         "videoseek API starting (%s mode): %s",
-        "embedded" if settings.embedded else "distributed",
+        runtime.mode,
         access_note(settings, services.keys),
     )
     app.state.services = services
@@ -206,17 +181,13 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = None
         if services.engine is not None:
             services.engine.embedder.close()
-        services.tasks.close()  # before the store closes under a running re-index
-        if settings.embedded:
-            from videoseek.runtime.embedded_runner import stop_embedded_runner
-
-            stop_embedded_runner()
-        _close_store(settings)
+        runtime.close()  # its tasks first, at a safe point; then its threads and stores
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The videoseek API and web page. Nothing is opened until the app starts (its lifespan)."""
-    settings = settings or get_settings()
+def create_app(runtime: Runtime) -> FastAPI:
+    """The videoseek API and web page on ``runtime``. Nothing is opened until the app starts (its lifespan),
+    which starts the runtime and closes it at shutdown."""
+    settings = runtime.context.settings
     app = FastAPI(
         title="videoseek",
         version=videoseek.__version__,
@@ -224,7 +195,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.keys = KeyRing(settings.api_keys, open_policy="loopback" if settings.embedded else "anyone")
+    app.state.runtime = runtime
+    app.state.keys = KeyRing(settings.api_keys, open_policy=open_policy(runtime.mode))
     app.state.metrics = ServiceMetrics()
     app.state.services = None
     install_error_handlers(app, _library_errors())
@@ -240,6 +212,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def bind_is_safe(settings: Settings, host: str) -> bool:
-    """An open (key-less) embedded API may only listen on a loopback address."""
-    return bool(settings.api_keys) or not settings.embedded or is_loopback(host)
+def open_policy(mode: RunMode) -> OpenPolicy:
+    """Who may call an API that has no keys configured: this machine only, unless it is one of many replicas
+    of a distributed deployment (behind its own gateway)."""
+    return "loopback" if mode == "embedded" else "anyone"
+
+
+def bind_is_safe(settings: Settings, mode: RunMode, host: str) -> bool:
+    """An open (key-less) API that admits this machine only may only listen on a loopback address."""
+    return bool(settings.api_keys) or open_policy(mode) != "loopback" or is_loopback(host)

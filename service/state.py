@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from service.auth import KeyRing, MediaSigner
-from service.collection_tasks import CollectionTasks
 from service.errors import Unavailable
 from service.metrics import ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
 from service.search_engine import SearchEngine
+from videoseek.context import PipelineContext
 from videoseek.jobs import JobStore
 from videoseek.layout import DataLayout
+from videoseek.runtime.base import AdminTasks, Runtime
 from videoseek.settings import Settings
 from videoseek.store import ClipStore
 
@@ -33,8 +34,7 @@ class AppServices:
     cursors: CursorCodec
     metrics: ServiceMetrics
     model: QueryModel
-    jobs: JobStore
-    tasks: CollectionTasks  # re-index and retrain started over HTTP (in this process, or on Celery)
+    runtime: Runtime  # where uploads and admin tasks run: threads of this process, or Celery workers
     # Opens the store and builds the engine; retried (at most every STORE_RETRY_S) while it fails, e.g. while
     # another process still holds the embedded store's directory.
     connect: Callable[[AppServices], None] | None = None
@@ -42,6 +42,20 @@ class AppServices:
     store_error: str | None = None
     engine: SearchEngine | None = None
     _last_attempt: float = field(default=0.0, repr=False)
+
+    @property
+    def context(self) -> PipelineContext:
+        """The process's stores and image tower (shared with the work its runtime runs here)."""
+        return self.runtime.context
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.runtime.context.jobs
+
+    @property
+    def tasks(self) -> AdminTasks:
+        """Re-index and retrain started over HTTP (in this process, or on Celery)."""
+        return self.runtime.tasks
 
     def _retry_connect(self) -> None:
         now = time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from service.state import AppServices
-from videoseek.ingest.submit import find_video_file
 from videoseek.jobs import Job
 
 
@@ -16,7 +15,7 @@ def describe_video(
     clips = store.count(collection, video_id)
     owner = services.jobs.video_owner(collection, video_id)
     job = services.jobs.get(owner) if owner else None
-    has_file = find_video_file(services.layout, collection, video_id) is not None
+    has_file = services.layout.video_file(collection, video_id) is not None
     if clips == 0 and job is None and not has_file:
         return None
     return clips, job, has_file
@@ -31,4 +30,4 @@ def delete_video_everywhere(services: AppServices, collection: str, video_id: st
 
     if describe_video(services, collection, video_id) is None:
         return None
-    return delete_video(services.settings, collection, video_id)
+    return delete_video(services.context, collection, video_id)

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 import videoseek
-from videoseek.cli import app
+from videoseek.cli.app import app
 from videoseek.model_spec import ModelSpec
 from videoseek.settings import (
     NON_SETTING_VARIABLES,
@@ -62,9 +62,11 @@ def test_the_service_and_the_worker_never_import_the_training_package() -> None:
     worker load none of it (docs/architecture.md)."""
     code = (
         "import sys\n"
-        "import worker.tasks, videoseek.retrain, service.routers.tasks\n"
+        "import worker.tasks, worker.runtime, service.routers.tasks\n"
         "from service.main import create_app\n"
-        "create_app()\n"
+        "from videoseek.cli.runtime import open_runtime\n"
+        "from videoseek.settings import load_settings\n"
+        "create_app(open_runtime(load_settings()))\n"
         "print(sorted(m for m in sys.modules if m.startswith('training')))\n"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -72,8 +74,10 @@ def test_the_service_and_the_worker_never_import_the_training_package() -> None:
 
 
 def test_settings_load_with_no_environment() -> None:
+    from videoseek.cli.runtime import run_mode
+
     settings = get_settings()
-    assert settings.embedded
+    assert run_mode(settings) == "embedded"
     assert str(settings.model) == "ViT-B-32:openai"
     assert settings.qdrant.url is None
     assert settings.qdrant_path == settings.data_dir / "qdrant"
@@ -87,7 +91,7 @@ def test_nested_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
     settings = load_settings()
     assert settings.ingest.sample_fps == 2.5
     assert settings.model.kind == "toy"
-    assert not settings.embedded
+    assert settings.redis_url == "redis://127.0.0.1:6379/3"
 
 
 @pytest.mark.parametrize(

@@ -5,55 +5,25 @@ optionally one adapter version; ingest embeds with exactly that pair. Deleting a
 removes its points, stored videos, cached frames, thumbnails and job records, so re-uploading the same file
 afterwards indexes it again.
 
-The clip store is shared per process (:func:`shared_store`): Qdrant Edge lets only one process open a store
-directory, and a server client is meant to be reused.
+Functions take the process's :class:`~videoseek.context.PipelineContext` (or just its store) rather than
+opening anything: Qdrant Edge lets only one process open a store directory, and a server client is meant to
+be reused, so each process opens its store once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videoseek.layout import DataLayout, check_collection_name, check_video_id
 from videoseek.settings import Settings
-from videoseek.store import ClipStore, CollectionInfo, CollectionNotFound, open_store
+from videoseek.store import ClipStore, CollectionInfo, CollectionNotFound
 from videoseek.store.base import check_store_name
 
-_stores: dict[str, ClipStore] = {}
-_stores_lock = threading.Lock()
-
-
-def _store_key(settings: Settings) -> str:
-    return settings.qdrant.url or str(settings.qdrant_path.resolve())
-
-
-def shared_store(settings: Settings) -> ClipStore:
-    """This process's clip store for these settings, opened on first use."""
-    key = _store_key(settings)
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = open_store(settings)
-        return store
-
-
-def close_shared_store(settings: Settings) -> None:
-    """Close the one store :func:`shared_store` opened for these settings, if any (an app shutting down)."""
-    with _stores_lock:
-        store = _stores.pop(_store_key(settings), None)
-    if store is not None:
-        store.close()
-
-
-def close_shared_stores() -> None:
-    """Close every store :func:`shared_store` opened (shutdown; tests; before another process opens it)."""
-    with _stores_lock:
-        stores = list(_stores.values())
-        _stores.clear()
-    for store in stores:
-        store.close()
+if TYPE_CHECKING:
+    from videoseek.context import PipelineContext
 
 
 def install_adapter(settings: Settings, adapter_dir: Path) -> str:
@@ -71,7 +41,7 @@ def install_adapter(settings: Settings, adapter_dir: Path) -> str:
 
 
 def create_collection(
-    settings: Settings, name: str, adapter_dir: Path | None = None, *, adapter_version: str | None = None
+    ctx: PipelineContext, name: str, adapter_dir: Path | None = None, *, adapter_version: str | None = None
 ) -> CollectionInfo:
     """Create an empty collection for the configured base model, with an optional adapter.
 
@@ -84,29 +54,28 @@ def create_collection(
     check_store_name(name)
     if adapter_dir is not None and adapter_version is not None:
         raise ValueError("give adapter_dir or adapter_version, not both")
+    settings = ctx.settings
     clip = get_clip(settings.model, settings.device)
     if adapter_dir is not None:
         adapter_version = install_adapter(settings, adapter_dir)
     elif adapter_version is not None:
         from videoseek.adapter import load_adapter
 
-        load_adapter(DataLayout(settings.data_dir).adapter_dir(adapter_version), expected_base=clip.identity)
-    return shared_store(settings).create_collection(
-        name, clip.embed_dim, clip.identity.fingerprint, adapter_version
-    )
+        load_adapter(ctx.layout.adapter_dir(adapter_version), expected_base=clip.identity)
+    return ctx.store.create_collection(name, clip.embed_dim, clip.identity.fingerprint, adapter_version)
 
 
-def get_collection(settings: Settings, name: str) -> CollectionInfo | None:
+def get_collection(store: ClipStore, name: str) -> CollectionInfo | None:
     """The collection's info, or None if there is none by that name."""
     try:
-        return shared_store(settings).get_collection(name)
+        return store.get_collection(name)
     except CollectionNotFound:
         return None
 
 
-def require_collection(settings: Settings, name: str) -> CollectionInfo:
+def require_collection(store: ClipStore, name: str) -> CollectionInfo:
     """The collection's info; ``CollectionNotFound`` with the fix when it does not exist."""
-    info = get_collection(settings, name)
+    info = get_collection(store, name)
     if info is None:
         raise CollectionNotFound(
             f"collection {name!r} does not exist; create it first (POST /collections, or "
@@ -115,31 +84,29 @@ def require_collection(settings: Settings, name: str) -> CollectionInfo:
     return info
 
 
-def list_collections(settings: Settings) -> list[CollectionInfo]:
-    return shared_store(settings).list_collections()
-
-
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def delete_collection(settings: Settings, name: str) -> None:
+def delete_collection(ctx: PipelineContext, name: str) -> None:
     """Delete the collection's points and every file and job it has. ``CollectionNotFound`` if unknown.
 
     Files are removed even when the store no longer knows the collection (a half-finished earlier delete).
     """
-    from videoseek.jobs import get_job_store
-
     check_collection_name(name)
-    layout = DataLayout(settings.data_dir)
+    layout = ctx.layout
     missing: CollectionNotFound | None = None
     try:
-        shared_store(settings).delete_collection(name)
+        ctx.store.delete_collection(name)
     except CollectionNotFound as exc:
         missing = exc
-    for directory in (layout.videos_dir(name), layout.frames_dir(name), layout.root / "thumbnails" / name):
+    for directory in (
+        layout.videos_dir(name),
+        layout.frames_dir(name),
+        layout.collection_thumbnails_dir(name),
+    ):
         _remove_tree(directory)
-    get_job_store(settings).delete_collection(name)
+    ctx.jobs.delete_collection(name)
     if missing is not None:
         raise missing
 
@@ -158,18 +125,15 @@ def remove_video_files(layout: DataLayout, collection: str, video_id: str) -> No
     _remove_tree(layout.thumbnails_dir(collection, video_id))
 
 
-def delete_video(settings: Settings, collection: str, video_id: str) -> int:
+def delete_video(ctx: PipelineContext, collection: str, video_id: str) -> int:
     """Remove one video from a collection: points, files, and its dedup claim; returns the points removed.
 
     After this, submitting the same file again indexes it again.
     """
-    from videoseek.collection_lock import collection_write_lock
-    from videoseek.jobs import get_job_store
-
-    with collection_write_lock(settings, collection):  # not between a re-index's last copy and its switch
-        removed = shared_store(settings).delete_video(collection, video_id)
-    remove_video_files(DataLayout(settings.data_dir), collection, video_id)
-    jobs = get_job_store(settings)
+    with ctx.locks.hold(collection):  # not between a re-index's last copy and its switch
+        removed = ctx.store.delete_video(collection, video_id)
+    remove_video_files(ctx.layout, collection, video_id)
+    jobs = ctx.jobs
     owner = jobs.video_owner(collection, video_id)
     if owner is not None:
         jobs.release_video(collection, video_id, owner)

@@ -1,7 +1,7 @@
 """Ingest job state: one record per submitted file, shared by the API, the CLI and every worker.
 
-Two implementations of one narrow interface: SQLite under the data directory (embedded mode) and Redis hashes
-(distributed mode). Both survive process restarts. A job only names things (collection, video id, the stored
+Two implementations of one narrow interface: SQLite under the data directory (embedded mode, here) and Redis
+hashes (distributed mode, ``worker/redis_jobs.py``). Both survive process restarts. A job only names things (collection, video id, the stored
 file): the video itself lives on disk under :class:`~videoseek.layout.DataLayout`.
 
 Besides jobs, the store holds one *claim* per (collection, video id): the job that owns ingesting that video.
@@ -22,14 +22,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from videoseek.layout import DataLayout
-
-if TYPE_CHECKING:
-    import redis
-
-    from videoseek.settings import Settings
+from typing import Any
 
 
 class JobStage(StrEnum):
@@ -95,7 +88,8 @@ _MUTABLE = frozenset(
 )
 
 
-def _check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+def check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The changes of an update, checked (only mutable fields) and normalised (stage, problems)."""
     unknown = set(changes) - _MUTABLE
     if unknown:
         raise ValueError(f"job fields {sorted(unknown)} cannot be updated (mutable: {sorted(_MUTABLE)})")
@@ -229,20 +223,34 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 class SqliteJobStore(JobStore):
-    """Jobs in one SQLite file (WAL, so the API and the CLI can share it)."""
+    """Jobs in one SQLite file (WAL, so the API and the CLI can share it), opened at first use."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
         # One connection guarded by a lock: writes are tiny and rare next to decoding and embedding.
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        with self._tx() as db:  # two processes opening an old database at once: one adds, one sees it
-            _add_missing_columns(db)
+        with self._lock:
+            if self._conn is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                # Two processes opening an old database at once: one adds the columns, one sees them.
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    _add_missing_columns(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                self._conn = db
+            return self._conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -270,7 +278,7 @@ class SqliteJobStore(JobStore):
         return None if row is None else _job_from_row(row)
 
     def update(self, job_id: str, **changes: Any) -> Job:
-        values = _check_changes(changes)
+        values = check_changes(changes)
         values["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = ?" for k in values)
         params = [_sql_value(v) for v in values.values()]
@@ -326,173 +334,6 @@ class SqliteJobStore(JobStore):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
-
-
-# Redis: one hash per job, a sorted set per collection (and one global) for listing, a hash of claims per
-# collection. Values are strings; ``metadata`` is JSON.
-# Update only a job that still exists: a job deleted meanwhile (its collection was) must not come back as a
-# hash holding just the updated fields.
-_UPDATE_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    redis.call('HSET', KEYS[1], unpack(ARGV))
-    return 1
-end
-return 0
-"""
-_RELEASE_IF_OWNER = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-    return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if value is None:
-        return ""
-    return str(value)
-
-
-def _job_from_hash(data: Mapping[str, str]) -> Job:
-    return Job(
-        job_id=data["job_id"],
-        collection=data["collection"],
-        video_id=data["video_id"],
-        source=data["source"],
-        video_file=data.get("video_file", ""),
-        metadata=json.loads(data.get("metadata") or "{}"),
-        stage=JobStage(data["stage"]),
-        progress=float(data.get("progress") or 0.0),
-        reason=data.get("reason") or None,
-        duplicate_of=data.get("duplicate_of") or None,
-        clips=int(data.get("clips") or 0),
-        attempts=int(data.get("attempts") or 0),
-        problems=json.loads(data.get("problems") or "[]"),  # absent from jobs written before the field
-        created_at=float(data["created_at"]),
-        updated_at=float(data["updated_at"]),
-    )
-
-
-class RedisJobStore(JobStore):
-    """Jobs as Redis hashes under ``prefix`` (distributed mode: API and workers share them)."""
-
-    def __init__(self, url: str, prefix: str = "videoseek:", client: redis.Redis | None = None) -> None:
-        import redis as redis_lib
-
-        self.prefix = prefix
-        # decode_responses=True: every value is a str (redis-py's stubs cannot express that).
-        self._redis: Any = client or redis_lib.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
-        )
-        self._release = self._redis.register_script(_RELEASE_IF_OWNER)
-        self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
-
-    def _job_key(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
-
-    def _index_key(self, collection: str | None) -> str:
-        return f"{self.prefix}jobs" if collection is None else f"{self.prefix}jobs:{collection}"
-
-    def _claims_key(self, collection: str) -> str:
-        return f"{self.prefix}claims:{collection}"
-
-    def create(self, job: Job) -> Job:
-        mapping = {k: _encode(v) for k, v in asdict(job).items()}
-        mapping["stage"] = str(job.stage)
-        if not self._redis.hsetnx(self._job_key(job.job_id), "job_id", job.job_id):
-            raise ValueError(f"job {job.job_id} already exists")
-        pipe = self._redis.pipeline()
-        pipe.hset(self._job_key(job.job_id), mapping=mapping)
-        pipe.zadd(self._index_key(None), {job.job_id: job.created_at})
-        pipe.zadd(self._index_key(job.collection), {job.job_id: job.created_at})
-        pipe.execute()
-        return job
-
-    def get(self, job_id: str) -> Job | None:
-        data = self._redis.hgetall(self._job_key(job_id))
-        return _job_from_hash(data) if data and "stage" in data else None
-
-    def update(self, job_id: str, **changes: Any) -> Job:
-        values = _check_changes(changes)
-        values["updated_at"] = time.time()
-        flat = [item for k, v in values.items() for item in (k, _encode(v))]
-        if not self._update(keys=[self._job_key(job_id)], args=flat):
-            raise JobNotFound(job_id)
-        return self.require(job_id)
-
-    def list(self, collection: str | None = None, limit: int = 100) -> list[Job]:
-        ids = self._redis.zrevrange(self._index_key(collection), 0, max(limit, 1) - 1)
-        pipe = self._redis.pipeline()
-        for job_id in ids:
-            pipe.hgetall(self._job_key(job_id))
-        return [_job_from_hash(d) for d in pipe.execute() if d and "stage" in d]
-
-    def claim_video(self, collection: str, video_id: str, job_id: str) -> str | None:
-        key = self._claims_key(collection)
-        if self._redis.hsetnx(key, video_id, job_id):
-            return None
-        owner = self._redis.hget(key, video_id)
-        # The owner can release between our HSETNX and HGET: then the video is free, try once more.
-        if owner is None:
-            return self.claim_video(collection, video_id, job_id)
-        return str(owner)
-
-    def video_owner(self, collection: str, video_id: str) -> str | None:
-        owner = self._redis.hget(self._claims_key(collection), video_id)
-        return None if owner is None else str(owner)
-
-    def release_video(self, collection: str, video_id: str, job_id: str) -> None:
-        self._release(keys=[self._claims_key(collection)], args=[video_id, job_id])
-
-    def delete_collection(self, collection: str) -> int:
-        ids = self._redis.zrange(self._index_key(collection), 0, -1)
-        pipe = self._redis.pipeline()
-        for job_id in ids:
-            pipe.delete(self._job_key(job_id))
-        if ids:
-            pipe.zrem(self._index_key(None), *ids)
-        pipe.delete(self._index_key(collection), self._claims_key(collection))
-        pipe.execute()
-        return len(ids)
-
-    def ping(self) -> None:
-        self._redis.ping()
-
-    def close(self) -> None:
-        self._redis.close()
-
-
-def open_job_store(settings: Settings) -> JobStore:
-    """The job store the settings call for: Redis when a Redis URL is set, else SQLite in the data dir."""
-    if settings.redis_url is not None:
-        return RedisJobStore(settings.redis_url, settings.worker.redis_prefix)
-    return SqliteJobStore(DataLayout(settings.data_dir).jobs_db)
-
-
-_shared: dict[tuple[str, str], JobStore] = {}
-_shared_lock = threading.Lock()
-
-
-def get_job_store(settings: Settings) -> JobStore:
-    """One job store per process and backing location (cached; safe to call per request)."""
-    key = (
-        (settings.redis_url, settings.worker.redis_prefix)
-        if settings.redis_url is not None
-        else ("sqlite", str(DataLayout(settings.data_dir).jobs_db.resolve()))
-    )
-    with _shared_lock:
-        store = _shared.get(key)
-        if store is None:
-            store = _shared[key] = open_job_store(settings)
-        return store
-
-
-def close_job_stores() -> None:
-    """Close every cached store (tests, and before a fork)."""
-    with _shared_lock:
-        for store in _shared.values():
-            store.close()
-        _shared.clear()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

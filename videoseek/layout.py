@@ -13,6 +13,7 @@ from pathlib import Path
 # Collection names become directory names and Qdrant collection names: keep them boring.
 COLLECTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 VIDEO_ID_RE = re.compile(r"^[0-9a-f]{16,64}$")
+_EXT_RE = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
 class InvalidName(ValueError):
@@ -36,12 +37,13 @@ def check_video_id(video_id: str) -> str:
 
 @dataclass(frozen=True)
 class DataLayout:
-    """Paths under one data directory. Creating a layout touches nothing on disk."""
+    """Every path under one data directory, defined once. Creating a layout touches nothing on disk."""
 
     root: Path
 
     @property
     def qdrant_dir(self) -> Path:
+        """The embedded Qdrant Edge store (unless ``VIDEOSEEK_QDRANT__PATH`` puts it elsewhere)."""
         return self.root / "qdrant"
 
     @property
@@ -55,11 +57,33 @@ class DataLayout:
     def videos_dir(self, collection: str) -> Path:
         return self.root / "videos" / check_collection_name(collection)
 
+    def video_file(self, collection: str, video_id: str) -> Path | None:
+        """The stored copy of a video (``videos/<collection>/<video_id><ext>``), if it exists."""
+        directory = self.videos_dir(collection)
+        if not directory.is_dir():
+            return None
+        for candidate in sorted(directory.glob(f"{check_video_id(video_id)}.*")):
+            if candidate.is_file() and not candidate.name.startswith("."):
+                return candidate
+        return None
+
     def frames_dir(self, collection: str) -> Path:
         return self.root / "frames" / check_collection_name(collection)
 
+    def collection_thumbnails_dir(self, collection: str) -> Path:
+        return self.root / "thumbnails" / check_collection_name(collection)
+
     def thumbnails_dir(self, collection: str, video_id: str) -> Path:
-        return self.root / "thumbnails" / check_collection_name(collection) / check_video_id(video_id)
+        """A video's clip thumbnails (:meth:`thumbnail`), and its clip plan beside them."""
+        return self.collection_thumbnails_dir(collection) / check_video_id(video_id)
+
+    def thumbnail(self, collection: str, video_id: str, clip_index: int) -> Path:
+        """One clip's thumbnail JPEG."""
+        return self.root / thumbnail_relpath(collection, video_id, clip_index)
+
+    def clip_plan(self, collection: str, video_id: str) -> Path:
+        """The clips a video was cut into when decoded (the embed step and re-indexing read it)."""
+        return self.thumbnails_dir(collection, video_id) / "clips.json"
 
     @property
     def uploads_dir(self) -> Path:
@@ -68,4 +92,35 @@ class DataLayout:
 
     @property
     def jobs_db(self) -> Path:
+        """Ingest jobs of embedded mode (SQLite)."""
         return self.root / "jobs.sqlite3"
+
+    @property
+    def locks_dir(self) -> Path:
+        """Per-collection write locks of embedded mode (``flock``)."""
+        return self.root / "locks"
+
+    @property
+    def server_secret(self) -> Path:
+        """The key that signs media URLs and search cursors."""
+        return self.root / "secrets" / "server.key"
+
+    def training_runs_dir(self, collection: str) -> Path:
+        """Retrain runs of a collection (report, plots, checkpoint), one folder per run."""
+        return self.root / "training" / check_collection_name(collection)
+
+    @property
+    def training_frames_dir(self) -> Path:
+        """Frames decoded for training, shared by every run (``training/frame_cache.py``)."""
+        return self.root / "cache" / "training-frames"
+
+
+def thumbnail_relpath(collection: str, video_id: str, clip_index: int) -> str:
+    """A clip thumbnail's path relative to the data directory (what a point's payload stores)."""
+    return f"thumbnails/{check_collection_name(collection)}/{check_video_id(video_id)}/{int(clip_index)}.jpg"
+
+
+def stored_suffix(source_name: str) -> str:
+    """The extension kept on a video's stored copy (players and the media server like one); ``.bin`` if odd."""
+    suffix = Path(source_name).suffix.lower()
+    return suffix if _EXT_RE.fullmatch(suffix) else ".bin"

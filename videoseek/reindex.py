@@ -31,14 +31,12 @@ from typing import Any
 import numpy as np
 
 from videoseek.cancel import CancelCheck, not_cancellable
-from videoseek.collection_lock import collection_write_lock
-from videoseek.collections import install_adapter, require_collection, shared_store
-from videoseek.ingest.embedding import EmbedRequest, FrameEmbedder
+from videoseek.collections import install_adapter, require_collection
+from videoseek.context import PipelineContext
+from videoseek.ingest.embedding import EmbedRequest
 from videoseek.ingest.pipeline import clip_points, read_clip_plan
-from videoseek.layout import DataLayout
-from videoseek.settings import Settings
 from videoseek.store import METADATA_KEY, ClipStore, CollectionInfo, SearchFilter, StoreError
-from videoseek.video import ClipPlan, FrameCache, FrameCacheMiss
+from videoseek.video import ClipPlan, FrameCacheMiss
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +97,12 @@ class _Cached:
 
 
 def reindex_collection(
-    settings: Settings,
+    ctx: PipelineContext,
     name: str,
     adapter_dir: Path | None,
     *,
     allow_missing: bool = False,
     progress: ProgressCallback | None = None,
-    embedder: FrameEmbedder | None = None,
     cancel: CancelCheck = not_cancellable,
 ) -> ReindexResult:
     """Re-embed every clip of ``name`` with the adapter in ``adapter_dir`` (None: no adapter) and switch.
@@ -115,37 +112,29 @@ def reindex_collection(
     ``CollectionNotFound``, ``AdapterFileError`` / ``AdapterBaseMismatch``; on any error the collection
     keeps its old version.
     """
-    version = install_adapter(settings, Path(adapter_dir)) if adapter_dir is not None else None
+    version = install_adapter(ctx.settings, Path(adapter_dir)) if adapter_dir is not None else None
     return reindex_to_version(
-        settings,
-        name,
-        version,
-        allow_missing=allow_missing,
-        progress=progress,
-        embedder=embedder,
-        cancel=cancel,
+        ctx, name, version, allow_missing=allow_missing, progress=progress, cancel=cancel
     )
 
 
 def reindex_to_version(
-    settings: Settings,
+    ctx: PipelineContext,
     name: str,
     adapter_version: str | None,
     *,
     allow_missing: bool = False,
     progress: ProgressCallback | None = None,
-    embedder: FrameEmbedder | None = None,
     cancel: CancelCheck = not_cancellable,
 ) -> ReindexResult:
     """:func:`reindex_collection` with an adapter already installed in the data dir (the Celery task's way).
 
-    ``embedder``: the process's pipeline embedder, to share its loaded model and adapters (default: a new one).
+    Embeds with the process's image tower (``ctx.embedder``: its loaded model and adapters are shared).
     ``progress`` is called from this thread; it must not take the collection's write lock. ``cancel`` is
     checked before each group of videos and just before the switch: a cancelled re-index drops its new
     version (``TaskCancelled``), and the collection keeps serving the old one.
     """
-    job = _Reindex(settings, name, embedder or FrameEmbedder(settings), allow_missing, progress, cancel)
-    return job.run(adapter_version)
+    return _Reindex(ctx, name, allow_missing, progress, cancel).run(adapter_version)
 
 
 class _Reindex:
@@ -153,22 +142,21 @@ class _Reindex:
 
     def __init__(
         self,
-        settings: Settings,
+        ctx: PipelineContext,
         name: str,
-        embedder: FrameEmbedder,
         allow_missing: bool,
         progress: ProgressCallback | None,
         cancel: CancelCheck,
     ) -> None:
-        self.settings = settings
+        self.ctx = ctx
         self.name = name
-        self.embedder = embedder
+        self.embedder = ctx.embedder
         self.allow_missing = allow_missing
         self.progress = progress
         self.cancel = cancel
-        self.layout = DataLayout(settings.data_dir)
-        self.cache = FrameCache(self.layout.frames_dir(name))
-        self.store: ClipStore = shared_store(settings)
+        self.layout = ctx.layout
+        self.cache = ctx.frame_cache(name)
+        self.store: ClipStore = ctx.store
         self.clips: dict[str, int] = {}  # video id -> clips written into the new version
         self.missing: list[str] = []
         self.total = 0
@@ -176,7 +164,7 @@ class _Reindex:
 
     def run(self, adapter_version: str | None) -> ReindexResult:
         started = time.monotonic()
-        old = require_collection(self.settings, self.name)
+        old = require_collection(self.store, self.name)
         self.dim = old.dim
         self._check_model_and_adapter(old, adapter_version)
         videos = self.store.list_videos(self.name)
@@ -319,7 +307,7 @@ class _Reindex:
 
     def _switch(self, old: CollectionInfo, target: CollectionInfo) -> list[str]:
         """Under the write lock: copy the last changes, switch to the new version; returns videos dropped."""
-        with collection_write_lock(self.settings, self.name):
+        with self.ctx.locks.hold(self.name):
             live = self.store.get_collection(self.name)
             if live.physical != old.physical:
                 raise ReindexError(

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
 
 ENV_PREFIX = "VIDEOSEEK_"
@@ -207,13 +208,8 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def embedded(self) -> bool:
-        """True when no Redis is configured: tasks run in-process."""
-        return self.redis_url is None
-
-    @property
     def qdrant_path(self) -> Path:
-        return self.qdrant.path or self.data_dir / "qdrant"
+        return self.qdrant.path or DataLayout(self.data_dir).qdrant_dir
 
 
 def _variable_paths(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

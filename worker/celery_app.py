@@ -7,31 +7,33 @@ redelivery of a message whose worker vanished happens once ``visibility_timeout`
 should exceed the longest task (the hard time limit), or a slow task also runs a second time elsewhere
 (harmless, wasted work): :func:`celery_config` logs a warning then.
 
-Models are never loaded here: each worker *process* loads its own after fork (see ``tasks.py``).
+Models are never loaded here: each worker *process* loads its own after fork (``process.py``). The app carries
+its settings and the process's state (:class:`VideoseekCelery`), which tasks reach through ``self.app``: no
+module-level state.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from videoseek.settings import Settings, get_settings
+from videoseek.settings import Settings
+from worker.names import (
+    QUEUE_EMBED,
+    QUEUE_INGEST,
+    QUEUE_TRAIN,
+    QUEUES,
+    RESULT_EXPIRES_S,
+    TASK_DECODE,
+    TASK_EMBED,
+)
+from worker.process import WorkerProcess
+from worker.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
-
-QUEUE_INGEST = "ingest"  # probe + decode + frame cache + thumbnails (CPU)
-QUEUE_EMBED = "embed"  # image tower + upsert (GPU when there is one)
-QUEUE_TRAIN = "train"  # offline adapter training, consumed by training workers
-QUEUES = (QUEUE_INGEST, QUEUE_EMBED, QUEUE_TRAIN)
-
-RESULT_EXPIRES_S = 24 * 3600  # how long the result backend keeps a task's state and result
-
-TASK_DECODE = "videoseek.ingest.decode"
-TASK_EMBED = "videoseek.ingest.embed"
 
 
 class WorkerConfigError(RuntimeError):
@@ -51,14 +53,12 @@ class QueueDepths:
     """
 
     def __init__(self, settings: Settings) -> None:
-        import redis
-
         if settings.redis_url is None:
             raise WorkerConfigError(
                 "queue depths need VIDEOSEEK_REDIS_URL (there are no Celery queues without it)"
             )
         # Short timeouts: a metrics scrape must not hang on an unreachable broker.
-        self._redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        self._redis = redis_client(settings.redis_url, text=False, timeout_s=2.0)
         self._prefix = broker_key_prefix(settings)
 
     def __call__(self, queue: str) -> int:
@@ -73,18 +73,8 @@ class QueueDepths:
             pipeline.llen(key)
         return int(sum(pipeline.execute()))
 
-
-_depth_readers: dict[tuple[str, str], QueueDepths] = {}
-_depth_readers_lock = threading.Lock()
-
-
-def queue_depths(settings: Settings) -> QueueDepths:
-    """One :class:`QueueDepths` (one Redis connection pool) per broker, shared by the callers of a process."""
-    key = (settings.redis_url or "", broker_key_prefix(settings))
-    with _depth_readers_lock:
-        if key not in _depth_readers:
-            _depth_readers[key] = QueueDepths(settings)
-        return _depth_readers[key]
+    def close(self) -> None:
+        self._redis.close()
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -142,27 +132,42 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_celery_app(settings: Settings | None = None) -> Celery:
-    """A Celery app for these settings, with the ingest tasks registered (importing them loads no model)."""
-    settings = settings or get_settings()
-    app = Celery("videoseek", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    # Registers the shared tasks on this app; tasks.py only imports lightweight modules at import time.
-    from worker import tasks
+class VideoseekCelery(Celery):
+    """A Celery app that carries its videoseek settings and what a worker process holds (``process``)."""
 
-    tasks.bind_settings(settings)
+    settings: Settings
+    process: WorkerProcess
+
+
+def build_celery_app(settings: Settings, *, warm_model: bool = True) -> VideoseekCelery:
+    """A Celery app for these settings with the videoseek tasks registered (importing them loads no model).
+
+    ``warm_model``: a worker process loads CLIP as it starts (embed workers) rather than at its first task.
+    """
+    app = VideoseekCelery("videoseek", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    app.settings = settings
+    app.process = WorkerProcess(settings, warm_model=warm_model)
+    # Registers the shared tasks on this app; tasks.py only imports lightweight modules at import time.
+    import worker.tasks  # noqa: F401
+
     app.conf.include = ["worker.tasks"]
     return app
 
 
-_apps: dict[tuple[str, str], Celery] = {}
+def connect_worker_hooks(app: VideoseekCelery) -> None:
+    """Make this app's worker processes start and stop their state (``process.py``): call once, in the
+    process that runs ``app.worker_main``, before it starts."""
+    from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
+    from worker.process import start_worker_process, stop_worker_process
 
-def get_celery_app(settings: Settings | None = None) -> Celery:
-    """The process's Celery app for these settings (built once; used to send tasks from the API and CLI)."""
-    settings = settings or get_settings()
-    key = (settings.redis_url or "", settings.worker.redis_prefix)
-    app = _apps.get(key)
-    if app is None:
-        app = _apps[key] = build_celery_app(settings)
-    return app
+    def started(**_: Any) -> None:
+        start_worker_process(app.process)
+
+    def stopped(**_: Any) -> None:
+        stop_worker_process(app.process)
+
+    worker_process_init.connect(started, weak=False, dispatch_uid="videoseek.worker.process_init")
+    worker_process_shutdown.connect(stopped, weak=False, dispatch_uid="videoseek.worker.process_shutdown")
+    worker_shutdown.connect(stopped, weak=False, dispatch_uid="videoseek.worker.shutdown")

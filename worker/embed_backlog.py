@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videoseek.adapter import AdapterConfigError, AdapterFileError, AdapterNotFound
+from videoseek.context import PipelineContext
 from videoseek.ingest.pipeline import (
     DecodedVideo,
-    PipelineContext,
     TransientError,
     embed_and_index,
     load_decoded,
@@ -59,12 +59,9 @@ class EmbedBacklog:
 
     @classmethod
     def from_url(cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> EmbedBacklog:
-        import redis
+        from worker.redis_clients import redis_client
 
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
-        )
-        return cls(client, prefix, claim_ttl_s)
+        return cls(redis_client(url, text=True), prefix, claim_ttl_s)
 
     def add(self, job_id: str, frames: int) -> None:
         """A decoded job of ``frames`` sampled frames now waits for embedding."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-KEEP_PER_COLLECTION = 20
+from videoseek.runtime.base import RECENT_TASKS_LISTED as KEEP_PER_COLLECTION
 
 
 class RecentTasks:

@@ -58,7 +58,7 @@ def resolve_adapter(services: AppServices, adapter: str | None) -> dict[str, Any
 def _create(services: AppServices, name: str, adapter: str | None) -> CollectionInfo:
     from videoseek.collections import create_collection
 
-    return create_collection(services.settings, name, **resolve_adapter(services, adapter))
+    return create_collection(services.context, name, **resolve_adapter(services, adapter))
 
 
 @router.post(
@@ -100,7 +100,7 @@ async def delete_collection(name: str, principal: AdminPrincipal, services: Serv
     from videoseek.collections import delete_collection as delete
 
     info = await asyncio.to_thread(services.require_store().get_collection, name)
-    await asyncio.to_thread(delete, services.settings, name)
+    await asyncio.to_thread(delete, services.context, name)
     if services.engine is not None:
         services.engine.forget(name)
     await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history

@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 
 
 def mode_of(services: AppServices) -> Literal["embedded", "distributed"]:
-    return "embedded" if services.settings.embedded else "distributed"
+    return services.runtime.mode
 
 
 @router.get("/healthz", response_model=Health)
@@ -26,19 +26,14 @@ async def healthz(services: Services) -> Health:
 
 
 def readiness_checks(services: AppServices) -> dict[str, str]:
-    """'ok' or the reason, for the model, the vector store and (when configured) Redis."""
+    """'ok' or the reason, for the model, the vector store and what the runtime needs (Redis, when used)."""
     checks = {"model": "ok" if services.model.loaded else (services.model.error or "loading")}
     try:
         services.require_store().list_collections()
         checks["store"] = "ok"
     except Exception as exc:  # readiness must report any failure, not raise it
         checks["store"] = f"unavailable: {exc}"
-    if not services.settings.embedded:
-        try:
-            services.jobs.ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"] = f"unavailable: {exc}"
+    checks.update(services.runtime.health_checks())
     return checks
 
 

@@ -8,7 +8,6 @@ from fastapi.responses import StreamingResponse
 from service.deps import LayoutDep, MediaAccess
 from service.errors import NotFound
 from service.ranges import file_response
-from videoseek.ingest.submit import find_video_file, thumbnail_path
 from videoseek.layout import check_collection_name, check_video_id
 
 router = APIRouter(tags=["media"])
@@ -30,7 +29,7 @@ async def video_file(
     check_video_id(video_id)
     if access is not None:
         access.require_collection(name)
-    path = find_video_file(layout, name, video_id)
+    path = layout.video_file(name, video_id)
     if path is None:
         raise NotFound(f"video {video_id} is not stored in collection {name!r}")
     return file_response(request, path)
@@ -51,4 +50,4 @@ async def thumbnail(
         access.require_collection(name)
     if clip_index < 0:
         raise NotFound("clip indexes start at 0")
-    return file_response(request, thumbnail_path(layout, name, video_id, clip_index), media_type="image/jpeg")
+    return file_response(request, layout.thumbnail(name, video_id, clip_index), media_type="image/jpeg")

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from service.collection_tasks import TaskStatus, task_collection
 from service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from service.errors import NotFound
 from service.routers.collections import resolve_adapter
@@ -17,8 +16,8 @@ from service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskLi
 from service.search_engine import SearchEngine
 from service.state import AppServices
 from videoseek.layout import check_collection_name
-from videoseek.retrain import RetrainRequest as RetrainWork
-from worker.recent_tasks import KEEP_PER_COLLECTION
+from videoseek.retraining import RetrainRequest as RetrainWork
+from videoseek.runtime.base import RECENT_TASKS_LISTED, TaskStatus, task_collection
 
 router = APIRouter(tags=["collections"])
 
@@ -76,12 +75,9 @@ async def start_retrain(
     links: LinksDep,
 ) -> TaskAccepted:
     """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
-    from videoseek.retrain import load_training_data, training_config
-
     await _admin_target(name, principal, engine)
     work = RetrainWork(**body.model_dump())
-    await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
-    await asyncio.to_thread(training_config, services.settings, name, work)  # and nothing to continue
+    # A bad manifest, or nothing to continue, is a 422 now (the runtime checks first), not a failed task later.
     task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
@@ -144,8 +140,8 @@ async def list_tasks(
     principal: AdminPrincipal,
     services: Services,
     limit: Annotated[
-        int, Query(ge=1, le=KEEP_PER_COLLECTION, description="At most this many, newest first.")
-    ] = KEEP_PER_COLLECTION,
+        int, Query(ge=1, le=RECENT_TASKS_LISTED, description="At most this many, newest first.")
+    ] = RECENT_TASKS_LISTED,
 ) -> TaskList:
     """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
     check_collection_name(name)

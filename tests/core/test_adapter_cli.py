@@ -16,7 +16,7 @@ from videoseek.adapter import (
     count_parameters,
     store_adapter,
 )
-from videoseek.cli import app
+from videoseek.cli.app import app
 from videoseek.clip import LoadedClip
 
 runner = CliRunner()

@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import LOCAL, seed_clips, settings_for, start_client
 
+from videoseek.store import ClipStore
+
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
@@ -22,11 +24,17 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
             client: tuple[str, int] = LOCAL,
             raise_server_exceptions: bool = True,
             wait: bool = True,
+            store: ClipStore | None = None,
             **overrides: Any,
         ) -> TestClient:
             settings = settings_for(tmp_path / "data", **overrides)
             return start_client(
-                stack, settings, client=client, raise_server_exceptions=raise_server_exceptions, wait=wait
+                stack,
+                settings,
+                client=client,
+                raise_server_exceptions=raise_server_exceptions,
+                wait=wait,
+                store=store,
             )
 
         yield make

@@ -13,9 +13,11 @@ from fastapi.testclient import TestClient
 from service.main import create_app
 from service.state import AppServices
 from videoseek.adapter import AdaptedClip, AdapterConfig
+from videoseek.cli.runtime import open_runtime
 from videoseek.model_spec import ModelSpec
+from videoseek.runtime.base import Runtime
 from videoseek.settings import Settings, load_settings
-from videoseek.store import ClipPoint
+from videoseek.store import ClipPoint, ClipStore
 from videoseek.toy.model import register_toy_model_config
 
 # The toy CLIP architecture with seeded random weights: these tests need vectors, not meaning (the e2e
@@ -103,6 +105,15 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     return load_settings(**values)
 
 
+def runtime_for(settings: Settings, store: ClipStore | None = None) -> Runtime:
+    """The runtime ``videoseek serve`` would run the app on; ``store``: the clip store its processes share
+    (a qdrant-client local store standing in for a Qdrant server)."""
+    runtime = open_runtime(settings)
+    if store is not None:
+        runtime.context.open_store = lambda: store
+    return runtime
+
+
 def start_client(
     stack: ExitStack,
     settings: Settings,
@@ -110,10 +121,13 @@ def start_client(
     client: tuple[str, int] = LOCAL,
     raise_server_exceptions: bool = True,
     wait: bool = True,
+    store: ClipStore | None = None,
 ) -> TestClient:
     """A TestClient with the app's lifespan running until ``stack`` closes (and ready, if ``wait``)."""
     test_client = TestClient(
-        create_app(settings), client=client, raise_server_exceptions=raise_server_exceptions
+        create_app(runtime_for(settings, store)),
+        client=client,
+        raise_server_exceptions=raise_server_exceptions,
     )
     stack.enter_context(test_client)
     if wait:

@@ -252,7 +252,7 @@ def test_a_full_ingest_queue_is_a_429_with_retry_after(
     def full(*_: Any, **__: Any) -> None:
         raise IngestQueueFull("ingest queue is full (4 jobs waiting)")
 
-    monkeypatch.setattr("service.ingest.submit_ingest", full)
+    monkeypatch.setattr(services_of(client).runtime, "submit_ingest", full)
     response = upload(client, "c1", b"\x00\x00\x00\x20ftypisom" + bytes(100))
     assert response.status_code == 429 and int(response.headers["retry-after"]) >= 1
     assert list(services_of(client).layout.uploads_dir.glob("*")) == []
@@ -328,17 +328,17 @@ def test_a_store_unavailable_at_start_is_retried_until_it_answers(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from service import state
-    from videoseek import collections as core_collections
+    from videoseek.runtime import embedded
+    from videoseek.store import open_store
 
-    real = core_collections.shared_store
     held = {"by_other_process": True}
 
     def flaky(settings: Any) -> Any:
         if held["by_other_process"]:
             raise StoreUnavailable("the store directory is locked by another process (videoseek ingest?)")
-        return real(settings)
+        return open_store(settings)
 
-    monkeypatch.setattr(core_collections, "shared_store", flaky)
+    monkeypatch.setattr(embedded, "open_store", flaky)
     monkeypatch.setattr(state, "STORE_RETRY_S", 0.0)
     client = make_client(wait=False)
     not_ready = client.get("/readyz")

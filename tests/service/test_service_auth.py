@@ -150,10 +150,11 @@ def test_open_mode_in_distributed_mode_is_open_to_everyone() -> None:
 
 def test_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from service.main import create_app
+    from videoseek.cli.runtime import open_runtime
     from videoseek.settings import get_settings
 
     monkeypatch.setenv("VIDEOSEEK_API_KEYS", json.dumps([{"key": "from-env", "scopes": ["search"]}]))
     get_settings.cache_clear()
-    keys = create_app().state.keys
+    keys = create_app(open_runtime(get_settings())).state.keys
     assert not keys.is_open
     assert keys.authenticate("from-env", "198.51.100.1").has_scope("search")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_helpers import settings_for
+from service_helpers import runtime_for, settings_for
 
 from videoseek.toy.generate import generate_videos
 
@@ -57,16 +57,17 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     import uvicorn
 
     from service.main import create_app
-    from videoseek.ingest.submit import submit_ingest
-    from videoseek.runtime.embedded_runner import get_embedded_runner
+    from videoseek.runtime.embedded import EmbeddedRuntime
 
     root = tmp_path_factory.mktemp("browser")
     manifest = generate_videos(root / "videos", 3, seed=5, domain="A", durations_s=(6,))
     record = json.loads(manifest.read_text().splitlines()[0])
     settings = settings_for(root / "data", ingest={"clip_window_s": 2.0, "clip_stride_s": 2.0})
     port = free_port()
+    runtime = runtime_for(settings)
+    assert isinstance(runtime, EmbeddedRuntime)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -76,10 +77,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         time.sleep(0.05)
     from videoseek.collections import create_collection
 
-    create_collection(settings, "toys")
+    create_collection(runtime.context, "toys")  # in the server's process, on its runtime
     for line in manifest.read_text().splitlines():
-        submit_ingest("toys", root / "videos" / json.loads(line)["video"], settings=settings)
-    assert get_embedded_runner(settings).join(timeout=180)
+        runtime.submit_ingest("toys", root / "videos" / json.loads(line)["video"])
+    assert runtime.runner.join(timeout=180)
     try:
         yield f"http://127.0.0.1:{port}/", record
     finally:

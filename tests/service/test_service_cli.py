@@ -16,7 +16,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from videoseek.cli import app
+from videoseek.cli.app import app
 
 
 def free_port() -> int:

@@ -13,6 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, seed_clips, services_of
 
+from worker.runtime import DistributedRuntime
+
 pytestmark = pytest.mark.redis
 
 
@@ -21,14 +23,9 @@ def distributed(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., TestClient]]:
     """Builds API-only clients on the local Redis (own key prefix) with qdrant-client's local mode as server."""
-    from videoseek import collections as core_collections
-    from videoseek import reindex  # noqa: F401 - imported unpatched: they bind shared_store
-    from videoseek.ingest import pipeline  # noqa: F401 - imported unpatched: they bind shared_store
     from videoseek.store.server import ServerClipStore
 
     local = ServerClipStore.local()  # stands in for the Qdrant server
-    monkeypatch.setattr(core_collections, "shared_store", lambda settings: local)
-    monkeypatch.setattr(core_collections, "close_shared_store", lambda settings: None)
     prefix = f"videoseek-test-{uuid.uuid4().hex[:8]}:"
 
     def make(**worker: Any) -> TestClient:
@@ -37,6 +34,7 @@ def distributed(
             qdrant={"url": "http://qdrant.invalid:6333"},
             worker={"redis_prefix": prefix, **worker},
             client=("198.51.100.3", 9),  # no keys outside embedded mode: open to everyone (with a warning)
+            store=local,
         )
 
     yield make
@@ -97,16 +95,19 @@ def test_a_full_celery_ingest_queue_refuses_uploads_with_retry_after(
 def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_result_backend(
     distributed: Callable[..., TestClient], tmp_path: Path
 ) -> None:
-    from worker.celery_app import QUEUE_TRAIN, get_celery_app, queue_depths
+    from worker.celery_app import QueueDepths
+    from worker.names import QUEUE_TRAIN
 
     client = distributed()
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
     seed_clips(client, "dist")
     settings = services_of(client).settings
+    runtime = distributed_runtime(client)
+    depths = QueueDepths(settings)
     started = client.post("/collections/dist/reindex", json={"adapter": None, "allow_missing": True})
     assert started.status_code == 202, started.text
     task_id = started.json()["task_id"]
-    assert task_id.startswith("dist.") and queue_depths(settings)(QUEUE_TRAIN) == 1  # waits for a worker
+    assert task_id.startswith("dist.") and depths(QUEUE_TRAIN) == 1  # waits for a worker
     for video in ("a.mp4", "b.mp4"):
         (tmp_path / video).write_bytes(b"frames")
     manifest = tmp_path / "captions.jsonl"
@@ -118,7 +119,7 @@ def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_resul
     assert client.post("/collections", json={"name": "other"}).status_code == 201
     seed_clips(client, "other")
     retrain = client.post("/collections/other/retrain", json={"data": str(manifest)})
-    assert retrain.status_code == 202 and queue_depths(settings)(QUEUE_TRAIN) == 2, retrain.text
+    assert retrain.status_code == 202 and depths(QUEUE_TRAIN) == 2, retrain.text
 
     def status(of: str = task_id) -> dict[str, Any]:
         response = client.get(f"/tasks/{of}")
@@ -126,7 +127,7 @@ def test_admin_tasks_over_http_go_to_celery_and_their_state_comes_from_the_resul
         return response.json()
 
     assert (status()["state"], status()["kind"]) == ("queued", None)  # Celery keeps no arguments
-    backend = get_celery_app(settings).backend  # what a train worker writes, on the same Redis
+    backend = runtime.app.backend  # what a train worker writes, on the same Redis
     progress = {"stage": "embedding", "videos_done": 1, "videos_total": 3, "clips": 3, "kind": "reindex"}
     backend.store_result(task_id, progress, "PROGRESS")
     assert (status()["state"], status()["kind"], status()["progress"]) == ("running", "reindex", progress)
@@ -146,15 +147,15 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     distributed: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from videoseek.cancel import TaskCancelled
-    from worker import tasks
     from worker.cancel_flags import START_DUPLICATE, START_RUN
-    from worker.celery_app import get_celery_app
+    from worker.names import TASK_REINDEX
 
     client = distributed()
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
     seed_clips(client, "dist")
     settings = services_of(client).settings
-    slots = tasks.collection_task_slots(settings)
+    runtime = distributed_runtime(client)
+    slots = runtime.admin.slots
     task_id = client.post("/collections/dist/reindex", json={"adapter": None}).json()["task_id"]
     assert slots.holder("dist") == task_id  # the slot the API took while the task waits
     cancelled = client.post(f"/tasks/{task_id}/cancel")
@@ -165,12 +166,12 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     next_id = client.post("/collections/dist/reindex", json={"adapter": None}).json()["task_id"]
 
     # A train worker takes the cancelled message: it ends at once, leaving the next task's slot alone.
-    monkeypatch.setattr(tasks, "_settings", settings)
     ran: list[str] = []
     monkeypatch.setattr("videoseek.reindex.reindex_to_version", lambda *a, **k: ran.append("ran"))
-    outcome = get_celery_app(settings).tasks[tasks.TASK_REINDEX].apply(args=["dist", None], task_id=task_id)
+    task = runtime.app.tasks[TASK_REINDEX]  # run here as a worker would (its process state: this app's)
+    outcome = task.apply(args=["dist", None], task_id=task_id)
     assert isinstance(outcome.result, TaskCancelled) and ran == [] and slots.holder("dist") == next_id
-    get_celery_app(settings).backend.mark_as_failure(task_id, outcome.result)  # what the worker stores
+    runtime.app.backend.mark_as_failure(task_id, outcome.result)  # what the worker stores
     final = client.get(f"/tasks/{task_id}").json()
     assert final["state"] == "cancelled" and "cancelled by an admin" in final["reason"], final
     again = client.post(f"/tasks/{task_id}/cancel")
@@ -184,7 +185,6 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
         for m in redis_client(settings).lrange(f"{settings.worker.redis_prefix}celery:train", 0, -1)
     ]
     assert len(queued) == 2 and all(m["headers"]["expires"] for m in queued)  # never outlives a cancel flag
-    task = get_celery_app(settings).tasks[tasks.TASK_REINDEX]
     task.apply(args=["dist", None], task_id=next_id)
     assert ran == ["ran"] and slots.holder("dist") is None
     assert slots.take("dist", "dist." + "d" * 32) == "dist." + "d" * 32  # another task has it now
@@ -192,7 +192,7 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     assert ran == ["ran"] and slots.holder("dist") == "dist." + "d" * 32
 
     # Once a task has started, a cancel leaves the slot to it (it frees it as it ends) ...
-    flags = tasks.task_cancel_flags(settings)
+    flags = runtime.admin.cancel_flags
     started = "films." + "e" * 32
     assert slots.take("films", started) == started and flags.start(started, "films") == START_RUN
     check = flags.check_for(started)
@@ -201,6 +201,12 @@ def test_a_distributed_task_cancelled_while_queued_frees_its_collection_and_ends
     with pytest.raises(TaskCancelled):  # ... and stops at its next cancel point
         check()
     assert flags.start(started, "films") == START_DUPLICATE and slots.holder("films") == started
+
+
+def distributed_runtime(client: TestClient) -> DistributedRuntime:
+    runtime = services_of(client).runtime
+    assert isinstance(runtime, DistributedRuntime)
+    return runtime
 
 
 def redis_client(settings: Any) -> Any:
@@ -212,13 +218,16 @@ def redis_client(settings: Any) -> Any:
 def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_may_be_known(
     distributed: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import dataclasses
+
     import redis
 
-    from worker import tasks
+    from worker.admin_state import ADMIN_TASK_EXPIRES_S
     from worker.recent_tasks import RecentTasks
 
     client = distributed()
     settings = services_of(client).settings
+    runtime = distributed_runtime(client)
     recent = RecentTasks(redis_client(settings), f"{settings.worker.redis_prefix}recent-test:", 100, keep_n=3)
     for i in range(5):
         recent.add("films", f"films.{i}", now=1000.0 + i)
@@ -234,12 +243,12 @@ def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_
 
     # What the API lists: a PENDING id is queued only if it never started and may still be waiting.
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
-    listed = tasks.recent_admin_tasks(settings)
+    listed = runtime.admin.recent
     expired, started, queued = ("dist." + c * 32 for c in "123")
-    listed.add("dist", expired, now=time.time() - tasks.ADMIN_TASK_EXPIRES_S - 60)
+    listed.add("dist", expired, now=time.time() - ADMIN_TASK_EXPIRES_S - 60)
     listed.add("dist", started)
     listed.add("dist", queued)
-    assert tasks.task_cancel_flags(settings).start(started, "dist") == 1  # its result has since expired
+    assert runtime.admin.cancel_flags.start(started, "dist") == 1  # its result has since expired
     shown = client.get("/collections/dist/tasks").json()["tasks"]
     assert [(t["task_id"], t["state"]) for t in shown] == [(queued, "queued")]
 
@@ -250,7 +259,7 @@ def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_
 
     seed_clips(client, "dist")
     with monkeypatch.context() as patched:
-        patched.setattr(tasks, "recent_admin_tasks", lambda settings: Refusing())
+        patched.setattr(runtime.tasks, "_admin", dataclasses.replace(runtime.admin, recent=Refusing()))
         assert client.post("/collections/dist/reindex", json={"adapter": None}).status_code == 202
 
     # A deleted collection's tasks are not a new one's of the same name.

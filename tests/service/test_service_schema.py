@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import seed_clips, settings_for, start_client
+from service_helpers import runtime_for, seed_clips, settings_for, start_client
 
 from service.main import create_app
 from videoseek.settings import load_settings
@@ -63,7 +63,9 @@ def _files(files: Any) -> Any:
 
 
 # Building the OpenAPI document opens nothing (no lifespan), so the schema can be loaded at collection time.
-schema = schemathesis.openapi.from_dict(create_app(load_settings(data_dir="unused", api_keys=[])).openapi())
+schema = schemathesis.openapi.from_dict(
+    create_app(runtime_for(load_settings(data_dir="unused", api_keys=[]))).openapi()
+)
 
 
 @schema.parametrize()

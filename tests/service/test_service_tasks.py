@@ -14,10 +14,21 @@ import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, make_adapter, services_of, settings_for
 
-from service.collection_tasks import LocalCollectionTasks, task_collection
-from service.errors import Conflict
-from videoseek.retrain import RetrainRequest
+from videoseek.retraining import RetrainRequest
+from videoseek.runtime.base import AdminWork, TaskConflict, task_collection
+from videoseek.runtime.embedded import embedded_context
+from videoseek.runtime.local_tasks import LocalAdminTasks
 from videoseek.toy.generate import generate_videos
+
+
+def local_tasks(data_dir: Path) -> LocalAdminTasks:
+    """Embedded admin tasks on a data dir nothing was opened on, with training work that is never reached."""
+
+    def no_training(*_: Any) -> Any:
+        raise AssertionError("this test runs no retrain")
+
+    work = AdminWork(check_retrain=lambda *_: None, retrain=no_training)
+    return LocalAdminTasks(embedded_context(settings_for(data_dir)), work)
 
 
 def wait_for_task(client: TestClient, task_id: str, timeout_s: float = 120.0) -> list[dict[str, Any]]:
@@ -149,12 +160,12 @@ def test_a_collection_being_reindexed_refuses_a_second_reindex(
         release.wait(10)
         raise RuntimeError("stopped by the test")
 
-    monkeypatch.setattr("videoseek.reindex.reindex_to_version", slow_reindex)
-    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    monkeypatch.setattr("videoseek.runtime.local_tasks.reindex_to_version", slow_reindex)
+    tasks = local_tasks(tmp_path / "data")
     first = tasks.start_reindex("films", None, False)
-    with pytest.raises(Conflict, match=first):
+    with pytest.raises(TaskConflict, match=first):
         tasks.start_reindex("films", "a" * 64, False)
-    with pytest.raises(Conflict, match=first):  # nor a retrain: one task per collection at a time
+    with pytest.raises(TaskConflict, match=first):  # nor a retrain: one task per collection at a time
         tasks.start_retrain("films", RetrainRequest(data="captions.jsonl"))
     other = tasks.start_reindex("clips", None, False)  # other collections are not held up
     release.set()
@@ -281,8 +292,8 @@ def test_shutdown_cancels_running_tasks_so_they_stop_at_a_safe_point(
             cancel()
             time.sleep(0.01)
 
-    monkeypatch.setattr("videoseek.reindex.reindex_to_version", reindex)
-    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    monkeypatch.setattr("videoseek.runtime.local_tasks.reindex_to_version", reindex)
+    tasks = local_tasks(tmp_path / "data")
     task_id = tasks.start_reindex("films", None, False)
     started = time.monotonic()
     tasks.close(10)
@@ -329,7 +340,7 @@ def test_bad_retrain_requests_are_4xx_with_reasons_before_anything_is_queued(
 def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_ones_at_shutdown(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from service import collection_tasks
+    from videoseek.runtime import local_tasks as module
 
     release = threading.Event()
 
@@ -338,9 +349,9 @@ def test_an_embedded_server_keeps_the_last_finished_tasks_and_waits_for_running_
             release.wait(10)
         return SimpleNamespace(to_dict=lambda: {"collection": name})
 
-    monkeypatch.setattr("videoseek.reindex.reindex_to_version", reindex)
-    monkeypatch.setattr(collection_tasks, "KEPT_FINISHED", 2)
-    tasks = LocalCollectionTasks(settings_for(tmp_path / "data"), lambda: None)
+    monkeypatch.setattr(module, "reindex_to_version", reindex)
+    monkeypatch.setattr(module, "KEPT_FINISHED", 2)
+    tasks = local_tasks(tmp_path / "data")
     finished = []
     for name in ("a", "b", "c"):
         finished.append(tasks.start_reindex(name, None, False))
@@ -364,7 +375,7 @@ def test_the_retrain_methods_are_the_adapter_methods_of_the_training_package() -
 
     from service.schemas import RetrainRequest as RetrainBody
     from training.config import ADAPTER_METHODS
-    from videoseek.retrain import ADAPTER_METHODS as RETRAIN_METHODS
+    from videoseek.retraining import ADAPTER_METHODS as RETRAIN_METHODS
 
     schema = get_args(RetrainBody.model_fields["method"].annotation)
     assert set(RETRAIN_METHODS) == set(ADAPTER_METHODS) == set(schema) and len(schema) == len(ADAPTER_METHODS)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from videoseek.cli import app
+from videoseek.cli.app import app
 from videoseek.toy.generate import MANIFEST_NAME, generate_images, generate_videos
 from videoseek.toy.video_writer import UnsupportedVideoFormat
 

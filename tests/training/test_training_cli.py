@@ -9,7 +9,7 @@ import pytest
 from training_helpers import write_manifest
 from typer.testing import CliRunner
 
-from videoseek.cli import app
+from videoseek.cli.app import app
 from videoseek.model_spec import ModelSpec
 
 runner = CliRunner()

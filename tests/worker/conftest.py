@@ -6,11 +6,15 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from videoseek.settings import Settings
+
+if TYPE_CHECKING:
+    from videoseek.context import PipelineContext
+    from videoseek.runtime.embedded import EmbeddedRuntime
 
 # The odd files the worker tests ingest come from the video tests' generators (tests/video/video_factory.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "video"))
@@ -76,28 +80,38 @@ def toy_videos(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, objec
 
 
 @pytest.fixture
-def embedded(model_spec: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Embedded-mode settings on a fresh data dir with the toy model; stops runners and closes stores after."""
-    from videoseek.collections import close_shared_stores
-    from videoseek.jobs import close_job_stores
-    from videoseek.runtime.embedded_runner import stop_embedded_runner
+def embedded(model_spec: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Embedded-mode settings on a fresh data dir with the toy model (also in the processes a test starts)."""
     from videoseek.settings import get_settings
 
     monkeypatch.setenv("VIDEOSEEK_MODEL", model_spec)
     monkeypatch.setenv("VIDEOSEEK_DEVICE", "cpu")
     get_settings.cache_clear()
-    yield get_settings()
-    stop_embedded_runner()
-    close_shared_stores()
-    close_job_stores()
+    return get_settings()
+
+
+@pytest.fixture
+def runtime(embedded: Settings) -> Iterator[EmbeddedRuntime]:
+    """An embedded runtime on those settings, not started (``runtime.start()`` starts its ingest threads);
+    stopped and its stores closed after the test."""
+    from videoseek.cli.runtime import training_work
+    from videoseek.runtime.embedded import EmbeddedRuntime
+
+    runtime = EmbeddedRuntime(embedded, training_work())
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def ctx(runtime: EmbeddedRuntime) -> PipelineContext:
+    """The embedded runtime's pipeline context: its stores and image tower."""
+    return runtime.context
 
 
 def _distributed(
     monkeypatch: pytest.MonkeyPatch, model_spec: str, redis_url: str, redis_prefix: str, **env: str
 ) -> Iterator[Settings]:
     """Distributed-mode settings in this process and in the workers it starts (through the environment)."""
-    from videoseek.collections import close_shared_stores
-    from videoseek.jobs import close_job_stores
     from videoseek.settings import get_settings
 
     base = {
@@ -114,8 +128,6 @@ def _distributed(
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     yield get_settings()
-    close_shared_stores()
-    close_job_stores()
 
 
 @pytest.fixture

@@ -11,24 +11,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
 
-from videoseek.jobs import JobStage, RedisJobStore
+if TYPE_CHECKING:
+    from worker.runtime import DistributedRuntime
+
+from videoseek.jobs import JobStage, JobStore
 from videoseek.settings import Settings, get_settings, load_settings
-from worker.celery_app import (
-    QUEUE_EMBED,
-    QUEUE_INGEST,
-    QUEUES,
-    TASK_DECODE,
-    TASK_EMBED,
-    QueueDepths,
-    WorkerConfigError,
-    build_celery_app,
-    celery_config,
-)
+from worker.celery_app import QueueDepths, WorkerConfigError, build_celery_app, celery_config
+from worker.names import QUEUE_EMBED, QUEUE_INGEST, QUEUES, TASK_DECODE, TASK_EMBED, TASK_RETRAIN
 
 
 def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> None:
@@ -89,7 +83,7 @@ def test_queue_depths_count_waiting_messages_of_every_priority() -> None:
 
 
 def test_worker_command_refuses_to_start_without_redis() -> None:
-    from videoseek.cli import app
+    from videoseek.cli.app import app
 
     result = CliRunner().invoke(app, ["worker"])
     assert result.exit_code == 2 and "VIDEOSEEK_REDIS_URL" in result.output
@@ -100,7 +94,7 @@ def test_worker_command_refuses_the_embedded_store_in_distributed_mode_as_serve_
 ) -> None:
     import typer
 
-    from videoseek.cli import app
+    from videoseek.cli.app import app
     from videoseek.cli.serve_cmd import check_serve_settings
 
     monkeypatch.setenv("VIDEOSEEK_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -120,19 +114,16 @@ def _eager_decode(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, decode: Callable[[object, str], None], max_retries: int
 ) -> tuple[Any, Any, Any]:
     """A Celery app that runs tasks eagerly, one stored job, and ``decode`` in place of the decode step."""
-    from videoseek.ingest import pipeline
     from videoseek.jobs import Job, SqliteJobStore
-    from worker import tasks
+    from worker import ingest_steps
 
     settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": max_retries})
     app = build_celery_app(settings)
     app.conf.task_always_eager = True
     jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
-    context = SimpleNamespace(jobs=jobs)
-    monkeypatch.setattr(tasks, "worker_context", lambda: context)
-    monkeypatch.setattr(pipeline, "decode_video", decode)
-    monkeypatch.setattr(pipeline, "get_job_store", lambda _settings: jobs)
+    app.process.use_context(SimpleNamespace(jobs=jobs))  # type: ignore[arg-type]
+    monkeypatch.setattr(ingest_steps, "decode_video", decode)
     return app, jobs, job
 
 
@@ -163,7 +154,7 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
     """Redis (the job state) dropping a connection mid-task is a retry, never a failed job."""
     import redis
 
-    from worker import tasks
+    from worker import retry
 
     calls: list[str] = []
     backoffs: list[int] = []
@@ -179,7 +170,7 @@ def test_job_store_redis_errors_are_retried_with_backoff_and_do_not_fail_the_job
         return 1
 
     app, jobs, job = _eager_decode(monkeypatch, tmp_path, flaky, max_retries=3)
-    monkeypatch.setattr(tasks, "get_exponential_backoff_interval", backoff)
+    monkeypatch.setattr(retry, "get_exponential_backoff_interval", backoff)
     result = app.tasks[TASK_DECODE].apply(args=[job.job_id])
     assert calls == ["j1"] * 3 and backoffs == [0, 1]  # two retries, each after an exponential backoff
     assert result.get() == "queued" and jobs.require(job.job_id).stage is JobStage.QUEUED
@@ -253,7 +244,15 @@ def _only_zombies_left(pgid: int) -> bool:
     return True
 
 
-def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: float, log: Path) -> JobStage:
+def _runtime(settings: Settings) -> DistributedRuntime:
+    """What the API or the CLI would submit through, in this process."""
+    from videoseek.cli.runtime import training_work
+    from worker.runtime import DistributedRuntime
+
+    return DistributedRuntime(settings, training_work())
+
+
+def _wait_for(jobs: JobStore, job_id: str, stages: set[JobStage], timeout: float, log: Path) -> JobStage:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stage = jobs.require(job_id).stage
@@ -267,21 +266,20 @@ def _wait_for(jobs: RedisJobStore, job_id: str, stages: set[JobStage], timeout: 
 def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
     distributed: Settings, tmp_path: Path
 ) -> None:
-    from videoseek.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.collections import create_collection
     from videoseek.ingest.pipeline import read_clip_plan
-    from videoseek.ingest.submit import submit_ingest
     from videoseek.layout import DataLayout
     from videoseek.toy.generate import generate_videos
 
     log = tmp_path / "workers.log"
     first = _start_worker(log)  # it boots while we prepare; it opens the store only for its first task
+    runtime = _runtime(distributed)
     try:
         generate_videos(tmp_path / "toy", 1, seed=5, domain="A", durations_s=[30])
-        create_collection(distributed, "films")
-        submitted = submit_ingest("films", tmp_path / "toy" / "videos" / "00000.mp4", settings=distributed)
-        close_shared_stores()  # Qdrant Edge: one process at a time (the worker retries until we let go)
-        assert distributed.redis_url is not None
-        jobs = RedisJobStore(distributed.redis_url, distributed.worker.redis_prefix)
+        create_collection(runtime.context, "films")
+        submitted = runtime.submit_ingest("films", tmp_path / "toy" / "videos" / "00000.mp4")
+        runtime.context.release_store()  # Qdrant Edge: one process at a time (the worker retries until then)
+        jobs = runtime.context.jobs
         _wait_for(jobs, submitted.job_id, {JobStage.EMBEDDING, JobStage.DONE, JobStage.FAILED}, 40, log)
     finally:
         _kill(first, signal.SIGKILL)
@@ -300,19 +298,18 @@ def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
     assert job.attempts == 2
     plan = read_clip_plan(DataLayout(distributed.data_dir), "films", job.video_id)
     assert plan is not None and job.clips == len(plan) == 5  # 30 s: windows at 0, 5, 10, 15 and 20 s
-    store = shared_store(distributed)
+    store = runtime.context.store
     assert store.count("films") == store.count("films", job.video_id) == len(plan)
     assert store.list_videos("films") == [job.video_id]
-    jobs.close()
+    runtime.close()
 
 
 @pytest.mark.redis
 def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     distributed_defaults: Settings, tmp_path: Path
 ) -> None:
-    from videoseek.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.collections import create_collection
     from videoseek.ingest.pipeline import read_clip_plan
-    from videoseek.ingest.submit import submit_ingest
     from videoseek.layout import DataLayout
     from videoseek.toy.generate import generate_videos
     from worker.embed_backlog import EmbedBacklog
@@ -321,14 +318,15 @@ def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     assert settings.redis_url is not None
     log = tmp_path / "workers.log"
     generate_videos(tmp_path / "toy", 3, seed=6, domain="A", durations_s=[8])
-    create_collection(settings, "films")
+    runtime = _runtime(settings)
+    create_collection(runtime.context, "films")
     job_ids = [
-        submit_ingest("films", path, settings=settings).job_id
+        runtime.submit_ingest("films", path).job_id
         for path in sorted((tmp_path / "toy" / "videos").glob("*.mp4"))
     ]
-    close_shared_stores()  # Qdrant Edge: one process at a time
+    runtime.context.release_store()  # Qdrant Edge: one process at a time
     backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
-    jobs = RedisJobStore(settings.redis_url, settings.worker.redis_prefix)
+    jobs = runtime.context.jobs
     decoder = _start_worker(log, queues="ingest")  # decodes all three; nobody embeds yet
     try:
         deadline = time.monotonic() + 90
@@ -352,9 +350,9 @@ def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
         plan = read_clip_plan(layout, "films", job.video_id)
         assert plan is not None and job.clips == len(plan) and job.attempts == 1, job
         total += job.clips
-    assert shared_store(settings).count("films") == total and backlog.waiting() == []
+    assert runtime.context.store.count("films") == total and backlog.waiting() == []
     backlog.close()
-    jobs.close()
+    runtime.close()
 
 
 @pytest.mark.redis
@@ -363,25 +361,27 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
 ) -> None:
     """Eagerly applied: the JSON-serialised request comes back whole, the result names its kind, and a task
     meeting another one's slot on its collection refuses to run."""
-    from videoseek import retrain
+    from training import retrain
     from videoseek.reindex import ReindexError
-    from videoseek.retrain import RetrainError, RetrainRequest
-    from worker import tasks
+    from videoseek.retraining import RetrainError, RetrainRequest
+    from worker import admin_slot
+    from worker.admin_state import AdminState
+    from worker.redis_clients import redis_client
 
     settings = load_settings(redis_url=redis_url, worker={"redis_prefix": redis_prefix})
-    slots = tasks.collection_task_slots(settings)
+    slots = AdminState.on(redis_client(redis_url, text=True), redis_prefix).slots
     seen: list[tuple[str, RetrainRequest, str | None]] = []
 
-    def fake_retrain(settings: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:
+    def fake_retrain(context: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:
         time.sleep(1.5)  # longer than the slot's lease: only its renewal keeps it
         seen.append((name, request, slots.holder(name)))
         return {"collection": name, "adapter_version": "v1"}
 
     monkeypatch.setattr(retrain, "retrain_collection", fake_retrain)
-    monkeypatch.setattr(tasks, "worker_context", lambda: SimpleNamespace(embedder=None))
-    monkeypatch.setattr(tasks, "_settings", settings)
-    monkeypatch.setattr(tasks, "SLOT_LEASE_S", 1)
-    task = build_celery_app(settings).tasks[tasks.TASK_RETRAIN]
+    monkeypatch.setattr(admin_slot, "SLOT_LEASE_S", 1)
+    app = build_celery_app(settings)
+    app.process.use_context(SimpleNamespace())  # type: ignore[arg-type]  # the fake retrain needs none
+    task = app.tasks[TASK_RETRAIN]
     request = RetrainRequest(data="captions.jsonl", method="vision", epochs=2, lr=0.01, allow_missing=True)
     assert "from_current" not in request.to_dict()  # at its default: a worker one release older reads it
     with pytest.raises(RetrainError, match="older than the API"):

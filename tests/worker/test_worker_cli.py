@@ -9,8 +9,8 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from videoseek.cli import app
-from videoseek.collections import shared_store
+from videoseek.cli.app import app
+from videoseek.runtime.embedded import embedded_context
 from videoseek.settings import Settings
 
 
@@ -50,7 +50,9 @@ def test_json_summary_accounts_for_every_input_once(
     reasons = {Path(i["file"]).name: i["reason"] for i in summary["failed"]}
     assert "empty" in reasons["broken.webm"] and "no such file" in reasons["missing.mp4"]
     assert all(i["clips"] == 2 for i in summary["indexed"])
-    assert shared_store(embedded).count("films") == 6  # 3 videos x 2 clips, the duplicate added nothing
+    context = embedded_context(embedded)
+    assert context.store.count("films") == 6  # 3 videos x 2 clips, the duplicate added nothing
+    context.close()
 
 
 def test_ingesting_again_skips_everything(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:

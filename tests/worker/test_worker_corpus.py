@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from videoseek.collections import create_collection, shared_store
-from videoseek.ingest.submit import get_job, submit_ingest
+from videoseek.collections import create_collection
 from videoseek.jobs import JobStage
-from videoseek.runtime.embedded_runner import get_embedded_runner
-from videoseek.settings import Settings
+from videoseek.runtime.embedded import EmbeddedRuntime
 
 
-def _ingest_and_check(settings: Settings, files: list[Path], timeout_s: float) -> dict[str, str]:
-    create_collection(settings, "corpus")
-    submitted = {f.name: submit_ingest("corpus", f, settings=settings) for f in files}
-    assert get_embedded_runner(settings).join(timeout_s), "ingest of the corpus hung"
-    store, outcome = shared_store(settings), {}
+def _ingest_and_check(runtime: EmbeddedRuntime, files: list[Path], timeout_s: float) -> dict[str, str]:
+    create_collection(runtime.context, "corpus")
+    runtime.start()
+    submitted = {f.name: runtime.submit_ingest("corpus", f) for f in files}
+    assert runtime.runner.join(timeout_s), "ingest of the corpus hung"
+    store, outcome = runtime.context.store, {}
     for name, result in submitted.items():
-        job = get_job(result.job_id, settings)
+        job = runtime.context.jobs.get(result.job_id)
         assert job is not None and job.stage.terminal, (name, job)
         if job.stage is JobStage.DONE and not job.duplicate:
             assert job.clips >= 1 and store.count("corpus", job.video_id) == job.clips, name
@@ -30,10 +29,12 @@ def _ingest_and_check(settings: Settings, files: list[Path], timeout_s: float) -
     return outcome
 
 
-def test_every_corpus_file_ends_indexed_or_failed_with_a_reason(embedded: Settings, corpus_dir: Path) -> None:
+def test_every_corpus_file_ends_indexed_or_failed_with_a_reason(
+    runtime: EmbeddedRuntime, corpus_dir: Path
+) -> None:
     """40 files: empty, audio only, no streams, corrupt, huge, 1x1, GIF, rotated, interlaced, truncated..."""
     files = sorted(p for p in corpus_dir.iterdir() if p.is_file() and p.suffix not in (".tsv", ".md"))
-    outcome = _ingest_and_check(embedded, files, timeout_s=600)
+    outcome = _ingest_and_check(runtime, files, timeout_s=600)
     assert len(outcome) == len(files) >= 40
     assert "empty" in outcome["moviepy__result_zero_bytes.webm"]
     assert "no video stream" in outcome["fulcrumfs__video161_audio_only.mp4"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from videoseek.ingest.pipeline import PipelineContext
+from videoseek.context import PipelineContext
 from videoseek.jobs import JobStage
 from videoseek.settings import Settings
 from worker.embed_backlog import EmbedBacklog, embed_with_backlog
@@ -29,20 +29,24 @@ def settings(distributed_defaults: Settings) -> Settings:
 
 
 @pytest.fixture
-def decoded(settings: Settings, toy_videos: list[dict[str, Any]]) -> tuple[PipelineContext, list[str]]:
+def decoded(
+    settings: Settings, toy_videos: list[dict[str, Any]]
+) -> Iterator[tuple[PipelineContext, list[str]]]:
     """Three toy videos decoded into the frame cache, waiting for embedding (no worker runs)."""
     from videoseek.collections import create_collection
     from videoseek.ingest.pipeline import decode_video
-    from videoseek.ingest.submit import submit_ingest
+    from videoseek.ingest.submit import submit_file
+    from worker.runtime import distributed_context
 
-    create_collection(settings, "films")
-    ctx = PipelineContext.from_settings(settings)
+    ctx = distributed_context(settings)
+    create_collection(ctx, "films")
     job_ids = []
     for record in toy_videos:
-        job_id = submit_ingest("films", Path(record["path"]), settings=settings).job_id
+        job_id = submit_file(ctx, lambda _: None, "films", Path(record["path"])).job_id
         assert decode_video(ctx, job_id) is not None
         job_ids.append(job_id)
-    return ctx, job_ids
+    yield ctx, job_ids
+    ctx.close()
 
 
 @pytest.fixture
@@ -236,14 +240,14 @@ def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_lat
     backlog: EmbedBacklog,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from worker import tasks
-    from worker.celery_app import TASK_EMBED, build_celery_app
+    from worker.celery_app import build_celery_app
     from worker.embed_backlog import CLAIM_RECHECK_S
+    from worker.names import TASK_EMBED
 
     ctx, (first, _, _) = decoded
-    monkeypatch.setattr(tasks, "worker_context", lambda: ctx)
-    monkeypatch.setattr(tasks, "embed_backlog", lambda: backlog)
-    task = build_celery_app(settings).tasks[TASK_EMBED]
+    app = build_celery_app(settings)
+    app.process.use_context(ctx)
+    task = app.tasks[TASK_EMBED]
     resent: list[tuple[list[str], int]] = []
     monkeypatch.setattr(task, "apply_async", lambda args, countdown: resent.append((args, countdown)))
     backlog.claim(first, "batching-task")
@@ -258,8 +262,10 @@ def test_an_embed_task_whose_job_is_claimed_elsewhere_sends_itself_again_for_lat
 def test_the_embedded_runner_fails_only_the_video_that_breaks_its_batch(
     decoded: tuple[PipelineContext, list[str]],
 ) -> None:
+    from dataclasses import replace
+
     from videoseek.ingest.pipeline import load_decoded
-    from videoseek.runtime.embedded_runner import EmbeddedRunner
+    from videoseek.runtime.ingest_threads import EmbeddedRunner
     from videoseek.store import InvalidPoint
 
     ctx, (first, second, third) = decoded
@@ -275,9 +281,9 @@ def test_the_embedded_runner_fails_only_the_video_that_breaks_its_batch(
         def __getattr__(self, name: str) -> Any:
             return getattr(store, name)
 
-    ctx.clip_store = RefusesOneVideo()  # type: ignore[assignment]
+    ctx = replace(ctx, _store=RefusesOneVideo())
     batch = [load_decoded(ctx, job_id) for job_id in (first, second, third)]
-    EmbeddedRunner(ctx.settings, context_factory=lambda _s: ctx)._embed_batch(batch)  # type: ignore[arg-type]
+    EmbeddedRunner(ctx)._embed_batch(batch)  # type: ignore[arg-type]
     assert [ctx.jobs.require(j).stage for j in (first, second, third)] == [
         JobStage.DONE,
         JobStage.FAILED,

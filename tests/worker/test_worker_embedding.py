@@ -11,12 +11,11 @@ import torch
 from PIL import Image
 
 from videoseek.adapter import AdaptedClip, AdapterConfig, AdapterFile, save_adapter
-from videoseek.collections import create_collection, shared_store
+from videoseek.collections import create_collection
 from videoseek.ingest.embedding import EmbedRequest, FrameEmbedder, _batches, clip_vectors, preprocess_frames
 from videoseek.ingest.pipeline import read_clip_plan
-from videoseek.ingest.submit import get_job, submit_ingest
 from videoseek.layout import DataLayout
-from videoseek.runtime.embedded_runner import get_embedded_runner
+from videoseek.runtime.embedded import EmbeddedRuntime
 from videoseek.settings import Settings
 from videoseek.store import SearchFilter
 from videoseek.video import FrameCache
@@ -77,15 +76,16 @@ def test_mixed_batches_equal_per_video_embedding(embedded: Settings, tmp_path: P
 
 
 def test_a_collection_with_an_adapter_is_indexed_through_it(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    info = create_collection(embedded, "adapted", make_adapter(embedded, tmp_path / "adapter"))
+    info = create_collection(runtime.context, "adapted", make_adapter(embedded, tmp_path / "adapter"))
     assert info.adapter_version is not None
     layout = DataLayout(embedded.data_dir)
     assert (layout.adapter_dir(info.adapter_version) / "adapter.safetensors").is_file()
-    result = submit_ingest("adapted", toy_videos[0]["path"], settings=embedded)
-    assert get_embedded_runner(embedded).join(60)
-    job = get_job(result.job_id, embedded)
+    runtime.start()
+    result = runtime.submit_ingest("adapted", toy_videos[0]["path"])
+    assert runtime.runner.join(60)
+    job = runtime.context.jobs.get(result.job_id)
     assert job is not None and job.stage.value == "done"
     _, frames = FrameCache(layout.frames_dir("adapted")).get(job.video_id)
     plan = read_clip_plan(layout, "adapted", job.video_id)
@@ -93,7 +93,7 @@ def test_a_collection_with_an_adapter_is_indexed_through_it(
     embedder = FrameEmbedder(embedded)
     adapted = embedder.embed([EmbedRequest(frames, info.adapter_version)])[0]
     plain = embedder.embed([EmbedRequest(frames, None)])[0]
-    store = shared_store(embedded)
+    store = runtime.context.store
     hits = store.search("adapted", adapted[0], 10, SearchFilter(video_ids=[job.video_id]), with_frames=True)
     for hit in hits:
         assert hit.payload["adapter_version"] == info.adapter_version

@@ -13,10 +13,10 @@ from videoseek.jobs import (
     JobNotFound,
     JobStage,
     JobStore,
-    RedisJobStore,
     SqliteJobStore,
     new_job_id,
 )
+from worker.redis_jobs import RedisJobStore
 
 
 def _job(collection: str = "films", video_id: str = "ab" * 32, **kw: object) -> Job:

@@ -25,11 +25,11 @@ from video_factory import (
     write_video,
 )
 
-from videoseek.collections import close_shared_stores, create_collection, shared_store
-from videoseek.ingest.submit import submit_ingest
-from videoseek.jobs import Job, JobStage, close_job_stores, get_job_store
+from videoseek.cli.runtime import training_work
+from videoseek.collections import create_collection
+from videoseek.jobs import Job, JobStage
 from videoseek.layout import DataLayout
-from videoseek.runtime.embedded_runner import start_embedded_runner, stop_embedded_runner
+from videoseek.runtime.embedded import EmbeddedRuntime
 from videoseek.settings import Settings, load_settings
 from videoseek.video import FrameCache
 
@@ -86,7 +86,7 @@ class Outcome:
 
 @dataclass
 class Ingested:
-    settings: Settings
+    runtime: EmbeddedRuntime
     outcomes: dict[str, Outcome]
 
 
@@ -104,12 +104,13 @@ def _clean_settings(data_dir: Path, model: str) -> Settings:
 def ingested(tmp_path_factory: pytest.TempPathFactory, model_spec: str) -> Iterator[Ingested]:
     files = _make_files(tmp_path_factory.mktemp("odd-files"))
     settings = _clean_settings(tmp_path_factory.mktemp("odd-data"), model_spec)
-    create_collection(settings, COLLECTION)
-    runner = start_embedded_runner(settings, recover=False, queue_size=len(files))
+    runtime = EmbeddedRuntime(settings, training_work(), queue_size=len(files))
     try:
-        submitted = {name: submit_ingest(COLLECTION, path, settings=settings) for name, path in files.items()}
-        assert runner.join(timeout=240), "ingest of the odd files hung"
-        jobs, store = get_job_store(settings), shared_store(settings)
+        create_collection(runtime.context, COLLECTION)
+        runtime.start(recover=False)
+        submitted = {name: runtime.submit_ingest(COLLECTION, path) for name, path in files.items()}
+        assert runtime.runner.join(timeout=240), "ingest of the odd files hung"
+        jobs, store = runtime.context.jobs, runtime.context.store
         cache = FrameCache(DataLayout(settings.data_dir).frames_dir(COLLECTION))
         outcomes = {}
         for name, result in submitted.items():
@@ -118,11 +119,9 @@ def ingested(tmp_path_factory: pytest.TempPathFactory, model_spec: str) -> Itera
             if job.stage is JobStage.DONE:
                 outcome.timestamps, outcome.frames = cache.get(job.video_id)
             outcomes[name] = outcome
-        yield Ingested(settings, outcomes)
+        yield Ingested(runtime, outcomes)
     finally:
-        stop_embedded_runner()
-        close_shared_stores()
-        close_job_stores()
+        runtime.close()
 
 
 # (case, expected clips) for files that index; problems: a word the job's problems must contain, or None
@@ -179,7 +178,7 @@ def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingest
     from videoseek.cli.ingest_cmd import Entry, _print_summary, summarize
 
     truncated = ingested.outcomes["truncated"].job
-    stored = get_job_store(ingested.settings).require(truncated.job_id)
+    stored = ingested.runtime.context.jobs.require(truncated.job_id)
     assert stored.stage is JobStage.DONE and stored.clips >= 1 and stored.problems
     assert any("truncated" in p for p in stored.problems)
     assert JobOut.model_validate(stored.to_dict()).problems == stored.problems
@@ -189,7 +188,7 @@ def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingest
         Entry("truncated.mp4", job_id=truncated.job_id, video_id=truncated.video_id),
         Entry("h264.mkv", job_id=whole.job_id, video_id=whole.video_id),
     ]
-    summary = summarize(ingested.settings, entries, None)
+    summary = summarize(ingested.runtime, entries, None)
     by_file = {item["file"]: item for item in summary["indexed"]}
     assert by_file["truncated.mp4"]["problems"] == stored.problems
     assert by_file["h264.mkv"]["problems"] == []

@@ -14,13 +14,12 @@ import pytest
 from PIL import Image
 from worker_helpers import decoded_but_not_indexed
 
-from videoseek.collections import create_collection, delete_collection, delete_video, shared_store
+from videoseek.collections import create_collection, delete_collection, delete_video
+from videoseek.context import PipelineContext
 from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
-from videoseek.ingest.submit import find_video_file, get_job, submit_ingest
-from videoseek.jobs import Job, JobStage, get_job_store, new_job_id
-from videoseek.layout import DataLayout
-from videoseek.runtime.embedded_runner import EmbeddedRunner, get_embedded_runner, stop_embedded_runner
-from videoseek.settings import Settings
+from videoseek.jobs import Job, JobStage, new_job_id
+from videoseek.runtime.embedded import EmbeddedRuntime
+from videoseek.runtime.ingest_threads import EmbeddedRunner
 from videoseek.store import SearchFilter
 from videoseek.video import FrameCache
 
@@ -41,22 +40,19 @@ def write_audio_only(path: Path) -> Path:
     return path
 
 
-def ingest_all(settings: Settings, collection: str, paths: list[Path], **kw: Any) -> list[Job]:
-    results = [
-        submit_ingest(collection, p, metadata={"n": i}, settings=settings, **kw) for i, p in enumerate(paths)
-    ]
-    assert get_embedded_runner(settings).join(timeout=120), "ingest did not finish in 120 s"
-    jobs = [get_job(r.job_id, settings) for r in results]
-    assert all(j is not None for j in jobs)
-    return jobs  # type: ignore[return-value]
+def ingest_all(runtime: EmbeddedRuntime, collection: str, paths: list[Path], **kw: Any) -> list[Job]:
+    runtime.start()
+    results = [runtime.submit_ingest(collection, p, metadata={"n": i}, **kw) for i, p in enumerate(paths)]
+    assert runtime.runner.join(timeout=120), "ingest did not finish in 120 s"
+    return [runtime.context.jobs.require(r.job_id) for r in results]
 
 
 def test_ingested_videos_are_searchable_with_clips_thumbnails_and_cached_frames(
-    embedded: Settings, toy_videos: list[dict[str, Any]]
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
 ) -> None:
-    create_collection(embedded, "films")
-    jobs = ingest_all(embedded, "films", [r["path"] for r in toy_videos])
-    store, layout = shared_store(embedded), DataLayout(embedded.data_dir)
+    create_collection(runtime.context, "films")
+    jobs = ingest_all(runtime, "films", [r["path"] for r in toy_videos])
+    store, layout = runtime.context.store, runtime.context.layout
     for job, record in zip(jobs, toy_videos, strict=True):
         assert (job.stage, job.reason, job.progress) == (JobStage.DONE, None, 1.0)
         # 12 s at 1 fps, 10 s windows every 5 s, the last one aligned to the end: [0, 10] and [2, 12].
@@ -79,19 +75,21 @@ def test_ingested_videos_are_searchable_with_clips_thumbnails_and_cached_frames(
             assert thumb == layout.thumbnails_dir("films", job.video_id) / f"{hit.clip_index}.jpg"
             with Image.open(thumb) as image:
                 assert image.format == "JPEG"
-        stored = find_video_file(layout, "films", job.video_id)
+        stored = layout.video_file("films", job.video_id)
         assert stored is not None and stored.read_bytes() == Path(record["path"]).read_bytes()
 
 
-def test_a_caption_finds_its_video_near_the_top(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:
+def test_a_caption_finds_its_video_near_the_top(
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
+) -> None:
     """The toy text tower's embedding of a video's caption ranks that video's clips first (or close)."""
     from videoseek.clip import get_clip
     from videoseek.encoders import encode_texts
 
-    create_collection(embedded, "films")
-    jobs = ingest_all(embedded, "films", [r["path"] for r in toy_videos])
-    store = shared_store(embedded)
-    texts = encode_texts(get_clip(embedded.model, "cpu"), [r["caption"] for r in toy_videos]).numpy()
+    create_collection(runtime.context, "films")
+    jobs = ingest_all(runtime, "films", [r["path"] for r in toy_videos])
+    store = runtime.context.store
+    texts = encode_texts(get_clip(runtime.settings.model, "cpu"), [r["caption"] for r in toy_videos]).numpy()
     ranks = []
     for job, text in zip(jobs, texts, strict=True):
         videos = list(dict.fromkeys(h.video_id for h in store.search("films", text, 6)))
@@ -100,91 +98,92 @@ def test_a_caption_finds_its_video_near_the_top(embedded: Settings, toy_videos: 
     assert max(ranks) <= 1 and ranks.count(0) >= 2, ranks
 
 
-def test_resubmitting_a_file_changes_nothing(embedded: Settings, toy_videos: list[dict[str, Any]]) -> None:
-    create_collection(embedded, "films")
+def test_resubmitting_a_file_changes_nothing(
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
+) -> None:
+    create_collection(runtime.context, "films")
     path = toy_videos[0]["path"]
-    (first,) = ingest_all(embedded, "films", [path])
-    store, cache = shared_store(embedded), FrameCache(DataLayout(embedded.data_dir).frames_dir("films"))
+    (first,) = ingest_all(runtime, "films", [path])
+    store, cache = runtime.context.store, runtime.context.frame_cache("films")
     points, frames_file = store.count("films"), cache.path_for(first.video_id)
     mtime = frames_file.stat().st_mtime_ns
-    copy = embedded.data_dir.parent / "renamed.mp4"
+    copy = runtime.settings.data_dir.parent / "renamed.mp4"
     shutil.copyfile(path, copy)
-    again = submit_ingest("films", copy, settings=embedded)
+    again = runtime.submit_ingest("films", copy)
     assert again.duplicate and again.video_id == first.video_id and again.job_id != first.job_id
-    job = get_job(again.job_id, embedded)
+    job = runtime.context.jobs.get(again.job_id)
     assert job is not None and job.stage is JobStage.DONE and job.duplicate_of == first.job_id
     assert job.source == "renamed.mp4" and job.clips == first.clips
-    assert get_embedded_runner(embedded).pending() == 0  # nothing was queued
+    assert runtime.runner.pending() == 0  # nothing was queued
     assert store.count("films") == points and frames_file.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in DataLayout(embedded.data_dir).videos_dir("films").iterdir()) == [
-        first.video_file
-    ]
+    assert sorted(p.name for p in runtime.context.layout.videos_dir("films").iterdir()) == [first.video_file]
 
 
 def test_concurrent_uploads_of_one_file_index_it_once(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    create_collection(embedded, "films")
+    create_collection(runtime.context, "films")
+    runtime.start()
     copies = []
     for i in range(6):  # six uploads of the same bytes, each moved into the collection like an API upload
         copy = tmp_path / f"upload-{i}.mp4"
         shutil.copyfile(toy_videos[0]["path"], copy)
         copies.append(copy)
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda c: submit_ingest("films", c, move=True, settings=embedded), copies))
-    assert get_embedded_runner(embedded).join(60)
+        results = list(pool.map(lambda c: runtime.submit_ingest("films", c, move=True), copies))
+    assert runtime.runner.join(60)
     assert len({r.video_id for r in results}) == 1 and sum(not r.duplicate for r in results) == 1
     assert not any(c.exists() for c in copies)  # moved or, for duplicates, deleted
     original = next(r for r in results if not r.duplicate)
     for r in results:
-        job = get_job(r.job_id, embedded)
+        job = runtime.context.jobs.get(r.job_id)
         assert job is not None and job.stage is JobStage.DONE
         assert job.duplicate_of == (None if r is original else original.job_id)
-    assert shared_store(embedded).count("films") == 2
+    assert runtime.context.store.count("films") == 2
 
 
 def test_bad_files_fail_with_a_reason_and_lose_nothing_else(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    create_collection(embedded, "films")
+    create_collection(runtime.context, "films")
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     noise = tmp_path / "noise.mkv"
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 40_000, dtype=np.uint8).tobytes())
     audio = write_audio_only(tmp_path / "audio.mp4")
     good = toy_videos[1]["path"]
-    jobs = ingest_all(embedded, "films", [empty, noise, good, audio])
+    jobs = ingest_all(runtime, "films", [empty, noise, good, audio])
     reasons = {j.source: j.reason for j in jobs if j.stage is JobStage.FAILED}
     assert set(reasons) == {"empty.mp4", "noise.mkv", "audio.mp4"}
     assert "empty" in reasons["empty.mp4"] and "no video stream" in reasons["audio.mp4"]
     assert "not a video file" in reasons["noise.mkv"]
     good_job = jobs[2]
-    assert good_job.stage is JobStage.DONE and shared_store(embedded).count("films") == good_job.clips == 2
+    assert good_job.stage is JobStage.DONE and runtime.context.store.count("films") == good_job.clips == 2
     # Failed jobs leave no files behind and free the file for another try (not a duplicate).
-    layout = DataLayout(embedded.data_dir)
+    layout = runtime.context.layout
     assert [p.name for p in layout.videos_dir("films").iterdir()] == [good_job.video_file]
-    assert [p.name for p in (layout.root / "thumbnails" / "films").iterdir()] == [good_job.video_id]
-    retry = submit_ingest("films", empty, settings=embedded)
+    assert [p.name for p in layout.collection_thumbnails_dir("films").iterdir()] == [good_job.video_id]
+    retry = runtime.submit_ingest("films", empty)
     assert not retry.duplicate
-    assert get_embedded_runner(embedded).join(60)
-    assert get_job(retry.job_id, embedded).stage is JobStage.FAILED  # type: ignore[union-attr]
+    assert runtime.runner.join(60)
+    assert runtime.context.jobs.require(retry.job_id).stage is JobStage.FAILED
 
 
 def test_a_collection_for_another_model_fails_the_job_with_the_fix(
-    embedded: Settings, toy_videos: list[dict[str, Any]]
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
 ) -> None:
-    shared_store(embedded).create_collection("other", dim=128, model="0123456789abcdef")
-    (job,) = ingest_all(embedded, "other", [toy_videos[0]["path"]])
+    runtime.context.store.create_collection("other", dim=128, model="0123456789abcdef")
+    (job,) = ingest_all(runtime, "other", [toy_videos[0]["path"]])
     assert job.stage is JobStage.FAILED and "VIDEOSEEK_MODEL" in (job.reason or "")
-    assert shared_store(embedded).count("other") == 0
+    assert runtime.context.store.count("other") == 0
 
 
 def test_unfinished_jobs_resume_when_the_runner_starts(
-    embedded: Settings, toy_videos: list[dict[str, Any]]
+    ctx: PipelineContext, toy_videos: list[dict[str, Any]]
 ) -> None:
     """A process that stopped with queued jobs (crash, restart) finishes them at the next start."""
-    create_collection(embedded, "films")
-    layout, jobs = DataLayout(embedded.data_dir), get_job_store(embedded)
+    create_collection(ctx, "films")
+    layout, jobs = ctx.layout, ctx.jobs
     source = Path(toy_videos[2]["path"])
     video_id = "ab" * 32  # any hex id: the pipeline trusts the stored job
     job = jobs.create(
@@ -193,24 +192,24 @@ def test_unfinished_jobs_resume_when_the_runner_starts(
     jobs.claim_video("films", video_id, job.job_id)
     layout.videos_dir("films").mkdir(parents=True)
     shutil.copyfile(source, layout.videos_dir("films") / job.video_file)
-    runner = EmbeddedRunner(embedded).start(recover=True)
+    runner = EmbeddedRunner(ctx).start(recover=True)
     try:
         assert runner.join(60)
     finally:
         runner.stop()
     done = jobs.require(job.job_id)
-    assert done.stage is JobStage.DONE and shared_store(embedded).count("films", video_id) == done.clips == 2
+    assert done.stage is JobStage.DONE and ctx.store.count("films", video_id) == done.clips == 2
 
 
-def test_a_job_interrupted_too_often_fails_instead_of_looping(embedded: Settings) -> None:
+def test_a_job_interrupted_too_often_fails_instead_of_looping(ctx: PipelineContext) -> None:
     """A file that keeps killing its worker (decoding restarted 3 times) fails at the next start."""
-    create_collection(embedded, "films")
-    jobs = get_job_store(embedded)
+    create_collection(ctx, "films")
+    jobs = ctx.jobs
     job = jobs.create(
         Job(new_job_id(), "films", "cd" * 32, "bad.mp4", "x.mp4", stage=JobStage.DECODING, attempts=3)
     )
     jobs.claim_video("films", job.video_id, job.job_id)
-    runner = EmbeddedRunner(embedded).start(recover=True)
+    runner = EmbeddedRunner(ctx).start(recover=True)
     try:
         assert runner.join(30)
     finally:
@@ -224,11 +223,12 @@ def test_a_job_interrupted_too_often_fails_instead_of_looping(embedded: Settings
     ("killed", "stage"), [(MAX_EMBED_ATTEMPTS - 1, JobStage.DONE), (MAX_EMBED_ATTEMPTS, JobStage.FAILED)]
 )
 def test_embedding_killed_too_often_fails_instead_of_being_redelivered_forever(
-    embedded: Settings, toy_videos: list[dict[str, Any]], killed: int, stage: JobStage
+    ctx: PipelineContext, toy_videos: list[dict[str, Any]], killed: int, stage: JobStage
 ) -> None:
     """A video whose embedding keeps killing its worker (out of memory) fails with the fix in its reason."""
-    create_collection(embedded, "films")
-    context, decoded = decoded_but_not_indexed(embedded, Path(toy_videos[0]["path"]))
+    create_collection(ctx, "films")
+    context = ctx
+    decoded = decoded_but_not_indexed(ctx, Path(toy_videos[0]["path"]))
     job_id = decoded.job.job_id
     # what `killed` starts of embedding that never returned leave behind; then the message comes back
     context.jobs.update(job_id, stage=JobStage.EMBEDDING, attempts=killed)
@@ -240,24 +240,24 @@ def test_embedding_killed_too_often_fails_instead_of_being_redelivered_forever(
     if stage is JobStage.FAILED:
         assert f"embedding was interrupted {killed} times" in (job.reason or "")
         assert "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE" in (job.reason or "")
-        assert shared_store(embedded).count("films") == 0
+        assert ctx.store.count("films") == 0
 
 
 def test_delete_video_and_collection_remove_points_files_and_claims(
-    embedded: Settings, toy_videos: list[dict[str, Any]]
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
 ) -> None:
-    create_collection(embedded, "films")
-    a, b = ingest_all(embedded, "films", [toy_videos[0]["path"], toy_videos[1]["path"]])
-    layout = DataLayout(embedded.data_dir)
+    create_collection(runtime.context, "films")
+    a, b = ingest_all(runtime, "films", [toy_videos[0]["path"], toy_videos[1]["path"]])
+    layout = runtime.context.layout
     assert read_clip_plan(layout, "films", a.video_id) is not None
-    assert delete_video(embedded, "films", a.video_id) == 2
-    assert find_video_file(layout, "films", a.video_id) is None
+    assert delete_video(runtime.context, "films", a.video_id) == 2
+    assert layout.video_file("films", a.video_id) is None
     assert not layout.thumbnails_dir("films", a.video_id).exists()
     assert not FrameCache(layout.frames_dir("films")).has(a.video_id)
-    again = submit_ingest("films", toy_videos[0]["path"], settings=embedded)
+    again = runtime.submit_ingest("films", toy_videos[0]["path"])
     assert not again.duplicate  # deleted videos are indexed again
-    stop_embedded_runner()
-    delete_collection(embedded, "films")
-    assert shared_store(embedded).list_collections() == []
+    runtime.runner.stop()
+    delete_collection(runtime.context, "films")
+    assert runtime.context.store.list_collections() == []
     assert not layout.videos_dir("films").exists() and not layout.frames_dir("films").exists()
-    assert get_job_store(embedded).list("films") == [] and get_job(b.job_id, embedded) is None
+    assert runtime.context.jobs.list("films") == [] and runtime.context.jobs.get(b.job_id) is None

@@ -14,21 +14,22 @@ import torch
 from test_worker_embedding import make_adapter
 from test_worker_pipeline import ingest_all
 from typer.testing import CliRunner
-from worker_helpers import decoded_but_not_indexed
+from worker_helpers import decoded_but_not_indexed, eager_app
 
 from videoseek.adapter import AdaptedClip, load_adapter
 from videoseek.cancel import TaskCancelled
-from videoseek.cli import app
-from videoseek.collection_lock import CollectionBusy, collection_write_lock
-from videoseek.collections import create_collection, delete_video, shared_store
+from videoseek.cli.app import app
+from videoseek.collection_lock import CollectionBusy, FileWriteLocks, WriteLocks
+from videoseek.collections import create_collection, delete_video
+from videoseek.context import PipelineContext
 from videoseek.ingest import pipeline
 from videoseek.ingest.embedding import preprocess_frames
 from videoseek.ingest.pipeline import embed_and_index, read_clip_plan
-from videoseek.jobs import Job, get_job_store
+from videoseek.jobs import Job
 from videoseek.layout import DataLayout
 from videoseek.reindex import ReindexError, ReindexProgress, reindex_collection
-from videoseek.runtime.embedded_runner import stop_embedded_runner
-from videoseek.settings import Settings, load_settings
+from videoseek.runtime.embedded import EmbeddedRuntime, embedded_context
+from videoseek.settings import Settings
 from videoseek.store import ClipStore, CollectionInfo, SearchFilter, point_id
 from videoseek.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
 
@@ -94,12 +95,17 @@ def _assert_embedded_with(store: ClipStore, settings: Settings, adapter_dir: Pat
 
 
 def test_reindex_switches_every_clip_to_the_new_adapter_without_decoding(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, decodes: dict[str, int]
+    embedded: Settings,
+    runtime: EmbeddedRuntime,
+    toy_videos: list[dict[str, Any]],
+    tmp_path: Path,
+    decodes: dict[str, int],
 ) -> None:
-    create_collection(embedded, NAME)
-    jobs = ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
-    stop_embedded_runner()
-    store = shared_store(embedded)
+    ctx = runtime.context
+    create_collection(ctx, NAME)
+    jobs = ingest_all(runtime, NAME, [r["path"] for r in toy_videos[:2]])
+    runtime.runner.stop()
+    store = ctx.store
     before = {j.video_id: _stored(store, embedded, j.video_id) for j in jobs}
     points, old_physical = store.count(NAME), store.get_collection(NAME).physical
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
@@ -118,7 +124,7 @@ def test_reindex_switches_every_clip_to_the_new_adapter_without_decoding(
                 assert payload["adapter_version"] is None
                 np.testing.assert_array_equal(frames, before[job.video_id][index][0])
 
-    result = reindex_collection(embedded, NAME, adapter_dir, progress=searches_still_see_the_old_version)
+    result = reindex_collection(ctx, NAME, adapter_dir, progress=searches_still_see_the_old_version)
 
     assert decodes == {"sample": 0, "sandbox": 0, "av.open": 0}
     assert "embedding" in seen_while_running and seen_while_running[-2:] == ["activating", "done"]
@@ -147,23 +153,24 @@ def test_reindex_switches_every_clip_to_the_new_adapter_without_decoding(
 
 
 def test_a_missing_frame_cache_fails_with_the_video_named_unless_allowed(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    create_collection(embedded, NAME)
-    jobs = ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
-    stop_embedded_runner()
-    store = shared_store(embedded)
+    ctx = runtime.context
+    create_collection(ctx, NAME)
+    jobs = ingest_all(runtime, NAME, [r["path"] for r in toy_videos[:2]])
+    runtime.runner.stop()
+    store = ctx.store
     points, physical = store.count(NAME), store.get_collection(NAME).physical
     lost = jobs[0].video_id
     FrameCache(DataLayout(embedded.data_dir).frames_dir(NAME)).delete(lost)
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
 
     with pytest.raises(ReindexError, match=rf"1 of 2 videos .*{lost}.*--allow-missing"):
-        reindex_collection(embedded, NAME, adapter_dir)
+        reindex_collection(ctx, NAME, adapter_dir)
     info = store.get_collection(NAME)
     assert (info.adapter_version, info.physical, info.points) == (None, physical, points)
 
-    result = reindex_collection(embedded, NAME, adapter_dir, allow_missing=True)
+    result = reindex_collection(ctx, NAME, adapter_dir, allow_missing=True)
     assert result.missing == [lost] and result.videos == 1
     assert not store.has_video(NAME, lost) and store.count(NAME) == result.clips == jobs[1].clips
     assert store.get_collection(NAME).adapter_version == load_adapter(adapter_dir).version
@@ -171,20 +178,20 @@ def test_a_missing_frame_cache_fails_with_the_video_named_unless_allowed(
 
 @pytest.fixture
 def two_videos_and_an_adapter(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> tuple[ClipStore, CollectionInfo, Path]:
     """A collection of two indexed videos (the runner stopped), its live version, and an adapter to switch to."""
-    create_collection(embedded, NAME)
-    ingest_all(embedded, NAME, [r["path"] for r in toy_videos[:2]])
-    stop_embedded_runner()
-    store = shared_store(embedded)
+    create_collection(runtime.context, NAME)
+    ingest_all(runtime, NAME, [r["path"] for r in toy_videos[:2]])
+    runtime.runner.stop()
+    store = runtime.context.store
     live = store.get_collection(NAME)
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
     return store, live, adapter_dir
 
 
 def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
-    embedded: Settings, two_videos_and_an_adapter: tuple[ClipStore, CollectionInfo, Path]
+    ctx: PipelineContext, two_videos_and_an_adapter: tuple[ClipStore, CollectionInfo, Path]
 ) -> None:
     store, live, adapter_dir = two_videos_and_an_adapter
 
@@ -193,17 +200,17 @@ def test_a_failed_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
             raise OSError("no space left on device")
 
     with pytest.raises(OSError, match="no space left"):
-        reindex_collection(embedded, NAME, adapter_dir, progress=disk_full)
+        reindex_collection(ctx, NAME, adapter_dir, progress=disk_full)
     after = store.get_collection(NAME)
     assert (after.physical, after.adapter_version, after.points) == (live.physical, None, live.points)
     # the half-built version was dropped: the next re-index gets the same version number, not the one after
-    result = reindex_collection(embedded, NAME, adapter_dir)
+    result = reindex_collection(ctx, NAME, adapter_dir)
     assert result.physical == f"vs__{NAME}__2"
 
 
 @pytest.mark.parametrize("cancelled_at_check", [1, 2])  # before embedding / after it, just before the switch
 def test_a_cancelled_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
-    embedded: Settings,
+    ctx: PipelineContext,
     two_videos_and_an_adapter: tuple[ClipStore, CollectionInfo, Path],
     cancelled_at_check: int,
 ) -> None:
@@ -216,30 +223,31 @@ def test_a_cancelled_reindex_keeps_the_old_version_and_leaves_no_half_built_one(
             raise TaskCancelled("cancelled by the test")
 
     with pytest.raises(TaskCancelled):
-        reindex_collection(embedded, NAME, adapter_dir, cancel=cancel)
+        reindex_collection(ctx, NAME, adapter_dir, cancel=cancel)
     assert checks == [live.physical] * cancelled_at_check  # never switched before a check
     after = store.get_collection(NAME)
     assert (after.physical, after.adapter_version, after.points) == (live.physical, None, live.points)
-    assert reindex_collection(embedded, NAME, adapter_dir).physical == f"vs__{NAME}__2"  # nothing left over
+    assert reindex_collection(ctx, NAME, adapter_dir).physical == f"vs__{NAME}__2"  # nothing left over
 
 
 def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    create_collection(embedded, NAME)
-    (first,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
-    context, in_flight = decoded_but_not_indexed(embedded, Path(toy_videos[2]["path"]))
+    context = runtime.context
+    create_collection(context, NAME)
+    (first,) = ingest_all(runtime, NAME, [toy_videos[0]["path"]])
+    in_flight = decoded_but_not_indexed(context, Path(toy_videos[2]["path"]))
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
-    store = shared_store(embedded)
+    store = context.store
     added: list[Job] = []
 
     def meanwhile(progress: ReindexProgress) -> None:
         if progress.stage == "embedding" and not added:
             # The first video is in the new version already; the old one changes under the re-index.
-            added.extend(ingest_all(embedded, NAME, [toy_videos[1]["path"]]))
-            delete_video(embedded, NAME, first.video_id)
+            added.extend(ingest_all(runtime, NAME, [toy_videos[1]["path"]]))
+            delete_video(context, NAME, first.video_id)
 
-    result = reindex_collection(embedded, NAME, adapter_dir, progress=meanwhile)
+    result = reindex_collection(context, NAME, adapter_dir, progress=meanwhile)
     (second,) = added
     assert (result.caught_up, result.removed, result.videos) == (1, 1, 1)
     assert store.list_videos(NAME) == [second.video_id]
@@ -247,19 +255,19 @@ def test_ingests_and_deletes_during_a_reindex_end_up_in_the_new_version(
 
     # An ingest that embedded with the old adapter and indexes after the switch embeds again, with the new one.
     embed_and_index(context, [in_flight])
-    assert get_job_store(embedded).require(in_flight.job.job_id).stage == "done"
+    assert context.jobs.require(in_flight.job.job_id).stage == "done"
     _assert_embedded_with(store, embedded, adapter_dir, in_flight.job.video_id)
     assert store.count(NAME) == second.clips + in_flight.job.clips
 
 
 def test_cli_reindexes_to_an_adapter_and_back_and_the_task_does_the_same(
-    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    from worker import tasks
+    from worker.names import TASK_REINDEX
 
-    create_collection(embedded, NAME)
-    (job,) = ingest_all(embedded, NAME, [toy_videos[0]["path"]])
-    stop_embedded_runner()
+    create_collection(runtime.context, NAME)
+    (job,) = ingest_all(runtime, NAME, [toy_videos[0]["path"]])
+    runtime.close()  # the command opens the data dir's store in its own runtime
     adapter_dir = make_adapter(embedded, tmp_path / "adapter")
     version = load_adapter(adapter_dir).version
     runner = CliRunner()
@@ -279,37 +287,39 @@ def test_cli_reindexes_to_an_adapter_and_back_and_the_task_does_the_same(
     back = runner.invoke(app, ["reindex", "-c", NAME, "--no-adapter"])
     assert back.exit_code == 0, back.output
     assert f"adapter {version[:12]} -> none" in back.stdout and "1 videos" in back.stdout
-    assert shared_store(embedded).get_collection(NAME).adapter_version is None
+    context = embedded_context(embedded)
+    assert context.store.get_collection(NAME).adapter_version is None
 
     # The Celery task (run eagerly here) re-indexes to an installed adapter version.
-    monkeypatch.setattr(tasks, "_settings", embedded)
-    monkeypatch.setattr(tasks, "_context", None)
-    done = tasks.reindex_task.apply(args=[NAME, version]).get()
+    done = eager_app(context).tasks[TASK_REINDEX].apply(args=[NAME, version]).get()
     assert (done["old_adapter_version"], done["new_adapter_version"], done["clips"]) == (
         None,
         version,
         job.clips,
     )
-    store = shared_store(embedded)
+    store = context.store
     assert store.get_collection(NAME).adapter_version == version
     _assert_embedded_with(store, embedded, adapter_dir, job.video_id)
+    context.close()
 
 
 @pytest.mark.parametrize("backing", ["file", pytest.param("redis", marks=pytest.mark.redis)])
 def test_collection_write_lock_admits_one_holder_at_a_time(
     backing: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    locks: WriteLocks
     if backing == "redis":
-        settings = load_settings(
-            data_dir=tmp_path, redis_url=request.getfixturevalue("redis_url"),
-            worker={"redis_prefix": request.getfixturevalue("redis_prefix")},
-        )  # fmt: skip
+        from worker.redis_clients import redis_client
+        from worker.redis_locks import RedisWriteLocks
+
+        client = redis_client(request.getfixturevalue("redis_url"), text=False)
+        locks = RedisWriteLocks(client, request.getfixturevalue("redis_prefix"))
     else:
-        settings = load_settings(data_dir=tmp_path)
+        locks = FileWriteLocks(tmp_path / "locks")
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with collection_write_lock(settings, NAME):
+        with locks.hold(NAME):
             held.set()
             release.wait(10)
 
@@ -319,15 +329,15 @@ def test_collection_write_lock_admits_one_holder_at_a_time(
         assert held.wait(10)
         with (
             pytest.raises(CollectionBusy, match="retry later"),
-            collection_write_lock(settings, NAME, wait_s=0.2),
+            locks.hold(NAME, wait_s=0.2),
         ):
             pass
-        with collection_write_lock(settings, "other", wait_s=0.2):  # per collection
+        with locks.hold("other", wait_s=0.2):  # per collection
             pass
     finally:
         release.set()
         thread.join(10)
-    with collection_write_lock(settings, NAME, wait_s=2.0):  # free again once released
+    with locks.hold(NAME, wait_s=2.0):  # free again once released
         pass
 
 
@@ -337,14 +347,18 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
 ) -> None:
     import redis
 
-    from service.collection_tasks import task_collection
+    from videoseek.runtime.base import task_collection
     from videoseek.settings import get_settings
-    from worker.tasks import TASK_REINDEX, collection_task_slots
+    from worker.admin_state import AdminState
+    from worker.names import TASK_REINDEX
+    from worker.redis_clients import redis_client
 
     monkeypatch.setenv("VIDEOSEEK_REDIS_URL", redis_url)
     monkeypatch.setenv("VIDEOSEEK_WORKER__REDIS_PREFIX", redis_prefix)
     get_settings.cache_clear()
-    create_collection(get_settings(), NAME)
+    context = embedded_context(get_settings())  # the embedded store the command then opens
+    create_collection(context, NAME)
+    context.close()
 
     out = CliRunner().invoke(app, ["reindex", "-c", NAME, "--no-adapter", "--json"])
     assert out.exit_code == 0, out.output
@@ -355,8 +369,10 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     assert message["headers"]["task"] == TASK_REINDEX and message["headers"]["id"] == queued["task_id"]
     # Queued as the API queues it: a task id GET /tasks/{id} accepts, holding the collection's slot.
     assert task_collection(queued["task_id"]) == NAME
-    assert collection_task_slots(get_settings()).holder(NAME) == queued["task_id"]
+    admin = AdminState.on(redis_client(redis_url, text=True), redis_prefix)
+    assert admin.slots.holder(NAME) == queued["task_id"]
     busy = CliRunner().invoke(app, ["reindex", "-c", NAME, "--no-adapter"])
     assert busy.exit_code == 1 and f"busy with task {queued['task_id']}" in busy.stderr, busy.output
     assert client.llen(f"{redis_prefix}celery:train") == 1
     client.close()
+    admin.close()

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from videoseek.collections import create_collection, shared_store
-from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, PipelineContext
-from videoseek.ingest.submit import IngestQueueFull, get_job, submit_ingest
+from videoseek.collections import create_collection
+from videoseek.context import PipelineContext
+from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS
+from videoseek.ingest.submit import IngestQueueFull, submit_file
 from videoseek.jobs import JobNotFound, JobStage
-from videoseek.runtime.embedded_runner import EmbeddedRunner, start_embedded_runner, stop_embedded_runner
+from videoseek.runtime.embedded import embedded_context
+from videoseek.runtime.ingest_threads import EmbeddedRunner
 from videoseek.settings import Settings, get_settings
 from videoseek.store import ClipPoint, ClipStore, InvalidPoint, StoreUnavailable
 
@@ -34,22 +37,37 @@ class FlakyStore:
         return getattr(self.inner, name)
 
 
-@pytest.fixture
-def quick_retries(embedded: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("VIDEOSEEK_WORKER__MAX_RETRIES", "2")
+def _context(
+    embedded: Settings, monkeypatch: pytest.MonkeyPatch, max_retries: int
+) -> Iterator[PipelineContext]:
+    """An embedded context (with collection "films") whose settings retry ``max_retries`` times, quickly."""
+    monkeypatch.setenv("VIDEOSEEK_WORKER__MAX_RETRIES", str(max_retries))
     monkeypatch.setenv("VIDEOSEEK_WORKER__RETRY_BACKOFF_MAX_S", "1")
     get_settings.cache_clear()
-    return get_settings()
+    context = embedded_context(get_settings())
+    create_collection(context, "films")
+    yield context
+    context.close()
 
 
-def _run_one(settings: Settings, store: FlakyStore, path: Any) -> tuple[Any, int]:
-    context = PipelineContext.from_settings(settings)
-    context.clip_store = store  # type: ignore[assignment]
-    runner = start_embedded_runner(settings, recover=False, context_factory=lambda _s: context)
-    job_id = submit_ingest("films", path, settings=settings).job_id
+@pytest.fixture
+def quick_retries(embedded: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineContext]:
+    yield from _context(embedded, monkeypatch, max_retries=2)
+
+
+@pytest.fixture
+def many_retries(embedded: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineContext]:
+    yield from _context(embedded, monkeypatch, max_retries=MAX_EMBED_ATTEMPTS + 1)
+
+
+def _run_one(context: PipelineContext, store: FlakyStore, path: Any) -> tuple[Any, int]:
+    """Ingest ``path`` on a runner whose store is ``store``; the job and the upserts tried."""
+    flaky = replace(context, open_store=lambda: store, _store=None, _store_lock=threading.Lock())
+    runner = EmbeddedRunner(flaky).start(recover=False)
+    job_id = submit_file(flaky, runner.submit, "films", path).job_id
     assert runner.join(60)
-    stop_embedded_runner()
-    return get_job(job_id, settings), store.upserts
+    runner.stop()
+    return context.jobs.get(job_id), store.upserts
 
 
 @pytest.mark.parametrize(
@@ -57,39 +75,34 @@ def _run_one(settings: Settings, store: FlakyStore, path: Any) -> tuple[Any, int
     [(1, JobStage.DONE, 2), (5, JobStage.FAILED, 3)],  # recovers; gives up after 2 retries
 )
 def test_store_outages_are_retried_then_give_up(
-    quick_retries: Settings, toy_videos: list[dict[str, Any]], failures: int, stage: JobStage, upserts: int
+    quick_retries: PipelineContext,
+    toy_videos: list[dict[str, Any]],
+    failures: int,
+    stage: JobStage,
+    upserts: int,
 ) -> None:
-    create_collection(quick_retries, "films")
-    flaky = FlakyStore(shared_store(quick_retries), failures, StoreUnavailable("connection refused"))
+    flaky = FlakyStore(quick_retries.store, failures, StoreUnavailable("connection refused"))
     job, calls = _run_one(quick_retries, flaky, toy_videos[0]["path"])
     assert (job.stage, calls) == (stage, upserts)
     if stage is JobStage.FAILED:
         assert "gave up after 2 retries" in job.reason and "connection refused" in job.reason
     else:
-        assert shared_store(quick_retries).count("films") == job.clips == 2
+        assert quick_retries.store.count("films") == job.clips == 2
 
 
 def test_store_outages_retried_do_not_count_as_killed_embedding_attempts(
-    embedded: Settings, toy_videos: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    many_retries: PipelineContext, toy_videos: list[dict[str, Any]]
 ) -> None:
-    monkeypatch.setenv("VIDEOSEEK_WORKER__MAX_RETRIES", str(MAX_EMBED_ATTEMPTS + 1))
-    monkeypatch.setenv("VIDEOSEEK_WORKER__RETRY_BACKOFF_MAX_S", "1")
-    get_settings.cache_clear()
-    settings = get_settings()
-    create_collection(settings, "films")
     outages = MAX_EMBED_ATTEMPTS + 1  # more than the killed-attempt limit, within the retry budget
-    flaky = FlakyStore(shared_store(settings), outages, StoreUnavailable("connection refused"))
-    job, calls = _run_one(settings, flaky, toy_videos[0]["path"])
+    flaky = FlakyStore(many_retries.store, outages, StoreUnavailable("connection refused"))
+    job, calls = _run_one(many_retries, flaky, toy_videos[0]["path"])
     assert (job.stage, calls) == (JobStage.DONE, outages + 1)
 
 
 def test_a_permanent_store_error_fails_at_once(
-    quick_retries: Settings, toy_videos: list[dict[str, Any]]
+    quick_retries: PipelineContext, toy_videos: list[dict[str, Any]]
 ) -> None:
-    create_collection(quick_retries, "films")
-    flaky = FlakyStore(
-        shared_store(quick_retries), 5, InvalidPoint("dimension 3 but the collection stores 128")
-    )
+    flaky = FlakyStore(quick_retries.store, 5, InvalidPoint("dimension 3 but the collection stores 128"))
     job, calls = _run_one(quick_retries, flaky, toy_videos[0]["path"])
     assert job.stage is JobStage.FAILED and calls == 1 and "dimension 3" in job.reason
 
@@ -108,11 +121,10 @@ class BlockingJobs:
         return None
 
 
-def test_a_full_queue_refuses_new_jobs_and_ignores_repeats(embedded: Settings) -> None:
+def test_a_full_queue_refuses_new_jobs_and_ignores_repeats(ctx: PipelineContext) -> None:
     jobs = BlockingJobs()
-    context = PipelineContext.from_settings(embedded)
-    context.jobs = jobs  # type: ignore[assignment]
-    runner = EmbeddedRunner(embedded, queue_size=1, context_factory=lambda _s: context).start(recover=False)
+    context = replace(ctx, jobs=jobs)
+    runner = EmbeddedRunner(context, queue_size=1).start(recover=False)
     try:
         runner.submit("a")  # taken by the decode thread, which now waits
         deadline = time.monotonic() + 10

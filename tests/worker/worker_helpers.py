@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from videoseek.ingest.pipeline import DecodedVideo, PipelineContext, decode_video
-from videoseek.jobs import Job, get_job_store, new_job_id
-from videoseek.layout import DataLayout
-from videoseek.settings import Settings
+from videoseek.context import PipelineContext
+from videoseek.ingest.pipeline import DecodedVideo, decode_video
+from videoseek.jobs import Job, new_job_id
 from videoseek.video.identity import video_id_for_file
 
+if TYPE_CHECKING:
+    from worker.celery_app import VideoseekCelery
 
-def decoded_but_not_indexed(
-    settings: Settings, path: Path, collection: str = "films"
-) -> tuple[PipelineContext, DecodedVideo]:
+
+def decoded_but_not_indexed(context: PipelineContext, path: Path, collection: str = "films") -> DecodedVideo:
     """A stored job decoded by the pipeline (frame cache written, collection info read) and not yet embedded."""
-    layout, jobs = DataLayout(settings.data_dir), get_job_store(settings)
+    layout, jobs = context.layout, context.jobs
     video_id = video_id_for_file(path)
     job = Job(
         new_job_id(), collection, video_id, path.name, video_file=f"{video_id}.mp4", metadata={"late": True}
@@ -25,7 +26,20 @@ def decoded_but_not_indexed(
     shutil.copyfile(path, layout.videos_dir(collection) / job.video_file)
     jobs.create(job)
     assert jobs.claim_video(collection, video_id, job.job_id) is None
-    context = PipelineContext.from_settings(settings)
     decoded = decode_video(context, job.job_id)
     assert decoded is not None and decoded.collection.adapter_version is None
-    return context, decoded
+    return decoded
+
+
+def eager_app(context: PipelineContext) -> VideoseekCelery:
+    """A Celery app whose tasks, run with ``apply()`` in this process, work on ``context`` (no broker, no
+    Redis unless the context's settings name one)."""
+    import worker.tasks  # noqa: F401 - registers the shared tasks on every app
+    from worker.celery_app import VideoseekCelery
+    from worker.process import WorkerProcess
+
+    app = VideoseekCelery("videoseek-test", set_as_current=False)
+    app.settings = context.settings
+    app.process = WorkerProcess(context.settings, warm_model=False)
+    app.process.use_context(context)
+    return app

@@ -1,49 +1,13 @@
-"""The ``videoseek`` command. Each capability registers its own subcommands from its own module."""
+"""The ``videoseek`` command (``app.py``: one module per capability registers its subcommands).
+
+Importing this package loads no command: programs import ``videoseek.cli.runtime`` (where work runs) without
+the training package that ``videoseek train`` needs.
+"""
 
 from __future__ import annotations
 
-import typer
-
-from videoseek.cli import (
-    adapter_cmd,
-    config_cmd,
-    demo_cmd,
-    ingest_cmd,
-    reindex_cmd,
-    serve_cmd,
-    toy_cmd,
-    train_cmd,
-    worker_cmd,
-)
-
-app = typer.Typer(
-    name="videoseek",
-    help="Self-hosted text-to-video search.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Self-hosted text-to-video search. Settings come from VIDEOSEEK_* variables (see `videoseek config`)."""
-
-
-# Order here is the order in --help. A module is listed only once its commands work.
-for _module in (
-    config_cmd,
-    serve_cmd,
-    demo_cmd,
-    adapter_cmd,
-    ingest_cmd,
-    reindex_cmd,
-    worker_cmd,
-    train_cmd,
-    toy_cmd,
-):
-    _module.register(app)
-
 
 def main() -> None:
+    from videoseek.cli.app import app
+
     app()

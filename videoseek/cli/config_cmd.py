@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from videoseek.cli.runtime import run_mode
 from videoseek.settings import SettingsError, load_settings, mask_url
 
 
@@ -31,7 +32,7 @@ def config() -> None:
         raise typer.Exit(code=2) from exc
     payload = settings.model_dump(mode="json")
     payload["model"] = str(settings.model)
-    payload["mode"] = "embedded" if settings.embedded else "distributed"
+    payload["mode"] = run_mode(settings)
     typer.echo(json.dumps(_mask_urls(payload), indent=2, default=str))
 
 

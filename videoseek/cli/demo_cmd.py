@@ -20,6 +20,7 @@ from urllib.parse import quote
 import typer
 
 from videoseek.cli.common import cli_settings, fail
+from videoseek.cli.runtime import training_work
 from videoseek.cli.serve_cmd import (
     check_serve_settings,
     port_free,
@@ -27,7 +28,9 @@ from videoseek.cli.serve_cmd import (
     run_server,
     url_host,
 )
+from videoseek.context import PipelineContext
 from videoseek.model_spec import ModelSpec
+from videoseek.runtime.embedded import EmbeddedRuntime
 from videoseek.settings import QdrantSettings, Settings
 
 DEMO_COLLECTION = "demo"
@@ -67,38 +70,35 @@ def _generate(videos_dir: Path, count: int, with_adapter: bool) -> list[dict[str
     return [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
 
 
-def _ensure_collection(settings: Settings, adapter: Path | None) -> None:
+def _ensure_collection(context: PipelineContext, adapter: Path | None) -> None:
     from videoseek.adapter import load_adapter
-    from videoseek.collections import create_collection, delete_collection, shared_store
+    from videoseek.collections import create_collection, delete_collection
     from videoseek.store import CollectionNotFound
 
     wanted_version = load_adapter(adapter).version if adapter is not None else None
     try:
-        info = shared_store(settings).get_collection(DEMO_COLLECTION)
+        info = context.store.get_collection(DEMO_COLLECTION)
     except CollectionNotFound:
-        create_collection(settings, DEMO_COLLECTION, adapter_dir=adapter)
+        create_collection(context, DEMO_COLLECTION, adapter_dir=adapter)
         return
     if info.adapter_version != wanted_version:  # the demo changed since last time: start over
-        delete_collection(settings, DEMO_COLLECTION)
-        create_collection(settings, DEMO_COLLECTION, adapter_dir=adapter)
+        delete_collection(context, DEMO_COLLECTION)
+        create_collection(context, DEMO_COLLECTION, adapter_dir=adapter)
 
 
-def _ingest(settings: Settings, videos_dir: Path, records: list[dict[str, Any]]) -> None:
-    from videoseek.ingest.submit import submit_ingest
-    from videoseek.jobs import JobStage, get_job_store
-    from videoseek.runtime.embedded_runner import get_embedded_runner
+def _ingest(runtime: EmbeddedRuntime, videos_dir: Path, records: list[dict[str, Any]]) -> None:
+    from videoseek.jobs import JobStage
 
-    runner = get_embedded_runner(settings)
-    jobs = get_job_store(settings)
+    jobs = runtime.context.jobs
     started = time.monotonic()
     job_ids = []
     for record in records:
-        result = submit_ingest(DEMO_COLLECTION, videos_dir / record["video"], settings=settings)
+        result = runtime.submit_ingest(DEMO_COLLECTION, videos_dir / record["video"])
         if not result.duplicate:
             job_ids.append(result.job_id)
     if job_ids:
         typer.echo(f"ingesting {len(job_ids)} videos (embedded worker) ...")
-        runner.join()
+        runtime.runner.join()
     failed = [j for j in (jobs.get(i) for i in job_ids) if j is not None and j.stage is JobStage.FAILED]
     for job in failed:
         typer.echo(f"  warning: {job.source}: {job.reason}", err=True)
@@ -176,11 +176,15 @@ def demo(
         raise fail(f"port {port} on {host} is in use: pass --port with a free port")
     adapter = _usable_adapter(settings, toy_adapter_dir())
     records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
-    _ensure_collection(settings, adapter)
-    _ingest(settings, data_dir / "toy-videos", records)
+    # One runtime for the whole demo: it ingests the videos, then the server runs on it (an Edge store
+    # admits one opener).
+    runtime = EmbeddedRuntime(settings, training_work())
+    _ensure_collection(runtime.context, adapter)
+    runtime.start()
+    _ingest(runtime, data_dir / "toy-videos", records)
     base = f"http://{url_host(host)}:{port}/"
     run_server(
-        settings, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
+        runtime, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
     )
 
 

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from videoseek.cli.common import fail
-from videoseek.settings import Settings, SettingsError, load_settings
+from videoseek.runtime.base import Runtime
+from videoseek.settings import SettingsError, load_settings
 
 # What a directory contributes: files with these suffixes (any case), found recursively. Files named
 # explicitly are always submitted, whatever their name: the decoder, not the suffix, decides.
@@ -72,42 +73,39 @@ def collect_inputs(paths: list[Path]) -> list[Entry]:
     return entries
 
 
-def ensure_collection(settings: Settings, name: str, adapter: Path | None) -> None:
+def ensure_collection(runtime: Runtime, name: str, adapter: Path | None) -> None:
     """Create the collection (settings' model, optional adapter) unless it exists with a matching adapter."""
     from videoseek.collections import create_collection, get_collection, install_adapter
 
-    info = get_collection(settings, name)
+    context = runtime.context
+    info = get_collection(context.store, name)
     if info is None:
-        create_collection(settings, name, adapter)
+        create_collection(context, name, adapter)
         return
-    if adapter is not None and install_adapter(settings, adapter) != info.adapter_version:
+    if adapter is not None and install_adapter(context.settings, adapter) != info.adapter_version:
         raise fail(
             f"collection {name!r} exists with adapter {info.adapter_version or 'none'}; --adapter only applies "
             "when the collection is created (delete it first, or re-index it with the new adapter)"
         )
 
 
-def submit_all(settings: Settings, collection: str, entries: list[Entry], metadata: dict[str, Any]) -> None:
-    from videoseek.ingest.submit import submit_ingest
-
+def submit_all(runtime: Runtime, collection: str, entries: list[Entry], metadata: dict[str, Any]) -> None:
     for entry in entries:
         if entry.failure is not None or entry.path is None:
             continue
         try:
-            result = submit_ingest(collection, entry.path, entry.path.name, metadata, settings=settings)
+            result = runtime.submit_ingest(collection, entry.path, entry.path.name, metadata)
         except OSError as exc:
             entry.failure = f"cannot read the file: {exc.strerror or exc}"
             continue
         entry.job_id, entry.video_id = result.job_id, result.video_id
 
 
-def wait_for(settings: Settings, entries: list[Entry], timeout: float | None, quiet: bool) -> None:
+def wait_for(runtime: Runtime, entries: list[Entry], timeout: float | None, quiet: bool) -> None:
     """Wait until every submitted job is finished (or ``timeout``), showing progress on stderr."""
     from tqdm import tqdm
 
-    from videoseek.jobs import get_job_store
-
-    jobs = get_job_store(settings)
+    jobs = runtime.context.jobs
     waiting = {e.job_id for e in entries if e.job_id is not None}
     deadline = None if timeout is None else time.monotonic() + timeout
     with tqdm(total=len(entries), desc="ingest", unit="file", file=sys.stderr, disable=quiet) as bar:
@@ -127,12 +125,12 @@ def wait_for(settings: Settings, entries: list[Entry], timeout: float | None, qu
 
 
 def summarize(
-    settings: Settings, entries: list[Entry], timeout: float | None
+    runtime: Runtime, entries: list[Entry], timeout: float | None
 ) -> dict[str, list[dict[str, Any]]]:
     """The three lists; a duplicate of a file whose own ingest failed counts as failed with that reason."""
-    from videoseek.jobs import JobStage, get_job_store
+    from videoseek.jobs import JobStage
 
-    jobs = get_job_store(settings)
+    jobs = runtime.context.jobs
     summary: dict[str, list[dict[str, Any]]] = {"indexed": [], "skipped": [], "failed": []}
     for entry in entries:
         job = jobs.get(entry.job_id) if entry.job_id else None
@@ -140,7 +138,7 @@ def summarize(
         if entry.failure is not None or job is None:
             summary["failed"].append({**base, "reason": entry.failure or "the job record disappeared"})
         elif not job.stage.terminal:
-            then = "a worker keeps running it" if not settings.embedded else "it resumes at the next run"
+            then = "a worker keeps running it" if runtime.runs_elsewhere else "it resumes at the next run"
             summary["failed"].append(
                 {**base, "reason": f"not finished after {timeout} s (still {job.stage}; {then})"}
             )
@@ -196,14 +194,20 @@ def ingest(
         user_metadata = _parse_metadata(metadata)
     except (SettingsError, ValueError) as exc:
         raise fail(str(exc)) from exc
+    from videoseek.cli.runtime import open_runtime
+
     entries = collect_inputs(paths)
+    # Room for every file: the command waits for all of them anyway, and must never be refused.
+    runtime = open_runtime(settings, queue_size=max(len(entries), settings.worker.queue_size))
     try:
-        ensure_collection(settings, collection, adapter)
-        summary = _run(settings, collection, entries, user_metadata, timeout, quiet=json_output)
+        ensure_collection(runtime, collection, adapter)
+        summary = _run(runtime, collection, entries, user_metadata, timeout, quiet=json_output)
     except typer.Exit:
         raise
     except Exception as exc:  # store locked, model missing, Redis down: one line, not a traceback
         raise fail(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        runtime.close()
     if json_output:
         typer.echo(json.dumps(summary))
     else:
@@ -222,32 +226,19 @@ def _parse_metadata(text: str | None) -> dict[str, Any]:
 
 
 def _run(
-    settings: Settings,
+    runtime: Runtime,
     collection: str,
     entries: list[Entry],
     metadata: dict[str, Any],
     timeout: float | None,
     quiet: bool,
 ) -> dict[str, list[dict[str, Any]]]:
-    runner = None
-    if settings.embedded:
-        from videoseek.runtime.embedded_runner import start_embedded_runner
-
-        # Room for every file: the CLI waits for all of them anyway, and must never be refused.
-        runner = start_embedded_runner(settings, queue_size=max(len(entries), settings.worker.queue_size))
-    try:
-        submit_all(settings, collection, entries, metadata)
-        if not settings.embedded:
-            from videoseek.collections import close_shared_stores
-
-            close_shared_stores()  # the workers write now (an embedded Edge store admits one process)
-        wait_for(settings, entries, timeout, quiet)
-        return summarize(settings, entries, timeout)
-    finally:
-        if runner is not None:
-            from videoseek.runtime.embedded_runner import stop_embedded_runner
-
-            stop_embedded_runner()
+    runtime.start()
+    submit_all(runtime, collection, entries, metadata)
+    if runtime.runs_elsewhere:
+        runtime.context.release_store()  # the workers write now (an embedded Edge store admits one process)
+    wait_for(runtime, entries, timeout, quiet)
+    return summarize(runtime, entries, timeout)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,10 @@
 """``videoseek reindex``: re-embed a collection with a new adapter (or none) from its frame cache, then switch.
 
-Embedded mode runs the re-index in this process (the store must not be open in another one: stop
-``videoseek serve`` first when it uses the embedded store). With ``VIDEOSEEK_REDIS_URL`` set it is queued on
-the ``train`` queue for a ``videoseek worker --queues train``; ``--wait`` follows it to the end.
+Started as the API starts it, through the runtime (holding the collection's admin-task slot, under a task id
+that ``GET /tasks/{id}`` and ``POST /tasks/{id}/cancel`` accept in distributed mode). Embedded mode runs it in
+this process and waits for it (the store must not be open in another one: stop ``videoseek serve`` first
+when it uses the embedded store). With ``VIDEOSEEK_REDIS_URL`` set it is queued on the ``train`` queue for a
+``videoseek worker --queues train``; ``--wait`` follows it to the end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from videoseek.cli.common import fail
-from videoseek.settings import Settings, SettingsError, load_settings
+from videoseek.runtime.base import FINISHED, AdminTasks, Runtime
+from videoseek.settings import SettingsError, load_settings
 
 _POLL_S = 1.0
 
@@ -36,38 +39,25 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  left out (no cached frames): {video_id}")
 
 
-def _run_here(
-    settings: Settings, collection: str, adapter: Path | None, allow_missing: bool
-) -> dict[str, Any]:
-    from videoseek.reindex import reindex_collection
+def _start(
+    runtime: Runtime, collection: str, adapter: Path | None, allow_missing: bool
+) -> tuple[str, str | None]:
+    """Install the adapter (on the shared data volume in distributed mode) and start the task; its id."""
+    from videoseek.collections import install_adapter, require_collection
 
-    return reindex_collection(settings, collection, adapter, allow_missing=allow_missing).to_dict()
+    require_collection(runtime.context.store, collection)
+    version = install_adapter(runtime.context.settings, adapter) if adapter is not None else None
+    return runtime.tasks.start_reindex(collection, version, allow_missing), version
 
 
-def _enqueue(
-    settings: Settings, collection: str, adapter: Path | None, allow_missing: bool, wait: bool
-) -> dict[str, Any]:
-    """Install the adapter on the shared data volume, queue the task, and (``wait``) poll it to the end.
-
-    Queued as the API queues it: holding the collection's admin-task slot (refused while another task runs
-    on it), under a task id that ``GET /tasks/{id}`` and ``POST /tasks/{id}/cancel`` accept.
-    """
-    from service.collection_tasks import CeleryCollectionTasks
-    from videoseek.collections import close_shared_stores, install_adapter, require_collection
-    from worker.celery_app import get_celery_app
-
-    require_collection(settings, collection)
-    version = install_adapter(settings, adapter) if adapter is not None else None
-    close_shared_stores()  # the worker writes now (an Edge store admits one process)
-    task_id = CeleryCollectionTasks(settings).start_reindex(collection, version, allow_missing)
-    task = get_celery_app(settings).AsyncResult(task_id)
-    if not wait:
-        return {"task_id": task.id, "collection": collection, "new_adapter_version": version, "queued": True}
-    while not task.ready():
+def _wait(tasks: AdminTasks, task_id: str) -> dict[str, Any]:
+    """Poll the task to its end; its result, or the reason it did not finish."""
+    while (status := tasks.status(task_id)) is not None and status.state not in FINISHED:
         time.sleep(_POLL_S)
-    if task.failed():
-        raise fail(f"re-index task {task.id} failed: {task.result}", code=1)
-    return {"task_id": task.id, **task.result}
+    if status is None or status.state != "done" or status.result is None:
+        why = status.reason if status is not None else "it is no longer known"
+        raise fail(f"re-index task {task_id} {status.state if status else 'vanished'}: {why}", code=1)
+    return {"task_id": task_id, **status.result}
 
 
 def reindex(
@@ -93,19 +83,28 @@ def reindex(
         settings = load_settings()
     except SettingsError as exc:
         raise fail(str(exc)) from exc
+    from videoseek.cli.runtime import open_runtime
+
+    runtime = open_runtime(settings)
     try:
-        if settings.embedded:
-            summary = _run_here(settings, collection, adapter, allow_missing)
+        task_id, version = _start(runtime, collection, adapter, allow_missing)
+        if runtime.runs_elsewhere:
+            runtime.context.release_store()  # the worker writes now (an Edge store admits one process)
+        if runtime.runs_elsewhere and not wait:
+            summary = {
+                "task_id": task_id,
+                "collection": collection,
+                "new_adapter_version": version,
+                "queued": True,
+            }
         else:
-            summary = _enqueue(settings, collection, adapter, allow_missing, wait)
+            summary = _wait(runtime.tasks, task_id)
     except typer.Exit:
         raise
     except Exception as exc:  # missing frames, bad adapter, store locked, Redis down: one line
         raise fail(f"{type(exc).__name__}: {exc}", code=1) from exc
     finally:
-        from videoseek.collections import close_shared_stores
-
-        close_shared_stores()
+        runtime.close()
     if json_output:
         typer.echo(json.dumps(summary))
     elif summary.get("queued"):

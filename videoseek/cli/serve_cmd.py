@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from videoseek.cli.common import cli_settings, fail
+from videoseek.runtime.base import Runtime
 from videoseek.settings import Settings
 
 log = logging.getLogger("videoseek.cli")
@@ -29,9 +30,9 @@ DEMO_SEED = 7
 def check_serve_settings(settings: Settings, host: str) -> None:
     """Refuse configurations that would be unsafe or cannot work, with the fix in the message."""
     from service.main import bind_is_safe
-    from videoseek.store.factory import distributed_store_problem
+    from videoseek.cli.runtime import distributed_store_problem, run_mode
 
-    if not bind_is_safe(settings, host):
+    if not bind_is_safe(settings, run_mode(settings), host):
         raise fail(
             f"no API keys are configured, so the embedded server only listens on this machine; refusing "
             f'--host {host}. Set VIDEOSEEK_API_KEYS (e.g. \'[{{"key": "...", "scopes": ["admin"]}}]\') '
@@ -71,17 +72,21 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def run_server(settings: Settings, host: str, port: int, log_level: str, on_started: Any = None) -> None:
-    """Serve the app with uvicorn in this process until interrupted."""
+def run_server(runtime: Runtime, host: str, port: int, log_level: str, on_started: Any = None) -> None:
+    """Serve the app on ``runtime`` with uvicorn in this process until interrupted (the app starts the
+    runtime and closes it at shutdown)."""
     import uvicorn
 
     from service.main import access_note, create_app
 
+    settings = runtime.context.settings
     if not port_free(host, port):
         raise fail(f"port {port} on {host} is in use: pass --port with a free port")
-    app = create_app(settings)
+    app = create_app(runtime)
     mode = (
-        "embedded: API + ingest worker thread + Qdrant Edge" if settings.embedded else "distributed: API only"
+        "distributed: API only; Celery workers ingest"
+        if runtime.runs_elsewhere
+        else "embedded: API + ingest worker thread + Qdrant Edge"
     )
     typer.echo(f"videoseek serving http://{url_host(host)}:{port}/ ({mode}; data in {settings.data_dir})")
     typer.echo(access_note(settings, app.state.keys))
@@ -116,9 +121,11 @@ def serve(
 ) -> None:
     """Run the search API and web page (embedded mode needs no other service)."""
     prefer_passive_openmp_wait()
+    from videoseek.cli.runtime import open_runtime
+
     settings = cli_settings(host=host, port=port, data_dir=data_dir, model=model)
     check_serve_settings(settings, settings.host)
-    run_server(settings, settings.host, settings.port, log_level)
+    run_server(open_runtime(settings), settings.host, settings.port, log_level)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from training.config import METHODS, ConfigError, OnBad, Pooling, TrainConfig
 from videoseek.cli.common import fail
+from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
 from videoseek.settings import SettingsError, get_settings
 
@@ -126,7 +127,7 @@ def _plan(
     return DataPlan(
         train=load(data, split),
         eval=load(eval_data, eval_split),
-        cache_dir=cache_dir or settings.data_dir / "cache" / "training-frames",
+        cache_dir=cache_dir or DataLayout(settings.data_dir).training_frames_dir,
         on_bad=policy,
         limits=settings.ingest,
     )

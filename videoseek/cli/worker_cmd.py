@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import typer
 
 from videoseek.cli.common import fail
+from videoseek.cli.runtime import run_mode
 from videoseek.settings import SettingsError, load_settings
 
 Pool = Literal["prefork", "solo", "threads"]
@@ -14,7 +15,7 @@ Pool = Literal["prefork", "solo", "threads"]
 
 def parse_queues(text: str) -> list[str]:
     """``ingest,embed`` -> the queue names, checked against the queues videoseek uses."""
-    from worker.celery_app import QUEUES
+    from worker.names import QUEUES
 
     queues = [q.strip() for q in text.split(",") if q.strip()]
     unknown = [q for q in queues if q not in QUEUES]
@@ -48,12 +49,12 @@ def worker(
         raise fail(str(exc)) from exc
     if pool not in ("prefork", "solo", "threads"):
         raise fail(f"unknown pool {pool!r}: use prefork, solo or threads")
-    if settings.embedded:
+    if run_mode(settings) == "embedded":
         raise fail(
             "no Redis configured: set VIDEOSEEK_REDIS_URL=redis://host:6379/0 (workers take jobs from Redis); "
             "without it, `videoseek serve` and `videoseek ingest` run ingest in-process"
         )
-    from videoseek.store.factory import distributed_store_problem
+    from videoseek.cli.runtime import distributed_store_problem
 
     problem = distributed_store_problem(settings)
     if problem is not None and not allow_embedded_store:  # refused like `serve`: one Edge dir, many workers
@@ -63,11 +64,10 @@ def worker(
             f"--allow-embedded-store needs one worker process, but --concurrency {concurrency} starts "
             f"{concurrency} and each would open the Edge store: use --concurrency 1 or --pool threads"
         )
-    from worker import tasks
-    from worker.celery_app import build_celery_app
+    from worker.celery_app import build_celery_app, connect_worker_hooks
 
-    app = build_celery_app(settings)
-    tasks.bind_settings(settings, warm_model="embed" in names)
+    app = build_celery_app(settings, warm_model="embed" in names)
+    connect_worker_hooks(app)
     argv = ["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", loglevel]
     argv += ["-n", f"videoseek-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"]
     app.worker_main(argv)

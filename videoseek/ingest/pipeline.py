@@ -26,16 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from videoseek.collection_lock import collection_write_lock
-from videoseek.collections import remove_video_files, shared_store
-from videoseek.ingest.embedding import EmbedRequest, FrameEmbedder, ProgressFn, clip_vectors
-from videoseek.jobs import Job, JobNotFound, JobStage, JobStore, get_job_store
-from videoseek.layout import DataLayout
-from videoseek.settings import Settings
+from videoseek.collections import remove_video_files
+from videoseek.context import PipelineContext
+from videoseek.ingest.embedding import EmbedRequest, ProgressFn, clip_vectors
+from videoseek.jobs import Job, JobNotFound, JobStage, JobStore
+from videoseek.layout import DataLayout, thumbnail_relpath
 from videoseek.store import (
     METADATA_KEY,
     ClipPoint,
-    ClipStore,
     CollectionInfo,
     CollectionNotFound,
     InvalidPoint,
@@ -43,7 +41,6 @@ from videoseek.store import (
 )
 from videoseek.video import (
     ClipPlan,
-    FrameCache,
     FrameCacheMiss,
     MediaRejected,
     SampledVideo,
@@ -56,7 +53,6 @@ from videoseek.video import (
 
 log = logging.getLogger(__name__)
 
-CLIP_PLAN_FILE = "clips.json"
 # A step (decoding, then embedding + indexing) that was started this many times and never returned (the
 # worker was killed: out of memory, a crash, a hard time limit) fails its job instead of being redelivered forever.
 MAX_DECODE_ATTEMPTS = 3
@@ -82,39 +78,6 @@ def _transient_store_errors() -> Iterator[None]:
         yield
     except StoreUnavailable as exc:
         raise TransientError(f"vector store unavailable: {exc}") from exc
-
-
-@dataclass
-class PipelineContext:
-    """What the pipeline functions need, built once per process (worker process, API, CLI).
-
-    The clip store is opened on first use, not here: a Celery worker builds its context when it starts, and
-    a store that is busy or down then must cost a retry of the first task, not the worker.
-    """
-
-    settings: Settings
-    layout: DataLayout
-    jobs: JobStore
-    embedder: FrameEmbedder
-    clip_store: ClipStore | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> PipelineContext:
-        layout = DataLayout(settings.data_dir)
-        return cls(settings, layout, get_job_store(settings), FrameEmbedder(settings, layout))
-
-    @property
-    def store(self) -> ClipStore:
-        if self.clip_store is None:
-            with _transient_store_errors():
-                self.clip_store = shared_store(self.settings)
-        return self.clip_store
-
-    def frame_cache(self, collection: str) -> FrameCache:
-        return FrameCache(self.layout.frames_dir(collection))
-
-    def close(self) -> None:
-        """Nothing to release: the job store and the clip store are shared per process and closed by it."""
 
 
 @dataclass
@@ -214,27 +177,18 @@ def _thumbnail_frame(clip: ClipPlan) -> int:
     return clip.frame_indices[len(clip.frame_indices) // 2]
 
 
-def thumbnail_relpath(collection: str, video_id: str, clip_index: int) -> str:
-    """A clip thumbnail's path relative to the data dir (what the point payload stores)."""
-    return f"thumbnails/{collection}/{video_id}/{int(clip_index)}.jpg"
-
-
 def _write_thumbnails(ctx: PipelineContext, job: Job, frames: np.ndarray, clips: Sequence[ClipPlan]) -> None:
     for clip in clips:
         write_thumbnail(
             frames[_thumbnail_frame(clip)],
-            ctx.layout.root / thumbnail_relpath(job.collection, job.video_id, clip.index),
+            ctx.layout.thumbnail(job.collection, job.video_id, clip.index),
             max_side=ctx.settings.ingest.thumbnail_max_side,
         )
 
 
-def _clip_plan_path(ctx: PipelineContext, job: Job) -> Path:
-    return ctx.layout.thumbnails_dir(job.collection, job.video_id) / CLIP_PLAN_FILE
-
-
 def _write_clip_plan(ctx: PipelineContext, job: Job, clips: Sequence[ClipPlan], duration_s: float) -> None:
     """Keep the plan next to the thumbnails: the embed step (maybe another worker) and re-indexing use it."""
-    path = _clip_plan_path(ctx, job)
+    path = ctx.layout.clip_plan(job.collection, job.video_id)
     document = {"duration_s": float(duration_s), "clips": [asdict(c) for c in clips]}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -249,7 +203,7 @@ def _write_clip_plan(ctx: PipelineContext, job: Job, clips: Sequence[ClipPlan], 
 
 def read_clip_plan(layout: DataLayout, collection: str, video_id: str) -> list[ClipPlan] | None:
     """The clip plan written when the video was decoded, or None if there is none (or it is unreadable)."""
-    path = layout.thumbnails_dir(collection, video_id) / CLIP_PLAN_FILE
+    path = layout.clip_plan(collection, video_id)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         return [ClipPlan(**c) for c in document["clips"]]
@@ -404,7 +358,7 @@ def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray)
         _advance(ctx, job_id, JobStage.INDEXING)
         # Under the collection's write lock a re-index cannot switch versions between reading the adapter
         # version and upserting: the clips land in the version whose adapter embedded them.
-        with _transient_store_errors(), collection_write_lock(ctx.settings, video.job.collection):
+        with _transient_store_errors(), ctx.locks.hold(video.job.collection):
             video, frame_vectors = _with_current_adapter(ctx, video, frame_vectors)
             points = build_points(video, frame_vectors)
             ctx.store.upsert(video.job.collection, points)
@@ -458,14 +412,13 @@ def fail_job(ctx: PipelineContext, job_id: str, reason: str) -> None:
     _release(ctx.layout, ctx.jobs, job)
 
 
-def fail_job_quietly(settings: Settings, job_id: str, reason: str) -> None:
-    """:func:`fail_job` without a pipeline context (no store, no model): for a Celery parent process."""
-    jobs = get_job_store(settings)
+def fail_job_quietly(jobs: JobStore, layout: DataLayout, job_id: str, reason: str) -> None:
+    """:func:`fail_job` without touching the clip store or the model: for a Celery parent process."""
     job = jobs.get(job_id)
     if job is None or job.stage.terminal:
         return
     jobs.update(job_id, stage=JobStage.FAILED, reason=reason)
-    _release(DataLayout(settings.data_dir), jobs, job)
+    _release(layout, jobs, job)
 
 
 def _release(layout: DataLayout, jobs: JobStore, job: Job) -> None:

@@ -1,26 +1,29 @@
-"""Submitting a file for ingest: store it under the collection, dedup by content, create a job, enqueue it.
+"""Submitting a file for ingest: store it under the collection, dedup by content, create a job, queue it.
 
-The one entry point both the API (uploads, ``move=True``) and the CLI (local files, copied) use. Whether the
-job runs on a Celery worker or on the in-process runner follows the settings (``redis_url`` set or not).
+The one entry point both the API (uploads, ``move=True``) and the CLI (local files, copied) use, through
+their runtime's ``submit_ingest``: the runtime passes the ``enqueue`` that hands a job to whoever runs jobs
+there (the in-process runner or a Celery worker); this module does not know which.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from videoseek.jobs import Job, JobStage, JobStore, get_job_store, new_job_id
-from videoseek.layout import DataLayout, check_collection_name
-from videoseek.settings import Settings, get_settings
+from videoseek.jobs import Job, JobStage, JobStore, new_job_id
+from videoseek.layout import DataLayout, check_collection_name, stored_suffix
 from videoseek.video.identity import video_id_for_file
 
-_EXT_RE = re.compile(r"^\.[a-z0-9]{1,10}$")
+if TYPE_CHECKING:
+    from videoseek.context import PipelineContext
+
+Enqueue = Callable[[str], None]  # hands a stored job's id to whoever runs jobs
 
 
 class IngestQueueFull(RuntimeError):
@@ -36,28 +39,6 @@ class SubmitResult:
     job_id: str
     video_id: str
     duplicate: bool
-
-
-def stored_suffix(source_name: str) -> str:
-    """The extension kept on the stored copy (players and the media server like one); ``.bin`` if odd."""
-    suffix = Path(source_name).suffix.lower()
-    return suffix if _EXT_RE.fullmatch(suffix) else ".bin"
-
-
-def find_video_file(layout: DataLayout, collection: str, video_id: str) -> Path | None:
-    """The stored copy of a video (``videos/<collection>/<video_id><ext>``), if it exists."""
-    directory = layout.videos_dir(collection)
-    if not directory.is_dir():
-        return None
-    for candidate in sorted(directory.glob(f"{video_id}.*")):
-        if candidate.is_file() and not candidate.name.startswith("."):
-            return candidate
-    return None
-
-
-def thumbnail_path(layout: DataLayout, collection: str, video_id: str, clip_index: int) -> Path:
-    """Where a clip's thumbnail JPEG lives (absolute)."""
-    return layout.thumbnails_dir(collection, video_id) / f"{int(clip_index)}.jpg"
 
 
 def _place_file(source: Path, target: Path, *, move: bool) -> None:
@@ -82,31 +63,31 @@ def _place_file(source: Path, target: Path, *, move: bool) -> None:
         source.unlink(missing_ok=True)
 
 
-def submit_ingest(
+def submit_file(
+    ctx: PipelineContext,
+    enqueue: Enqueue,
     collection: str,
     path: Path | str,
     source_name: str | None = None,
     metadata: dict[str, Any] | None = None,
     *,
     move: bool = False,
-    settings: Settings | None = None,
 ) -> SubmitResult:
-    """Store ``path`` in the collection and queue it; re-submitting the same bytes is a no-op.
+    """Store ``path`` in the collection and ``enqueue`` its job; re-submitting the same bytes is a no-op.
 
     ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
     deleted. The collection must exist (:func:`videoseek.collections.create_collection`). Raises
-    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` (the file is left where it
-    was). A file that is not a usable video is accepted and ends as a failed job with a reason.
+    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` from ``enqueue`` (the file is
+    left where it was). A file that is not a usable video is accepted and ends as a failed job with a reason.
     """
-    settings = settings or get_settings()
+    settings = ctx.settings
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"no such file: {source}")
     from videoseek.collections import require_collection
 
-    require_collection(settings, check_collection_name(collection))
-    _refuse_when_backlogged(settings)
-    jobs = get_job_store(settings)
+    require_collection(ctx.store, check_collection_name(collection))
+    jobs = ctx.jobs
     name = source_name or source.name
     video_id = video_id_for_file(source)
     job = Job(
@@ -127,7 +108,7 @@ def submit_ingest(
     # run fails ("file missing") and frees the claim.
     jobs.create(job)
     try:
-        owner = _claim(settings, jobs, job)
+        owner = _claim(ctx, job)
     except BaseException as exc:
         jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"could not be queued: {exc}")
         raise
@@ -136,55 +117,37 @@ def submit_ingest(
             source.unlink(missing_ok=True)
         _mark_duplicate(jobs, job, owner)
         return SubmitResult(job.job_id, video_id, duplicate=True)
-    layout = DataLayout(settings.data_dir)
+    layout = ctx.layout
     try:
         _place_file(source, layout.videos_dir(collection) / job.video_file, move=move)
-        enqueue(settings, job.job_id)
+        enqueue(job.job_id)
     except BaseException as exc:
         _roll_back(jobs, layout, job, source, move, exc)
         raise
     return SubmitResult(job.job_id, video_id, duplicate=False)
 
 
-def _refuse_when_backlogged(settings: Settings) -> None:
-    """Distributed mode: no new work while the Celery ingest queue already holds ``worker.queue_size`` jobs.
-
-    The embedded runner's bounded queue does this itself; a broker has no bound, so without this check a burst
-    of uploads would pile up on disk faster than the workers can decode them.
-    """
-    if settings.embedded:
-        return
-    from worker.celery_app import QUEUE_INGEST, queue_depths
-
-    waiting = queue_depths(settings)(QUEUE_INGEST)
-    if waiting >= settings.worker.queue_size:
-        raise IngestQueueFull(
-            f"{waiting} jobs are waiting for an ingest worker; retry shortly "
-            "(or start more workers, or raise VIDEOSEEK_WORKER__QUEUE_SIZE)"
-        )
-
-
-def _claim(settings: Settings, jobs: JobStore, job: Job) -> str | None:
+def _claim(ctx: PipelineContext, job: Job) -> str | None:
     """Claim the video for ``job``; returns the live owner's job id when it is a duplicate."""
+    jobs = ctx.jobs
     for _ in range(3):
         owner_id = jobs.claim_video(job.collection, job.video_id, job.job_id)
-        if owner_id is None or not _claim_is_stale(settings, jobs, job, owner_id):
+        if owner_id is None or not _claim_is_stale(ctx, job, owner_id):
             return owner_id
         jobs.release_video(job.collection, job.video_id, owner_id)
     raise RuntimeError(f"could not claim video {job.video_id} in {job.collection!r}: contended, retry")
 
 
-def _claim_is_stale(settings: Settings, jobs: JobStore, job: Job, owner_id: str) -> bool:
+def _claim_is_stale(ctx: PipelineContext, job: Job, owner_id: str) -> bool:
     """A claim whose job vanished or failed, or whose finished video was since removed from the store."""
-    owner = jobs.get(owner_id)
+    owner = ctx.jobs.get(owner_id)
     if owner is None or owner.stage is JobStage.FAILED:
         return True
     if owner.stage is JobStage.DONE and owner.clips > 0:
-        from videoseek.collections import shared_store
         from videoseek.store import StoreError
 
         try:
-            return not shared_store(settings).has_video(job.collection, job.video_id)
+            return not ctx.store.has_video(job.collection, job.video_id)
         except StoreError:  # cannot tell right now: trust the claim (a duplicate answer loses nothing)
             return False
     return False
@@ -222,20 +185,3 @@ def _roll_back(
     stored.unlink(missing_ok=True)
     jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"could not be queued: {exc}")
     jobs.release_video(job.collection, job.video_id, job.job_id)
-
-
-def enqueue(settings: Settings, job_id: str) -> None:
-    """Hand a stored job to whoever runs jobs here: a Celery worker (Redis set) or the in-process runner."""
-    if settings.embedded:
-        from videoseek.runtime.embedded_runner import get_embedded_runner
-
-        get_embedded_runner(settings).submit(job_id)
-        return
-    from worker.celery_app import TASK_DECODE, get_celery_app
-
-    get_celery_app(settings).send_task(TASK_DECODE, args=[job_id])
-
-
-def get_job(job_id: str, settings: Settings | None = None) -> Job | None:
-    """The current state of one job (None if unknown)."""
-    return get_job_store(settings or get_settings()).get(job_id)

@@ -5,23 +5,6 @@ from __future__ import annotations
 from videoseek.settings import Settings
 from videoseek.store.base import ClipStore
 
-# One wording for every command that refuses distributed mode without a Qdrant server (`serve`, `worker`).
-EMBEDDED_STORE_IN_DISTRIBUTED_MODE = (
-    "VIDEOSEEK_REDIS_URL is set (distributed mode) but VIDEOSEEK_QDRANT__URL is not: Celery workers "
-    "cannot share the embedded store. Set a Qdrant URL, or unset the Redis URL for embedded mode"
-)
-
-
-def distributed_store_problem(settings: Settings) -> str | None:
-    """Why these settings cannot store vectors for many processes, or None when they can.
-
-    An Edge store directory admits one process at a time, so distributed mode (Redis set: an API and any
-    number of Celery workers) needs a Qdrant server; without one each worker would lock, or fork, the store.
-    """
-    if not settings.embedded and not settings.qdrant.url:
-        return EMBEDDED_STORE_IN_DISTRIBUTED_MODE
-    return None
-
 
 def open_store(settings: Settings) -> ClipStore:
     """A Qdrant server store when ``qdrant.url`` is set, else the embedded Qdrant Edge store.

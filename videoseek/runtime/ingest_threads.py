@@ -7,7 +7,8 @@ small bounded queue, so decoding the next video (in its sandbox process) overlap
 
 The embed thread takes every decoded video that is waiting (up to ``worker.embed_batch_videos``) and embeds
 their frames in shared batches. Job state lives in the SQLite job store, so jobs still queued when the process
-stops are picked up again by the next :meth:`EmbeddedRunner.start` (``recover=True``).
+stops are picked up again by the next :meth:`EmbeddedRunner.start` (``recover=True``). The embedded runtime
+(``runtime/embedded.py``) owns one per process.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+from videoseek.context import PipelineContext
 from videoseek.ingest.submit import IngestQueueFull
-from videoseek.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from videoseek.ingest.pipeline import DecodedVideo, PipelineContext
+    from videoseek.ingest.pipeline import DecodedVideo
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,14 @@ class EmbeddedRunner:
 
     def __init__(
         self,
-        settings: Settings,
+        context: PipelineContext,
         *,
-        context_factory: Callable[[Settings], PipelineContext] | None = None,
         queue_size: int | None = None,
         max_batch_videos: int | None = None,
     ) -> None:
+        settings = context.settings
         self.settings = settings
-        self._context_factory = context_factory
-        self._context: PipelineContext | None = None
+        self.context = context
         self._jobs: queue.Queue[str] = queue.Queue(maxsize=queue_size or settings.worker.queue_size)
         self._decoded: queue.Queue[DecodedVideo] = queue.Queue(maxsize=2)
         self._max_batch_videos = max(1, max_batch_videos or settings.worker.embed_batch_videos)
@@ -58,17 +58,6 @@ class EmbeddedRunner:
     # -- lifecycle ------------------------------------------------------------------------------
 
     @property
-    def context(self) -> PipelineContext:
-        if self._context is None:
-            if self._context_factory is not None:
-                self._context = self._context_factory(self.settings)
-            else:
-                from videoseek.ingest.pipeline import PipelineContext
-
-                self._context = PipelineContext.from_settings(self.settings)
-        return self._context
-
-    @property
     def running(self) -> bool:
         return bool(self._threads) and not self._stop.is_set()
 
@@ -76,7 +65,7 @@ class EmbeddedRunner:
         """Start the threads; ``recover``: queue again this data dir's jobs that never finished."""
         if self._threads:
             raise RuntimeError("the embedded runner is already started")
-        context = self.context  # connect now: a bad store or job db fails here, not in a thread
+        context = self.context
         self._threads = [
             threading.Thread(target=self._decode_loop, name="videoseek-decode", daemon=True),
             threading.Thread(target=self._embed_loop, name="videoseek-embed", daemon=True),
@@ -103,8 +92,6 @@ class EmbeddedRunner:
             log.warning(
                 "embedded runner: %s still busy after %.0fs; leaving them (daemon threads)", alive, timeout
             )
-        if self._context is not None and not alive:
-            self._context.close()
 
     # -- submitting -----------------------------------------------------------------------------
 
@@ -256,47 +243,3 @@ class EmbeddedRunner:
                     fail_job(self.context, job_id, reason)
             except Exception:  # the job store itself is failing: log it, keep the thread alive
                 log.exception("embedded runner: could not mark job %s failed (%s)", job_id, reason)
-
-
-_runner: EmbeddedRunner | None = None
-_runner_lock = threading.Lock()
-
-
-def start_embedded_runner(
-    settings: Settings,
-    *,
-    recover: bool = True,
-    queue_size: int | None = None,
-    context_factory: Callable[[Settings], PipelineContext] | None = None,
-) -> EmbeddedRunner:
-    """Start this process's runner with these options (stopping one that runs already)."""
-    global _runner
-    stop_embedded_runner()
-    with _runner_lock:
-        runner = EmbeddedRunner(settings, queue_size=queue_size, context_factory=context_factory)
-        _runner = runner.start(recover=recover)
-        return _runner
-
-
-def get_embedded_runner(settings: Settings | None = None, *, recover: bool = True) -> EmbeddedRunner:
-    """The process's embedded runner, started on first use (the API calls this in its lifespan)."""
-    global _runner
-    with _runner_lock:
-        if _runner is None or not _runner.running:
-            _runner = EmbeddedRunner(settings or get_settings()).start(recover=recover)
-        return _runner
-
-
-def running_embedded_runner() -> EmbeddedRunner | None:
-    """The process's runner if it is running; never starts one (a process shutting down stopped it)."""
-    with _runner_lock:
-        return _runner if _runner is not None and _runner.running else None
-
-
-def stop_embedded_runner(timeout: float = 30.0) -> None:
-    """Stop the process's runner if one was started (queued jobs resume at the next start)."""
-    global _runner
-    with _runner_lock:
-        runner, _runner = _runner, None
-    if runner is not None:
-        runner.stop(timeout)

@@ -1,8 +1,9 @@
 """Retraining a collection's adapter from captioned clips, then re-indexing the collection with it.
 
-What an admin's retrain trigger runs (in the API process in embedded mode, on a ``train`` worker otherwise):
+What an admin's retrain runs (on a thread of the API process in embedded mode, on a ``train`` worker
+otherwise):
 
-    check the manifest -> train (training package, the configured base model) -> install the adapter ->
+    check the manifest -> train (the configured base model) -> install the adapter ->
     re-index (videoseek/reindex.py: cached frames, no decoding) -> searches switch to the new adapter
 
 The training data is a ``captions.jsonl`` manifest (or MSR-VTT) on the machine that runs it; its videos need
@@ -14,58 +15,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videoseek.cancel import CancelCheck, not_cancellable
-from videoseek.settings import Settings
+from videoseek.retraining import ADAPTER_METHODS, RetrainError, RetrainRequest
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
     from training.data import ClipDataset
     from training.loop import StepDone
-    from videoseek.ingest.embedding import FrameEmbedder
-
-# The methods that make an adapter (zero-shot makes nothing; full fine-tuning changes the shared backbone).
-ADAPTER_METHODS = ("cma", "cma-noshare", "vision", "text")
+    from videoseek.context import PipelineContext
 
 ProgressReport = Callable[[dict[str, Any]], None]
 # Training steps can be milliseconds apart: report (and check for a cancel) at most this often.
 REPORT_EVERY_S = 1.0
-
-
-class RetrainError(ValueError):
-    """The retrain request cannot run as given: its method, or its manifest (unreadable, bad entries, too few)."""
-
-
-@dataclass(frozen=True)
-class RetrainRequest:
-    """What to train. ``lr`` and ``batch_size`` default to the training package's (the paper's) values."""
-
-    data: str
-    method: str = "cma"
-    epochs: int = 5
-    lr: float | None = None
-    batch_size: int | None = None
-    allow_missing: bool = False  # re-index without videos that have no cached frames
-    from_current: bool = False  # continue the collection's adapter (its method, rank and width) instead
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields not at their defaults: a worker one release older still reads a request that uses
-        nothing new (the task message of a rolling upgrade)."""
-        defaults = {f.name: f.default for f in fields(self)}
-        return {key: value for key, value in asdict(self).items() if value != defaults[key] or key == "data"}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RetrainRequest:
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
-            raise RetrainError(
-                f"this worker does not know the retrain settings {unknown}: it is older than the API that "
-                "sent them; upgrade it"
-            )
-        return cls(**values)
 
 
 def load_training_data(request: RetrainRequest) -> ClipDataset:
@@ -89,7 +53,7 @@ def load_training_data(request: RetrainRequest) -> ClipDataset:
     return dataset
 
 
-def training_config(settings: Settings, name: str, request: RetrainRequest) -> TrainConfig:
+def training_config(ctx: PipelineContext, name: str, request: RetrainRequest) -> TrainConfig:
     """The run's settings: the request's, or the collection's current adapter's when it is continued.
 
     Raises ``RetrainError`` when ``from_current`` cannot be honoured (no adapter, or one no method makes).
@@ -98,14 +62,13 @@ def training_config(settings: Settings, name: str, request: RetrainRequest) -> T
     from training.methods import continue_from
     from videoseek.adapter import AdapterFileError
     from videoseek.collections import require_collection
-    from videoseek.layout import DataLayout
 
     defaults = TrainConfig()
     try:
         cfg = TrainConfig(
             method=request.method,
             epochs=request.epochs,
-            device=settings.device,
+            device=ctx.settings.device,
             lr=defaults.lr if request.lr is None else request.lr,
             batch_size=defaults.batch_size if request.batch_size is None else request.batch_size,
         )
@@ -113,25 +76,33 @@ def training_config(settings: Settings, name: str, request: RetrainRequest) -> T
         raise RetrainError(str(exc)) from exc
     if not request.from_current:
         return cfg
-    version = require_collection(settings, name).adapter_version
+    version = require_collection(ctx.store, name).adapter_version
     if version is None:
         raise RetrainError(
             f"collection {name!r} has no adapter to continue (it searches with plain CLIP): "
             "leave from_current false to train one from scratch"
         )
     try:
-        return continue_from(cfg, DataLayout(settings.data_dir).adapter_dir(version))
+        return continue_from(cfg, ctx.layout.adapter_dir(version))
     except (AdapterFileError, ConfigError) as exc:
         raise RetrainError(f"cannot continue adapter {version[:12]} of {name!r}: {exc}") from exc
 
 
+def check_request(ctx: PipelineContext, name: str, request: RetrainRequest) -> None:
+    """Refuse, before anything is queued, a request that cannot train (``RetrainError``, ``CollectionNotFound``)."""
+    from videoseek.collections import require_collection
+
+    require_collection(ctx.store, name)
+    load_training_data(request)
+    training_config(ctx, name, request)
+
+
 def retrain_collection(
-    settings: Settings,
+    ctx: PipelineContext,
     name: str,
     request: RetrainRequest,
     *,
     progress: ProgressReport | None = None,
-    embedder: FrameEmbedder | None = None,
     cancel: CancelCheck = not_cancellable,
 ) -> dict[str, Any]:
     """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it.
@@ -144,17 +115,15 @@ def retrain_collection(
     from videoseek.collections import install_adapter, require_collection
     from videoseek.reindex import ReindexProgress, reindex_to_version
 
+    settings = ctx.settings
     report = progress or (lambda _: None)
-    require_collection(settings, name)  # before hours of training, not after
+    require_collection(ctx.store, name)  # before hours of training, not after
     dataset = load_training_data(request)
-    cfg = training_config(settings, name, request)
+    cfg = training_config(ctx, name, request)
     cancel()
-    out = settings.data_dir / "training" / name / time.strftime("%Y%m%d-%H%M%S")
+    out = ctx.layout.training_runs_dir(name) / time.strftime("%Y%m%d-%H%M%S")
     plan = DataPlan(
-        train=dataset,
-        eval=None,
-        cache_dir=settings.data_dir / "cache" / "training-frames",
-        limits=settings.ingest,
+        train=dataset, eval=None, cache_dir=ctx.layout.training_frames_dir, limits=settings.ingest
     )
 
     training = _TrainingProgress(report, cancel)
@@ -170,13 +139,7 @@ def retrain_collection(
         report(step.to_dict())
 
     reindexed = reindex_to_version(
-        settings,
-        name,
-        installed,
-        allow_missing=request.allow_missing,
-        progress=reindexing,
-        embedder=embedder,
-        cancel=cancel,
+        ctx, name, installed, allow_missing=request.allow_missing, progress=reindexing, cancel=cancel
     )
     return {
         "collection": name,

@@ -1,0 +1,119 @@
+"""Distributed mode as a runtime: background work goes to Celery workers through Redis.
+
+The API (and the CLI, with ``VIDEOSEEK_REDIS_URL`` set) submits ingest jobs as Celery tasks, starts admin tasks
+on the ``train`` queue and follows them in Redis; job state is Redis hashes, write locks are Redis locks, and
+the clip store is a Qdrant server shared by every process. Worker processes build the same
+:func:`distributed_context` for the tasks they run (``process.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from videoseek.context import PipelineContext
+from videoseek.ingest.embedding import FrameEmbedder
+from videoseek.ingest.submit import IngestQueueFull, SubmitResult, submit_file
+from videoseek.layout import DataLayout
+from videoseek.runtime.base import AdminWork
+from videoseek.settings import Settings
+from videoseek.store import open_store
+from worker.admin_state import AdminState
+from worker.admin_tasks import CeleryAdminTasks
+from worker.celery_app import QueueDepths, WorkerConfigError, build_celery_app
+from worker.names import QUEUE_INGEST, QUEUES, TASK_DECODE
+from worker.redis_clients import redis_client
+from worker.redis_jobs import RedisJobStore
+from worker.redis_locks import RedisWriteLocks
+
+
+def _redis_url(settings: Settings) -> str:
+    if settings.redis_url is None:
+        raise WorkerConfigError(
+            "distributed mode needs VIDEOSEEK_REDIS_URL=redis://host:6379/0 (without it, work runs in-process)"
+        )
+    return settings.redis_url
+
+
+def distributed_context(settings: Settings) -> PipelineContext:
+    """The stores every process of a deployment shares: Redis jobs and locks, the Qdrant server."""
+    url, prefix = _redis_url(settings), settings.worker.redis_prefix
+    layout = DataLayout(settings.data_dir)
+    return PipelineContext(
+        settings=settings,
+        layout=layout,
+        jobs=RedisJobStore(url, prefix, client=redis_client(url, text=True)),
+        locks=RedisWriteLocks(redis_client(url, text=False), prefix),
+        embedder=FrameEmbedder(settings, layout),
+        open_store=lambda: open_store(settings),
+    )
+
+
+class DistributedRuntime:
+    """Celery workers run ingest and admin tasks; this process only sends and follows them."""
+
+    mode: Literal["distributed"] = "distributed"
+    runs_elsewhere = True
+
+    def __init__(self, settings: Settings, work: AdminWork) -> None:
+        url = _redis_url(settings)
+        self.settings = settings
+        self.context = distributed_context(settings)
+        self.app = build_celery_app(settings, warm_model=False)
+        self.admin = AdminState.on(redis_client(url, text=True, timeout_s=10.0), settings.worker.redis_prefix)
+        self.tasks = CeleryAdminTasks(self.app, self.admin, self.context, work)
+        self._depths = QueueDepths(settings)
+
+    def start(self) -> None:
+        """Nothing runs here: the workers own the work."""
+
+    def submit_ingest(
+        self,
+        collection: str,
+        path: Path,
+        source_name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        move: bool = False,
+    ) -> SubmitResult:
+        self._refuse_when_backlogged()
+        return submit_file(self.context, self._enqueue, collection, path, source_name, metadata, move=move)
+
+    def _enqueue(self, job_id: str) -> None:
+        self.app.send_task(TASK_DECODE, args=[job_id])
+
+    def _refuse_when_backlogged(self) -> None:
+        """No new work while the ingest queue already holds ``worker.queue_size`` jobs.
+
+        The embedded runner's bounded queue does this itself; a broker has no bound, so without this check a
+        burst of uploads would pile up on disk faster than the workers can decode them.
+        """
+        waiting = self._depths(QUEUE_INGEST)
+        if waiting >= self.settings.worker.queue_size:
+            raise IngestQueueFull(
+                f"{waiting} jobs are waiting for an ingest worker; retry shortly "
+                "(or start more workers, or raise VIDEOSEEK_WORKER__QUEUE_SIZE)"
+            )
+
+    def queue_depths(self) -> dict[str, Callable[[], float]]:
+        return {queue: self._depth_reader(queue) for queue in QUEUES}
+
+    def _depth_reader(self, queue: str) -> Callable[[], float]:
+        def read() -> float:
+            return float(self._depths(queue))
+
+        return read
+
+    def health_checks(self) -> dict[str, str]:
+        try:
+            self.context.jobs.ping()
+        except Exception as exc:  # readiness reports any failure, it never raises
+            return {"redis": f"unavailable: {exc}"}
+        return {"redis": "ok"}
+
+    def close(self) -> None:
+        self.tasks.close()
+        self.context.close()
+        self.admin.close()
+        self._depths.close()
