@@ -172,6 +172,8 @@ def test_media_signatures_bind_path_and_expiry() -> None:
         (b"\x1a\x45\xdf\xa3" + bytes(64), None),
         (b"RIFF\x00\x00\x00\x00AVI LIST", None),
         (b"GIF89a" + bytes([1, 2, 0, 0xF7]) + bytes(64), None),
+        (b"\x00\x00\x00\x01\x67\x64\x00\x0a" + bytes(64), None),  # a raw H.264 stream (SPS first)
+        (b"\x00\x00\x00\x01\x40\x01\x0c\x01" + bytes(64), None),  # a raw H.265 stream (VPS first)
     ],
 )
 def test_sniffing_refuses_only_what_is_clearly_not_video(

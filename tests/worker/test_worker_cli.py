@@ -67,3 +67,16 @@ def test_bad_metadata_is_a_clear_error(embedded: Settings, toy_videos: list[dict
         app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", "[1, 2]"]
     )
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+def test_directory_ingest_picks_raw_elementary_streams(tmp_path: Path) -> None:
+    """Camera and encoder dumps (.264/.h264/.265/.h265/.hevc) are videos too; a folder contributes them."""
+    from videoseek.cli.ingest_cmd import collect_inputs
+    from videoseek.core.video.probe import RAW_STREAM_DEMUXERS
+
+    names = ["cam.264", "enc.H264", "a.265", "b.h265", "c.hevc", "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x01")
+    picked = {Path(entry.file).name for entry in collect_inputs([tmp_path])}
+    assert picked == set(names) - {"notes.txt"}
+    assert {Path(name).suffix.lower() for name in picked} == set(RAW_STREAM_DEMUXERS)

@@ -24,6 +24,7 @@ from videoseek.core.settings import Settings, SettingsError, load_settings
 VIDEO_SUFFIXES = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv",
     ".3gp", ".3g2", ".ogv", ".gif", ".ivf", ".mxf", ".asf", ".vob",
+    ".264", ".h264", ".265", ".h265", ".hevc",  # raw H.264/H.265 streams (probe.RAW_STREAM_DEMUXERS)
 })  # fmt: skip
 _POLL_S = 0.25
 
