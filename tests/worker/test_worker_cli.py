@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from videoseek.cli import app
-from videoseek.core.collections import shared_store
+from videoseek.core.collections import get_collection, shared_store
 from videoseek.core.settings import Settings
 
 
@@ -67,3 +68,24 @@ def test_bad_metadata_is_a_clear_error(embedded: Settings, toy_videos: list[dict
         app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", "[1, 2]"]
     )
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+@pytest.mark.parametrize(
+    ("metadata", "rule"),
+    [
+        ('{"x": ' + "[" * 20_000 + "]" * 20_000 + "}", "depth"),
+        ('{"x": NaN}', "number"),
+        ('{"n": ' + "9" * 4000 + "}", "integer"),
+    ],
+    ids=["20000 levels", "NaN", "4000-digit integer"],
+)
+def test_metadata_the_stores_could_not_read_back_is_refused_before_anything_is_ingested(
+    embedded: Settings, toy_videos: list[dict[str, Any]], metadata: str, rule: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", metadata]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--metadata breaks the {rule} rule: metadata." in result.output
+    assert "Traceback" not in result.output
+    assert get_collection(embedded, "films") is None  # refused before the collection was even created
