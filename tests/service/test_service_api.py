@@ -118,6 +118,11 @@ def test_repeated_queries_hit_the_embedding_cache(shapes: tuple[TestClient, dict
         ({"collection": "shapes", "query": "x", "limit": 0}, 422, "invalid_request"),
         ({"collection": "shapes", "query": "x", "group_by": "frame"}, 422, "invalid_request"),
         ({"collection": "shapes", "query": "x", "filters": {"metadata": {'a"b': 1}}}, 422, "invalid_request"),
+        (  # no stored integer is this big: the metadata rules keep them to 64 bits
+            {"collection": "shapes", "query": "x", "filters": {"metadata": {"n": int("9" * 4000)}}},
+            422,
+            "invalid_request",
+        ),
         (
             {"collection": "shapes", "query": "x", "filters": {"time_range": {"start_s": 9, "end_s": 1}}},
             422,

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from store_testdata import DIM, clip, unit
 
-from videoseek.core.store import StoreError, StoreUnavailable
+from videoseek.core.store import CollectionUnreadable, StoreError, StoreUnavailable, point_id
+from videoseek.core.store.base import VECTOR_FRAMES, VECTOR_POOLED
 from videoseek.core.store.edge import EdgeClipStore
 from videoseek.core.store.edge_catalog import ALIASES_FILE
 from videoseek.core.store.locks import ReadWriteLock
@@ -136,3 +140,62 @@ def test_a_reopened_store_knows_which_metadata_fields_are_indexed(tmp_path: Path
         assert {'metadata."lang"', 'metadata."n"'} <= written
     finally:
         reopened.close()
+
+
+def garble_the_wal(shard_dir: Path) -> None:
+    """What a torn write or a failing disk leaves: the WAL's first segment starts with garbage."""
+    with (shard_dir / "wal" / "open-1").open("r+b") as wal:
+        wal.write(b"\xff" * 4096)
+
+
+def write_a_point_edge_cannot_read_back(shard_dir: Path) -> None:
+    """What this store let in before the metadata rules: a point nested 130 levels deep, which Edge accepts
+    and then cannot replay from its WAL (``failed to read WAL entry``)."""
+    nested: Any = 1
+    for _ in range(130):
+        nested = [nested]
+    shard = qe.EdgeShard.load(str(shard_dir))
+    vectors: dict[str, Any] = {VECTOR_POOLED: unit(0).tolist(), VECTOR_FRAMES: [unit(1).tolist()]}
+    payload = {"video_id": "old", "metadata": {"x": nested}}
+    shard.update(qe.UpdateOperation.upsert_points([qe.Point(point_id("old", 0), vectors, payload)]))
+    shard.close()
+
+
+@pytest.mark.parametrize(
+    "damage", [garble_the_wal, write_a_point_edge_cannot_read_back], ids=["garbage WAL", "130-level point"]
+)
+def test_a_shard_that_cannot_be_opened_leaves_the_store_and_the_other_collections_serving(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    store = EdgeClipStore(tmp_path)
+    for name in ("broken", "fine"):
+        store.create_collection(name, DIM, model="m")
+        store.upsert(name, [clip("v1", 0), clip("v2", 0)])
+    store.close()
+    damage(tmp_path / "vs__broken__1")
+
+    store = EdgeClipStore(tmp_path)
+    try:
+        assert [c.name for c in store.list_collections()] == ["fine"]
+        problems = store.unreadable_collections()
+        assert list(problems) == ["broken"]
+        assert "collection 'broken' cannot be opened" in problems["broken"] and "DELETE" in problems["broken"]
+        assert [h.video_id for h in store.search("fine", clip("v1", 0).pooled, 1)] == ["v1"]
+        store.upsert("fine", [clip("v3", 0)])
+        assert store.count("fine") == 3
+        calls: list[Callable[[], object]] = [
+            lambda: store.search("broken", unit(0), 3),
+            lambda: store.upsert("broken", [clip("v3", 0)]),
+            lambda: store.get_collection("broken"),
+            lambda: store.delete_video("broken", "v1"),
+        ]
+        for call in calls:
+            with pytest.raises(CollectionUnreadable, match="'broken'"):
+                call()
+        store.delete_collection("broken")  # the way out: delete it, then ingest its videos again
+        assert store.unreadable_collections() == {}
+        store.create_collection("broken", DIM, model="m")
+        store.upsert("broken", [clip("v1", 0)])
+        assert store.count("broken") == 1
+    finally:
+        store.close()

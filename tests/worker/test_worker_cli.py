@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from videoseek.cli import app
-from videoseek.core.collections import shared_store
+from videoseek.core.collections import get_collection, shared_store
 from videoseek.core.settings import Settings
 
 
@@ -80,3 +81,24 @@ def test_directory_ingest_picks_raw_elementary_streams(tmp_path: Path) -> None:
     picked = {Path(entry.file).name for entry in collect_inputs([tmp_path])}
     assert picked == set(names) - {"notes.txt"}
     assert {Path(name).suffix.lower() for name in picked} == set(RAW_STREAM_DEMUXERS)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "rule"),
+    [
+        ('{"x": ' + "[" * 20_000 + "]" * 20_000 + "}", "depth"),
+        ('{"x": NaN}', "number"),
+        ('{"n": ' + "9" * 4000 + "}", "integer"),
+    ],
+    ids=["20000 levels", "NaN", "4000-digit integer"],
+)
+def test_metadata_the_stores_could_not_read_back_is_refused_before_anything_is_ingested(
+    embedded: Settings, toy_videos: list[dict[str, Any]], metadata: str, rule: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", metadata]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--metadata breaks the {rule} rule: metadata." in result.output
+    assert "Traceback" not in result.output
+    assert get_collection(embedded, "films") is None  # refused before the collection was even created

@@ -14,8 +14,15 @@ import pytest
 from PIL import Image
 from worker_helpers import decoded_but_not_indexed
 
-from videoseek.core.collections import create_collection, delete_collection, delete_video, shared_store
+from videoseek.core.collections import (
+    close_shared_stores,
+    create_collection,
+    delete_collection,
+    delete_video,
+    shared_store,
+)
 from videoseek.core.layout import DataLayout
+from videoseek.core.metadata import MAX_METADATA_DEPTH, InvalidMetadata, MetadataRule
 from videoseek.core.settings import Settings
 from videoseek.core.store import SearchFilter
 from videoseek.core.video import FrameCache
@@ -261,3 +268,38 @@ def test_delete_video_and_collection_remove_points_files_and_claims(
     assert shared_store(embedded).list_collections() == []
     assert not layout.videos_dir("films").exists() and not layout.frames_dir("films").exists()
     assert get_job_store(embedded).list("films") == [] and get_job(b.job_id, embedded) is None
+
+
+def test_submit_refuses_metadata_the_stores_could_not_read_back_and_keeps_nothing(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    create_collection(embedded, "films")
+    upload = tmp_path / "upload.mp4"
+    shutil.copyfile(toy_videos[0]["path"], upload)
+    for metadata, rule in (({"x": float("nan")}, MetadataRule.NUMBER), ({"n": 2**64}, MetadataRule.INTEGER)):
+        with pytest.raises(InvalidMetadata) as caught:
+            submit_ingest("films", upload, metadata=metadata, move=True, settings=embedded)
+        assert caught.value.rule is rule
+    assert upload.exists()  # the caller keeps its file
+    assert get_job_store(embedded).list("films") == []
+    assert not DataLayout(embedded.data_dir).videos_dir("films").exists()
+
+
+def test_metadata_at_the_depth_limit_is_indexed_and_read_back_after_a_restart(
+    embedded: Settings, toy_videos: list[dict[str, Any]]
+) -> None:
+    create_collection(embedded, "films")
+    deep: Any = "bottom"
+    for _ in range(MAX_METADATA_DEPTH - 1):  # the metadata object is the first level
+        deep = {"down": deep}
+    metadata = {"deep": deep, "a.b": "dot", "n": 2**63 - 1}
+    result = submit_ingest("films", toy_videos[0]["path"], metadata=metadata, settings=embedded)
+    assert get_embedded_runner(embedded).join(timeout=120), "ingest did not finish in 120 s"
+    job = get_job(result.job_id, embedded)
+    assert job is not None and job.stage is JobStage.DONE, job
+    stop_embedded_runner()
+    close_shared_stores()  # a restart: the shard is opened again from its files
+    store = shared_store(embedded)
+    query = np.ones(store.get_collection("films").dim, dtype=np.float32)
+    hits = store.search("films", query, 10, SearchFilter(metadata={"a.b": "dot"}))
+    assert hits and all(hit.payload["metadata"] == metadata for hit in hits)

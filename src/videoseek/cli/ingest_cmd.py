@@ -214,12 +214,15 @@ def ingest(
 
 
 def _parse_metadata(text: str | None) -> dict[str, Any]:
+    """--metadata, checked by the same rules as an upload's; ValueError naming the rule and where it broke."""
+    from videoseek.core.metadata import InvalidMetadata, parse_metadata
+
     if text is None:
         return {}
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError('--metadata must be a JSON object, e.g. \'{"source": "archive"}\'')
-    return value
+    try:
+        return parse_metadata(text)
+    except InvalidMetadata as exc:
+        raise ValueError(f"--metadata breaks the {exc.rule!s} rule: {exc}") from exc
 
 
 def _run(

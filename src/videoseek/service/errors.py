@@ -91,6 +91,15 @@ class InvalidRequest(ServiceError):
     status_code, code = 422, "invalid_request"
 
 
+class InvalidUploadMetadata(InvalidRequest):
+    """Upload metadata refused by one of the rules in :mod:`videoseek.core.metadata`; says which, and where."""
+
+    status_code, code = 422, "invalid_metadata"
+
+    def __init__(self, reason: str, *, rule: str, path: str) -> None:
+        super().__init__(reason, extra={"rule": rule, "path": path})
+
+
 class TooManyRequests(ServiceError):
     status_code, code = 429, "too_many_requests"
 

@@ -18,8 +18,15 @@ from fastapi.staticfiles import StaticFiles
 
 import videoseek
 from videoseek.core.layout import DataLayout, InvalidName
+from videoseek.core.metadata import InvalidMetadata
 from videoseek.core.settings import Settings, get_settings
-from videoseek.core.store import CollectionExists, CollectionNotFound, InvalidPoint, StoreUnavailable
+from videoseek.core.store import (
+    CollectionExists,
+    CollectionNotFound,
+    CollectionUnreadable,
+    InvalidPoint,
+    StoreUnavailable,
+)
 from videoseek.service import scoring
 from videoseek.service.auth import KeyRing, MediaSigner, is_loopback
 from videoseek.service.batching import QueryEmbedder
@@ -56,6 +63,8 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         AdapterNotFound: (503, "adapter_unavailable"),
         CollectionNotFound: (404, "collection_not_found"),
         CollectionExists: (409, "collection_exists"),
+        CollectionUnreadable: (503, "collection_unavailable"),
+        InvalidMetadata: (422, "invalid_metadata"),  # a library caller's metadata (uploads say more)
         InvalidName: (422, "invalid_name"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),

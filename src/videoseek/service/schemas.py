@@ -172,6 +172,10 @@ class CollectionOut(BaseModel):
 
 class CollectionList(BaseModel):
     collections: list[CollectionOut]
+    unavailable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Collections that exist but cannot be opened (damaged files): name -> why and how to fix.",
+    )
 
 
 class UploadAccepted(BaseModel):
@@ -219,6 +223,8 @@ class Deleted(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="degraded: serving, but a check names a problem (a collection that cannot be opened)."
+    )
     checks: dict[str, str] = Field(default_factory=dict)
     mode: Literal["embedded", "distributed"] | None = None

@@ -9,7 +9,6 @@ as a display name: paths on disk are always generated.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 import unicodedata
@@ -23,14 +22,14 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from videoseek.service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from videoseek.core.metadata import MAX_METADATA_BYTES, InvalidMetadata, parse_metadata
+from videoseek.service.errors import InvalidRequest, InvalidUploadMetadata, PayloadTooLarge, UnsupportedMedia
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 METADATA_FIELD = "metadata"
-MAX_METADATA_BYTES = 64 * 1024
 # Room for part headers, boundaries and the metadata field on top of the file itself.
 FORM_OVERHEAD_BYTES = MAX_METADATA_BYTES + 64 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
@@ -151,15 +150,13 @@ def _boundary(request: Request) -> bytes:
 
 
 def _parse_metadata(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
+    """The metadata field, checked by every rule the stores need (422 naming the rule and the path)."""
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"metadata must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidRequest('metadata must be a JSON object, e.g. {"camera": "front-door"}')
-    return value
+        return parse_metadata(raw)
+    except InvalidMetadata as exc:
+        raise InvalidUploadMetadata(
+            f"{exc} (metadata rule '{exc.rule}')", rule=str(exc.rule), path=exc.path
+        ) from exc
 
 
 def _check_declared_length(request: Request, max_bytes: int) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from videoseek.core.layout import DataLayout, check_collection_name
+from videoseek.core.metadata import check_metadata
 from videoseek.core.settings import Settings, get_settings
 from videoseek.core.video.identity import video_id_for_file
 from videoseek.worker.jobs import Job, JobStage, JobStore, get_job_store, new_job_id
@@ -95,10 +96,12 @@ def submit_ingest(
 
     ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
     deleted. The collection must exist (:func:`videoseek.core.collections.create_collection`). Raises
-    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` (the file is left where it
-    was). A file that is not a usable video is accepted and ends as a failed job with a reason.
+    ``FileNotFoundError``, ``CollectionNotFound``, :class:`~videoseek.core.metadata.InvalidMetadata` (metadata
+    the stores could not keep, see that module), or :class:`IngestQueueFull` (the file is left where it was).
+    A file that is not a usable video is accepted and ends as a failed job with a reason.
     """
     settings = settings or get_settings()
+    metadata = check_metadata(dict(metadata or {}))  # the last guard: library callers skip the edge's parse
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"no such file: {source}")
@@ -115,7 +118,7 @@ def submit_ingest(
         video_id=video_id,
         source=name,
         video_file=video_id + stored_suffix(name),
-        metadata=dict(metadata or {}),
+        metadata=metadata,
     )
     size = source.stat().st_size
     if size > settings.ingest.max_file_bytes:

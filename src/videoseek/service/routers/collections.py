@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from videoseek.core.layout import check_collection_name
-from videoseek.core.store import CollectionInfo
+from videoseek.core.store import ClipStore, CollectionInfo, CollectionUnreadable
 from videoseek.service.deps import AdminPrincipal, SearchPrincipal, Services
 from videoseek.service.errors import InvalidRequest
 from videoseek.service.schemas import CollectionList, CollectionOut, CreateCollectionRequest, Deleted
@@ -76,12 +76,25 @@ async def create_collection(
     return collection_out(info)
 
 
+def _listing(store: ClipStore) -> tuple[list[CollectionInfo], dict[str, str]]:
+    return store.list_collections(), store.unreadable_collections()
+
+
 @router.get("/collections", response_model=CollectionList)
 async def list_collections(principal: SearchPrincipal, services: Services) -> CollectionList:
-    """The collections this API key may use."""
-    infos = await asyncio.to_thread(services.require_store().list_collections)
+    """The collections this API key may use (and, apart, those that exist but cannot be opened)."""
+    infos, unreadable = await asyncio.to_thread(_listing, services.require_store())
     visible = [collection_out(info) for info in infos if principal.may_access(info.name)]
-    return CollectionList(collections=sorted(visible, key=lambda c: c.name))
+    broken = {name: why for name, why in unreadable.items() if principal.may_access(name)}
+    return CollectionList(collections=sorted(visible, key=lambda c: c.name), unavailable=broken)
+
+
+def _clips_before_delete(store: ClipStore, name: str) -> int:
+    """Clips the collection holds (404 if unknown); 0 for one that cannot be opened, which may be deleted."""
+    try:
+        return store.get_collection(name).points
+    except CollectionUnreadable:
+        return 0
 
 
 @router.get("/collections/{name}", response_model=CollectionOut)
@@ -99,9 +112,9 @@ async def delete_collection(name: str, principal: AdminPrincipal, services: Serv
     principal.require_collection(name)
     from videoseek.core.collections import delete_collection as delete
 
-    info = await asyncio.to_thread(services.require_store().get_collection, name)
+    clips = await asyncio.to_thread(_clips_before_delete, services.require_store(), name)
     await asyncio.to_thread(delete, services.settings, name)
     if services.engine is not None:
         services.engine.forget(name)
     await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history
-    return Deleted(deleted=name, clips_removed=info.points)
+    return Deleted(deleted=name, clips_removed=clips)

@@ -25,30 +25,47 @@ async def healthz(services: Services) -> Health:
     return Health(status="ok", mode=mode_of(services))
 
 
-def readiness_checks(services: AppServices) -> dict[str, str]:
-    """'ok' or the reason, for the model, the vector store and (when configured) Redis."""
-    checks = {"model": "ok" if services.model.loaded else (services.model.error or "loading")}
+def store_check(services: AppServices) -> tuple[str, bool]:
+    """('ok' or what is wrong, whether the store still serves): unreadable collections only degrade it."""
     try:
-        services.require_store().list_collections()
-        checks["store"] = "ok"
+        store = services.require_store()
+        store.list_collections()
+        unreadable = store.unreadable_collections()
     except Exception as exc:  # readiness must report any failure, not raise it
-        checks["store"] = f"unavailable: {exc}"
+        return f"unavailable: {exc}", False
+    if not unreadable:
+        return "ok", True
+    return "; ".join(unreadable.values()), True
+
+
+def readiness_checks(services: AppServices) -> tuple[dict[str, str], bool]:
+    """'ok' or the reason, for the model, the vector store and (when configured) Redis; and whether every
+    check that is not 'ok' is only degraded (the store serving all but some unreadable collections)."""
+    checks = {"model": "ok" if services.model.loaded else (services.model.error or "loading")}
+    checks["store"], store_serves = store_check(services)
     if not services.settings.embedded:
         try:
             services.jobs.ping()
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"unavailable: {exc}"
-    return checks
+    serving = store_serves and all(value == "ok" for name, value in checks.items() if name != "store")
+    return checks, serving
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(services: Services) -> JSONResponse:
-    """Ready to serve searches: model loaded, vector store (and Redis, when configured) reachable."""
-    checks = await asyncio.to_thread(readiness_checks, services)
-    ready = all(value == "ok" for value in checks.values())
-    body = Health(status="ok" if ready else "unavailable", checks=checks, mode=mode_of(services))
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    """Ready to serve searches: model loaded, vector store (and Redis, when configured) reachable.
+
+    A collection whose data cannot be opened makes readiness 'degraded' (200, the check names it), not 503:
+    every other collection still serves, and taking the instance out of rotation would stop them too.
+    """
+    checks, serving = await asyncio.to_thread(readiness_checks, services)
+    status: Literal["ok", "degraded", "unavailable"] = "unavailable"
+    if serving:
+        status = "ok" if all(value == "ok" for value in checks.values()) else "degraded"
+    body = Health(status=status, checks=checks, mode=mode_of(services))
+    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})

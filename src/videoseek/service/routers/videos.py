@@ -29,7 +29,11 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary", "description": "The video file."},
                         "metadata": {
                             "type": "string",
-                            "description": "A JSON object, filterable by equality.",
+                            "description": (
+                                "A JSON object, filterable by equality on its top-level keys; refused (422 "
+                                "invalid_metadata, with rule and path) when deeper than 16 levels, over 64 KB or "
+                                "2048 values, or holding NaN, Infinity or integers beyond 64 bits."
+                            ),
                         },
                     },
                 }
@@ -41,6 +45,9 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such collection."},
     413: {"description": "The file is over the size limit."},
     415: {"description": "Not multipart, or the file is clearly not a video."},
+    422: {
+        "description": "A malformed form, or metadata that breaks a rule (code invalid_metadata: rule, path)."
+    },
     429: {"description": "The ingest queue is full; retry after Retry-After seconds."},
 }
 
