@@ -100,8 +100,8 @@ async def delete_collection(name: str, principal: AdminPrincipal, services: Serv
     from videoseek.core.collections import delete_collection as delete
 
     info = await asyncio.to_thread(services.require_store().get_collection, name)
-    await asyncio.to_thread(delete, services.settings, name)
+    await services.redis_lane.run(delete, services.settings, name)  # its jobs are in Redis
     if services.engine is not None:
         services.engine.forget(name)
-    await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history
+    await services.redis_lane.run(services.tasks.forget, name)  # a new collection of that name has no history
     return Deleted(deleted=name, clips_removed=info.points)

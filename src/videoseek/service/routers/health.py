@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Response
@@ -13,6 +12,8 @@ from videoseek.service.schemas import Health
 from videoseek.service.state import AppServices
 
 router = APIRouter(tags=["health"])
+
+NOT_READY_RETRY_S = 5  # Retry-After of a 503 from /readyz
 
 
 def mode_of(services: AppServices) -> Literal["embedded", "distributed"]:
@@ -45,13 +46,14 @@ def readiness_checks(services: AppServices) -> dict[str, str]:
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(services: Services) -> JSONResponse:
     """Ready to serve searches: model loaded, vector store (and Redis, when configured) reachable."""
-    checks = await asyncio.to_thread(readiness_checks, services)
+    checks = await services.redis_lane.run(readiness_checks, services)  # a hung Redis: unavailable, soon
     ready = all(value == "ok" for value in checks.values())
     body = Health(status="ok" if ready else "unavailable", checks=checks, mode=mode_of(services))
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    headers = None if ready else {"Retry-After": str(NOT_READY_RETRY_S)}
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(services: Services) -> Response:
     """Prometheus metrics in the text exposition format."""
-    return services.metrics.render()
+    return await services.redis_lane.run(services.metrics.render)  # Celery queue depths come from Redis
