@@ -219,3 +219,43 @@ def test_two_workers_run_two_batches_at_once() -> None:
     second = batcher.submit(2)
     assert (first.result(5), second.result(5)) == (1, 2)
     batcher.close()
+
+
+def test_a_full_redis_lane_refuses_with_retry_after_and_a_cancelled_call_keeps_its_thread() -> None:
+    import asyncio
+
+    from videoseek.service.redis_lane import RedisLane, RedisLaneFull
+
+    started, release = threading.Event(), threading.Event()
+    lane = RedisLane(wait_s=0.05, threads=1)
+
+    def stuck_on_redis() -> None:
+        started.set()
+        release.wait(30)
+
+    async def scenario() -> None:
+        hung = asyncio.ensure_future(lane.run(stuck_on_redis))
+        deadline = time.monotonic() + 30
+        while not started.is_set():
+            assert time.monotonic() < deadline, "the lane never ran the call"
+            await asyncio.sleep(0.01)
+        hung.cancel()  # its client gave up; the thread is still blocked
+        with pytest.raises(asyncio.CancelledError):
+            await hung
+        with pytest.raises(RedisLaneFull) as refused:
+            await lane.run(lambda: "never runs")
+        assert refused.value.status_code == 503 and int(refused.value.headers["Retry-After"]) > 0
+        release.set()  # Redis answers: the thread frees up, and the lane serves again
+        deadline = time.monotonic() + 30
+        while True:  # the freed place is handed back through the event loop: a moment later
+            try:
+                assert await lane.run(lambda: "served") == "served"
+                return
+            except RedisLaneFull:
+                assert time.monotonic() < deadline, "the lane never freed its thread"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        lane.close()

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery.app.backends import by_url
+from celery.backends.redis import RedisBackend
 from typer.testing import CliRunner
 
 from videoseek.core.settings import Settings, get_settings, load_settings
@@ -39,7 +41,9 @@ def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> Non
     assert conf["task_serializer"] == conf["result_serializer"] == "json" and conf["accept_content"] == [
         "json"
     ]
-    assert conf["broker_url"] == conf["result_backend"] == "redis://127.0.0.1:6379/13"
+    backend, backend_url = by_url(conf["result_backend"])
+    assert conf["broker_url"] == backend_url == "redis://127.0.0.1:6379/13"
+    assert issubclass(backend, RedisBackend)  # Celery's, without a result subscription per task sent
     assert conf["task_soft_time_limit"] < conf["task_time_limit"]
     assert conf["broker_transport_options"]["visibility_timeout"] == settings.worker.visibility_timeout_s
     assert conf["broker_transport_options"]["global_keyprefix"].startswith(settings.worker.redis_prefix)
@@ -49,6 +53,15 @@ def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> Non
     assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == len(queues)
     assert conf["task_routes"][TASK_DECODE]["queue"] == QUEUE_INGEST
     assert conf["task_routes"][TASK_EMBED]["queue"] == QUEUE_EMBED
+
+
+def test_workers_wait_long_on_redis_and_the_api_briefly() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"api_redis_timeout_s": 1.5})
+    for process_settings, timeout_s in ((settings, 30.0), (settings.for_api(), 1.5)):
+        conf = celery_config(process_settings)
+        transport = conf["broker_transport_options"]
+        assert conf["redis_socket_timeout"] == transport["socket_timeout"] == timeout_s
+        assert conf["broker_connection_timeout"] == transport["socket_connect_timeout"] <= timeout_s
 
 
 def test_building_the_app_needs_redis_and_loads_no_model() -> None:

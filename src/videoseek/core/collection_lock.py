@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from videoseek.core.layout import DataLayout, check_collection_name
+from videoseek.core.redis_client import redis_client
 from videoseek.core.settings import Settings
 from videoseek.core.store import StoreUnavailable
 
@@ -37,7 +38,7 @@ DEFAULT_WAIT_S = 600.0  # longer than a re-index's final step (catch-up + Edge o
 LEASE_S = 60.0  # Redis: expiry of an abandoned lock; a live holder renews it every LEASE_S / 3
 _POLL_S = 0.05
 
-_clients: dict[str, Any] = {}
+_clients: dict[tuple[str, float], Any] = {}
 _clients_lock = threading.Lock()
 
 
@@ -56,7 +57,8 @@ def collection_write_lock(settings: Settings, name: str, *, wait_s: float = DEFA
     """Hold the collection's write lock; raises :class:`CollectionBusy` after ``wait_s`` seconds."""
     check_collection_name(name)
     if settings.redis_url is not None:
-        with _redis_lock(settings.redis_url, f"{settings.worker.redis_prefix}lock:collection:{name}", wait_s):
+        client = _redis_client(settings.redis_url, settings.worker.redis_timeout_s)
+        with _redis_lock(client, f"{settings.worker.redis_prefix}lock:collection:{name}", wait_s):
             yield
     else:
         with _file_lock(DataLayout(settings.data_dir).root / "locks" / f"{name}.lock", name, wait_s):
@@ -86,24 +88,20 @@ def _file_lock(path: Path, name: str, wait_s: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _redis_client(url: str) -> Any:
-    import redis
-
+def _redis_client(url: str, timeout_s: float) -> Any:
     with _clients_lock:
-        client = _clients.get(url)
+        client = _clients.get((url, timeout_s))
         if client is None:
-            client = _clients[url] = redis.Redis.from_url(
-                url, socket_connect_timeout=5.0, socket_timeout=30.0
-            )
+            client = _clients[(url, timeout_s)] = redis_client(url, timeout_s)
         return client
 
 
 @contextlib.contextmanager
-def _redis_lock(url: str, key: str, wait_s: float) -> Iterator[None]:
+def _redis_lock(client: Any, key: str, wait_s: float) -> Iterator[None]:
     import redis
 
     name = key.rsplit(":", 1)[-1]
-    lock = _redis_client(url).lock(key, timeout=LEASE_S, blocking_timeout=wait_s, thread_local=False)
+    lock = client.lock(key, timeout=LEASE_S, blocking_timeout=wait_s, thread_local=False)
     try:
         acquired = lock.acquire()
     except redis.RedisError as exc:

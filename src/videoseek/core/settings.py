@@ -125,6 +125,17 @@ class WorkerSettings(BaseModel):
     redis_prefix: str = Field(
         default="videoseek:", description="Prefix of every Redis key (jobs and Celery)."
     )
+    redis_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for one Redis reply in workers and CLI commands (they retry what fails).",
+    )
+    api_redis_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for one Redis reply in the API: a request that needed it gets 503 + "
+        "Retry-After instead, so a hung Redis never holds requests for long.",
+    )
     visibility_timeout_s: int = Field(
         default=7200, ge=1, description="Unacked tasks of a dead worker are redelivered after this long."
     )
@@ -214,6 +225,12 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.qdrant.path or self.data_dir / "qdrant"
+
+    def for_api(self) -> Settings:
+        """These settings as the API process uses them: every Redis call waits at most
+        ``worker.api_redis_timeout_s`` (it is the ``worker.redis_timeout_s`` of the copy)."""
+        worker = self.worker.model_copy(update={"redis_timeout_s": self.worker.api_redis_timeout_s})
+        return self.model_copy(update={"worker": worker})
 
 
 def _variable_paths(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

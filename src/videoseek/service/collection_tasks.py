@@ -288,7 +288,8 @@ class CeleryCollectionTasks:
             raise Conflict(f"collection {collection!r} is busy with task {holder}: wait for it to end")
         try:
             app = get_celery_app(self._settings)
-            app.send_task(task, args=args, task_id=task_id, expires=ADMIN_TASK_EXPIRES_S)
+            # Sent once, as ingest jobs are (worker/submit.py enqueue): no retries to multiply a hung Redis.
+            app.send_task(task, args=args, task_id=task_id, expires=ADMIN_TASK_EXPIRES_S, retry=False)
         except BaseException:
             slots.release([collection], task_id)
             raise

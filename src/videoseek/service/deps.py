@@ -17,6 +17,7 @@ from videoseek.core.settings import Scope, Settings
 from videoseek.core.store import ClipStore
 from videoseek.service.auth import Principal
 from videoseek.service.errors import Unavailable
+from videoseek.service.redis_lane import RedisLane
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.state import AppServices, MediaLinks
 from videoseek.worker.jobs import JobStore
@@ -55,6 +56,10 @@ async def get_jobs(services: Services) -> JobStore:
     return services.jobs
 
 
+async def get_redis_lane(services: Services) -> RedisLane:
+    return services.redis_lane
+
+
 async def get_links(request: Request, services: Services) -> MediaLinks:
     return MediaLinks(root_path=request.scope.get("root_path", ""), signer=services.signer_if_needed)
 
@@ -64,6 +69,7 @@ LayoutDep = Annotated[DataLayout, Depends(get_layout)]
 StoreDep = Annotated[ClipStore, Depends(get_store)]
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
+RedisLaneDep = Annotated[RedisLane, Depends(get_redis_lane)]
 LinksDep = Annotated[MediaLinks, Depends(get_links)]
 
 

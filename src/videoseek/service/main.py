@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from videoseek.service.frame_vector_cache import FrameVectorCache
 from videoseek.service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
+from videoseek.service.redis_lane import RedisLane
 from videoseek.service.routers import collections, health, jobs, media, search, tasks, videos
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.secret import load_or_create_secret
@@ -123,6 +124,7 @@ def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) 
         model=QueryModel(settings),
         jobs=get_job_store(settings),
         tasks=collection_tasks_for(settings),
+        redis_lane=RedisLane(wait_s=settings.worker.redis_timeout_s),
         connect=_connect,
     )
     _connect(services)
@@ -174,21 +176,17 @@ def _track_celery_queues(services: AppServices) -> None:
     """Report the depth of every Celery queue; NaN (unknown, not empty) while Redis cannot be read."""
     import redis
 
-    from videoseek.worker.celery_app import QUEUES, QueueDepths
+    from videoseek.worker.celery_app import QUEUES, queue_depths
 
-    depths = QueueDepths(services.settings)
+    depths = queue_depths(services.settings)
 
-    def reader(queue: str) -> Callable[[], float]:
-        def read() -> float:
-            try:
-                return float(depths(queue))
-            except (redis.RedisError, OSError):
-                return math.nan
+    def read_all() -> dict[str, float]:
+        try:
+            return {queue: float(depth) for queue, depth in depths.all().items()}
+        except (redis.RedisError, OSError):
+            return dict.fromkeys(QUEUES, math.nan)
 
-        return read
-
-    for queue in QUEUES:
-        services.metrics.track_queue(queue, reader(queue))
+    services.metrics.track_queues(read_all)
 
 
 @asynccontextmanager
@@ -216,6 +214,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         if services.engine is not None:
             services.engine.embedder.close()
         services.tasks.close()  # before the store closes under a running re-index
+        services.redis_lane.close()
         if settings.embedded:
             from videoseek.worker.runner import stop_embedded_runner
 
@@ -225,7 +224,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The videoseek API and web page. Nothing is opened until the app starts (its lifespan)."""
-    settings = settings or get_settings()
+    settings = (settings or get_settings()).for_api()  # short Redis timeouts: a hung Redis costs a quick 503
     app = FastAPI(
         title="videoseek",
         version=videoseek.__version__,

@@ -16,6 +16,7 @@ from videoseek.service.errors import Unavailable
 from videoseek.service.metrics import ServiceMetrics
 from videoseek.service.model import QueryModel
 from videoseek.service.pagination import CursorCodec
+from videoseek.service.redis_lane import RedisLane
 from videoseek.service.search_engine import SearchEngine
 from videoseek.worker.jobs import JobStore
 
@@ -35,6 +36,7 @@ class AppServices:
     model: QueryModel
     jobs: JobStore
     tasks: CollectionTasks  # re-index and retrain started over HTTP (in this process, or on Celery)
+    redis_lane: RedisLane  # runs what touches Redis (jobs, tasks) off the threads searches use
     # Opens the store and builds the engine; retried (at most every STORE_RETRY_S) while it fails, e.g. while
     # another process still holds the embedded store's directory.
     connect: Callable[[AppServices], None] | None = None

@@ -19,7 +19,9 @@ from typing import Any
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
+from videoseek.core.redis_client import connect_timeout_s, redis_client
 from videoseek.core.settings import Settings, get_settings
+from videoseek.worker.result_backend import BACKEND_PATH
 
 log = logging.getLogger(__name__)
 
@@ -51,36 +53,41 @@ class QueueDepths:
     """
 
     def __init__(self, settings: Settings) -> None:
-        import redis
-
         if settings.redis_url is None:
             raise WorkerConfigError(
                 "queue depths need VIDEOSEEK_REDIS_URL (there are no Celery queues without it)"
             )
-        # Short timeouts: a metrics scrape must not hang on an unreachable broker.
-        self._redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0)
+        self._redis = redis_client(settings.redis_url, settings.worker.redis_timeout_s)
         self._prefix = broker_key_prefix(settings)
 
-    def __call__(self, queue: str) -> int:
+    def _keys(self, queue: str) -> list[str]:
         from kombu.transport.redis import Channel
 
-        keys = [
+        return [
             self._prefix + (f"{queue}{Channel.sep}{step}" if step else queue)
             for step in Channel.priority_steps
         ]
+
+    def __call__(self, queue: str) -> int:
+        return self.all((queue,))[queue]
+
+    def all(self, queues: tuple[str, ...] = QUEUES) -> dict[str, int]:
+        """The depth of each queue, read in one round trip (a metrics scrape waits on Redis once)."""
+        keys = {queue: self._keys(queue) for queue in queues}
         pipeline = self._redis.pipeline(transaction=False)
-        for key in keys:
+        for key in (key for queue_keys in keys.values() for key in queue_keys):
             pipeline.llen(key)
-        return int(sum(pipeline.execute()))
+        lengths = iter(pipeline.execute())
+        return {queue: int(sum(next(lengths) for _ in queue_keys)) for queue, queue_keys in keys.items()}
 
 
-_depth_readers: dict[tuple[str, str], QueueDepths] = {}
+_depth_readers: dict[tuple[str, str, float], QueueDepths] = {}
 _depth_readers_lock = threading.Lock()
 
 
 def queue_depths(settings: Settings) -> QueueDepths:
     """One :class:`QueueDepths` (one Redis connection pool) per broker, shared by the callers of a process."""
-    key = (settings.redis_url or "", broker_key_prefix(settings))
+    key = (settings.redis_url or "", broker_key_prefix(settings), settings.worker.redis_timeout_s)
     with _depth_readers_lock:
         if key not in _depth_readers:
             _depth_readers[key] = QueueDepths(settings)
@@ -115,9 +122,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     retry = {"max_retries": worker.max_retries, "retry_backoff_max": worker.retry_backoff_max_s}
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
+        "result_backend": f"{BACKEND_PATH}+{settings.redis_url}",
+        "broker_transport_options": {**transport, **_socket_timeouts(settings)},
         "result_backend_transport_options": {"global_keyprefix": broker_key_prefix(settings)},
+        # Each wait on Redis ends within worker.redis_timeout_s (the API's copy of the settings: a short one).
+        "redis_socket_timeout": worker.redis_timeout_s,
+        "redis_socket_connect_timeout": connect_timeout_s(worker.redis_timeout_s),
+        "broker_connection_timeout": connect_timeout_s(worker.redis_timeout_s),
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -142,6 +153,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _socket_timeouts(settings: Settings) -> dict[str, float]:
+    """The broker's socket timeouts (kombu's default is none: a publish to a hung Redis would never end)."""
+    timeout_s = settings.worker.redis_timeout_s
+    return {"socket_timeout": timeout_s, "socket_connect_timeout": connect_timeout_s(timeout_s)}
+
+
 def build_celery_app(settings: Settings | None = None) -> Celery:
     """A Celery app for these settings, with the ingest tasks registered (importing them loads no model)."""
     settings = settings or get_settings()
@@ -155,13 +172,13 @@ def build_celery_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-_apps: dict[tuple[str, str], Celery] = {}
+_apps: dict[tuple[str, str, float], Celery] = {}
 
 
 def get_celery_app(settings: Settings | None = None) -> Celery:
     """The process's Celery app for these settings (built once; used to send tasks from the API and CLI)."""
     settings = settings or get_settings()
-    key = (settings.redis_url or "", settings.worker.redis_prefix)
+    key = (settings.redis_url or "", settings.worker.redis_prefix, settings.worker.redis_timeout_s)
     app = _apps.get(key)
     if app is None:
         app = _apps[key] = build_celery_app(settings)

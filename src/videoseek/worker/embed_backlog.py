@@ -58,13 +58,12 @@ class EmbedBacklog:
         self._claims = OwnedKeys(client, f"{prefix}embed-claim:", claim_ttl_s)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> EmbedBacklog:
-        import redis
+    def from_url(
+        cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S, *, timeout_s: float = 30.0
+    ) -> EmbedBacklog:
+        from videoseek.core.redis_client import redis_client
 
-        client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
-        )
-        return cls(client, prefix, claim_ttl_s)
+        return cls(redis_client(url, timeout_s, decode_responses=True), prefix, claim_ttl_s)
 
     def add(self, job_id: str, frames: int) -> None:
         """A decoded job of ``frames`` sampled frames now waits for embedding."""

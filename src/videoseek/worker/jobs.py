@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videoseek.core.layout import DataLayout
+from videoseek.core.redis_client import redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -379,14 +380,17 @@ def _job_from_hash(data: Mapping[str, str]) -> Job:
 class RedisJobStore(JobStore):
     """Jobs as Redis hashes under ``prefix`` (distributed mode: API and workers share them)."""
 
-    def __init__(self, url: str, prefix: str = "videoseek:", client: redis.Redis | None = None) -> None:
-        import redis as redis_lib
-
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "videoseek:",
+        client: redis.Redis | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.prefix = prefix
         # decode_responses=True: every value is a str (redis-py's stubs cannot express that).
-        self._redis: Any = client or redis_lib.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
-        )
+        self._redis: Any = client or redis_client(url, timeout_s, decode_responses=True)
         self._release = self._redis.register_script(_RELEASE_IF_OWNER)
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
 
@@ -468,20 +472,21 @@ class RedisJobStore(JobStore):
 def open_job_store(settings: Settings) -> JobStore:
     """The job store the settings call for: Redis when a Redis URL is set, else SQLite in the data dir."""
     if settings.redis_url is not None:
-        return RedisJobStore(settings.redis_url, settings.worker.redis_prefix)
+        worker = settings.worker
+        return RedisJobStore(settings.redis_url, worker.redis_prefix, timeout_s=worker.redis_timeout_s)
     return SqliteJobStore(DataLayout(settings.data_dir).jobs_db)
 
 
-_shared: dict[tuple[str, str], JobStore] = {}
+_shared: dict[tuple[str, str, str], JobStore] = {}
 _shared_lock = threading.Lock()
 
 
 def get_job_store(settings: Settings) -> JobStore:
     """One job store per process and backing location (cached; safe to call per request)."""
     key = (
-        (settings.redis_url, settings.worker.redis_prefix)
+        (settings.redis_url, settings.worker.redis_prefix, str(settings.worker.redis_timeout_s))
         if settings.redis_url is not None
-        else ("sqlite", str(DataLayout(settings.data_dir).jobs_db.resolve()))
+        else ("sqlite", str(DataLayout(settings.data_dir).jobs_db.resolve()), "")
     )
     with _shared_lock:
         store = _shared.get(key)

@@ -236,7 +236,9 @@ def enqueue(settings: Settings, job_id: str) -> None:
         return
     from videoseek.worker.celery_app import TASK_DECODE, get_celery_app
 
-    get_celery_app(settings).send_task(TASK_DECODE, args=[job_id])
+    # Sent once: Celery's publish retries would multiply the wait on a hung Redis, and a pooled connection the
+    # server closed is replaced without one.
+    get_celery_app(settings).send_task(TASK_DECODE, args=[job_id], retry=False)
 
 
 def get_job(job_id: str, settings: Settings | None = None) -> Job | None:

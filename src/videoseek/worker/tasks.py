@@ -76,25 +76,27 @@ def embed_backlog() -> Any:
 
             settings = _settings or get_settings()
             assert settings.redis_url is not None  # Celery tasks only run with Redis
-            _backlog = EmbedBacklog.from_url(settings.redis_url, settings.worker.redis_prefix)
+            worker = settings.worker
+            _backlog = EmbedBacklog.from_url(
+                settings.redis_url, worker.redis_prefix, timeout_s=worker.redis_timeout_s
+            )
         return _backlog
 
 
-_admin_stores: dict[tuple[str, str, str], Any] = {}
+_admin_stores: dict[tuple[str, str, str, float], Any] = {}
 
 
 def _admin_store(settings: Settings, kind: str, build: Callable[[Any, str], Any]) -> Any:
-    """One store of ``kind`` per Redis and prefix in this process, over its own connection pool."""
+    """One store of ``kind`` per Redis, prefix and timeout in this process, over its own connection pool."""
     assert settings.redis_url is not None  # Celery tasks only run with Redis
-    key = (settings.redis_url, settings.worker.redis_prefix, kind)
+    worker = settings.worker
+    key = (settings.redis_url, worker.redis_prefix, kind, worker.redis_timeout_s)
     with _context_lock:
         if key not in _admin_stores:
-            import redis
+            from videoseek.core.redis_client import redis_client
 
-            client = redis.Redis.from_url(
-                settings.redis_url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=10.0
-            )
-            _admin_stores[key] = build(client, f"{settings.worker.redis_prefix}{kind}:")
+            client = redis_client(settings.redis_url, worker.redis_timeout_s, decode_responses=True)
+            _admin_stores[key] = build(client, f"{worker.redis_prefix}{kind}:")
         return _admin_stores[key]
 
 

@@ -113,8 +113,8 @@ async def delete_collection(name: str, principal: AdminPrincipal, services: Serv
     from videoseek.core.collections import delete_collection as delete
 
     clips = await asyncio.to_thread(_clips_before_delete, services.require_store(), name)
-    await asyncio.to_thread(delete, services.settings, name)
+    await services.redis_lane.run(delete, services.settings, name)  # its jobs are in Redis
     if services.engine is not None:
         services.engine.forget(name)
-    await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history
+    await services.redis_lane.run(services.tasks.forget, name)  # a new collection of that name has no history
     return Deleted(deleted=name, clips_removed=clips)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Response
@@ -13,6 +12,8 @@ from videoseek.service.schemas import Health
 from videoseek.service.state import AppServices
 
 router = APIRouter(tags=["health"])
+
+NOT_READY_RETRY_S = 5  # Retry-After of a 503 from /readyz
 
 
 def mode_of(services: AppServices) -> Literal["embedded", "distributed"]:
@@ -60,15 +61,16 @@ async def readyz(services: Services) -> JSONResponse:
     A collection whose data cannot be opened makes readiness 'degraded' (200, the check names it), not 503:
     every other collection still serves, and taking the instance out of rotation would stop them too.
     """
-    checks, serving = await asyncio.to_thread(readiness_checks, services)
+    checks, serving = await services.redis_lane.run(readiness_checks, services)  # a hung Redis: soon 503
     status: Literal["ok", "degraded", "unavailable"] = "unavailable"
     if serving:
         status = "ok" if all(value == "ok" for value in checks.values()) else "degraded"
     body = Health(status=status, checks=checks, mode=mode_of(services))
-    return JSONResponse(body.model_dump(), status_code=200 if serving else 503)
+    headers = None if serving else {"Retry-After": str(NOT_READY_RETRY_S)}
+    return JSONResponse(body.model_dump(), status_code=200 if serving else 503, headers=headers)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def metrics(services: Services) -> Response:
     """Prometheus metrics in the text exposition format."""
-    return services.metrics.render()
+    return await services.redis_lane.run(services.metrics.render)  # Celery queue depths come from Redis

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter
 
-from videoseek.service.deps import IngestPrincipal, JobsDep
+from videoseek.service.deps import IngestPrincipal, JobsDep, RedisLaneDep
 from videoseek.service.errors import NotFound
 from videoseek.service.schemas import JobOut
 from videoseek.worker.jobs import Job
@@ -19,9 +17,9 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_job(job_id: str, principal: IngestPrincipal, jobs: JobsDep) -> JobOut:
+async def get_job(job_id: str, principal: IngestPrincipal, jobs: JobsDep, lane: RedisLaneDep) -> JobOut:
     """Stage, progress and (on failure) the reason of an ingest job."""
-    job = await asyncio.to_thread(jobs.get, job_id) if len(job_id) <= 64 else None
+    job = await lane.run(jobs.get, job_id) if len(job_id) <= 64 else None
     # A key limited to some collections must not learn about jobs elsewhere: same answer as "no such job".
     if job is None or not principal.may_access(job.collection):
         raise NotFound(f"no job {job_id!r} (job ids come from POST /collections/{{name}}/videos)")

@@ -56,7 +56,7 @@ async def start_reindex(
     """Re-embed every clip of a collection with another adapter (or none), then switch searches to it."""
     await _admin_target(name, principal, engine)
     version = await asyncio.to_thread(adapter_version_for, services, body.adapter)
-    task_id = await asyncio.to_thread(services.tasks.start_reindex, name, version, body.allow_missing)
+    task_id = await services.redis_lane.run(services.tasks.start_reindex, name, version, body.allow_missing)
     return TaskAccepted(
         task_id=task_id,
         collection=name,
@@ -82,7 +82,7 @@ async def start_retrain(
     work = RetrainWork(**body.model_dump())
     await asyncio.to_thread(load_training_data, work)  # a bad manifest is a 422 now, not a failed task later
     await asyncio.to_thread(training_config, services.settings, name, work)  # and nothing to continue
-    task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
+    task_id = await services.redis_lane.run(services.tasks.start_retrain, name, work)
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
 
@@ -104,10 +104,14 @@ def _no_task(task_id: str) -> NotFound:
 
 
 async def _task_out(
-    task_id: str, principal: AdminPrincipal, lookup: Callable[[str], TaskStatus | None]
+    task_id: str,
+    principal: AdminPrincipal,
+    services: AppServices,
+    lookup: Callable[[str], TaskStatus | None],
 ) -> TaskStatusOut:
     """``lookup``'s answer for a task the key may see; 404 for any other, or for none."""
-    status = await asyncio.to_thread(lookup, task_id) if _visible(task_id, principal) else None
+    visible = _visible(task_id, principal)
+    status = await services.redis_lane.run(lookup, task_id) if visible else None
     if status is None:
         raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
@@ -117,7 +121,7 @@ async def _task_out(
 async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
     cancelled."""
-    return await _task_out(task_id, principal, services.tasks.status)
+    return await _task_out(task_id, principal, services, services.tasks.status)
 
 
 @router.post(
@@ -128,7 +132,7 @@ async def task_status(task_id: str, principal: AdminPrincipal, services: Service
 )
 async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Ask a queued or running task to stop; the collection keeps serving the version it had."""
-    return await _task_out(task_id, principal, services.tasks.cancel)
+    return await _task_out(task_id, principal, services, services.tasks.cancel)
 
 
 @router.get(
@@ -153,5 +157,5 @@ async def list_tasks(
     await asyncio.to_thread(
         services.require_store().get_collection, name
     )  # 404 if there is no such collection
-    statuses = await asyncio.to_thread(services.tasks.recent, name, limit)
+    statuses = await services.redis_lane.run(services.tasks.recent, name, limit)
     return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])

@@ -91,7 +91,7 @@ async def get_video(
     check_collection_name(name)
     check_video_id(video_id)
     principal.require_collection(name)
-    found = await asyncio.to_thread(describe_video, services, name, video_id)
+    found = await services.redis_lane.run(describe_video, services, name, video_id)  # owner job: Redis
     if found is None:
         raise NotFound(f"no video {video_id} in collection {name!r}")
     clips, job, has_file = found
@@ -112,7 +112,7 @@ async def delete_video(name: str, video_id: str, principal: IngestPrincipal, ser
     check_collection_name(name)
     check_video_id(video_id)
     principal.require_collection(name)
-    removed = await asyncio.to_thread(delete_video_everywhere, services, name, video_id)
+    removed = await services.redis_lane.run(delete_video_everywhere, services, name, video_id)
     if removed is None:
         raise NotFound(f"no video {video_id} in collection {name!r}")
     return Deleted(deleted=video_id, clips_removed=removed)
