@@ -29,6 +29,7 @@ ENV_PREFIX = "VIDEOSEEK_"
 NON_SETTING_VARIABLES: frozenset[str] = frozenset(
     {
         "VIDEOSEEK_TESTS_NO_SKIP",  # tests/conftest.py, set by .ci/run: a skipped test fails instead
+        "VIDEOSEEK_API_KEY",  # the key `videoseek ingest --api` sends (a client's, not this server's keys)
     }
 )
 
