@@ -16,7 +16,7 @@ from store_testdata import DIM, clip, unit
 
 from videoseek.core.store import CollectionUnreadable, StoreError, StoreUnavailable, point_id
 from videoseek.core.store.base import VECTOR_FRAMES, VECTOR_POOLED
-from videoseek.core.store.edge import EdgeClipStore
+from videoseek.core.store.edge import STORE_LOCK_FILE, EdgeClipStore
 from videoseek.core.store.edge_catalog import ALIASES_FILE
 from videoseek.core.store.locks import ReadWriteLock
 
@@ -38,19 +38,54 @@ def test_alias_switch_rewrites_the_catalog_and_removes_the_old_shard(tmp_path: P
         "m",
         "a2",
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ALIASES_FILE, "vs__clips__2", "vs__clips__2.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        STORE_LOCK_FILE,
+        ALIASES_FILE,
+        "vs__clips__2",
+        "vs__clips__2.json",
+    ]
 
 
-def test_a_second_store_on_the_same_directory_is_unavailable(tmp_path: Path) -> None:
+def test_a_second_store_on_the_same_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    """Not only its shards: the catalog too has one owner, so a collection the second one would create is
+    never one the first does not see (and overwrites in aliases.json)."""
     first = EdgeClipStore(tmp_path)
     first.create_collection("clips", DIM, model="m")
+    with pytest.raises(StoreUnavailable, match="another process"):
+        EdgeClipStore(tmp_path)  # refused at open, before it reads a catalog that may change under it
+    first.close()
     second = EdgeClipStore(tmp_path)
     try:
-        with pytest.raises(StoreUnavailable, match="another process"):
-            second.get_collection("clips")
+        assert second.get_collection("clips").name == "clips"
     finally:
         second.close()
-        first.close()
+
+
+def test_a_store_held_by_a_killed_process_opens_again(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from videoseek.core.store.edge import EdgeClipStore;"
+        "store = EdgeClipStore(Path(sys.argv[1])); store.create_collection('clips', 8, model='m');"
+        "print('open', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreUnavailable, match="another process"):
+            EdgeClipStore(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    reopened = EdgeClipStore(tmp_path)  # the kernel dropped the lock with its holder: nothing to clean up
+    try:
+        assert [c.name for c in reopened.list_collections()] == ["clips"]
+    finally:
+        reopened.close()
 
 
 def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tmp_path: Path) -> None:
@@ -66,6 +101,7 @@ def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tm
     store.delete_collection("clips")
     store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        STORE_LOCK_FILE,
         ALIASES_FILE,
         "vs__clips__2__1",
         "vs__clips__2__1.json",

@@ -64,6 +64,76 @@ def test_workers_wait_long_on_redis_and_the_api_briefly() -> None:
         assert conf["broker_connection_timeout"] == transport["socket_connect_timeout"] <= timeout_s
 
 
+def test_by_default_a_dead_workers_task_comes_back_within_minutes_and_live_workers_renew_theirs() -> None:
+    from videoseek.worker.tasks import TASK_REINDEX, TASK_RETRAIN
+    from videoseek.worker.unacked_heartbeat import (
+        UNACKED_INDEX_KEY,
+        UnackedHeartbeatStep,
+        heartbeat_for,
+        heartbeat_interval_s,
+    )
+
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13")
+    transport = celery_config(settings)["broker_transport_options"]
+    # Not the longest task (an hour and more): how long a killed worker's message waits before another worker
+    # gets it. That is safe only because every live worker renews the messages it holds, several times per
+    # timeout, in its main process (a worker bootstep), in the sorted set the Redis transport sweeps.
+    assert transport["visibility_timeout"] == settings.worker.visibility_timeout_s <= 600
+    assert settings.worker.visibility_timeout_s < settings.worker.task_time_limit_s
+    assert transport["unacked_index_key"] == UNACKED_INDEX_KEY
+    app = build_celery_app(settings)
+    assert UnackedHeartbeatStep in app.steps["worker"]
+    heartbeat = heartbeat_for(app.conf)
+    assert heartbeat._key == transport["global_keyprefix"] + UNACKED_INDEX_KEY
+    assert heartbeat._interval_s == heartbeat_interval_s(300) == 60
+    # Admin tasks are acknowledged when they start, so however long they run they are never redelivered.
+    assert not app.tasks[TASK_REINDEX].acks_late and not app.tasks[TASK_RETRAIN].acks_late
+
+
+@pytest.mark.redis
+def test_the_heartbeat_keeps_a_held_message_from_the_sweep_and_never_revives_an_acked_one(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """kombu's own sweep (restore_visible) on the broker layout the heartbeat renews: no worker, no waiting."""
+    import redis
+    from kombu import Exchange, Queue
+
+    from videoseek.worker.unacked_heartbeat import renew
+
+    settings = load_settings(
+        redis_url=redis_url, worker={"redis_prefix": redis_prefix, "visibility_timeout_s": 60}
+    )
+    app, depths = build_celery_app(settings), QueueDepths(settings)
+    transport = app.conf.broker_transport_options
+    key = transport["global_keyprefix"] + transport["unacked_index_key"]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for job in ("held", "abandoned", "acked"):
+        app.send_task(TASK_DECODE, args=[job])
+    with app.connection_for_read() as connection:
+        channel = connection.channel()
+        queue = Queue(QUEUE_INGEST, Exchange(QUEUE_INGEST, type="direct"), routing_key=QUEUE_INGEST)(channel)
+        messages = {}
+        for _ in range(3):
+            message = queue.get(no_ack=False)  # delivered: now in the unacked index, as a worker holds it
+            assert message is not None
+            args, _kwargs, _embed = message.decode()  # Celery's message body: the task's job id
+            messages[args[0]] = message
+        assert depths(QUEUE_INGEST) == 0 and client.zcard(key) == 3
+        tags = {name: str(m.delivery_tag) for name, m in messages.items()}
+        client.zadd(key, dict.fromkeys(tags.values(), time.time() - 120))  # delivered 2 min ago: past 60 s
+        messages["acked"].ack()
+
+        assert renew(client, key, [tags["held"], tags["acked"]]) == 1  # the acked one is gone for good
+        assert client.zscore(key, tags["acked"]) is None
+        channel.qos.restore_visible(num=10, interval=1)  # what every worker's event loop runs
+
+        assert depths(QUEUE_INGEST) == 1  # the abandoned message is back on its queue ...
+        assert client.zscore(key, tags["abandoned"]) is None
+        assert client.zscore(key, tags["held"]) is not None  # ... the renewed one is still with its worker
+        messages["held"].ack()
+    client.close()
+
+
 def test_building_the_app_needs_redis_and_loads_no_model() -> None:
     with pytest.raises(WorkerConfigError, match="VIDEOSEEK_REDIS_URL"):
         celery_config(load_settings())
@@ -316,6 +386,61 @@ def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
     assert store.count("films") == store.count("films", job.video_id) == len(plan)
     assert store.list_videos("films") == [job.video_id]
     jobs.close()
+
+
+@pytest.mark.redis
+def test_a_task_running_for_several_visibility_timeouts_on_a_live_worker_is_delivered_once(
+    distributed_patient: Settings, tmp_path: Path
+) -> None:
+    """The worker keeps renewing the message of a task that runs on; only a dead worker's message comes back."""
+    import redis
+
+    from videoseek.core.collection_lock import collection_write_lock
+    from videoseek.core.collections import close_shared_stores, create_collection, shared_store
+    from videoseek.toy.generate import generate_videos
+    from videoseek.worker.submit import submit_ingest
+
+    settings = distributed_patient
+    assert settings.redis_url is not None
+    timeout_s = settings.worker.visibility_timeout_s
+    transport = celery_config(settings)["broker_transport_options"]
+    index = transport["global_keyprefix"] + transport["unacked_index_key"]
+    client, depths = redis.Redis.from_url(settings.redis_url, decode_responses=True), QueueDepths(settings)
+    jobs = RedisJobStore(settings.redis_url, settings.worker.redis_prefix)
+    log = tmp_path / "workers.log"
+    worker = _start_worker(log)
+    try:
+        generate_videos(tmp_path / "toy", 1, seed=5, domain="A", durations_s=[8])
+        create_collection(settings, "films")
+        # Held here, the collection's write lock keeps the embed task waiting in its indexing step for as
+        # long as this test wants: a task running far longer than the visibility timeout, on a live worker.
+        with collection_write_lock(settings, "films"):
+            job_id = submit_ingest(
+                "films", tmp_path / "toy" / "videos" / "00000.mp4", settings=settings
+            ).job_id
+            close_shared_stores()  # Qdrant Edge: one process at a time (the worker retries until we let go)
+            assert _wait_for(jobs, job_id, {JobStage.INDEXING, JobStage.FAILED}, 90, log) is JobStage.INDEXING
+            (tag,) = client.zrange(index, 0, -1)  # the embed task's message: the decode one was acked
+            delivered = score = float(client.zscore(index, tag) or 0)
+            deadline = time.monotonic() + 20 * timeout_s
+            while score < delivered + 2 * timeout_s:  # renewed past two timeouts after it was delivered
+                renewed = client.zscore(index, tag)
+                assert renewed is not None, (
+                    f"the sweep took back the message of a live worker:\n{log.read_text()}"
+                )
+                assert depths(QUEUE_EMBED) == 0  # ... and nobody else was handed a copy
+                assert time.monotonic() < deadline, f"never renewed:\n{log.read_text()[-3000:]}"
+                score = float(renewed)
+                time.sleep(0.1)
+        done = _wait_for(jobs, job_id, {JobStage.DONE, JobStage.FAILED}, 60, log)
+    finally:
+        _kill(worker, signal.SIGTERM)
+    job = jobs.require(job_id)
+    assert done is JobStage.DONE and job.attempts == 1, (job, log.read_text()[-3000:])  # embedded once
+    assert depths(QUEUE_EMBED) == depths(QUEUE_INGEST) == 0 and client.zcard(index) == 0
+    assert shared_store(settings).count("films") == job.clips
+    jobs.close()
+    client.close()
 
 
 @pytest.mark.redis

@@ -206,7 +206,7 @@ def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingest
         Entry("truncated.mp4", job_id=truncated.job_id, video_id=truncated.video_id),
         Entry("h264.mkv", job_id=whole.job_id, video_id=whole.video_id),
     ]
-    summary = summarize(ingested.settings, entries, None)
+    summary = summarize(get_job_store(ingested.settings).get, entries, None, "it resumes at the next run")
     by_file = {item["file"]: item for item in summary["indexed"]}
     assert by_file["truncated.mp4"]["problems"] == stored.problems
     assert by_file["h264.mkv"]["problems"] == []

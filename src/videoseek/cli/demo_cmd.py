@@ -8,6 +8,7 @@ so a user who tries them sees the right clip.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -21,11 +22,12 @@ import typer
 
 from videoseek.cli.common import cli_settings, fail
 from videoseek.cli.serve_cmd import (
+    base_url,
     check_serve_settings,
+    hold_for_serving,
     port_free,
     prefer_passive_openmp_wait,
     run_server,
-    url_host,
 )
 from videoseek.core.model_spec import ModelSpec
 from videoseek.core.settings import QdrantSettings, Settings
@@ -172,16 +174,17 @@ def demo(
         update={"redis_url": None, "qdrant": QdrantSettings()}
     )
     check_serve_settings(settings, host)
-    if not port_free(host, port):
-        raise fail(f"port {port} on {host} is in use: pass --port with a free port")
-    adapter = _usable_adapter(settings, toy_adapter_dir())
-    records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
-    _ensure_collection(settings, adapter)
-    _ingest(settings, data_dir / "toy-videos", records)
-    base = f"http://{url_host(host)}:{port}/"
-    run_server(
-        settings, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
-    )
+    # Held from the first write (the collection) until the server stops: one writer per data directory.
+    with hold_for_serving(settings, "videoseek demo", host, port) as lock:
+        if not port_free(host, port):
+            raise fail(f"port {port} on {host} is in use: pass --port with a free port")
+        adapter = _usable_adapter(settings, toy_adapter_dir())
+        records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
+        _ensure_collection(settings, adapter)
+        _ingest(settings, data_dir / "toy-videos", records)
+        base = base_url(host, port) + "/"
+        announce = functools.partial(_announce, base, records, adapter, not no_browser)
+        run_server(settings, host, port, "warning", on_started=announce, data_dir_lock=lock)
 
 
 def register(app: typer.Typer) -> None:

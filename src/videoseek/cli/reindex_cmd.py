@@ -1,7 +1,7 @@
 """``videoseek reindex``: re-embed a collection with a new adapter (or none) from its frame cache, then switch.
 
-Embedded mode runs the re-index in this process (the store must not be open in another one: stop
-``videoseek serve`` first when it uses the embedded store). With ``VIDEOSEEK_REDIS_URL`` set it is queued on
+Embedded mode runs the re-index in this process, holding the data directory (one writing process at a time:
+while ``videoseek serve`` runs on it, ask that server instead, ``POST /collections/{name}/reindex``). With ``VIDEOSEEK_REDIS_URL`` set it is queued on
 the ``train`` queue for a ``videoseek worker --queues train``; ``--wait`` follows it to the end.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from videoseek.cli.common import fail
+from videoseek.cli.common import fail, hold_data_dir
 from videoseek.core.settings import Settings, SettingsError, load_settings
 
 _POLL_S = 1.0
@@ -36,12 +37,20 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  left out (no cached frames): {video_id}")
 
 
+def _ask_the_server(collection: str) -> Callable[[str], str]:
+    """What ``reindex`` suggests when a server holds the data directory: the same re-index through its API."""
+    return lambda url: (
+        f', or ask the running server: POST {url}/collections/{collection}/reindex {{"adapter": ...}}'
+    )
+
+
 def _run_here(
     settings: Settings, collection: str, adapter: Path | None, allow_missing: bool
 ) -> dict[str, Any]:
     from videoseek.worker.reindex import reindex_collection
 
-    return reindex_collection(settings, collection, adapter, allow_missing=allow_missing).to_dict()
+    with hold_data_dir(settings, "videoseek reindex", _ask_the_server(collection)):
+        return reindex_collection(settings, collection, adapter, allow_missing=allow_missing).to_dict()
 
 
 def _enqueue(

@@ -1,8 +1,9 @@
 """``videoseek serve``: the API + web page.
 
 ``serve`` with no configuration runs everything in one process: the API, the ingest worker thread and Qdrant
-Edge under the data directory. With ``VIDEOSEEK_REDIS_URL`` and ``VIDEOSEEK_QDRANT__URL`` set it runs only the
-API; ingest tasks go to Celery workers (``videoseek worker``).
+Edge under the data directory, which it holds for as long as it runs (one writing process per embedded data
+directory: :mod:`videoseek.core.data_dir_lock`). With ``VIDEOSEEK_REDIS_URL`` and ``VIDEOSEEK_QDRANT__URL`` set
+it runs only the API; ingest tasks go to Celery workers (``videoseek worker``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import os
 import socket
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from videoseek.cli.common import cli_settings, fail
+from videoseek.cli.common import cli_settings, fail, hold_data_dir
 from videoseek.core.settings import Settings
+
+if TYPE_CHECKING:
+    from videoseek.core.data_dir_lock import DataDirLock
 
 log = logging.getLogger("videoseek.cli")
 
@@ -71,19 +76,45 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def run_server(settings: Settings, host: str, port: int, log_level: str, on_started: Any = None) -> None:
-    """Serve the app with uvicorn in this process until interrupted."""
+def base_url(host: str, port: int) -> str:
+    """Where a server listening on ``host:port`` answers on this machine."""
+    return f"http://{url_host(host)}:{port}"
+
+
+def _use_the_server(url: str) -> str:
+    """What ``serve`` (and ``demo``) suggest when a server holds the data directory already."""
+    return f", or use the server it runs at {url} (videoseek ingest --api {url} ... sends files to it)"
+
+
+def hold_for_serving(
+    settings: Settings, command: str, host: str, port: int
+) -> AbstractContextManager[DataDirLock | None]:
+    """Embedded: the data directory's lock, recording where this server answers. Distributed: nothing."""
+    if not settings.embedded:  # the API and the workers share the data volume by design
+        return nullcontext()
+    return hold_data_dir(settings, command, _use_the_server, api_url=base_url(host, port))
+
+
+def run_server(
+    settings: Settings,
+    host: str,
+    port: int,
+    log_level: str,
+    on_started: Any = None,
+    data_dir_lock: DataDirLock | None = None,
+) -> None:
+    """Serve the app with uvicorn in this process until interrupted (holding ``data_dir_lock`` if given)."""
     import uvicorn
 
     from videoseek.service.main import access_note, create_app
 
     if not port_free(host, port):
         raise fail(f"port {port} on {host} is in use: pass --port with a free port")
-    app = create_app(settings)
+    app = create_app(settings, data_dir_lock=data_dir_lock)
     mode = (
         "embedded: API + ingest worker thread + Qdrant Edge" if settings.embedded else "distributed: API only"
     )
-    typer.echo(f"videoseek serving http://{url_host(host)}:{port}/ ({mode}; data in {settings.data_dir})")
+    typer.echo(f"videoseek serving {base_url(host, port)}/ ({mode}; data in {settings.data_dir})")
     typer.echo(access_note(settings, app.state.keys))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, access_log=False)
     server = uvicorn.Server(config)
@@ -118,7 +149,8 @@ def serve(
     prefer_passive_openmp_wait()
     settings = cli_settings(host=host, port=port, data_dir=data_dir, model=model)
     check_serve_settings(settings, settings.host)
-    run_server(settings, settings.host, settings.port, log_level)
+    with hold_for_serving(settings, "videoseek serve", settings.host, settings.port) as lock:
+        run_server(settings, settings.host, settings.port, log_level, data_dir_lock=lock)
 
 
 def register(app: typer.Typer) -> None:

@@ -29,6 +29,7 @@ ENV_PREFIX = "VIDEOSEEK_"
 NON_SETTING_VARIABLES: frozenset[str] = frozenset(
     {
         "VIDEOSEEK_TESTS_NO_SKIP",  # tests/conftest.py, set by .ci/run: a skipped test fails instead
+        "VIDEOSEEK_API_KEY",  # the key `videoseek ingest --api` sends (a client's, not this server's keys)
     }
 )
 
@@ -137,9 +138,16 @@ class WorkerSettings(BaseModel):
         "Retry-After instead, so a hung Redis never holds requests for long.",
     )
     visibility_timeout_s: int = Field(
-        default=7200, ge=1, description="Unacked tasks of a dead worker are redelivered after this long."
+        default=300,
+        ge=1,
+        description="A dead worker's tasks go back to their queue this long after it last renewed them. A live "
+        "worker renews the messages it holds 5 times per timeout, so tasks may run longer than this; lower "
+        "means a killed worker's task is retried sooner, but a worker stalled for most of it (swapping, a "
+        "paused VM) has its tasks run a second time (harmless, wasted work).",
     )
-    unacked_restore_interval_s: int = Field(default=10, ge=1)
+    unacked_restore_interval_s: int = Field(
+        default=10, ge=1, description="How often each worker looks for tasks of dead workers to put back."
+    )
     task_soft_time_limit_s: int = Field(default=3300, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=1)
     max_retries: int = Field(default=5, ge=0, description="Retries of transient errors (store unavailable).")

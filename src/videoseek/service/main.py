@@ -1,7 +1,8 @@
 """The FastAPI application: :func:`create_app` builds it; its lifespan opens what it needs, once.
 
 On start: the data directory and server secret, the vector store, the job store, the query model (loaded
-in the background, ``/readyz`` says when), and in embedded mode the in-process ingest runner.
+in the background, ``/readyz`` says when), and in embedded mode the data directory's writer lock (unless the
+caller holds it already, as ``videoseek serve`` does) and the in-process ingest runner.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -42,6 +44,9 @@ from videoseek.service.search_engine import SearchEngine
 from videoseek.service.secret import load_or_create_secret
 from videoseek.service.state import AppServices
 from videoseek.service.uploads import sweep_stale_uploads
+
+if TYPE_CHECKING:
+    from videoseek.core.data_dir_lock import DataDirLock
 
 log = logging.getLogger("videoseek.service")
 
@@ -189,9 +194,32 @@ def _track_celery_queues(services: AppServices) -> None:
     services.metrics.track_queues(read_all)
 
 
+def _take_data_dir(app: FastAPI) -> DataDirLock | None:
+    """Embedded: the data directory's lock, taken here unless the app was given one held by its caller.
+
+    Raises ``DataDirInUse`` (the app does not start) when another process writes there."""
+    settings: Settings = app.state.settings
+    if not settings.embedded or app.state.data_dir_lock is not None:
+        return None
+    from videoseek.core.data_dir_lock import DataDirLock
+
+    return DataDirLock.acquire(settings.data_dir, "videoseek API (embedded)")
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    own_lock = _take_data_dir(app)
+    try:
+        async with _serving(app, settings):
+            yield
+    finally:
+        if own_lock is not None:
+            own_lock.release()
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     services = _build_services(settings, app.state.keys, app.state.metrics)
     services.model.start_loading()
     if settings.embedded:
@@ -222,8 +250,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         _close_store(settings)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The videoseek API and web page. Nothing is opened until the app starts (its lifespan)."""
+def create_app(settings: Settings | None = None, *, data_dir_lock: DataDirLock | None = None) -> FastAPI:
+    """The videoseek API and web page. Nothing is opened until the app starts (its lifespan).
+
+    ``data_dir_lock``: the embedded data directory's lock, held by the caller for longer than the app runs;
+    without it an embedded app takes the lock itself while it runs."""
     settings = (settings or get_settings()).for_api()  # short Redis timeouts: a hung Redis costs a quick 503
     app = FastAPI(
         title="videoseek",
@@ -232,6 +263,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.settings = settings
+    app.state.data_dir_lock = data_dir_lock
     app.state.keys = KeyRing(settings.api_keys, open_policy="loopback" if settings.embedded else "anyone")
     app.state.metrics = ServiceMetrics()
     app.state.services = None

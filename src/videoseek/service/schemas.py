@@ -194,6 +194,9 @@ class JobOut(BaseModel):
     progress: float = Field(ge=0.0, le=1.0)
     reason: str | None = Field(description="Why the job failed, when it did.")
     duplicate: bool
+    duplicate_of: str | None = Field(
+        default=None, description="When a duplicate: the job that ingested (or is ingesting) this video."
+    )
     clips: int
     problems: list[str] = Field(
         default_factory=list, description="What did not decode in a file that was still indexed."

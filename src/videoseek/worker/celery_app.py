@@ -3,16 +3,15 @@
 Redis is both broker and result backend. Tasks are acknowledged late and rejected (requeued) when their worker
 process dies, so a killed worker's task runs again elsewhere; that is safe because every write of the ingest
 pipeline is idempotent (deterministic point ids, upserts, files written by atomic rename). With Redis the
-redelivery of a message whose worker vanished happens once ``visibility_timeout`` has passed, so the timeout
-should exceed the longest task (the hard time limit), or a slow task also runs a second time elsewhere
-(harmless, wasted work): :func:`celery_config` logs a warning then.
+redelivery of a message whose worker vanished happens once ``visibility_timeout`` has passed since the
+worker last renewed it: every worker renews the messages it holds (``unacked_heartbeat.py``), so the timeout
+bounds how long a killed worker's task waits (5 min by default), not how long a task may run.
 
 Models are never loaded here: each worker *process* loads its own after fork (see ``tasks.py``).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -22,8 +21,7 @@ from kombu.entity import Exchange, Queue
 from videoseek.core.redis_client import connect_timeout_s, redis_client
 from videoseek.core.settings import Settings, get_settings
 from videoseek.worker.result_backend import BACKEND_PATH
-
-log = logging.getLogger(__name__)
+from videoseek.worker.unacked_heartbeat import UNACKED_INDEX_KEY, UnackedHeartbeatStep
 
 QUEUE_INGEST = "ingest"  # probe + decode + frame cache + thumbnails (CPU)
 QUEUE_EMBED = "embed"  # image tower + upsert (GPU when there is one)
@@ -106,14 +104,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         raise WorkerConfigError(
             "VIDEOSEEK_WORKER__TASK_SOFT_TIME_LIMIT_S must be below VIDEOSEEK_WORKER__TASK_TIME_LIMIT_S"
         )
-    if worker.visibility_timeout_s <= worker.task_time_limit_s:
-        log.warning(
-            "visibility timeout (%ss) <= task time limit (%ss): long tasks may run twice",
-            worker.visibility_timeout_s,
-            worker.task_time_limit_s,
-        )
     transport = {
+        # How long a message stays with a worker that stopped renewing it (unacked_heartbeat.py).
         "visibility_timeout": worker.visibility_timeout_s,
+        "unacked_index_key": UNACKED_INDEX_KEY,  # the sorted set the heartbeat renews: named here, not assumed
         "unacked_restore_interval": worker.unacked_restore_interval_s,
         # Scan for abandoned messages on every sweep, so recovery takes about one interval.
         "unacked_restore_throttle": 1,
@@ -164,6 +158,7 @@ def build_celery_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("videoseek", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.steps["worker"].add(UnackedHeartbeatStep)  # in every worker's main process (videoseek worker)
     # Registers the shared tasks on this app; tasks.py only imports lightweight modules at import time.
     from videoseek.worker import tasks
 

@@ -8,10 +8,18 @@ A shard that cannot be opened (damaged files) makes only its own collection unre
 (:class:`CollectionUnreadable`); the store and every other collection keep serving.
 Edge never optimizes on its own: the store does after every ``optimize_every`` written clips and before a
 new version goes live.
+
+One process at a time opens a store directory. Edge locks each shard it opens, but the catalog (which
+collection lives in which shard) is read once at open and rewritten by whoever changes it: a second process
+would create a collection the first never sees, and overwrite the first one's. So the store holds an ``flock``
+on ``<root>/.lock`` from open to :meth:`EdgeClipStore.close` and a second open is refused at once with
+``StoreUnavailable`` (the kernel frees the lock when its holder dies).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -60,12 +68,35 @@ from videoseek.core.store.base import (
 from videoseek.core.store.edge_catalog import EdgeCatalog
 from videoseek.core.store.locks import ReadWriteLock
 
+STORE_LOCK_FILE = ".lock"
+
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
     "integer": qe.PayloadSchemaType.Integer,
     "float": qe.PayloadSchemaType.Float,
     "bool": qe.PayloadSchemaType.Bool,
 }
+
+
+def _in_use(what: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"Qdrant Edge {what}: the store is open in another process; stop it, or run a Qdrant "
+        "server (VIDEOSEEK_QDRANT__URL) so several processes can share the vectors"
+    )
+
+
+def _lock_store(root: Path) -> int:
+    """The descriptor holding ``root``'s store lock; ``StoreUnavailable`` when another holder has it."""
+    fd = os.open(root / STORE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _in_use(f"store {root}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextmanager
@@ -77,10 +108,7 @@ def _edge_errors(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         if "WouldBlock" in str(exc):
-            raise StoreUnavailable(
-                f"Qdrant Edge {what}: the store is open in another process; stop it, or run a Qdrant "
-                "server (VIDEOSEEK_QDRANT__URL) so several processes can share the vectors"
-            ) from exc
+            raise _in_use(what) from exc
         raise StoreError(f"Qdrant Edge {what} failed: {exc}") from exc
 
 
@@ -173,7 +201,12 @@ class EdgeClipStore:
     def __init__(self, root: Path, *, optimize_every: int = 20_000, batch_size: int = 256) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self._catalog = EdgeCatalog(root)
+        self._lock_fd: int | None = _lock_store(root)  # held until close(): see the module docstring
+        try:
+            self._catalog = EdgeCatalog(root)
+        except BaseException:
+            self._release_lock()
+            raise
         self._optimize_every = optimize_every
         self._batch_size = batch_size
         # shared: data operations and adding shards; exclusive: dropping or switching shards, close
@@ -286,8 +319,14 @@ class EdgeClipStore:
                         shard.shard.close()
                 except StoreError as exc:  # close the others anyway
                     failures.append(exc)
+            self._release_lock()  # after the shards: the next opener finds them closed
             if failures:
                 raise failures[0]
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def optimize(self, name: str) -> None:
         """Merge segments and build the pooled HNSW graph now (also runs on its own, see module doc)."""
