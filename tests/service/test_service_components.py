@@ -118,7 +118,33 @@ def test_range_parsing(header: str | None, expected: tuple[int, int] | None) -> 
     assert parse_range(header, 1000) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-3", "bytes=-0", "bytes=abc", "bytes=-", "bytes="])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-" + "9" * 5000, (0, 999)),  # int() refuses strings of over 4300 digits
+        ("bytes=-" + "9" * 5000, (0, 999)),
+        ("bytes=" + "0" * 5000 + "7-8", (7, 8)),
+    ],
+)
+def test_absurdly_long_positions_mean_past_the_end(header: str, expected: tuple[int, int]) -> None:
+    assert parse_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=1000-",
+        "bytes=5-3",
+        "bytes=-0",
+        "bytes=abc",
+        "bytes=-",
+        "bytes=",
+        "bytes=" + "9" * 5000 + "-",
+        "bytes=\u00b2-",  # "2".isdigit() is True, int() refuses it: headers are latin-1, where it lives
+        "bytes=\uff11-",  # a fullwidth 1: int() takes it, HTTP does not
+        "bytes=1\u00a0-2",  # a no-break space is no HTTP whitespace
+    ],
+)
 def test_bad_ranges_are_unsatisfiable(header: str) -> None:
     with pytest.raises(RangeNotSatisfiable) as info:
         parse_range(header, 1000)
@@ -158,6 +184,26 @@ def test_media_signatures_bind_path_and_expiry() -> None:
     assert not signer.verify("/collections/a/videos/ab/file", str(int(query["exp"]) + 3600), query["sig"])
     expired = dict(part.split("=") for part in signer.sign("/p", now=0).split("&"))
     assert not signer.verify("/p", expired["exp"], expired["sig"])
+
+
+@pytest.mark.parametrize(
+    ("exp", "sig"),
+    [
+        ("1\u00b3", None),  # a superscript 3 passes str.isdigit() and then int() raises
+        ("\uff19" * 10, None),  # fullwidth 9s: int() reads them, sign() never writes them
+        ("9" * 5000, None),  # over int()'s 4300 digits
+        ("", None),
+        (None, "\u00e9" * 32),  # hmac.compare_digest raises on non-ASCII str
+        (None, ""),
+        (None, "A" * 32),  # sign() writes lowercase hex
+        (None, "0" * 33),
+    ],
+)
+def test_a_malformed_media_signature_is_not_valid_and_never_raises(exp: str | None, sig: str | None) -> None:
+    signer = MediaSigner(b"s" * 32)
+    good = dict(part.split("=") for part in signer.sign("/p").split("&"))
+    assert signer.verify("/p", good["exp"], good["sig"])
+    assert not signer.verify("/p", good["exp"] if exp is None else exp, good["sig"] if sig is None else sig)
 
 
 @pytest.mark.parametrize(

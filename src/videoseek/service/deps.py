@@ -18,6 +18,7 @@ from videoseek.core.store import ClipStore
 from videoseek.service.auth import Principal
 from videoseek.service.errors import Unavailable
 from videoseek.service.redis_lane import RedisLane
+from videoseek.service.schemas import SignedExpiry, SignedSignature
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.state import AppServices, MediaLinks
 from videoseek.worker.jobs import JobStore
@@ -99,9 +100,16 @@ AdminPrincipal = Annotated[Principal, Depends(_requires("admin"))]
 
 
 async def _media_access(
-    request: Request, services: Services, key: PresentedKey, exp: str | None = None, sig: str | None = None
+    request: Request,
+    services: Services,
+    key: PresentedKey,
+    exp: SignedExpiry = None,
+    sig: SignedSignature = None,
 ) -> Principal | None:
-    """Media may be fetched with a key holding ``search``, or with the signed URL a search returned."""
+    """Media may be fetched with a key holding ``search``, or with the signed URL a search returned.
+
+    A malformed or expired ``exp``/``sig`` is no signature: the request then needs a key like any other.
+    """
     if sig is not None and services.signer.verify(request.url.path, exp, sig):
         return None
     host = request.client.host if request.client else None

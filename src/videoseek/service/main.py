@@ -43,7 +43,7 @@ from videoseek.service.routers import collections, health, jobs, media, search, 
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.secret import load_or_create_secret
 from videoseek.service.state import AppServices
-from videoseek.service.uploads import sweep_stale_uploads
+from videoseek.service.uploads import startup_sweep_idle_s, sweep_partial_uploads
 
 if TYPE_CHECKING:
     from videoseek.core.data_dir_lock import DataDirLock
@@ -117,7 +117,9 @@ def _build_services(settings: Settings, keys: KeyRing, metrics: ServiceMetrics) 
 
     layout = DataLayout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    sweep_stale_uploads(layout.uploads_dir)
+    removed = sweep_partial_uploads(layout.uploads_dir, startup_sweep_idle_s(settings.embedded))
+    if removed:
+        log.info("removed %d partial upload(s) left by a process that died mid-upload", removed)
     secret = load_or_create_secret(layout.root / "secrets" / "server.key")
     services = AppServices(
         settings=settings,

@@ -160,8 +160,10 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
 
 
 def _check_declared_length(request: Request, max_bytes: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    declared = request.headers.get("content-length", "").strip()
+    if not re.fullmatch(r"[0-9]+", declared):  # absent or not a number (ASCII: "²".isdigit() is True)
+        return  # the streamed byte count is checked all the same
+    if len(declared) > 18 or int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
         raise PayloadTooLarge(f"the upload is larger than the {max_bytes}-byte limit")
 
 
@@ -201,18 +203,30 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
     )
 
 
-STALE_UPLOAD_S = 24 * 3600
+# A live upload writes to its .part as its bytes arrive, and the .part is moved into videos/ within seconds of
+# the last byte (hashed, then renamed). Clients and proxies give up on a request body that stalls for minutes
+# (nginx waits 60 s between reads), so a .part nobody wrote to for an hour belongs to a request that died.
+STALE_UPLOAD_S = 3600
 
 
-def sweep_stale_uploads(dest_dir: Path, max_age_s: float = STALE_UPLOAD_S) -> int:
-    """Remove partial uploads a crashed process left behind (old ones only: other replicas may be writing)."""
+def startup_sweep_idle_s(embedded: bool) -> float | None:
+    """How long a .part must have been idle for the sweep at start to remove it (None: remove every one).
+
+    Embedded: one process owns the data directory, so at start every .part is a dead process's. Distributed:
+    other API replicas share the uploads directory and may be receiving uploads right now.
+    """
+    return None if embedded else STALE_UPLOAD_S
+
+
+def sweep_partial_uploads(dest_dir: Path, idle_s: float | None) -> int:
+    """Remove the partial uploads a killed process left behind: those idle for ``idle_s`` (None: all)."""
     if not dest_dir.is_dir():
         return 0
-    cutoff = time.time() - max_age_s
+    cutoff = None if idle_s is None else time.time() - idle_s
     removed = 0
     for partial in dest_dir.glob("*.part"):
         with contextlib.suppress(OSError):
-            if partial.stat().st_mtime < cutoff:
+            if cutoff is None or partial.stat().st_mtime < cutoff:
                 partial.unlink()
                 removed += 1
     return removed

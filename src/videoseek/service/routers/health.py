@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
+from videoseek.service import responses
 from videoseek.service.deps import Services
 from videoseek.service.schemas import Health
 from videoseek.service.state import AppServices
@@ -20,7 +21,7 @@ def mode_of(services: AppServices) -> Literal["embedded", "distributed"]:
     return "embedded" if services.settings.embedded else "distributed"
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=responses.PUBLIC)
 async def healthz(services: Services) -> Health:
     """The process is up and answering."""
     return Health(status="ok", mode=mode_of(services))
@@ -70,7 +71,9 @@ async def readyz(services: Services) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if serving else 503, headers=headers)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}, **responses.PUBLIC}
+)
 async def metrics(services: Services) -> Response:
     """Prometheus metrics in the text exposition format."""
     return await services.redis_lane.run(services.metrics.render)  # Celery queue depths come from Redis

@@ -5,26 +5,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from videoseek.core.layout import check_collection_name
+from videoseek.service import responses
 from videoseek.service.collection_tasks import TaskStatus, task_collection
 from videoseek.service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from videoseek.service.errors import NotFound
 from videoseek.service.routers.collections import resolve_adapter
-from videoseek.service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskList, TaskStatusOut
+from videoseek.service.schemas import (
+    CollectionNamePath,
+    ReindexRequest,
+    RetrainRequest,
+    TaskAccepted,
+    TaskIdPath,
+    TaskList,
+    TaskStatusOut,
+)
 from videoseek.service.search_engine import SearchEngine
 from videoseek.service.state import AppServices
 from videoseek.worker.recent_tasks import KEEP_PER_COLLECTION
 from videoseek.worker.retrain import RetrainRequest as RetrainWork
 
 router = APIRouter(tags=["collections"])
-
-_BUSY: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Busy with another task, or made for another base model."}
-}
 
 
 def adapter_version_for(services: AppServices, adapter: str | None) -> str | None:
@@ -39,14 +43,18 @@ def adapter_version_for(services: AppServices, adapter: str | None) -> str | Non
 
 async def _admin_target(name: str, principal: AdminPrincipal, engine: SearchEngine) -> None:
     """404 if unknown, 403 out of the key's collections, 409 if made for another base model."""
-    check_collection_name(name)
     principal.require_collection(name)
     await engine.collection(name, fresh=True)
 
 
-@router.post("/collections/{name}/reindex", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+@router.post(
+    "/collections/{name}/reindex",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=responses.START_TASK,
+)
 async def start_reindex(
-    name: str,
+    name: CollectionNamePath,
     body: ReindexRequest,
     principal: AdminPrincipal,
     services: Services,
@@ -66,9 +74,14 @@ async def start_reindex(
     )
 
 
-@router.post("/collections/{name}/retrain", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+@router.post(
+    "/collections/{name}/retrain",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=responses.START_TASK,
+)
 async def start_retrain(
-    name: str,
+    name: CollectionNamePath,
     body: RetrainRequest,
     principal: AdminPrincipal,
     services: Services,
@@ -86,13 +99,9 @@ async def start_retrain(
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
 
-_NO_TASK: dict[int | str, dict[str, Any]] = {404: {"description": "No such task."}}
-
-
 def _visible(task_id: str, principal: AdminPrincipal) -> bool:
     """Whether the id is one of ours, of a collection the key may see (otherwise: answered as unknown)."""
-    # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
-    collection = task_collection(task_id) if len(task_id) <= 100 else None
+    collection = task_collection(task_id)
     # A key limited to other collections gets the same answer as for a task that does not exist.
     return collection is not None and principal.may_access(collection)
 
@@ -117,8 +126,8 @@ async def _task_out(
     return TaskStatusOut(**asdict(status))
 
 
-@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
-async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=responses.ON_TASK)
+async def task_status(task_id: TaskIdPath, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
     cancelled."""
     return await _task_out(task_id, principal, services, services.tasks.status)
@@ -128,9 +137,9 @@ async def task_status(task_id: str, principal: AdminPrincipal, services: Service
     "/tasks/{task_id}/cancel",
     status_code=202,
     response_model=TaskStatusOut,
-    responses={**_NO_TASK, 409: {"description": "The task has ended."}},
+    responses=responses.CANCEL_TASK,
 )
-async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+async def cancel_task(task_id: TaskIdPath, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Ask a queued or running task to stop; the collection keeps serving the version it had."""
     return await _task_out(task_id, principal, services, services.tasks.cancel)
 
@@ -138,13 +147,10 @@ async def cancel_task(task_id: str, principal: AdminPrincipal, services: Service
 @router.get(
     "/collections/{name}/tasks",
     response_model=TaskList,
-    responses={
-        403: {"description": "Out of the key's collections."},
-        404: {"description": "No such collection."},
-    },
+    responses=responses.ON_COLLECTION,
 )
 async def list_tasks(
-    name: str,
+    name: CollectionNamePath,
     principal: AdminPrincipal,
     services: Services,
     limit: Annotated[
@@ -152,7 +158,6 @@ async def list_tasks(
     ] = KEEP_PER_COLLECTION,
 ) -> TaskList:
     """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
-    check_collection_name(name)
     principal.require_collection(name)
     await asyncio.to_thread(
         services.require_store().get_collection, name

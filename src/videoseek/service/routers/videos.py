@@ -7,12 +7,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from videoseek.core.layout import check_collection_name, check_video_id
+from videoseek.service import responses
 from videoseek.service.deps import IngestPrincipal, LinksDep, SearchPrincipal, Services
 from videoseek.service.errors import NotFound
 from videoseek.service.ingest import ingest_upload
 from videoseek.service.routers.jobs import job_out
-from videoseek.service.schemas import Deleted, UploadAccepted, VideoList, VideoOut
+from videoseek.service.schemas import (
+    CollectionNamePath,
+    Deleted,
+    UploadAccepted,
+    VideoIdPath,
+    VideoList,
+    VideoOut,
+)
 from videoseek.service.videos import delete_video_everywhere, describe_video
 
 router = APIRouter(tags=["videos"])
@@ -41,15 +48,6 @@ _UPLOAD_BODY: dict[str, Any] = {
         },
     }
 }
-_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such collection."},
-    413: {"description": "The file is over the size limit."},
-    415: {"description": "Not multipart, or the file is clearly not a video."},
-    422: {
-        "description": "A malformed form, or metadata that breaks a rule (code invalid_metadata: rule, path)."
-    },
-    429: {"description": "The ingest queue is full; retry after Retry-After seconds."},
-}
 
 
 @router.post(
@@ -57,13 +55,12 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=UploadAccepted,
     openapi_extra=_UPLOAD_BODY,
-    responses=_UPLOAD_ERRORS,
+    responses=responses.UPLOAD,
 )
 async def upload_video(
-    name: str, request: Request, principal: IngestPrincipal, services: Services
+    name: CollectionNamePath, request: Request, principal: IngestPrincipal, services: Services
 ) -> UploadAccepted:
     """Upload a video (multipart field 'file', optional JSON 'metadata'); poll job_url for progress."""
-    check_collection_name(name)
     principal.require_collection(name)
     result = await ingest_upload(services, name, request)
     return UploadAccepted(
@@ -74,22 +71,23 @@ async def upload_video(
     )
 
 
-@router.get("/collections/{name}/videos", response_model=VideoList)
-async def list_videos(name: str, principal: SearchPrincipal, services: Services) -> VideoList:
+@router.get("/collections/{name}/videos", response_model=VideoList, responses=responses.ON_COLLECTION)
+async def list_videos(name: CollectionNamePath, principal: SearchPrincipal, services: Services) -> VideoList:
     """Ids of the videos indexed in a collection."""
-    check_collection_name(name)
     principal.require_collection(name)
     ids = await asyncio.to_thread(services.require_store().list_videos, name)
     return VideoList(collection=name, video_ids=sorted(ids))
 
 
-@router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut)
+@router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut, responses=responses.ON_VIDEO)
 async def get_video(
-    name: str, video_id: str, principal: SearchPrincipal, services: Services, links: LinksDep
+    name: CollectionNamePath,
+    video_id: VideoIdPath,
+    principal: SearchPrincipal,
+    services: Services,
+    links: LinksDep,
 ) -> VideoOut:
     """A video: its clip count, source name, metadata and latest ingest job."""
-    check_collection_name(name)
-    check_video_id(video_id)
     principal.require_collection(name)
     found = await services.redis_lane.run(describe_video, services, name, video_id)  # owner job: Redis
     if found is None:
@@ -106,11 +104,11 @@ async def get_video(
     )
 
 
-@router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted)
-async def delete_video(name: str, video_id: str, principal: IngestPrincipal, services: Services) -> Deleted:
+@router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted, responses=responses.ON_VIDEO)
+async def delete_video(
+    name: CollectionNamePath, video_id: VideoIdPath, principal: IngestPrincipal, services: Services
+) -> Deleted:
     """Remove a video: its clips (vectors and frames), thumbnails and the stored file."""
-    check_collection_name(name)
-    check_video_id(video_id)
     principal.require_collection(name)
     removed = await services.redis_lane.run(delete_video_everywhere, services, name, video_id)
     if removed is None:
