@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ from service.errors import Forbidden, Unauthorized
 from videoseek.settings import ApiKey, Scope
 
 ALL_SCOPES: frozenset[Scope] = frozenset(("search", "ingest", "admin"))
+# What sign() writes; anything else in a media URL is not a signature (ASCII only: "1³".isdigit() is True).
+_EXPIRES = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"[0-9a-f]{32}")
 OpenPolicy = Literal["loopback", "anyone"]
 
 
@@ -120,8 +124,12 @@ class MediaSigner:
         return f"exp={expires}&sig={self._mac(path, expires)}"
 
     def verify(self, path: str, expires: str | None, signature: str | None) -> bool:
-        if not expires or not signature or not expires.isdigit():
+        """Whether ``exp``/``sig`` grant ``path`` now; a malformed pair is simply not a valid signature."""
+        if expires is None or signature is None:
             return False
-        if int(expires) < time.time():
+        if not _EXPIRES.fullmatch(expires) or not _SIGNATURE.fullmatch(signature):
             return False
-        return hmac.compare_digest(self._mac(path, int(expires)), signature)
+        deadline = int(expires)
+        if deadline < time.time():
+            return False
+        return hmac.compare_digest(self._mac(path, deadline).encode(), signature.encode())

@@ -14,6 +14,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from service.auth import Principal
 from service.errors import Unavailable
+from service.redis_lane import RedisLane
+from service.schemas import SignedExpiry, SignedSignature
 from service.search_engine import SearchEngine
 from service.state import AppServices, MediaLinks
 from videoseek.jobs import JobStore
@@ -55,6 +57,10 @@ async def get_jobs(services: Services) -> JobStore:
     return services.jobs
 
 
+async def get_redis_lane(services: Services) -> RedisLane:
+    return services.redis_lane
+
+
 async def get_links(request: Request, services: Services) -> MediaLinks:
     return MediaLinks(root_path=request.scope.get("root_path", ""), signer=services.signer_if_needed)
 
@@ -64,6 +70,7 @@ LayoutDep = Annotated[DataLayout, Depends(get_layout)]
 StoreDep = Annotated[ClipStore, Depends(get_store)]
 EngineDep = Annotated[SearchEngine, Depends(get_engine)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
+RedisLaneDep = Annotated[RedisLane, Depends(get_redis_lane)]
 LinksDep = Annotated[MediaLinks, Depends(get_links)]
 
 
@@ -93,9 +100,16 @@ AdminPrincipal = Annotated[Principal, Depends(_requires("admin"))]
 
 
 async def _media_access(
-    request: Request, services: Services, key: PresentedKey, exp: str | None = None, sig: str | None = None
+    request: Request,
+    services: Services,
+    key: PresentedKey,
+    exp: SignedExpiry = None,
+    sig: SignedSignature = None,
 ) -> Principal | None:
-    """Media may be fetched with a key holding ``search``, or with the signed URL a search returned."""
+    """Media may be fetched with a key holding ``search``, or with the signed URL a search returned.
+
+    A malformed or expired ``exp``/``sig`` is no signature: the request then needs a key like any other.
+    """
     if sig is not None and services.signer.verify(request.url.path, exp, sig):
         return None
     host = request.client.host if request.client else None

@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.methods import allowed_methods
 
 log = logging.getLogger("service")
 
@@ -91,6 +93,19 @@ class InvalidRequest(ServiceError):
     status_code, code = 422, "invalid_request"
 
 
+class InvalidUploadMetadata(InvalidRequest):
+    """Upload metadata refused by one of the rules in :mod:`videoseek.metadata`; says which, and where."""
+
+    status_code, code = 422, "invalid_metadata"
+
+    def __init__(self, reason: str, *, rule: str, path: str) -> None:
+        super().__init__(reason, extra={"rule": rule, "path": path})
+
+
+class InvalidAdapter(ServiceError):
+    status_code, code = 422, "invalid_adapter"
+
+
 class TooManyRequests(ServiceError):
     status_code, code = 429, "too_many_requests"
 
@@ -118,18 +133,26 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     return _json(exc.status_code, error_body(exc.code, exc.reason, **exc.extra), exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # the router's Allow names one route's methods: list the whole path's
+        allow = allowed_methods(request.app.router.routes, request.scope)
+        if allow:
+            headers["Allow"] = ", ".join(allow)
+            if request.method == "OPTIONS":  # no route takes OPTIONS: it is answered here, for every path
+                return Response(status_code=204, headers=headers)
     code = _STATUS_CODES.get(exc.status_code, "error" if exc.status_code >= 500 else "bad_request")
     reason = exc.detail if isinstance(exc.detail, str) else "request failed"
-    return _json(exc.status_code, error_body(code, reason), exc.headers)
+    return _json(exc.status_code, error_body(code, reason), headers)
 
 
 def _clean_validation_error(err: Mapping[str, Any]) -> dict[str, Any]:
     # "input" can be arbitrary bytes and "ctx" can hold exception objects: neither is safe to echo.
     return {
         "loc": [str(part) for part in err.get("loc", ())],
-        "msg": str(err.get("msg", "")),
+        # A validator's ValueError already says what is wrong: pydantic's prefix adds nothing.
+        "msg": str(err.get("msg", "")).removeprefix("Value error, "),
         "type": err.get("type"),
     }
 

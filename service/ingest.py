@@ -25,7 +25,7 @@ async def ingest_upload(services: AppServices, collection: str, request: Request
         if what is not None:
             services.metrics.uploads.labels("unsupported").inc()
             raise UnsupportedMedia(f"{upload.filename!r} is {what}, not a video")
-        result = await asyncio.to_thread(
+        result = await services.redis_lane.run(  # queue depth, job and claim: Redis in distributed mode
             services.runtime.submit_ingest,
             collection,
             upload.path,

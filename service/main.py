@@ -1,16 +1,17 @@
 """The FastAPI application: :func:`create_app` builds it; its lifespan opens what it needs, once.
 
-The app is given its runtime (where uploads and admin tasks run: ``videoseek/cli/runtime.py`` chooses it) and
-starts it with itself. On start: the data directory and server secret, the runtime (in embedded mode the
-in-process ingest threads), the vector store, the query model (loaded in the background, ``/readyz`` says
-when).
+The app is given its runtime (where uploads and admin tasks run: ``videoseek/cli/runtime.py`` chooses it,
+from ``settings.for_api()``: short Redis timeouts) and starts it with itself. On start: the runtime (in
+embedded mode the data directory's writer lock, unless its caller holds it already as ``videoseek serve``
+does, and the in-process ingest threads), the server secret, the vector store, the query model (loaded in the
+background, ``/readyz`` says when).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -27,15 +28,23 @@ from service.frame_vector_cache import FrameVectorCache
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
+from service.redis_lane import RedisLane
 from service.routers import collections, health, jobs, media, search, tasks, videos
 from service.search_engine import SearchEngine
 from service.secret import load_or_create_secret
 from service.state import AppServices
-from service.uploads import sweep_stale_uploads
+from service.uploads import startup_sweep_idle_s, sweep_partial_uploads
 from videoseek.layout import DataLayout, InvalidName
+from videoseek.metadata import InvalidMetadata
 from videoseek.runtime.base import RunMode, Runtime, TaskConflict
 from videoseek.settings import Settings
-from videoseek.store import CollectionExists, CollectionNotFound, InvalidPoint, StoreUnavailable
+from videoseek.store import (
+    CollectionExists,
+    CollectionNotFound,
+    CollectionUnreadable,
+    InvalidPoint,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("service")
 
@@ -58,6 +67,8 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         AdapterNotFound: (503, "adapter_unavailable"),
         CollectionNotFound: (404, "collection_not_found"),
         CollectionExists: (409, "collection_exists"),
+        CollectionUnreadable: (503, "collection_unavailable"),
+        InvalidMetadata: (422, "invalid_metadata"),  # a library caller's metadata (uploads say more)
         InvalidName: (422, "invalid_name"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),
@@ -102,7 +113,10 @@ def _build_services(runtime: Runtime, keys: KeyRing, metrics: ServiceMetrics) ->
     settings = runtime.context.settings
     layout = DataLayout(settings.data_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    sweep_stale_uploads(layout.uploads_dir)
+    # After the runtime started: in embedded mode it holds the data directory, so a partial upload is a dead one.
+    removed = sweep_partial_uploads(layout.uploads_dir, startup_sweep_idle_s(runtime.owns_data_dir))
+    if removed:
+        log.info("removed %d partial upload(s) left by a process that died mid-upload", removed)
     secret = load_or_create_secret(layout.server_secret)
     services = AppServices(
         settings=settings,
@@ -113,6 +127,7 @@ def _build_services(runtime: Runtime, keys: KeyRing, metrics: ServiceMetrics) ->
         metrics=metrics,
         model=QueryModel(settings),
         runtime=runtime,
+        redis_lane=RedisLane(wait_s=settings.worker.redis_timeout_s),
         connect=_connect,
     )
     _connect(services)
@@ -145,26 +160,22 @@ def _track_queues(services: AppServices) -> None:
     """Report the depth of every queue of the runtime; NaN (unknown, not empty) while it cannot be read."""
     import redis
 
-    def guarded(read: Callable[[], float]) -> Callable[[], float]:
-        def depth() -> float:
-            try:
-                return read()
-            except (redis.RedisError, OSError):
-                return math.nan
+    def read_all() -> dict[str, float]:
+        try:
+            return services.runtime.queue_depths()
+        except (redis.RedisError, OSError):
+            return dict.fromkeys(services.runtime.queues, math.nan)
 
-        return depth
-
-    for queue, read in services.runtime.queue_depths().items():
-        services.metrics.track_queue(queue, guarded(read))
+    services.metrics.track_queues(read_all)
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     runtime: Runtime = app.state.runtime
+    runtime.start()  # embedded: the data directory (DataDirInUse: the app does not start), the ingest threads
     services = _build_services(runtime, app.state.keys, app.state.metrics)
     services.model.start_loading()
-    runtime.start()
     _track_queues(services)
     # An API open to everyone is worth a warning in every log setup; `videoseek serve` also prints this line.
     open_to_everyone = services.keys.is_open and services.keys.open_policy != "loopback"
@@ -181,12 +192,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = None
         if services.engine is not None:
             services.engine.embedder.close()
+        services.redis_lane.close()
         runtime.close()  # its tasks first, at a safe point; then its threads and stores
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    """The videoseek API and web page on ``runtime``. Nothing is opened until the app starts (its lifespan),
-    which starts the runtime and closes it at shutdown."""
+    """The videoseek API and web page on ``runtime`` (built from ``settings.for_api()``: short Redis
+    timeouts). Nothing is opened until the app starts (its lifespan), which starts the runtime and closes it
+    at shutdown."""
     settings = runtime.context.settings
     app = FastAPI(
         title="videoseek",

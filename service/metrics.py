@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fastapi import Response
 from prometheus_client import (
@@ -53,12 +53,26 @@ class ServiceMetrics:
         )
         self.upload_bytes = Counter("videoseek_ingest_upload_bytes_total", "Bytes received.", registry=r)
         self.queue_depth = Gauge("videoseek_queue_depth", "Work waiting, by queue.", ("queue",), registry=r)
+        self._before_scrape: list[Callable[[], None]] = []
 
     def track_queue(self, queue: str, read: Callable[[], float]) -> None:
         """Report ``read()`` as the depth of ``queue`` at every scrape."""
         self.queue_depth.labels(queue=queue).set_function(read)
 
+    def track_queues(self, read_all: Callable[[], Mapping[str, float]]) -> None:
+        """Report the depths ``read_all()`` returns, by queue, read once per scrape (one Redis round trip for
+        every Celery queue, not one per queue)."""
+
+        def refresh() -> None:
+            for queue, depth in read_all().items():
+                self.queue_depth.labels(queue=queue).set(depth)
+
+        self._before_scrape.append(refresh)
+
     def render(self) -> Response:
+        """The exposition (blocking: the queue depths may be read from Redis; call it from a thread)."""
+        for refresh in self._before_scrape:
+            refresh()
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
 

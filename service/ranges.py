@@ -20,7 +20,10 @@ from fastapi.responses import StreamingResponse
 from service.errors import NotFound, RangeNotSatisfiable
 
 CHUNK_BYTES = 256 * 1024
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+# ASCII only: a header is latin-1 text, where "²" is a digit to str.isdigit() but not to int().
+_RANGE = re.compile(r"^[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*$")
+# Positions past any file's size; longer digit strings are clamped to it (int() refuses over 4300 digits).
+_BEYOND_ANY_FILE = 10**18
 
 # mimetypes misses several containers that browsers (or at least download managers) care about.
 _EXTRA_TYPES = {".mkv": "video/x-matroska", ".webm": "video/webm", ".ts": "video/mp2t", ".m4v": "video/mp4"}
@@ -32,6 +35,12 @@ def guess_media_type(path: Path) -> str:
         or mimetypes.guess_type(path.name)[0]
         or "application/octet-stream"
     )
+
+
+def _position(digits: str) -> int:
+    """A byte position from the header's digits; an absurdly long one means "past the end"."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 18 else _BEYOND_ANY_FILE
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -54,12 +63,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         raise unsatisfiable
     first_text, last_text = match.groups()
     if not first_text:  # suffix range: the last N bytes
-        length = int(last_text)
+        length = _position(last_text)
         if length == 0 or size == 0:
             raise unsatisfiable
         return max(size - length, 0), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
+    first = _position(first_text)
+    last = _position(last_text) if last_text else size - 1
     if first >= size or last < first:
         raise unsatisfiable
     return first, min(last, size - 1)
@@ -81,7 +90,7 @@ def file_response(request: Request, path: Path, media_type: str | None = None) -
     """200 with the whole file or 206 with the requested range; 404 if the file is missing."""
     try:
         stat = path.stat()
-    except (FileNotFoundError, NotADirectoryError) as exc:
+    except OSError as exc:  # missing, or a name the file system refuses (too long, a loop): not here
         raise NotFound("the file is not available (it may have been deleted)") from exc
     size = stat.st_size
     etag = f'"{stat.st_mtime_ns:x}-{size:x}"'

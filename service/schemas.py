@@ -2,18 +2,90 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from videoseek.layout import COLLECTION_NAME_RE, VIDEO_ID_RE
+from videoseek.layout import COLLECTION_NAME_RE, VIDEO_ID_RE, check_collection_name, check_video_id
 
-CollectionName = Annotated[
-    str, StringConstraints(pattern=COLLECTION_NAME_RE.pattern, min_length=1, max_length=63)
+# Names and ids carry their pattern in the schema (so a generated request that matches it is one the API takes)
+# and are checked by layout.py's own functions, whose errors say the rule in words.
+_NAME_SCHEMA = {"pattern": COLLECTION_NAME_RE.pattern, "minLength": 1, "maxLength": 63}
+_VIDEO_ID_SCHEMA = {"pattern": VIDEO_ID_RE.pattern, "minLength": 16, "maxLength": 64}
+# Task ids: "<collection>.<32 hex>" (runtime/base.new_task_id); job ids: 32 hex (videoseek/jobs.new_job_id).
+TASK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\.[0-9a-f]{32}$")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# An adapter named by a client: an installed version (sha256 hex) or an absolute directory on the server.
+ADAPTER_RE = re.compile(r"^([0-9a-f]{64}|/[\s\S]*)$")
+# What MediaSigner.sign writes: a client never builds these, it copies a URL a search returned.
+_SIGNED_URL = "Part of a signed media URL that a search returned; not needed with an API key."
+
+
+def _matches(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if pattern.fullmatch(value) is None:
+            raise ValueError(f"{value[:200]!r} is not {rule}")
+        return value
+
+    return AfterValidator(check)
+
+
+CollectionName = Annotated[str, Field(json_schema_extra=_NAME_SCHEMA), AfterValidator(check_collection_name)]
+VideoId = Annotated[str, Field(json_schema_extra=_VIDEO_ID_SCHEMA), AfterValidator(check_video_id)]
+AdapterRef = Annotated[
+    str,
+    Field(min_length=1, max_length=4096, json_schema_extra={"pattern": ADAPTER_RE.pattern}),
+    _matches(
+        ADAPTER_RE,
+        "an adapter: give an installed adapter's version (64 hex digits) or the absolute path of an adapter "
+        "directory on the server",
+    ),
 ]
-VideoId = Annotated[str, StringConstraints(pattern=VIDEO_ID_RE.pattern, min_length=16, max_length=64)]
+
+CollectionNamePath = Annotated[
+    str,
+    Path(description="A collection's name.", json_schema_extra=_NAME_SCHEMA),
+    AfterValidator(check_collection_name),
+]
+VideoIdPath = Annotated[
+    str,
+    Path(description="A video's id (the hex digest of its file).", json_schema_extra=_VIDEO_ID_SCHEMA),
+    AfterValidator(check_video_id),
+]
+TaskIdPath = Annotated[
+    str,
+    Path(
+        description="From POST /collections/{name}/reindex or /retrain.",
+        json_schema_extra={"pattern": TASK_ID_RE.pattern, "maxLength": 96},
+    ),
+    _matches(TASK_ID_RE, "a task id (task ids come from POST /collections/{name}/reindex or /retrain)"),
+]
+JobIdPath = Annotated[
+    str,
+    Path(
+        description="From POST /collections/{name}/videos.",
+        json_schema_extra={"pattern": JOB_ID_RE.pattern, "minLength": 32, "maxLength": 32},
+    ),
+    _matches(JOB_ID_RE, "a job id (job ids come from POST /collections/{name}/videos)"),
+]
+ClipIndexPath = Annotated[int, Path(ge=0, description="The clip's index in its video, from 0.")]
+SignedExpiry = Annotated[str | None, Query(description=_SIGNED_URL)]
+SignedSignature = Annotated[str | None, Query(description=_SIGNED_URL)]
+
 MetadataScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+
+
+class ErrorOut(BaseModel):
+    """Every refusal and failure: a stable machine code and a reason that says how to fix it."""
+
+    code: str = Field(description="Stable, for programs: e.g. invalid_request, collection_not_found.")
+    reason: str = Field(description="For people: what was wrong and what to do about it.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="A request the schema refused: every problem found (loc, msg, type)."
+    )
 
 
 class _Strict(BaseModel):
@@ -47,13 +119,18 @@ class SearchRequest(_Strict):
     """A text query against one collection."""
 
     collection: CollectionName
-    query: Annotated[str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True)]
+    query: Annotated[
+        str, StringConstraints(min_length=1, max_length=1000, strip_whitespace=True, pattern=r"\S")
+    ] = Field(description="What to look for, in words (not only spaces).")
     limit: int = Field(default=10, ge=1, le=100)
     filters: SearchFilters | None = None
     group_by: Literal["clip", "video"] = "clip"
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Cosine score cut-off.")
     cursor: str | None = Field(
-        default=None, max_length=65536, description="next_cursor of the previous page."
+        default=None,
+        max_length=65536,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="next_cursor of the previous page, unchanged.",
     )
 
 
@@ -84,15 +161,18 @@ class SearchResponse(BaseModel):
 
 class CreateCollectionRequest(_Strict):
     name: CollectionName
-    adapter: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
-        default=None, description="Adapter version (sha256) already registered, or none for plain CLIP."
+    adapter: AdapterRef | None = Field(
+        default=None,
+        description="An installed adapter's version (sha256), or the absolute path of an adapter directory on "
+        "the server (verified and installed); none for plain CLIP.",
     )
 
 
 class ReindexRequest(_Strict):
-    adapter: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
-        description="Adapter to switch to: a registered version (sha256) or an adapter directory on the server; "
-        "null for plain CLIP. Required, so that switching to plain CLIP is never an accident."
+    adapter: AdapterRef | None = Field(
+        description="Adapter to switch to: an installed version (sha256) or the absolute path of an adapter "
+        "directory on the server; null for plain CLIP. Required, so that switching to plain CLIP is never an "
+        "accident."
     )
     allow_missing: bool = Field(
         default=False, description="Leave out videos without cached frames instead of failing."
@@ -172,6 +252,10 @@ class CollectionOut(BaseModel):
 
 class CollectionList(BaseModel):
     collections: list[CollectionOut]
+    unavailable: dict[str, str] = Field(
+        default_factory=dict,
+        description="Collections that exist but cannot be opened (damaged files): name -> why and how to fix.",
+    )
 
 
 class UploadAccepted(BaseModel):
@@ -190,6 +274,9 @@ class JobOut(BaseModel):
     progress: float = Field(ge=0.0, le=1.0)
     reason: str | None = Field(description="Why the job failed, when it did.")
     duplicate: bool
+    duplicate_of: str | None = Field(
+        default=None, description="When a duplicate: the job that ingested (or is ingesting) this video."
+    )
     clips: int
     problems: list[str] = Field(
         default_factory=list, description="What did not decode in a file that was still indexed."
@@ -219,6 +306,8 @@ class Deleted(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="degraded: serving, but a check names a problem (a collection that cannot be opened)."
+    )
     checks: dict[str, str] = Field(default_factory=dict)
     mode: Literal["embedded", "distributed"] | None = None

@@ -12,6 +12,7 @@ from service.errors import Unavailable
 from service.metrics import ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
+from service.redis_lane import RedisLane
 from service.search_engine import SearchEngine
 from videoseek.context import PipelineContext
 from videoseek.jobs import JobStore
@@ -35,6 +36,7 @@ class AppServices:
     metrics: ServiceMetrics
     model: QueryModel
     runtime: Runtime  # where uploads and admin tasks run: threads of this process, or Celery workers
+    redis_lane: RedisLane  # runs what touches Redis (jobs, tasks) off the threads searches use
     # Opens the store and builds the engine; retried (at most every STORE_RETRY_S) while it fails, e.g. while
     # another process still holds the embedded store's directory.
     connect: Callable[[AppServices], None] | None = None

@@ -9,7 +9,6 @@ as a display name: paths on disk are always generated.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 import unicodedata
@@ -23,14 +22,14 @@ from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMedia
+from service.errors import InvalidRequest, InvalidUploadMetadata, PayloadTooLarge, UnsupportedMedia
+from videoseek.metadata import MAX_METADATA_BYTES, InvalidMetadata, parse_metadata
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 METADATA_FIELD = "metadata"
-MAX_METADATA_BYTES = 64 * 1024
 # Room for part headers, boundaries and the metadata field on top of the file itself.
 FORM_OVERHEAD_BYTES = MAX_METADATA_BYTES + 64 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
@@ -151,20 +150,20 @@ def _boundary(request: Request) -> bytes:
 
 
 def _parse_metadata(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
+    """The metadata field, checked by every rule the stores need (422 naming the rule and the path)."""
     try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(f"metadata must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidRequest('metadata must be a JSON object, e.g. {"camera": "front-door"}')
-    return value
+        return parse_metadata(raw)
+    except InvalidMetadata as exc:
+        raise InvalidUploadMetadata(
+            f"{exc} (metadata rule '{exc.rule}')", rule=str(exc.rule), path=exc.path
+        ) from exc
 
 
 def _check_declared_length(request: Request, max_bytes: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    declared = request.headers.get("content-length", "").strip()
+    if not re.fullmatch(r"[0-9]+", declared):  # absent or not a number (ASCII: "²".isdigit() is True)
+        return  # the streamed byte count is checked all the same
+    if len(declared) > 18 or int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
         raise PayloadTooLarge(f"the upload is larger than the {max_bytes}-byte limit")
 
 
@@ -204,18 +203,30 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
     )
 
 
-STALE_UPLOAD_S = 24 * 3600
+# A live upload writes to its .part as its bytes arrive, and the .part is moved into videos/ within seconds of
+# the last byte (hashed, then renamed). Clients and proxies give up on a request body that stalls for minutes
+# (nginx waits 60 s between reads), so a .part nobody wrote to for an hour belongs to a request that died.
+STALE_UPLOAD_S = 3600
 
 
-def sweep_stale_uploads(dest_dir: Path, max_age_s: float = STALE_UPLOAD_S) -> int:
-    """Remove partial uploads a crashed process left behind (old ones only: other replicas may be writing)."""
+def startup_sweep_idle_s(owns_data_dir: bool) -> float | None:
+    """How long a .part must have been idle for the sweep at start to remove it (None: remove every one).
+
+    A process that owns the data directory (embedded mode) knows every .part at start is a dead process's.
+    Otherwise other API replicas share the uploads directory and may be receiving uploads right now.
+    """
+    return None if owns_data_dir else STALE_UPLOAD_S
+
+
+def sweep_partial_uploads(dest_dir: Path, idle_s: float | None) -> int:
+    """Remove the partial uploads a killed process left behind: those idle for ``idle_s`` (None: all)."""
     if not dest_dir.is_dir():
         return 0
-    cutoff = time.time() - max_age_s
+    cutoff = None if idle_s is None else time.time() - idle_s
     removed = 0
     for partial in dest_dir.glob("*.part"):
         with contextlib.suppress(OSError):
-            if partial.stat().st_mtime < cutoff:
+            if cutoff is None or partial.stat().st_mtime < cutoff:
                 partial.unlink()
                 removed += 1
     return removed

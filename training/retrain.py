@@ -46,6 +46,8 @@ def load_training_data(request: RetrainRequest) -> ClipDataset:
         raise RetrainError(str(exc)) from exc
     except OSError as exc:  # a name too long, a folder it may not read
         raise RetrainError(f"cannot read {request.data[:200]!r}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a NUL byte: no file system takes it
+        raise RetrainError(f"{request.data[:200]!r} is not a path: {exc}") from exc
     if len(dataset) < 2:
         raise RetrainError(
             f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"

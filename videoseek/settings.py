@@ -30,6 +30,7 @@ ENV_PREFIX = "VIDEOSEEK_"
 NON_SETTING_VARIABLES: frozenset[str] = frozenset(
     {
         "VIDEOSEEK_TESTS_NO_SKIP",  # tests/conftest.py, set by .ci/run: a skipped test fails instead
+        "VIDEOSEEK_API_KEY",  # the key `videoseek ingest --api` sends (a client's, not this server's keys)
     }
 )
 
@@ -126,10 +127,28 @@ class WorkerSettings(BaseModel):
     redis_prefix: str = Field(
         default="videoseek:", description="Prefix of every Redis key (jobs and Celery)."
     )
-    visibility_timeout_s: int = Field(
-        default=7200, ge=1, description="Unacked tasks of a dead worker are redelivered after this long."
+    redis_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest wait for one Redis reply in workers and CLI commands (they retry what fails).",
     )
-    unacked_restore_interval_s: int = Field(default=10, ge=1)
+    api_redis_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for one Redis reply in the API: a request that needed it gets 503 + "
+        "Retry-After instead, so a hung Redis never holds requests for long.",
+    )
+    visibility_timeout_s: int = Field(
+        default=300,
+        ge=1,
+        description="A dead worker's tasks go back to their queue this long after it last renewed them. A live "
+        "worker renews the messages it holds 5 times per timeout, so tasks may run longer than this; lower "
+        "means a killed worker's task is retried sooner, but a worker stalled for most of it (swapping, a "
+        "paused VM) has its tasks run a second time (harmless, wasted work).",
+    )
+    unacked_restore_interval_s: int = Field(
+        default=10, ge=1, description="How often each worker looks for tasks of dead workers to put back."
+    )
     task_soft_time_limit_s: int = Field(default=3300, ge=1)
     task_time_limit_s: int = Field(default=3600, ge=1)
     max_retries: int = Field(default=5, ge=0, description="Retries of transient errors (store unavailable).")
@@ -210,6 +229,12 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.qdrant.path or DataLayout(self.data_dir).qdrant_dir
+
+    def for_api(self) -> Settings:
+        """These settings as the API process uses them: every Redis call waits at most
+        ``worker.api_redis_timeout_s`` (it is the ``worker.redis_timeout_s`` of the copy)."""
+        worker = self.worker.model_copy(update={"redis_timeout_s": self.worker.api_redis_timeout_s})
+        return self.model_copy(update={"worker": worker})
 
 
 def _variable_paths(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

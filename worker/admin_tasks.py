@@ -70,7 +70,8 @@ class CeleryAdminTasks:
         if holder != task_id:
             raise collection_busy(collection, holder)
         try:
-            self._app.send_task(task, args=args, task_id=task_id, expires=ADMIN_TASK_EXPIRES_S)
+            # Sent once, as ingest jobs are (runtime.py): no retries to multiply the wait on a hung Redis.
+            self._app.send_task(task, args=args, task_id=task_id, expires=ADMIN_TASK_EXPIRES_S, retry=False)
         except BaseException:
             slots.release([collection], task_id)
             raise

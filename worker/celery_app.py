@@ -3,9 +3,9 @@
 Redis is both broker and result backend. Tasks are acknowledged late and rejected (requeued) when their worker
 process dies, so a killed worker's task runs again elsewhere; that is safe because every write of the ingest
 pipeline is idempotent (deterministic point ids, upserts, files written by atomic rename). With Redis the
-redelivery of a message whose worker vanished happens once ``visibility_timeout`` has passed, so the timeout
-should exceed the longest task (the hard time limit), or a slow task also runs a second time elsewhere
-(harmless, wasted work): :func:`celery_config` logs a warning then.
+redelivery of a message whose worker vanished happens once ``visibility_timeout`` has passed since the
+worker last renewed it: every worker renews the messages it holds (``unacked_heartbeat.py``), so the timeout
+bounds how long a killed worker's task waits (5 min by default), not how long a task may run.
 
 Models are never loaded here: each worker *process* loads its own after fork (``process.py``). The app carries
 its settings and the process's state (:class:`VideoseekCelery`), which tasks reach through ``self.app``: no
@@ -31,7 +31,9 @@ from worker.names import (
     TASK_EMBED,
 )
 from worker.process import WorkerProcess
-from worker.redis_clients import redis_client
+from worker.redis_client import connect_timeout_s, redis_client
+from worker.result_backend import BACKEND_PATH
+from worker.unacked_heartbeat import UNACKED_INDEX_KEY, UnackedHeartbeatStep
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +59,28 @@ class QueueDepths:
             raise WorkerConfigError(
                 "queue depths need VIDEOSEEK_REDIS_URL (there are no Celery queues without it)"
             )
-        # Short timeouts: a metrics scrape must not hang on an unreachable broker.
-        self._redis = redis_client(settings.redis_url, text=False, timeout_s=2.0)
+        self._redis = redis_client(settings.redis_url, settings.worker.redis_timeout_s)
         self._prefix = broker_key_prefix(settings)
 
-    def __call__(self, queue: str) -> int:
+    def _keys(self, queue: str) -> list[str]:
         from kombu.transport.redis import Channel
 
-        keys = [
+        return [
             self._prefix + (f"{queue}{Channel.sep}{step}" if step else queue)
             for step in Channel.priority_steps
         ]
+
+    def __call__(self, queue: str) -> int:
+        return self.all((queue,))[queue]
+
+    def all(self, queues: tuple[str, ...] = QUEUES) -> dict[str, int]:
+        """The depth of each queue, read in one round trip (a metrics scrape waits on Redis once)."""
+        keys = {queue: self._keys(queue) for queue in queues}
         pipeline = self._redis.pipeline(transaction=False)
-        for key in keys:
+        for key in (key for queue_keys in keys.values() for key in queue_keys):
             pipeline.llen(key)
-        return int(sum(pipeline.execute()))
+        lengths = iter(pipeline.execute())
+        return {queue: int(sum(next(lengths) for _ in queue_keys)) for queue, queue_keys in keys.items()}
 
     def close(self) -> None:
         self._redis.close()
@@ -89,14 +98,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         raise WorkerConfigError(
             "VIDEOSEEK_WORKER__TASK_SOFT_TIME_LIMIT_S must be below VIDEOSEEK_WORKER__TASK_TIME_LIMIT_S"
         )
-    if worker.visibility_timeout_s <= worker.task_time_limit_s:
-        log.warning(
-            "visibility timeout (%ss) <= task time limit (%ss): long tasks may run twice",
-            worker.visibility_timeout_s,
-            worker.task_time_limit_s,
-        )
     transport = {
+        # How long a message stays with a worker that stopped renewing it (unacked_heartbeat.py).
         "visibility_timeout": worker.visibility_timeout_s,
+        "unacked_index_key": UNACKED_INDEX_KEY,  # the sorted set the heartbeat renews: named here, not assumed
         "unacked_restore_interval": worker.unacked_restore_interval_s,
         # Scan for abandoned messages on every sweep, so recovery takes about one interval.
         "unacked_restore_throttle": 1,
@@ -105,9 +110,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     retry = {"max_retries": worker.max_retries, "retry_backoff_max": worker.retry_backoff_max_s}
     return {
         "broker_url": settings.redis_url,
-        "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
+        "result_backend": f"{BACKEND_PATH}+{settings.redis_url}",
+        "broker_transport_options": {**transport, **_socket_timeouts(settings)},
         "result_backend_transport_options": {"global_keyprefix": broker_key_prefix(settings)},
+        # Each wait on Redis ends within worker.redis_timeout_s (the API's copy of the settings: a short one).
+        "redis_socket_timeout": worker.redis_timeout_s,
+        "redis_socket_connect_timeout": connect_timeout_s(worker.redis_timeout_s),
+        "broker_connection_timeout": connect_timeout_s(worker.redis_timeout_s),
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -132,6 +141,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _socket_timeouts(settings: Settings) -> dict[str, float]:
+    """The broker's socket timeouts (kombu's default is none: a publish to a hung Redis would never end)."""
+    timeout_s = settings.worker.redis_timeout_s
+    return {"socket_timeout": timeout_s, "socket_connect_timeout": connect_timeout_s(timeout_s)}
+
+
 class VideoseekCelery(Celery):
     """A Celery app that carries its videoseek settings and what a worker process holds (``process``)."""
 
@@ -146,6 +161,7 @@ def build_celery_app(settings: Settings, *, warm_model: bool = True) -> Videosee
     """
     app = VideoseekCelery("videoseek", set_as_current=False)
     app.conf.update(celery_config(settings))
+    app.steps["worker"].add(UnackedHeartbeatStep)  # in every worker's main process (videoseek worker)
     app.settings = settings
     app.process = WorkerProcess(settings, warm_model=warm_model)
     # Registers the shared tasks on this app; tasks.py only imports lightweight modules at import time.
@@ -168,6 +184,6 @@ def connect_worker_hooks(app: VideoseekCelery) -> None:
     def stopped(**_: Any) -> None:
         stop_worker_process(app.process)
 
-    worker_process_init.connect(started, weak=False, dispatch_uid="videoseek.worker.process_init")
-    worker_process_shutdown.connect(stopped, weak=False, dispatch_uid="videoseek.worker.process_shutdown")
-    worker_shutdown.connect(stopped, weak=False, dispatch_uid="videoseek.worker.shutdown")
+    worker_process_init.connect(started, weak=False, dispatch_uid="worker.process_init")
+    worker_process_shutdown.connect(stopped, weak=False, dispatch_uid="worker.process_shutdown")
+    worker_shutdown.connect(stopped, weak=False, dispatch_uid="worker.shutdown")

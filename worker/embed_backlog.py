@@ -58,10 +58,12 @@ class EmbedBacklog:
         self._claims = OwnedKeys(client, f"{prefix}embed-claim:", claim_ttl_s)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S) -> EmbedBacklog:
-        from worker.redis_clients import redis_client
+    def from_url(
+        cls, url: str, prefix: str, claim_ttl_s: int = CLAIM_TTL_S, *, timeout_s: float = 30.0
+    ) -> EmbedBacklog:
+        from worker.redis_client import redis_client
 
-        return cls(redis_client(url, text=True), prefix, claim_ttl_s)
+        return cls(redis_client(url, timeout_s, decode_responses=True), prefix, claim_ttl_s)
 
     def add(self, job_id: str, frames: int) -> None:
         """A decoded job of ``frames`` sampled frames now waits for embedding."""

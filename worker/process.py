@@ -61,7 +61,10 @@ class WorkerProcess:
             if self._backlog is None:
                 from worker.embed_backlog import EmbedBacklog
 
-                self._backlog = EmbedBacklog.from_url(self._redis_url(), self.settings.worker.redis_prefix)
+                worker = self.settings.worker
+                self._backlog = EmbedBacklog.from_url(
+                    self._redis_url(), worker.redis_prefix, timeout_s=worker.redis_timeout_s
+                )
             return self._backlog
 
     @property
@@ -70,9 +73,10 @@ class WorkerProcess:
         with self._lock:
             if self._admin is None and self.settings.redis_url is not None:
                 from worker.admin_state import AdminState
-                from worker.redis_clients import redis_client
+                from worker.redis_client import redis_client
 
-                client = redis_client(self.settings.redis_url, text=True, timeout_s=10.0)
+                timeout_s = self.settings.worker.redis_timeout_s
+                client = redis_client(self.settings.redis_url, timeout_s, decode_responses=True)
                 self._admin = AdminState.on(client, self.settings.worker.redis_prefix)
             return self._admin
 

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from videoseek.jobs import Job, JobNotFound, JobStage, JobStore, check_changes
+from worker.redis_client import redis_client
 
 if TYPE_CHECKING:
     import redis
@@ -67,14 +68,17 @@ def _job_from_hash(data: Mapping[str, str]) -> Job:
 class RedisJobStore(JobStore):
     """Jobs as Redis hashes under ``prefix`` (distributed mode: API and workers share them)."""
 
-    def __init__(self, url: str, prefix: str = "videoseek:", client: redis.Redis | None = None) -> None:
-        import redis as redis_lib
-
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "videoseek:",
+        client: redis.Redis | None = None,
+        *,
+        timeout_s: float = 30.0,
+    ) -> None:
         self.prefix = prefix
         # decode_responses=True: every value is a str (redis-py's stubs cannot express that).
-        self._redis: Any = client or redis_lib.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5.0, socket_timeout=30.0
-        )
+        self._redis: Any = client or redis_client(url, timeout_s, decode_responses=True)
         self._release = self._redis.register_script(_RELEASE_IF_OWNER)
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
 

@@ -8,7 +8,6 @@ the clip store is a Qdrant server shared by every process. Worker processes buil
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ from worker.admin_state import AdminState
 from worker.admin_tasks import CeleryAdminTasks
 from worker.celery_app import QueueDepths, WorkerConfigError, build_celery_app
 from worker.names import QUEUE_INGEST, QUEUES, TASK_DECODE
-from worker.redis_clients import redis_client
+from worker.redis_client import redis_client
 from worker.redis_jobs import RedisJobStore
 from worker.redis_locks import RedisWriteLocks
 
@@ -38,13 +37,17 @@ def _redis_url(settings: Settings) -> str:
 
 def distributed_context(settings: Settings) -> PipelineContext:
     """The stores every process of a deployment shares: Redis jobs and locks, the Qdrant server."""
-    url, prefix = _redis_url(settings), settings.worker.redis_prefix
+    url, prefix, timeout_s = (
+        _redis_url(settings),
+        settings.worker.redis_prefix,
+        settings.worker.redis_timeout_s,
+    )
     layout = DataLayout(settings.data_dir)
     return PipelineContext(
         settings=settings,
         layout=layout,
-        jobs=RedisJobStore(url, prefix, client=redis_client(url, text=True)),
-        locks=RedisWriteLocks(redis_client(url, text=False), prefix),
+        jobs=RedisJobStore(url, prefix, client=redis_client(url, timeout_s, decode_responses=True)),
+        locks=RedisWriteLocks(redis_client(url, timeout_s), prefix),
         embedder=FrameEmbedder(settings, layout),
         open_store=lambda: open_store(settings),
     )
@@ -55,15 +58,21 @@ class DistributedRuntime:
 
     mode: Literal["distributed"] = "distributed"
     runs_elsewhere = True
+    owns_data_dir = False  # the API replicas and the workers share the data volume by design
+    queues = QUEUES
 
     def __init__(self, settings: Settings, work: AdminWork) -> None:
         url = _redis_url(settings)
         self.settings = settings
         self.context = distributed_context(settings)
         self.app = build_celery_app(settings, warm_model=False)
-        self.admin = AdminState.on(redis_client(url, text=True, timeout_s=10.0), settings.worker.redis_prefix)
+        client = redis_client(url, settings.worker.redis_timeout_s, decode_responses=True)
+        self.admin = AdminState.on(client, settings.worker.redis_prefix)
         self.tasks = CeleryAdminTasks(self.app, self.admin, self.context, work)
         self._depths = QueueDepths(settings)
+
+    def hold_data_dir(self, command: str, *, api_url: str | None = None) -> None:
+        """Nothing to hold: what needs one owner lives in Redis and the Qdrant server."""
 
     def start(self) -> None:
         """Nothing runs here: the workers own the work."""
@@ -81,7 +90,9 @@ class DistributedRuntime:
         return submit_file(self.context, self._enqueue, collection, path, source_name, metadata, move=move)
 
     def _enqueue(self, job_id: str) -> None:
-        self.app.send_task(TASK_DECODE, args=[job_id])
+        # Sent once: Celery's publish retries would multiply the wait on a hung Redis, and a pooled connection
+        # the server closed is replaced without one.
+        self.app.send_task(TASK_DECODE, args=[job_id], retry=False)
 
     def _refuse_when_backlogged(self) -> None:
         """No new work while the ingest queue already holds ``worker.queue_size`` jobs.
@@ -96,14 +107,8 @@ class DistributedRuntime:
                 "(or start more workers, or raise VIDEOSEEK_WORKER__QUEUE_SIZE)"
             )
 
-    def queue_depths(self) -> dict[str, Callable[[], float]]:
-        return {queue: self._depth_reader(queue) for queue in QUEUES}
-
-    def _depth_reader(self, queue: str) -> Callable[[], float]:
-        def read() -> float:
-            return float(self._depths(queue))
-
-        return read
+    def queue_depths(self) -> dict[str, float]:
+        return {queue: float(depth) for queue, depth in self._depths.all(QUEUES).items()}
 
     def health_checks(self) -> dict[str, str]:
         try:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
 
+from service import responses
 from service.deps import AdminPrincipal, SearchPrincipal, Services
-from service.errors import InvalidRequest
-from service.schemas import CollectionList, CollectionOut, CreateCollectionRequest, Deleted
+from service.errors import InvalidAdapter
+from service.schemas import (
+    CollectionList,
+    CollectionNamePath,
+    CollectionOut,
+    CreateCollectionRequest,
+    Deleted,
+)
 from service.state import AppServices
-from videoseek.layout import check_collection_name
-from videoseek.store import CollectionInfo
+from videoseek.adapter.files import CONFIG_FILE
+from videoseek.store import ClipStore, CollectionInfo, CollectionUnreadable
 
 router = APIRouter(tags=["collections"])
 
@@ -33,24 +41,44 @@ def collection_out(info: CollectionInfo) -> CollectionOut:
     )
 
 
-def _is_dir(path: Path) -> bool:
+def _installed(services: AppServices, version: str) -> bool:
+    return (
+        ADAPTER_VERSION_RE.fullmatch(version) is not None
+        and (services.layout.adapter_dir(version) / CONFIG_FILE).is_file()
+    )
+
+
+def _adapter_directory(adapter: str) -> Path | None:
+    """``adapter`` as an adapter directory this server can read, or None.
+
+    Only an absolute path counts (a relative one would be relative to wherever the server was started), and
+    ``~`` is never expanded: expanding ``~name`` would tell the caller which user names exist.
+    """
+    path = Path(adapter)
     try:
-        return path.is_dir()
-    except OSError:  # e.g. a name longer than the filesystem allows
-        return False
+        config = path / CONFIG_FILE
+        usable = path.is_absolute() and config.is_file() and os.access(config, os.R_OK)
+    except (OSError, ValueError):  # a name the file system refuses (too long), a NUL byte
+        return None
+    return path if usable else None
 
 
 def resolve_adapter(services: AppServices, adapter: str | None) -> dict[str, Any]:
-    """``create_collection`` arguments for an adapter given as a registered version or a server directory."""
+    """``create_collection`` arguments for an adapter given as an installed version or a server directory.
+
+    Whatever is wrong with anything else (missing, not a directory, not an adapter, unreadable), the answer is
+    the same 422, so a caller learns nothing about the server's files beyond "not an adapter I can use".
+    """
     if adapter is None:
         return {}
-    if ADAPTER_VERSION_RE.fullmatch(adapter) and _is_dir(services.layout.adapter_dir(adapter)):
+    if _installed(services, adapter):
         return {"adapter_version": adapter}
-    path = Path(adapter).expanduser()
-    if not _is_dir(path):
-        raise InvalidRequest(
-            f"adapter {adapter[:200]!r} is neither a registered adapter version nor an adapter directory on "
-            "the server (train one with `videoseek train`)"
+    path = _adapter_directory(adapter)
+    if path is None:
+        raise InvalidAdapter(
+            f"adapter {adapter[:200]!r} is not an adapter this server can use: give the version of an installed "
+            "adapter (64 hex digits, as GET /collections shows) or the absolute path of an adapter directory "
+            "on the server (`videoseek train --out DIR` writes DIR/adapter)"
         )
     return {"adapter_dir": path}
 
@@ -62,7 +90,7 @@ def _create(services: AppServices, name: str, adapter: str | None) -> Collection
 
 
 @router.post(
-    "/collections", status_code=201, response_model=CollectionOut, responses={409: {"description": "Exists."}}
+    "/collections", status_code=201, response_model=CollectionOut, responses=responses.CREATE_COLLECTION
 )
 async def create_collection(
     body: CreateCollectionRequest, principal: AdminPrincipal, services: Services
@@ -76,32 +104,47 @@ async def create_collection(
     return collection_out(info)
 
 
-@router.get("/collections", response_model=CollectionList)
+def _listing(store: ClipStore) -> tuple[list[CollectionInfo], dict[str, str]]:
+    return store.list_collections(), store.unreadable_collections()
+
+
+@router.get("/collections", response_model=CollectionList, responses=responses.KEYED)
 async def list_collections(principal: SearchPrincipal, services: Services) -> CollectionList:
-    """The collections this API key may use."""
-    infos = await asyncio.to_thread(services.require_store().list_collections)
+    """The collections this API key may use (and, apart, those that exist but cannot be opened)."""
+    infos, unreadable = await asyncio.to_thread(_listing, services.require_store())
     visible = [collection_out(info) for info in infos if principal.may_access(info.name)]
-    return CollectionList(collections=sorted(visible, key=lambda c: c.name))
+    broken = {name: why for name, why in unreadable.items() if principal.may_access(name)}
+    return CollectionList(collections=sorted(visible, key=lambda c: c.name), unavailable=broken)
 
 
-@router.get("/collections/{name}", response_model=CollectionOut)
-async def describe_collection(name: str, principal: SearchPrincipal, services: Services) -> CollectionOut:
+def _clips_before_delete(store: ClipStore, name: str) -> int:
+    """Clips the collection holds (404 if unknown); 0 for one that cannot be opened, which may be deleted."""
+    try:
+        return store.get_collection(name).points
+    except CollectionUnreadable:
+        return 0
+
+
+@router.get("/collections/{name}", response_model=CollectionOut, responses=responses.ON_COLLECTION)
+async def describe_collection(
+    name: CollectionNamePath, principal: SearchPrincipal, services: Services
+) -> CollectionOut:
     """A collection's model, adapter version and counts."""
-    check_collection_name(name)
     principal.require_collection(name)
     return collection_out(await asyncio.to_thread(services.require_store().get_collection, name))
 
 
-@router.delete("/collections/{name}", response_model=Deleted)
-async def delete_collection(name: str, principal: AdminPrincipal, services: Services) -> Deleted:
+@router.delete("/collections/{name}", response_model=Deleted, responses=responses.ON_COLLECTION)
+async def delete_collection(
+    name: CollectionNamePath, principal: AdminPrincipal, services: Services
+) -> Deleted:
     """Delete a collection with all its clips, thumbnails, stored videos and jobs."""
-    check_collection_name(name)
     principal.require_collection(name)
     from videoseek.collections import delete_collection as delete
 
-    info = await asyncio.to_thread(services.require_store().get_collection, name)
-    await asyncio.to_thread(delete, services.context, name)
+    clips = await asyncio.to_thread(_clips_before_delete, services.require_store(), name)
+    await services.redis_lane.run(delete, services.context, name)  # its jobs are in Redis
     if services.engine is not None:
         services.engine.forget(name)
-    await asyncio.to_thread(services.tasks.forget, name)  # a new collection of that name has no history
-    return Deleted(deleted=name, clips_removed=info.points)
+    await services.redis_lane.run(services.tasks.forget, name)  # a new collection of that name has no history
+    return Deleted(deleted=name, clips_removed=clips)

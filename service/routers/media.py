@@ -5,28 +5,35 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from service import responses
 from service.deps import LayoutDep, MediaAccess
 from service.errors import NotFound
 from service.ranges import file_response
-from videoseek.layout import check_collection_name, check_video_id
+from service.schemas import ClipIndexPath, CollectionNamePath, VideoIdPath
 
 router = APIRouter(tags=["media"])
 
-_MEDIA_RESPONSES: dict[int | str, dict[str, object]] = {
-    206: {"description": "Partial content (Range request)."},
-    416: {"description": "The requested range cannot be served."},
-}
+
+def _served(media_type: str) -> responses.Responses:
+    """The whole file (200) or one byte range of it (206), as ``media_type``; and the errors.
+
+    A stored video keeps the type its upload's extension says (video/mp4, video/webm, image/gif...): */*.
+    """
+    body = {"content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
+    return {
+        200: {"description": "The whole file.", **body},
+        206: {"description": "The byte range asked for with Range.", **body},
+        **responses.MEDIA,
+    }
 
 
 @router.get(
-    "/collections/{name}/videos/{video_id}/file", response_class=StreamingResponse, responses=_MEDIA_RESPONSES
+    "/collections/{name}/videos/{video_id}/file", response_class=StreamingResponse, responses=_served("*/*")
 )
 async def video_file(
-    name: str, video_id: str, request: Request, access: MediaAccess, layout: LayoutDep
+    name: CollectionNamePath, video_id: VideoIdPath, request: Request, access: MediaAccess, layout: LayoutDep
 ) -> StreamingResponse:
     """The uploaded video itself; honours Range so players can seek (append #t=<s> to start there)."""
-    check_collection_name(name)
-    check_video_id(video_id)
     if access is not None:
         access.require_collection(name)
     path = layout.video_file(name, video_id)
@@ -38,16 +45,17 @@ async def video_file(
 @router.get(
     "/collections/{name}/videos/{video_id}/thumbnails/{clip_index}.jpg",
     response_class=StreamingResponse,
-    responses=_MEDIA_RESPONSES,
+    responses=_served("image/jpeg"),
 )
 async def thumbnail(
-    name: str, video_id: str, clip_index: int, request: Request, access: MediaAccess, layout: LayoutDep
+    name: CollectionNamePath,
+    video_id: VideoIdPath,
+    clip_index: ClipIndexPath,
+    request: Request,
+    access: MediaAccess,
+    layout: LayoutDep,
 ) -> StreamingResponse:
     """The JPEG thumbnail of one clip."""
-    check_collection_name(name)
-    check_video_id(video_id)
     if access is not None:
         access.require_collection(name)
-    if clip_index < 0:
-        raise NotFound("clip indexes start at 0")
     return file_response(request, layout.thumbnail(name, video_id, clip_index), media_type="image/jpeg")

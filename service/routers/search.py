@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service import responses
 from service.deps import EngineDep, LinksDep, SearchPrincipal, Services
 from service.errors import BadRequest, InvalidRequest
 from service.pagination import MAX_RESULTS_PAGED, CursorState, query_fingerprint
@@ -72,7 +73,7 @@ def next_state(
     return CursorState(fingerprint(body), adapter_version, [*(state.seen if state else []), *keys])
 
 
-@router.post("/search", response_model=SearchResponse)
+@router.post("/search", response_model=SearchResponse, responses=responses.SEARCH)
 async def search(
     body: SearchRequest, principal: SearchPrincipal, engine: EngineDep, services: Services, links: LinksDep
 ) -> SearchResponse:

@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from service import responses
 from service.deps import AdminPrincipal, EngineDep, LinksDep, Services
 from service.errors import NotFound
 from service.routers.collections import resolve_adapter
-from service.schemas import ReindexRequest, RetrainRequest, TaskAccepted, TaskList, TaskStatusOut
+from service.schemas import (
+    CollectionNamePath,
+    ReindexRequest,
+    RetrainRequest,
+    TaskAccepted,
+    TaskIdPath,
+    TaskList,
+    TaskStatusOut,
+)
 from service.search_engine import SearchEngine
 from service.state import AppServices
-from videoseek.layout import check_collection_name
 from videoseek.retraining import RetrainRequest as RetrainWork
 from videoseek.runtime.base import RECENT_TASKS_LISTED, TaskStatus, task_collection
 
 router = APIRouter(tags=["collections"])
-
-_BUSY: dict[int | str, dict[str, Any]] = {
-    409: {"description": "Busy with another task, or made for another base model."}
-}
 
 
 def adapter_version_for(services: AppServices, adapter: str | None) -> str | None:
@@ -38,14 +42,18 @@ def adapter_version_for(services: AppServices, adapter: str | None) -> str | Non
 
 async def _admin_target(name: str, principal: AdminPrincipal, engine: SearchEngine) -> None:
     """404 if unknown, 403 out of the key's collections, 409 if made for another base model."""
-    check_collection_name(name)
     principal.require_collection(name)
     await engine.collection(name, fresh=True)
 
 
-@router.post("/collections/{name}/reindex", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+@router.post(
+    "/collections/{name}/reindex",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=responses.START_TASK,
+)
 async def start_reindex(
-    name: str,
+    name: CollectionNamePath,
     body: ReindexRequest,
     principal: AdminPrincipal,
     services: Services,
@@ -55,7 +63,7 @@ async def start_reindex(
     """Re-embed every clip of a collection with another adapter (or none), then switch searches to it."""
     await _admin_target(name, principal, engine)
     version = await asyncio.to_thread(adapter_version_for, services, body.adapter)
-    task_id = await asyncio.to_thread(services.tasks.start_reindex, name, version, body.allow_missing)
+    task_id = await services.redis_lane.run(services.tasks.start_reindex, name, version, body.allow_missing)
     return TaskAccepted(
         task_id=task_id,
         collection=name,
@@ -65,9 +73,14 @@ async def start_reindex(
     )
 
 
-@router.post("/collections/{name}/retrain", status_code=202, response_model=TaskAccepted, responses=_BUSY)
+@router.post(
+    "/collections/{name}/retrain",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses=responses.START_TASK,
+)
 async def start_retrain(
-    name: str,
+    name: CollectionNamePath,
     body: RetrainRequest,
     principal: AdminPrincipal,
     services: Services,
@@ -78,17 +91,13 @@ async def start_retrain(
     await _admin_target(name, principal, engine)
     work = RetrainWork(**body.model_dump())
     # A bad manifest, or nothing to continue, is a 422 now (the runtime checks first), not a failed task later.
-    task_id = await asyncio.to_thread(services.tasks.start_retrain, name, work)
+    task_id = await services.redis_lane.run(services.tasks.start_retrain, name, work)
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
-
-
-_NO_TASK: dict[int | str, dict[str, Any]] = {404: {"description": "No such task."}}
 
 
 def _visible(task_id: str, principal: AdminPrincipal) -> bool:
     """Whether the id is one of ours, of a collection the key may see (otherwise: answered as unknown)."""
-    # Ids are "<collection, at most 63>.<32 hex>": anything longer is not one of ours, whatever it holds.
-    collection = task_collection(task_id) if len(task_id) <= 100 else None
+    collection = task_collection(task_id)
     # A key limited to other collections gets the same answer as for a task that does not exist.
     return collection is not None and principal.may_access(collection)
 
@@ -100,43 +109,44 @@ def _no_task(task_id: str) -> NotFound:
 
 
 async def _task_out(
-    task_id: str, principal: AdminPrincipal, lookup: Callable[[str], TaskStatus | None]
+    task_id: str,
+    principal: AdminPrincipal,
+    services: AppServices,
+    lookup: Callable[[str], TaskStatus | None],
 ) -> TaskStatusOut:
     """``lookup``'s answer for a task the key may see; 404 for any other, or for none."""
-    status = await asyncio.to_thread(lookup, task_id) if _visible(task_id, principal) else None
+    visible = _visible(task_id, principal)
+    status = await services.redis_lane.run(lookup, task_id) if visible else None
     if status is None:
         raise _no_task(task_id)
     return TaskStatusOut(**asdict(status))
 
 
-@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=_NO_TASK)
-async def task_status(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+@router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=responses.ON_TASK)
+async def task_status(task_id: TaskIdPath, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Where a re-index or retrain is: queued, running (with progress), done (with its summary), failed or
     cancelled."""
-    return await _task_out(task_id, principal, services.tasks.status)
+    return await _task_out(task_id, principal, services, services.tasks.status)
 
 
 @router.post(
     "/tasks/{task_id}/cancel",
     status_code=202,
     response_model=TaskStatusOut,
-    responses={**_NO_TASK, 409: {"description": "The task has ended."}},
+    responses=responses.CANCEL_TASK,
 )
-async def cancel_task(task_id: str, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
+async def cancel_task(task_id: TaskIdPath, principal: AdminPrincipal, services: Services) -> TaskStatusOut:
     """Ask a queued or running task to stop; the collection keeps serving the version it had."""
-    return await _task_out(task_id, principal, services.tasks.cancel)
+    return await _task_out(task_id, principal, services, services.tasks.cancel)
 
 
 @router.get(
     "/collections/{name}/tasks",
     response_model=TaskList,
-    responses={
-        403: {"description": "Out of the key's collections."},
-        404: {"description": "No such collection."},
-    },
+    responses=responses.ON_COLLECTION,
 )
 async def list_tasks(
-    name: str,
+    name: CollectionNamePath,
     principal: AdminPrincipal,
     services: Services,
     limit: Annotated[
@@ -144,10 +154,9 @@ async def list_tasks(
     ] = RECENT_TASKS_LISTED,
 ) -> TaskList:
     """A collection's re-index and retrain tasks, newest first: running or queued, and recently finished."""
-    check_collection_name(name)
     principal.require_collection(name)
     await asyncio.to_thread(
         services.require_store().get_collection, name
     )  # 404 if there is no such collection
-    statuses = await asyncio.to_thread(services.tasks.recent, name, limit)
+    statuses = await services.redis_lane.run(services.tasks.recent, name, limit)
     return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])

@@ -7,13 +7,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from service import responses
 from service.deps import IngestPrincipal, LinksDep, SearchPrincipal, Services
 from service.errors import NotFound
 from service.ingest import ingest_upload
 from service.routers.jobs import job_out
-from service.schemas import Deleted, UploadAccepted, VideoList, VideoOut
+from service.schemas import (
+    CollectionNamePath,
+    Deleted,
+    UploadAccepted,
+    VideoIdPath,
+    VideoList,
+    VideoOut,
+)
 from service.videos import delete_video_everywhere, describe_video
-from videoseek.layout import check_collection_name, check_video_id
 
 router = APIRouter(tags=["videos"])
 
@@ -29,19 +36,17 @@ _UPLOAD_BODY: dict[str, Any] = {
                         "file": {"type": "string", "format": "binary", "description": "The video file."},
                         "metadata": {
                             "type": "string",
-                            "description": "A JSON object, filterable by equality.",
+                            "description": (
+                                "A JSON object, filterable by equality on its top-level keys; refused (422 "
+                                "invalid_metadata, with rule and path) when deeper than 16 levels, over 64 KB or "
+                                "2048 values, or holding NaN, Infinity or integers beyond 64 bits."
+                            ),
                         },
                     },
                 }
             }
         },
     }
-}
-_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such collection."},
-    413: {"description": "The file is over the size limit."},
-    415: {"description": "Not multipart, or the file is clearly not a video."},
-    429: {"description": "The ingest queue is full; retry after Retry-After seconds."},
 }
 
 
@@ -50,13 +55,12 @@ _UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=UploadAccepted,
     openapi_extra=_UPLOAD_BODY,
-    responses=_UPLOAD_ERRORS,
+    responses=responses.UPLOAD,
 )
 async def upload_video(
-    name: str, request: Request, principal: IngestPrincipal, services: Services
+    name: CollectionNamePath, request: Request, principal: IngestPrincipal, services: Services
 ) -> UploadAccepted:
     """Upload a video (multipart field 'file', optional JSON 'metadata'); poll job_url for progress."""
-    check_collection_name(name)
     principal.require_collection(name)
     result = await ingest_upload(services, name, request)
     return UploadAccepted(
@@ -67,24 +71,25 @@ async def upload_video(
     )
 
 
-@router.get("/collections/{name}/videos", response_model=VideoList)
-async def list_videos(name: str, principal: SearchPrincipal, services: Services) -> VideoList:
+@router.get("/collections/{name}/videos", response_model=VideoList, responses=responses.ON_COLLECTION)
+async def list_videos(name: CollectionNamePath, principal: SearchPrincipal, services: Services) -> VideoList:
     """Ids of the videos indexed in a collection."""
-    check_collection_name(name)
     principal.require_collection(name)
     ids = await asyncio.to_thread(services.require_store().list_videos, name)
     return VideoList(collection=name, video_ids=sorted(ids))
 
 
-@router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut)
+@router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut, responses=responses.ON_VIDEO)
 async def get_video(
-    name: str, video_id: str, principal: SearchPrincipal, services: Services, links: LinksDep
+    name: CollectionNamePath,
+    video_id: VideoIdPath,
+    principal: SearchPrincipal,
+    services: Services,
+    links: LinksDep,
 ) -> VideoOut:
     """A video: its clip count, source name, metadata and latest ingest job."""
-    check_collection_name(name)
-    check_video_id(video_id)
     principal.require_collection(name)
-    found = await asyncio.to_thread(describe_video, services, name, video_id)
+    found = await services.redis_lane.run(describe_video, services, name, video_id)  # owner job: Redis
     if found is None:
         raise NotFound(f"no video {video_id} in collection {name!r}")
     clips, job, has_file = found
@@ -99,13 +104,13 @@ async def get_video(
     )
 
 
-@router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted)
-async def delete_video(name: str, video_id: str, principal: IngestPrincipal, services: Services) -> Deleted:
+@router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted, responses=responses.ON_VIDEO)
+async def delete_video(
+    name: CollectionNamePath, video_id: VideoIdPath, principal: IngestPrincipal, services: Services
+) -> Deleted:
     """Remove a video: its clips (vectors and frames), thumbnails and the stored file."""
-    check_collection_name(name)
-    check_video_id(video_id)
     principal.require_collection(name)
-    removed = await asyncio.to_thread(delete_video_everywhere, services, name, video_id)
+    removed = await services.redis_lane.run(delete_video_everywhere, services, name, video_id)
     if removed is None:
         raise NotFound(f"no video {video_id} in collection {name!r}")
     return Deleted(deleted=video_id, clips_removed=removed)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from service.main import create_app
 from service.state import AppServices
 from videoseek.adapter import AdaptedClip, AdapterConfig
-from videoseek.cli.runtime import open_runtime
+from videoseek.cli.runtime import open_api_runtime
 from videoseek.model_spec import ModelSpec
 from videoseek.runtime.base import Runtime
 from videoseek.settings import Settings, load_settings
@@ -108,7 +108,7 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
 def runtime_for(settings: Settings, store: ClipStore | None = None) -> Runtime:
     """The runtime ``videoseek serve`` would run the app on; ``store``: the clip store its processes share
     (a qdrant-client local store standing in for a Qdrant server)."""
-    runtime = open_runtime(settings)
+    runtime = open_api_runtime(settings)
     if store is not None:
         runtime.context.open_store = lambda: store
     return runtime

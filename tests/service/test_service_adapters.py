@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from service_helpers import CAPTIONS, MATCHING_CLIP, make_adapter, seed_clips, services_of
 
@@ -35,3 +36,46 @@ def test_queries_use_the_collections_adapter_version(client: TestClient, tmp_pat
         client.post("/search", json={"collection": "plain", "query": CAPTIONS[0]}).json()["adapter_version"]
         is None
     )
+
+
+def test_an_adapter_the_server_cannot_use_gets_one_answer_whatever_the_reason(
+    seeded: tuple[TestClient, dict[str, str]], tmp_path: Path
+) -> None:
+    client, _ = seeded
+    plain_dir, a_file = tmp_path / "plain-dir", tmp_path / "file.txt"
+    plain_dir.mkdir()
+    a_file.write_text("x")
+    unusable = [
+        str(tmp_path / "missing"),
+        str(plain_dir),  # exists, holds no adapter
+        str(a_file),
+        str(tmp_path / ("x" * 300)),  # longer than a file name may be
+        f"{tmp_path}/a\x00b",
+        "0" * 64,  # a version nobody installed
+    ]
+    reasons = set()
+    for adapter in unusable:
+        for path, body in (
+            ("/collections", {"name": "new", "adapter": adapter}),
+            ("/collections/shapes/reindex", {"adapter": adapter}),
+        ):
+            response = client.post(path, json=body)
+            assert response.status_code == 422 and response.json()["code"] == "invalid_adapter", response.text
+            reasons.add(response.json()["reason"].replace(repr(adapter[:200]), "ADAPTER"))
+    assert len(reasons) == 1, reasons  # nothing says which of these it was
+    assert "ADAPTER" in reasons.pop()
+
+
+def test_a_tilde_in_an_adapter_path_is_never_expanded(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_adapter(tmp_path / "home" / "adapter")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for adapter in ("~/adapter", "~nosuchuser/adapter", "~root/adapter", "adapter"):
+        response = client.post("/collections", json={"name": "tilde", "adapter": adapter})
+        assert response.status_code == 422, (adapter, response.text)
+        assert "absolute path" in response.json()["reason"]
+    absolute = client.post(
+        "/collections", json={"name": "tilde", "adapter": str(tmp_path / "home" / "adapter")}
+    )
+    assert absolute.status_code == 201, absolute.text

@@ -118,6 +118,11 @@ def test_repeated_queries_hit_the_embedding_cache(shapes: tuple[TestClient, dict
         ({"collection": "shapes", "query": "x", "limit": 0}, 422, "invalid_request"),
         ({"collection": "shapes", "query": "x", "group_by": "frame"}, 422, "invalid_request"),
         ({"collection": "shapes", "query": "x", "filters": {"metadata": {'a"b': 1}}}, 422, "invalid_request"),
+        (  # no stored integer is this big: the metadata rules keep them to 64 bits
+            {"collection": "shapes", "query": "x", "filters": {"metadata": {"n": int("9" * 4000)}}},
+            422,
+            "invalid_request",
+        ),
         (
             {"collection": "shapes", "query": "x", "filters": {"time_range": {"start_s": 9, "end_s": 1}}},
             422,
@@ -279,7 +284,7 @@ def test_redis_outage_is_a_503(client: TestClient, monkeypatch: pytest.MonkeyPat
         raise RedisConnectionError("Error 111 connecting to redis:6379. Connection refused.")
 
     monkeypatch.setattr(services_of(client).jobs, "get", down)
-    response = client.get("/jobs/0123456789abcdef")
+    response = client.get("/jobs/" + "0123456789abcdef" * 2)
     assert response.status_code == 503 and response.json()["code"] == "redis_unavailable"
 
 
@@ -299,8 +304,10 @@ def test_unexpected_errors_are_json_without_a_traceback(
 
 
 def test_jobs_and_health(client: TestClient) -> None:
-    missing = client.get("/jobs/does-not-exist")
-    assert missing.status_code == 404 and missing.json()["reason"]
+    missing = client.get("/jobs/" + "0" * 32)
+    assert missing.status_code == 404 and "POST /collections/{name}/videos" in missing.json()["reason"]
+    malformed = client.get("/jobs/does-not-exist")  # job ids are 32 hex digits (the schema says so)
+    assert malformed.status_code == 422 and "POST /collections/{name}/videos" in malformed.json()["reason"]
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["status"] == "ok" and ready["checks"] == {"model": "ok", "store": "ok"}
@@ -363,3 +370,28 @@ def test_a_recreated_collection_is_never_ranked_with_the_old_ones_vectors(client
     assert second[CAPTIONS[0]] != first[CAPTIONS[0]]
     top = search(client, collection="again", query=CAPTIONS[0]).json()["results"][0]
     assert top["video_id"] == second[CAPTIONS[0]]
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/collections", "GET, OPTIONS, POST"),
+        ("/collections/shapes", "DELETE, GET, OPTIONS"),
+        ("/collections/shapes/videos", "GET, OPTIONS, POST"),
+        (f"/collections/shapes/videos/{'0' * 16}", "DELETE, GET, OPTIONS"),
+        ("/search", "OPTIONS, POST"),
+        ("/tasks/shapes." + "0" * 32 + "/cancel", "OPTIONS, POST"),
+        ("/healthz", "GET, OPTIONS"),
+        ("/static/app.js", "GET, HEAD, OPTIONS"),
+    ],
+)
+def test_options_and_405s_list_every_method_of_the_path(client: TestClient, path: str, methods: str) -> None:
+    options = client.options(path)
+    assert options.status_code == 204 and options.headers["allow"] == methods
+    refused = client.request("PATCH", path)  # a method no route of any of these paths takes
+    assert refused.status_code == 405 and refused.headers["allow"] == methods
+    assert refused.json()["code"] == "method_not_allowed"
+
+
+def test_options_on_a_path_that_does_not_exist_is_a_404(client: TestClient) -> None:
+    assert client.options("/no/such/path").status_code == 404

@@ -59,7 +59,7 @@ def test_requests_without_a_valid_key_are_401(locked: TestClient) -> None:
         ),
         ("post", "/collections", {"name": "new"}, {"admin-key"}),
         ("delete", "/collections/nothing-here", None, {"admin-key"}),
-        ("get", "/jobs/0123456789abcdef", None, {"admin-key", "ingest-key"}),
+        ("get", "/jobs/" + "0123456789abcdef" * 2, None, {"admin-key", "ingest-key"}),
         ("post", "/collections/cars/videos", None, {"admin-key", "ingest-key"}),
         ("post", "/collections/nothing-here/reindex", {"adapter": None}, {"admin-key"}),
         ("post", "/collections/nothing-here/retrain", {"data": "x.jsonl"}, {"admin-key"}),
@@ -132,6 +132,24 @@ def test_media_urls_from_search_are_signed_and_work_without_a_key(locked: TestCl
     query = parse_qs(urlsplit(playback).query)
     other = f"/collections/cars/videos/{vid}/file?exp={query['exp'][0]}&sig={query['sig'][0]}"
     assert locked.get(other).status_code == 401  # a signature is good for its own path only
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "exp=1%C2%B3&sig=abc",  # "1³": a Unicode digit to str.isdigit(), not to int()
+        "exp=%EF%BC%91%EF%BC%92&sig=" + "0" * 32,  # fullwidth "12"
+        "exp=" + "9" * 5000 + "&sig=" + "0" * 32,
+        "exp=9999999999&sig=%C3%A9",  # a non-ASCII signature
+        "exp=&sig=",
+        "sig=" + "0" * 32,
+    ],
+)
+def test_a_malformed_media_signature_is_a_401_like_a_wrong_one(locked: TestClient, query: str) -> None:
+    thumbnail = f"/collections/pets/videos/{video_id(0)}/thumbnails/0.jpg?{query}"
+    response = locked.get(thumbnail)
+    assert response.status_code == 401, response.text
+    assert response.json()["code"] == "unauthorized"
 
 
 def test_open_mode_serves_only_this_machine(make_client: Callable[..., TestClient]) -> None:

@@ -118,7 +118,33 @@ def test_range_parsing(header: str | None, expected: tuple[int, int] | None) -> 
     assert parse_range(header, 1000) == expected
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=5-3", "bytes=-0", "bytes=abc", "bytes=-", "bytes="])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("bytes=0-" + "9" * 5000, (0, 999)),  # int() refuses strings of over 4300 digits
+        ("bytes=-" + "9" * 5000, (0, 999)),
+        ("bytes=" + "0" * 5000 + "7-8", (7, 8)),
+    ],
+)
+def test_absurdly_long_positions_mean_past_the_end(header: str, expected: tuple[int, int]) -> None:
+    assert parse_range(header, 1000) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "bytes=1000-",
+        "bytes=5-3",
+        "bytes=-0",
+        "bytes=abc",
+        "bytes=-",
+        "bytes=",
+        "bytes=" + "9" * 5000 + "-",
+        "bytes=\u00b2-",  # "2".isdigit() is True, int() refuses it: headers are latin-1, where it lives
+        "bytes=\uff11-",  # a fullwidth 1: int() takes it, HTTP does not
+        "bytes=1\u00a0-2",  # a no-break space is no HTTP whitespace
+    ],
+)
 def test_bad_ranges_are_unsatisfiable(header: str) -> None:
     with pytest.raises(RangeNotSatisfiable) as info:
         parse_range(header, 1000)
@@ -161,6 +187,26 @@ def test_media_signatures_bind_path_and_expiry() -> None:
 
 
 @pytest.mark.parametrize(
+    ("exp", "sig"),
+    [
+        ("1\u00b3", None),  # a superscript 3 passes str.isdigit() and then int() raises
+        ("\uff19" * 10, None),  # fullwidth 9s: int() reads them, sign() never writes them
+        ("9" * 5000, None),  # over int()'s 4300 digits
+        ("", None),
+        (None, "\u00e9" * 32),  # hmac.compare_digest raises on non-ASCII str
+        (None, ""),
+        (None, "A" * 32),  # sign() writes lowercase hex
+        (None, "0" * 33),
+    ],
+)
+def test_a_malformed_media_signature_is_not_valid_and_never_raises(exp: str | None, sig: str | None) -> None:
+    signer = MediaSigner(b"s" * 32)
+    good = dict(part.split("=") for part in signer.sign("/p").split("&"))
+    assert signer.verify("/p", good["exp"], good["sig"])
+    assert not signer.verify("/p", good["exp"] if exp is None else exp, good["sig"] if sig is None else sig)
+
+
+@pytest.mark.parametrize(
     ("head", "verdict"),
     [
         (b"", "an empty file"),
@@ -172,6 +218,8 @@ def test_media_signatures_bind_path_and_expiry() -> None:
         (b"\x1a\x45\xdf\xa3" + bytes(64), None),
         (b"RIFF\x00\x00\x00\x00AVI LIST", None),
         (b"GIF89a" + bytes([1, 2, 0, 0xF7]) + bytes(64), None),
+        (b"\x00\x00\x00\x01\x67\x64\x00\x0a" + bytes(64), None),  # a raw H.264 stream (SPS first)
+        (b"\x00\x00\x00\x01\x40\x01\x0c\x01" + bytes(64), None),  # a raw H.265 stream (VPS first)
     ],
 )
 def test_sniffing_refuses_only_what_is_clearly_not_video(
@@ -217,3 +265,43 @@ def test_two_workers_run_two_batches_at_once() -> None:
     second = batcher.submit(2)
     assert (first.result(5), second.result(5)) == (1, 2)
     batcher.close()
+
+
+def test_a_full_redis_lane_refuses_with_retry_after_and_a_cancelled_call_keeps_its_thread() -> None:
+    import asyncio
+
+    from service.redis_lane import RedisLane, RedisLaneFull
+
+    started, release = threading.Event(), threading.Event()
+    lane = RedisLane(wait_s=0.05, threads=1)
+
+    def stuck_on_redis() -> None:
+        started.set()
+        release.wait(30)
+
+    async def scenario() -> None:
+        hung = asyncio.ensure_future(lane.run(stuck_on_redis))
+        deadline = time.monotonic() + 30
+        while not started.is_set():
+            assert time.monotonic() < deadline, "the lane never ran the call"
+            await asyncio.sleep(0.01)
+        hung.cancel()  # its client gave up; the thread is still blocked
+        with pytest.raises(asyncio.CancelledError):
+            await hung
+        with pytest.raises(RedisLaneFull) as refused:
+            await lane.run(lambda: "never runs")
+        assert refused.value.status_code == 503 and int(refused.value.headers["Retry-After"]) > 0
+        release.set()  # Redis answers: the thread frees up, and the lane serves again
+        deadline = time.monotonic() + 30
+        while True:  # the freed place is handed back through the event loop: a moment later
+            try:
+                assert await lane.run(lambda: "served") == "served"
+                return
+            except RedisLaneFull:
+                assert time.monotonic() < deadline, "the lane never freed its thread"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        lane.close()

@@ -266,3 +266,21 @@ def test_recent_tasks_keep_the_newest_per_collection_for_as_long_as_their_state_
     assert client.delete("/collections/dist").status_code == 200
     assert client.post("/collections", json={"name": "dist"}).status_code == 201
     assert client.get("/collections/dist/tasks").json() == {"tasks": []}
+
+
+def test_at_start_a_replica_removes_only_partial_uploads_idle_for_an_hour(
+    distributed: Callable[..., TestClient], tmp_path: Path
+) -> None:
+    import os
+
+    from service.uploads import STALE_UPLOAD_S
+
+    uploads = tmp_path / "data" / "uploads"  # the make_client fixture's data dir, shared by every replica
+    uploads.mkdir(parents=True)
+    dead, live = uploads / "dead.part", uploads / "live.part"
+    dead.write_bytes(b"a killed process's half upload")
+    live.write_bytes(b"another replica is receiving this one")
+    an_hour_ago = time.time() - STALE_UPLOAD_S - 60
+    os.utime(dead, (an_hour_ago, an_hour_ago))
+    distributed()
+    assert not dead.exists() and live.exists()

@@ -144,9 +144,11 @@ def test_bad_reindex_requests_are_4xx_with_reasons(
     not_an_adapter.mkdir()
     response = client.post("/collections/shapes/reindex", json={"adapter": str(not_an_adapter)})
     assert response.status_code == 422 and response.json()["code"] == "invalid_adapter", response.text
-    for task_id in ("nope", "shapes." + "0" * 32, "x" * 500, "Bad.0123"):
-        missing = client.get(f"/tasks/{task_id}")
-        assert missing.status_code == 404 and "POST /collections" in missing.json()["reason"]
+    missing = client.get("/tasks/shapes." + "0" * 32)
+    assert missing.status_code == 404 and "POST /collections" in missing.json()["reason"]
+    for task_id in ("nope", "x" * 500, "Bad.0123", "shapes." + "0" * 31):  # not "<collection>.<32 hex>"
+        malformed = client.get(f"/tasks/{task_id}")
+        assert malformed.status_code == 422 and "POST /collections" in malformed.json()["reason"]
 
 
 def test_a_collection_being_reindexed_refuses_a_second_reindex(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,29 @@ def test_declared_length_over_the_limit_is_refused_before_reading(tmp_path: Path
 
 
 @pytest.mark.parametrize(
+    ("declared", "refused"),
+    [
+        ("\u00b2".encode("latin-1"), False),  # "2".isdigit() is True, int() raises: ignored, not a 500
+        (b"12abc", False),
+        (("9" * 5000).encode(), True),  # over int()'s 4300 digits, and over any limit
+    ],
+)
+def test_a_content_length_that_is_no_ascii_number_is_ignored_or_too_large(
+    tmp_path: Path, declared: bytes, refused: bool
+) -> None:
+    request, delivered, _ = make_request(multipart([("file", "a.mp4", b"x")]))
+    request.scope["headers"] = [
+        (k, declared if k == b"content-length" else v) for k, v in request.scope["headers"]
+    ]
+    if refused:
+        with pytest.raises(PayloadTooLarge):
+            asyncio.run(receive_upload(request, tmp_path, max_bytes=1000))
+        assert delivered["n"] == 0
+    else:
+        assert asyncio.run(receive_upload(request, tmp_path, max_bytes=1000)).size == 1
+
+
+@pytest.mark.parametrize(
     ("body", "content_type", "error"),
     [
         (b"{}", "application/json", UnsupportedMedia),
@@ -108,15 +132,40 @@ def test_display_names_are_sanitised(raw: str, safe: str) -> None:
     assert safe_display_name(raw) == safe
 
 
-def test_only_old_partial_uploads_are_swept(tmp_path: Path) -> None:
+def test_a_sweep_with_an_idle_age_removes_only_partial_uploads_idle_that_long(tmp_path: Path) -> None:
     import os
 
-    from service.uploads import sweep_stale_uploads
+    from service.uploads import STALE_UPLOAD_S, sweep_partial_uploads
 
-    old, fresh, other = tmp_path / "a.part", tmp_path / "b.part", tmp_path / "keep.txt"
-    for path in (old, fresh, other):
+    idle, live, other = tmp_path / "a.part", tmp_path / "b.part", tmp_path / "keep.txt"
+    for path in (idle, live, other):
         path.write_bytes(b"x")
-    os.utime(old, (0, 0))
+    long_ago = time.time() - STALE_UPLOAD_S - 60
+    os.utime(idle, (long_ago, long_ago))
     os.utime(other, (0, 0))
-    assert sweep_stale_uploads(tmp_path) == 1
-    assert not old.exists() and fresh.exists() and other.exists()
+    assert sweep_partial_uploads(tmp_path, STALE_UPLOAD_S) == 1
+    assert not idle.exists() and live.exists() and other.exists()
+    assert sweep_partial_uploads(tmp_path, None) == 1  # None: every partial upload, however fresh
+    assert not live.exists() and other.exists()
+
+
+def test_only_a_process_sharing_its_data_dir_spares_fresh_partial_uploads_at_start() -> None:
+    from service.uploads import STALE_UPLOAD_S, startup_sweep_idle_s
+
+    assert startup_sweep_idle_s(owns_data_dir=True) is None  # one process per data dir: every .part is dead
+    assert startup_sweep_idle_s(owns_data_dir=False) == STALE_UPLOAD_S  # other replicas may be uploading
+
+
+def test_a_partial_upload_left_by_a_killed_process_is_gone_once_the_app_starts(tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from service_helpers import settings_for, start_client
+
+    uploads = tmp_path / "data" / "uploads"
+    uploads.mkdir(parents=True)
+    leftover, kept = uploads / "0123abcd.part", uploads / "notes.txt"
+    leftover.write_bytes(b"half a video")  # written a moment ago: kill -9 leaves no time to clean up
+    kept.write_bytes(b"not an upload")
+    with ExitStack() as stack:
+        start_client(stack, settings_for(tmp_path / "data"))
+        assert not leftover.exists() and kept.exists()

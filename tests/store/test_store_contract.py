@@ -15,6 +15,7 @@ import pytest
 from store_testdata import DIM, clip, unit
 
 from videoseek.layout import InvalidName
+from videoseek.metadata import INT64_MAX, INT64_MIN, MAX_METADATA_DEPTH, MAX_METADATA_STRING_CHARS
 from videoseek.store import (
     ClipStore,
     CollectionExists,
@@ -284,6 +285,82 @@ def test_wrong_dimension_is_rejected(store: ClipStore) -> None:
     with pytest.raises(InvalidPoint):
         store.search("clips", unit(0, DIM + 1), 3)
     assert store.count("clips") == 0
+
+
+def _nested_lists(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+# Metadata Qdrant Edge or qdrant-client would take and then fail on (or refuse with a bare TypeError): at 130
+# levels an Edge shard can no longer be searched, nor opened after a restart.
+UNREADABLE_METADATA: dict[str, dict[Any, Any]] = {
+    "130 levels": {"x": _nested_lists(129)},
+    "NaN": {"x": float("nan")},
+    "Infinity in a list": {"x": [1.0, float("inf")]},
+    "4000-digit integer": {"n": int("9" * 4000)},
+    "2**64": {"n": 2**64},
+    "lone surrogate": {"s": "\ud800"},
+    "quote in a key": {'a"b': 1},
+    "empty key": {"": 1},
+    "tuple": {"t": (1, 2)},
+}
+
+
+@pytest.mark.parametrize("metadata", UNREADABLE_METADATA.values(), ids=UNREADABLE_METADATA.keys())
+def test_a_payload_the_metadata_rules_refuse_is_never_written(
+    open_store: Opener, metadata: dict[Any, Any]
+) -> None:
+    store = open_store()
+    store.create_collection("clips", DIM, model="m")
+    good = clip("v1", 0)
+    store.upsert("clips", [good])
+    bad = clip("v2", 1)
+    bad.payload["metadata"] = metadata  # a library caller's ClipPoint: the store is the last line
+    with pytest.raises(InvalidPoint, match=r"payload\.metadata"):
+        store.upsert("clips", [clip("v2", 0), bad])
+    assert store.count("clips") == 1  # nothing of the refused batch was written
+    assert [hit.video_id for hit in store.search("clips", good.pooled, 5)] == ["v1"]
+    store.close()
+    reopened = open_store()
+    assert [hit.video_id for hit in reopened.search("clips", good.pooled, 5)] == ["v1"]
+
+
+def test_the_stores_own_payload_entries_obey_the_same_rules(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    bad = clip("v1", 0)
+    bad.payload["source"] = float("nan")
+    with pytest.raises(InvalidPoint, match=r"payload\.source"):
+        store.upsert("clips", [bad])
+    assert store.count("clips") == 0
+
+
+def test_metadata_at_every_limit_is_read_back_and_filtered_after_a_reopen(open_store: Opener) -> None:
+    metadata = {
+        "deep": _nested_lists(MAX_METADATA_DEPTH - 1),  # the metadata object is the first level
+        "lo": INT64_MIN,
+        "hi": INT64_MAX,
+        "big": 1e308,
+        "long": "x" * MAX_METADATA_STRING_CHARS,
+        "none": None,
+        "a.b": "dot",
+        "a[0]": "bracket",
+        "a b": "space",
+    }
+    first = open_store()
+    first.create_collection("clips", DIM, model="m")
+    point = clip("v1", 0, metadata=metadata)
+    first.upsert("clips", [point, clip("v2", 0)])
+    first.close()
+    store = open_store()
+    hit = store.search("clips", point.pooled, 1)[0]
+    assert hit.payload["metadata"] == metadata
+    assert type(hit.payload["metadata"]["hi"]) is int
+    for key in ("a.b", "a[0]", "a b"):
+        found = store.search("clips", point.pooled, 5, SearchFilter(metadata={key: metadata[key]}))
+        assert [h.video_id for h in found] == ["v1"], key
 
 
 def test_reopen_finds_the_same_data(open_store: Opener) -> None:

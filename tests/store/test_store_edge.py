@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import qdrant_edge as qe
 from store_testdata import DIM, clip, unit
 
-from videoseek.store import StoreError, StoreUnavailable
-from videoseek.store.edge import EdgeClipStore
+from videoseek.store import CollectionUnreadable, StoreError, StoreUnavailable, point_id
+from videoseek.store.base import VECTOR_FRAMES, VECTOR_POOLED
+from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore
 from videoseek.store.edge_catalog import ALIASES_FILE
 from videoseek.store.locks import ReadWriteLock
 
@@ -34,19 +38,54 @@ def test_alias_switch_rewrites_the_catalog_and_removes_the_old_shard(tmp_path: P
         "m",
         "a2",
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == [ALIASES_FILE, "vs__clips__2", "vs__clips__2.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        STORE_LOCK_FILE,
+        ALIASES_FILE,
+        "vs__clips__2",
+        "vs__clips__2.json",
+    ]
 
 
-def test_a_second_store_on_the_same_directory_is_unavailable(tmp_path: Path) -> None:
+def test_a_second_store_on_the_same_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    """Not only its shards: the catalog too has one owner, so a collection the second one would create is
+    never one the first does not see (and overwrites in aliases.json)."""
     first = EdgeClipStore(tmp_path)
     first.create_collection("clips", DIM, model="m")
+    with pytest.raises(StoreUnavailable, match="another process"):
+        EdgeClipStore(tmp_path)  # refused at open, before it reads a catalog that may change under it
+    first.close()
     second = EdgeClipStore(tmp_path)
     try:
-        with pytest.raises(StoreUnavailable, match="another process"):
-            second.get_collection("clips")
+        assert second.get_collection("clips").name == "clips"
     finally:
         second.close()
-        first.close()
+
+
+def test_a_store_held_by_a_killed_process_opens_again(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path; from videoseek.store.edge import EdgeClipStore;"
+        "store = EdgeClipStore(Path(sys.argv[1])); store.create_collection('clips', 8, model='m');"
+        "print('open', flush=True); sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreUnavailable, match="another process"):
+            EdgeClipStore(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    reopened = EdgeClipStore(tmp_path)  # the kernel dropped the lock with its holder: nothing to clean up
+    try:
+        assert [c.name for c in reopened.list_collections()] == ["clips"]
+    finally:
+        reopened.close()
 
 
 def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tmp_path: Path) -> None:
@@ -62,6 +101,7 @@ def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tm
     store.delete_collection("clips")
     store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        STORE_LOCK_FILE,
         ALIASES_FILE,
         "vs__clips__2__1",
         "vs__clips__2__1.json",
@@ -136,3 +176,62 @@ def test_a_reopened_store_knows_which_metadata_fields_are_indexed(tmp_path: Path
         assert {'metadata."lang"', 'metadata."n"'} <= written
     finally:
         reopened.close()
+
+
+def garble_the_wal(shard_dir: Path) -> None:
+    """What a torn write or a failing disk leaves: the WAL's first segment starts with garbage."""
+    with (shard_dir / "wal" / "open-1").open("r+b") as wal:
+        wal.write(b"\xff" * 4096)
+
+
+def write_a_point_edge_cannot_read_back(shard_dir: Path) -> None:
+    """What this store let in before the metadata rules: a point nested 130 levels deep, which Edge accepts
+    and then cannot replay from its WAL (``failed to read WAL entry``)."""
+    nested: Any = 1
+    for _ in range(130):
+        nested = [nested]
+    shard = qe.EdgeShard.load(str(shard_dir))
+    vectors: dict[str, Any] = {VECTOR_POOLED: unit(0).tolist(), VECTOR_FRAMES: [unit(1).tolist()]}
+    payload = {"video_id": "old", "metadata": {"x": nested}}
+    shard.update(qe.UpdateOperation.upsert_points([qe.Point(point_id("old", 0), vectors, payload)]))
+    shard.close()
+
+
+@pytest.mark.parametrize(
+    "damage", [garble_the_wal, write_a_point_edge_cannot_read_back], ids=["garbage WAL", "130-level point"]
+)
+def test_a_shard_that_cannot_be_opened_leaves_the_store_and_the_other_collections_serving(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    store = EdgeClipStore(tmp_path)
+    for name in ("broken", "fine"):
+        store.create_collection(name, DIM, model="m")
+        store.upsert(name, [clip("v1", 0), clip("v2", 0)])
+    store.close()
+    damage(tmp_path / "vs__broken__1")
+
+    store = EdgeClipStore(tmp_path)
+    try:
+        assert [c.name for c in store.list_collections()] == ["fine"]
+        problems = store.unreadable_collections()
+        assert list(problems) == ["broken"]
+        assert "collection 'broken' cannot be opened" in problems["broken"] and "DELETE" in problems["broken"]
+        assert [h.video_id for h in store.search("fine", clip("v1", 0).pooled, 1)] == ["v1"]
+        store.upsert("fine", [clip("v3", 0)])
+        assert store.count("fine") == 3
+        calls: list[Callable[[], object]] = [
+            lambda: store.search("broken", unit(0), 3),
+            lambda: store.upsert("broken", [clip("v3", 0)]),
+            lambda: store.get_collection("broken"),
+            lambda: store.delete_video("broken", "v1"),
+        ]
+        for call in calls:
+            with pytest.raises(CollectionUnreadable, match="'broken'"):
+                call()
+        store.delete_collection("broken")  # the way out: delete it, then ingest its videos again
+        assert store.unreadable_collections() == {}
+        store.create_collection("broken", DIM, model="m")
+        store.upsert("broken", [clip("v1", 0)])
+        assert store.count("broken") == 1
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from store_testdata import DIM, clip, unit
 
-from videoseek.store import StoreUnavailable
+from videoseek.store import CollectionUnreadable, StoreUnavailable
 from videoseek.store.server import META_KEY, ServerClipStore
 
 
@@ -58,4 +58,33 @@ def test_collections_videoseek_did_not_make_are_not_listed() -> None:
     )
     store.create_collection("clips", DIM, model="m")
     assert [c.name for c in store.list_collections()] == ["clips"]
+    store.close()
+
+
+def test_a_collection_with_damaged_metadata_leaves_the_others_serving_and_can_be_deleted() -> None:
+    store = ServerClipStore.local()
+    client: QdrantClient = store._client  # the same local instance
+    store.create_collection("fine", DIM, model="m")
+    store.upsert("fine", [clip("v1", 0)])
+    client.create_collection(  # what videoseek made, with its metadata since damaged (dim lost)
+        "vs__broken__1",
+        vectors_config=qm.VectorParams(size=DIM, distance=qm.Distance.COSINE),
+        metadata={META_KEY: {"collection": "broken", "model": "m"}},
+    )
+    client.update_collection_aliases(
+        change_aliases_operations=[
+            qm.CreateAliasOperation(
+                create_alias=qm.CreateAlias(collection_name="vs__broken__1", alias_name="broken")
+            )
+        ]
+    )
+    assert [c.name for c in store.list_collections()] == ["fine"]
+    problems = store.unreadable_collections()
+    assert list(problems) == ["broken"] and "collection 'broken' cannot be opened" in problems["broken"]
+    with pytest.raises(CollectionUnreadable, match="'broken'"):
+        store.search("broken", unit(0), 3)
+    assert [h.video_id for h in store.search("fine", clip("v1", 0).pooled, 1)] == ["v1"]
+    store.delete_collection("broken")
+    assert store.unreadable_collections() == {}
+    assert "vs__broken__1" not in {c.name for c in client.get_collections().collections}
     store.close()

@@ -178,6 +178,7 @@ def test_rejection_codes_are_stable_and_rebuild_their_class() -> None:
         "not_media",
         "no_video_stream",
         "unsupported_codec",
+        "encrypted",
         "too_large",
         "too_long",
         "too_many_pixels",

@@ -7,6 +7,7 @@ red on the left and blue on the right, with a green block in the top-left corner
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Sequence
 from fractions import Fraction
@@ -157,4 +158,135 @@ def cut_transport_stream_head(src: Path, dst: Path, fraction: float) -> Path:
     data = src.read_bytes()
     cut = int(len(data) * fraction) // 188 * 188
     dst.write_bytes(data[cut:])
+    return dst
+
+
+# Common Encryption test key and key id (16 bytes each, hex): FFmpeg's mov muxer encrypts with them, its demuxer
+# decrypts with the key given as ``decryption_key``.
+CENC_KEY = "00112233445566778899aabbccddeeff"
+CENC_KID = "a7e61c373e219033c21091fa607bf3b8"
+QUIET_X265 = {"x265-params": "log-level=error"}
+
+
+def write_encrypted_mp4(path: Path, fragmented: bool = False, **kwargs: object) -> Path:
+    """An MP4 whose video track FFmpeg's muxer encrypts with Common Encryption ('cenc', AES-CTR, subsample
+    encryption of the NAL units), as a DRM packager would; ``fragmented`` writes moof/mdat fragments (DASH)."""
+    options = {"encryption_scheme": "cenc-aes-ctr", "encryption_key": CENC_KEY, "encryption_kid": CENC_KID}
+    if fragmented:
+        options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+    return write_video(path, container_options=options, **kwargs)  # type: ignore[arg-type]
+
+
+def with_scheme_type(src: Path, dst: Path, scheme: bytes) -> Path:
+    """Copy an encrypted MP4 whose ``schm`` box names another scheme (e.g. b"cbcs", Apple's and Widevine's)."""
+    data = bytearray(src.read_bytes())
+    at = data.find(b"schm")
+    assert at >= 0 and len(scheme) == 4, "no schm box"
+    data[at + 8 : at + 12] = scheme  # after the type and version/flags
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def with_sample_entry(src: Path, dst: Path, old: bytes, new: bytes) -> Path:
+    """Copy an MP4 whose first ``old`` sample entry is renamed ``new`` (e.g. encv -> avc1: the headers then no
+    longer declare the encryption, while the ``sinf`` box inside still makes FFmpeg mark every packet)."""
+    data = src.read_bytes()
+    at = data.find(old)
+    assert at >= 0, f"no {old!r} box"
+    dst.write_bytes(data[:at] + new + data[at + len(new) :])
+    return dst
+
+
+def with_pssh_box(src: Path, dst: Path) -> Path:
+    """Copy an MP4 (moov last, as written without faststart) with a Widevine ``pssh`` box appended to its moov:
+    DRM system data next to clear tracks, as packagers sometimes leave it."""
+    data = bytearray(src.read_bytes())
+    at = data.rfind(b"moov") - 4
+    (size,) = struct.unpack(">I", data[at : at + 4])
+    assert at + size == len(data), "moov is not the last box"
+    system_id = bytes.fromhex("edef8ba979d64acea3c827dcd51d21ed")
+    init_data = b"\x12\x10" + bytes.fromhex(CENC_KID)
+    payload = b"\x00\x00\x00\x00" + system_id + struct.pack(">I", len(init_data)) + init_data
+    pssh = struct.pack(">I4s", 8 + len(payload), b"pssh") + payload
+    data[at : at + 4] = struct.pack(">I", size + len(pssh))
+    dst.write_bytes(bytes(data) + pssh)
+    return dst
+
+
+def _ebml(element_id: int, payload: bytes) -> bytes:
+    assert len(payload) < 127
+    return (
+        element_id.to_bytes((element_id.bit_length() + 7) // 8, "big")
+        + bytes([0x80 | len(payload)])
+        + payload
+    )
+
+
+def write_matroska_with_encrypted_track(path: Path, n: int = 30) -> Path:
+    """A Matroska file whose video track declares WebM encryption (ContentEncodings/ContentEncryption, AES,
+    with a key id), written in place of the track's Name element so no size or offset in the file changes."""
+    placeholder = "p" * 60
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.metadata["title"] = placeholder
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    data = path.read_bytes()
+    name = _ebml(0x536E, placeholder.encode())
+    at = data.find(name)
+    assert at >= 0, "no track Name element"
+    aes = _ebml(0x47E7, _ebml(0x47E8, b"\x01"))  # AESSettingsCipherMode: CTR
+    encryption = _ebml(0x5035, _ebml(0x47E1, b"\x05") + _ebml(0x47E2, bytes.fromhex(CENC_KID)) + aes)
+    encoding = _ebml(
+        0x6240, _ebml(0x5032, b"\x01") + _ebml(0x5033, b"\x01") + encryption
+    )  # frames, encryption
+    encodings = _ebml(0x6D80, encoding)
+    void = _ebml(0xEC, bytes(len(name) - len(encodings) - 2))
+    assert len(encodings) + len(void) == len(name)
+    path.write_bytes(data[:at] + encodings + void + data[at + len(name) :])
+    return path
+
+
+def with_mvc_extension_units(src: Path, dst: Path) -> Path:
+    """Copy a raw H.264 stream with a coded slice extension NAL unit (type 20, what the second view of an MVC
+    3D stream is made of) after each slice. FFmpeg decodes the base view; its content probe gives up on it."""
+    data = src.read_bytes()
+    starts = [m.start() for m in re.finditer(b"\x00\x00\x01", data)]
+    out = bytearray()
+    extension = b"\x00\x00\x00\x01\x74" + bytes(
+        range(0x10, 0x40)
+    )  # nal_ref_idc 3, type 20; no start code inside
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else len(data)
+        if end < len(data) and data[end - 1] == 0:
+            end -= 1  # a four-byte start code: its leading zero belongs to the next unit
+        begin = start if i == 0 or data[start - 1] != 0 else start - 1
+        unit = data[begin:end]
+        out += unit
+        if data[start + 3] & 0x1F in (1, 5):  # a coded slice (non-IDR or IDR)
+            out += extension
+    dst.write_bytes(bytes(out))
+    return dst
+
+
+def remux_elementary_stream(src: Path, dst: Path, fmt: str) -> Path:
+    """Copy ``src``'s video as a raw Annex-B stream (``fmt`` 'h264' or 'hevc'), as ``ffmpeg -c copy out.h264``
+    does: length-prefixed MP4 samples get start codes and their parameter sets in front of keyframes."""
+    with av.open(str(src)) as source, av.open(str(dst), "w", format=fmt) as out:
+        video = source.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        to_annexb = None
+        if source.format.name.startswith("mov"):
+            to_annexb = av.BitStreamFilterContext(f"{fmt}_mp4toannexb", video, stream)
+        for packet in source.demux(video):
+            if packet.size == 0:
+                continue
+            for converted in to_annexb.filter(packet) if to_annexb else [packet]:
+                converted.stream = stream
+                out.mux(converted)
     return dst

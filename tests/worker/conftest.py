@@ -152,3 +152,14 @@ def distributed_defaults(
 ) -> Iterator[Settings]:
     """Distributed mode with the default sampling and batch sizes."""
     yield from _distributed(monkeypatch, model_spec, redis_url, redis_prefix)
+
+
+@pytest.fixture
+def distributed_patient(
+    model_spec: str, redis_url: str, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """Distributed mode with a 6 s visibility timeout, renewed every 1.2 s: a task can be held for several
+    timeouts, and a slow machine still has room between a worker's beats."""
+    yield from _distributed(
+        monkeypatch, model_spec, redis_url, redis_prefix, VIDEOSEEK_WORKER__VISIBILITY_TIMEOUT_S="6"
+    )

@@ -14,6 +14,8 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from celery.app.backends import by_url
+from celery.backends.redis import RedisBackend
 from typer.testing import CliRunner
 
 if TYPE_CHECKING:
@@ -33,7 +35,9 @@ def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> Non
     assert conf["task_serializer"] == conf["result_serializer"] == "json" and conf["accept_content"] == [
         "json"
     ]
-    assert conf["broker_url"] == conf["result_backend"] == "redis://127.0.0.1:6379/13"
+    backend, backend_url = by_url(conf["result_backend"])
+    assert conf["broker_url"] == backend_url == "redis://127.0.0.1:6379/13"
+    assert issubclass(backend, RedisBackend)  # Celery's, without a result subscription per task sent
     assert conf["task_soft_time_limit"] < conf["task_time_limit"]
     assert conf["broker_transport_options"]["visibility_timeout"] == settings.worker.visibility_timeout_s
     assert conf["broker_transport_options"]["global_keyprefix"].startswith(settings.worker.redis_prefix)
@@ -43,6 +47,85 @@ def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> Non
     assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == len(queues)
     assert conf["task_routes"][TASK_DECODE]["queue"] == QUEUE_INGEST
     assert conf["task_routes"][TASK_EMBED]["queue"] == QUEUE_EMBED
+
+
+def test_workers_wait_long_on_redis_and_the_api_briefly() -> None:
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"api_redis_timeout_s": 1.5})
+    for process_settings, timeout_s in ((settings, 30.0), (settings.for_api(), 1.5)):
+        conf = celery_config(process_settings)
+        transport = conf["broker_transport_options"]
+        assert conf["redis_socket_timeout"] == transport["socket_timeout"] == timeout_s
+        assert conf["broker_connection_timeout"] == transport["socket_connect_timeout"] <= timeout_s
+
+
+def test_by_default_a_dead_workers_task_comes_back_within_minutes_and_live_workers_renew_theirs() -> None:
+    from worker.tasks import TASK_REINDEX, TASK_RETRAIN
+    from worker.unacked_heartbeat import (
+        UNACKED_INDEX_KEY,
+        UnackedHeartbeatStep,
+        heartbeat_for,
+        heartbeat_interval_s,
+    )
+
+    settings = load_settings(redis_url="redis://127.0.0.1:6379/13")
+    transport = celery_config(settings)["broker_transport_options"]
+    # Not the longest task (an hour and more): how long a killed worker's message waits before another worker
+    # gets it. That is safe only because every live worker renews the messages it holds, several times per
+    # timeout, in its main process (a worker bootstep), in the sorted set the Redis transport sweeps.
+    assert transport["visibility_timeout"] == settings.worker.visibility_timeout_s <= 600
+    assert settings.worker.visibility_timeout_s < settings.worker.task_time_limit_s
+    assert transport["unacked_index_key"] == UNACKED_INDEX_KEY
+    app = build_celery_app(settings)
+    assert UnackedHeartbeatStep in app.steps["worker"]
+    heartbeat = heartbeat_for(app.conf)
+    assert heartbeat._key == transport["global_keyprefix"] + UNACKED_INDEX_KEY
+    assert heartbeat._interval_s == heartbeat_interval_s(300) == 60
+    # Admin tasks are acknowledged when they start, so however long they run they are never redelivered.
+    assert not app.tasks[TASK_REINDEX].acks_late and not app.tasks[TASK_RETRAIN].acks_late
+
+
+@pytest.mark.redis
+def test_the_heartbeat_keeps_a_held_message_from_the_sweep_and_never_revives_an_acked_one(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """kombu's own sweep (restore_visible) on the broker layout the heartbeat renews: no worker, no waiting."""
+    import redis
+    from kombu import Exchange, Queue
+
+    from worker.unacked_heartbeat import renew
+
+    settings = load_settings(
+        redis_url=redis_url, worker={"redis_prefix": redis_prefix, "visibility_timeout_s": 60}
+    )
+    app, depths = build_celery_app(settings), QueueDepths(settings)
+    transport = app.conf.broker_transport_options
+    key = transport["global_keyprefix"] + transport["unacked_index_key"]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    for job in ("held", "abandoned", "acked"):
+        app.send_task(TASK_DECODE, args=[job])
+    with app.connection_for_read() as connection:
+        channel = connection.channel()
+        queue = Queue(QUEUE_INGEST, Exchange(QUEUE_INGEST, type="direct"), routing_key=QUEUE_INGEST)(channel)
+        messages = {}
+        for _ in range(3):
+            message = queue.get(no_ack=False)  # delivered: now in the unacked index, as a worker holds it
+            assert message is not None
+            args, _kwargs, _embed = message.decode()  # Celery's message body: the task's job id
+            messages[args[0]] = message
+        assert depths(QUEUE_INGEST) == 0 and client.zcard(key) == 3
+        tags = {name: str(m.delivery_tag) for name, m in messages.items()}
+        client.zadd(key, dict.fromkeys(tags.values(), time.time() - 120))  # delivered 2 min ago: past 60 s
+        messages["acked"].ack()
+
+        assert renew(client, key, [tags["held"], tags["acked"]]) == 1  # the acked one is gone for good
+        assert client.zscore(key, tags["acked"]) is None
+        channel.qos.restore_visible(num=10, interval=1)  # what every worker's event loop runs
+
+        assert depths(QUEUE_INGEST) == 1  # the abandoned message is back on its queue ...
+        assert client.zscore(key, tags["abandoned"]) is None
+        assert client.zscore(key, tags["held"]) is not None  # ... the renewed one is still with its worker
+        messages["held"].ack()
+    client.close()
 
 
 def test_building_the_app_needs_redis_and_loads_no_model() -> None:
@@ -305,6 +388,58 @@ def test_task_of_a_killed_worker_is_redelivered_and_indexes_the_video_once(
 
 
 @pytest.mark.redis
+def test_a_task_running_for_several_visibility_timeouts_on_a_live_worker_is_delivered_once(
+    distributed_patient: Settings, tmp_path: Path
+) -> None:
+    """The worker keeps renewing the message of a task that runs on; only a dead worker's message comes back."""
+    import redis
+
+    from videoseek.collections import create_collection
+    from videoseek.toy.generate import generate_videos
+
+    settings = distributed_patient
+    assert settings.redis_url is not None
+    timeout_s = settings.worker.visibility_timeout_s
+    transport = celery_config(settings)["broker_transport_options"]
+    index = transport["global_keyprefix"] + transport["unacked_index_key"]
+    client, depths = redis.Redis.from_url(settings.redis_url, decode_responses=True), QueueDepths(settings)
+    runtime = _runtime(settings)
+    jobs = runtime.context.jobs
+    log = tmp_path / "workers.log"
+    worker = _start_worker(log)
+    try:
+        generate_videos(tmp_path / "toy", 1, seed=5, domain="A", durations_s=[8])
+        create_collection(runtime.context, "films")
+        # Held here, the collection's write lock keeps the embed task waiting in its indexing step for as
+        # long as this test wants: a task running far longer than the visibility timeout, on a live worker.
+        with runtime.context.locks.hold("films"):
+            job_id = runtime.submit_ingest("films", tmp_path / "toy" / "videos" / "00000.mp4").job_id
+            runtime.context.release_store()  # Qdrant Edge: one process at a time (the worker retries until then)
+            assert _wait_for(jobs, job_id, {JobStage.INDEXING, JobStage.FAILED}, 90, log) is JobStage.INDEXING
+            (tag,) = client.zrange(index, 0, -1)  # the embed task's message: the decode one was acked
+            delivered = score = float(client.zscore(index, tag) or 0)
+            deadline = time.monotonic() + 20 * timeout_s
+            while score < delivered + 2 * timeout_s:  # renewed past two timeouts after it was delivered
+                renewed = client.zscore(index, tag)
+                assert renewed is not None, (
+                    f"the sweep took back the message of a live worker:\n{log.read_text()}"
+                )
+                assert depths(QUEUE_EMBED) == 0  # ... and nobody else was handed a copy
+                assert time.monotonic() < deadline, f"never renewed:\n{log.read_text()[-3000:]}"
+                score = float(renewed)
+                time.sleep(0.1)
+        done = _wait_for(jobs, job_id, {JobStage.DONE, JobStage.FAILED}, 60, log)
+    finally:
+        _kill(worker, signal.SIGTERM)
+    job = jobs.require(job_id)
+    assert done is JobStage.DONE and job.attempts == 1, (job, log.read_text()[-3000:])  # embedded once
+    assert depths(QUEUE_EMBED) == depths(QUEUE_INGEST) == 0 and client.zcard(index) == 0
+    assert runtime.context.store.count("films") == job.clips
+    runtime.close()
+    client.close()
+
+
+@pytest.mark.redis
 def test_an_embed_worker_embeds_the_decoded_videos_of_several_jobs_in_one_batch(
     distributed_defaults: Settings, tmp_path: Path
 ) -> None:
@@ -366,10 +501,10 @@ def test_admin_tasks_pass_their_request_through_and_hold_the_collections_slot_wh
     from videoseek.retraining import RetrainError, RetrainRequest
     from worker import admin_slot
     from worker.admin_state import AdminState
-    from worker.redis_clients import redis_client
+    from worker.redis_client import redis_client
 
     settings = load_settings(redis_url=redis_url, worker={"redis_prefix": redis_prefix})
-    slots = AdminState.on(redis_client(redis_url, text=True), redis_prefix).slots
+    slots = AdminState.on(redis_client(redis_url, 5.0, decode_responses=True), redis_prefix).slots
     seen: list[tuple[str, RetrainRequest, str | None]] = []
 
     def fake_retrain(context: object, name: str, request: RetrainRequest, **_: object) -> dict[str, Any]:

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from videoseek.cli.app import app
+from videoseek.collections import get_collection
 from videoseek.runtime.embedded import embedded_context
 from videoseek.settings import Settings
 
@@ -69,3 +71,39 @@ def test_bad_metadata_is_a_clear_error(embedded: Settings, toy_videos: list[dict
         app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", "[1, 2]"]
     )
     assert result.exit_code == 2 and "JSON object" in result.output
+
+
+def test_directory_ingest_picks_raw_elementary_streams(tmp_path: Path) -> None:
+    """Camera and encoder dumps (.264/.h264/.265/.h265/.hevc) are videos too; a folder contributes them."""
+    from videoseek.cli.ingest_cmd import collect_inputs
+    from videoseek.video.probe import RAW_STREAM_DEMUXERS
+
+    names = ["cam.264", "enc.H264", "a.265", "b.h265", "c.hevc", "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x01")
+    picked = {Path(entry.file).name for entry in collect_inputs([tmp_path])}
+    assert picked == set(names) - {"notes.txt"}
+    assert {Path(name).suffix.lower() for name in picked} == set(RAW_STREAM_DEMUXERS)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "rule"),
+    [
+        ('{"x": ' + "[" * 20_000 + "]" * 20_000 + "}", "depth"),
+        ('{"x": NaN}', "number"),
+        ('{"n": ' + "9" * 4000 + "}", "integer"),
+    ],
+    ids=["20000 levels", "NaN", "4000-digit integer"],
+)
+def test_metadata_the_stores_could_not_read_back_is_refused_before_anything_is_ingested(
+    embedded: Settings, toy_videos: list[dict[str, Any]], metadata: str, rule: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["ingest", "--collection", "films", str(toy_videos[0]["path"]), "--metadata", metadata]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"--metadata breaks the {rule} rule: metadata." in result.output
+    assert "Traceback" not in result.output
+    context = embedded_context(embedded)
+    assert get_collection(context.store, "films") is None  # refused before the collection was even created
+    context.close()

@@ -1,7 +1,7 @@
 """Odd files through the real ingest path (submit_ingest, the embedded runner, sandboxed PyAV, the toy CLIP,
-Qdrant Edge): every container and codec, rotated, variable frame rate, one frame, damaged, edited and hostile
-files end DONE with their clips in the store (and, when part of them did not decode, say so on the job), or
-FAILED with a reason a user understands.
+Qdrant Edge): every container and codec, rotated, variable frame rate, one frame, damaged, edited, raw
+elementary stream and hostile files end DONE with their clips in the store (and, when part of them did not
+decode, say so on the job), or FAILED with a reason a user understands (encrypted ones too).
 
 Every file is generated once and ingested together through one runner (module scope), so the whole table
 costs one model load and overlapping decodes; each case then checks its own outcome.
@@ -17,16 +17,20 @@ from typing import Any
 import numpy as np
 import pytest
 from video_factory import (
+    QUIET_X265,
     cut_transport_stream_head,
     frame_index_of,
     patch_gif_screen,
     remux_with_edit_list,
+    with_mvc_extension_units,
     write_audio_only,
+    write_encrypted_mp4,
     write_video,
 )
 
 from videoseek.cli.runtime import training_work
 from videoseek.collections import create_collection
+from videoseek.ingest.pipeline import read_clip_plan
 from videoseek.jobs import Job, JobStage
 from videoseek.layout import DataLayout
 from videoseek.runtime.embedded import EmbeddedRuntime
@@ -52,6 +56,7 @@ def _make_files(out: Path) -> dict[str, Path]:
     ts = write_video(
         out / "src_gop40.ts", n=90, fmt="mpegts", codec_options={"g": "40", "x264-params": "scenecut=0"}
     )
+    annexb = write_video(out / "annexb.h264", n=120, fmt="h264")
     (out / "empty.webm").write_bytes(b"")
     (out / "random.mp4").write_bytes(np.random.default_rng(5).bytes(32 * 1024))
     return {
@@ -68,6 +73,13 @@ def _make_files(out: Path) -> dict[str, Path]:
         "truncated_without_index": _truncated(plain, out / "truncated_plain.mp4"),
         "edit_list": remux_with_edit_list(gop, out / "edit_list.mp4", cut_s=1.5),
         "mid_gop_ts": cut_transport_stream_head(ts, out / "mid_gop.ts", 0.2),
+        "h264_annexb": annexb,
+        "hevc_annexb": write_video(
+            out / "annexb.hevc", codec="libx265", n=120, fmt="hevc", codec_options=QUIET_X265
+        ),
+        "h264_annexb_mvc": with_mvc_extension_units(annexb, out / "3d.264"),
+        "encrypted_cenc_mp4": write_encrypted_mp4(out / "cenc.mp4", n=120),
+        "encrypted_cenc_fragmented_mp4": write_encrypted_mp4(out / "cenc_dash.mp4", fragmented=True, n=120),
         "huge_header_16000x16000": patch_gif_screen(gif, out / "huge.gif", 16000, 16000),
         "huge_header_65534x64": patch_gif_screen(gif, out / "wide.gif", 65534, 64),
         "audio_only": write_audio_only(out / "audio.mp4"),
@@ -139,6 +151,9 @@ INDEXED: dict[str, tuple[int, str | None]] = {
     "truncated": (1, "truncated"),
     "edit_list": (1, None),
     "mid_gop_ts": (1, "without a keyframe"),
+    "h264_annexb": (2, None),  # raw streams, 12 s at 10 fps: no timestamps, no duration in the file
+    "hevc_annexb": (2, None),
+    "h264_annexb_mvc": (2, None),
 }
 # (case, words the failure reason must contain)
 FAILED: dict[str, tuple[str, ...]] = {
@@ -148,6 +163,8 @@ FAILED: dict[str, tuple[str, ...]] = {
     "audio_only": ("no video stream",),
     "zero_bytes": ("empty",),
     "random_bytes": ("not a video file",),
+    "encrypted_cenc_mp4": ("encrypted content cannot be indexed", "'cenc'"),
+    "encrypted_cenc_fragmented_mp4": ("encrypted content cannot be indexed", "'cenc'"),
 }
 
 
@@ -188,7 +205,7 @@ def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingest
         Entry("truncated.mp4", job_id=truncated.job_id, video_id=truncated.video_id),
         Entry("h264.mkv", job_id=whole.job_id, video_id=whole.video_id),
     ]
-    summary = summarize(ingested.runtime, entries, None)
+    summary = summarize(ingested.runtime.context.jobs.get, entries, None, "it resumes at the next run")
     by_file = {item["file"]: item for item in summary["indexed"]}
     assert by_file["truncated.mp4"]["problems"] == stored.problems
     assert by_file["h264.mkv"]["problems"] == []
@@ -230,3 +247,15 @@ def test_stream_cut_mid_gop_indexes_from_its_first_keyframe(ingested: Ingested) 
     outcome = ingested.outcomes["mid_gop_ts"]
     assert frame_index_of(outcome.frames[0]) == 40 % 16  # the first keyframe that survived the cut
     assert outcome.timestamps[0] > 1.0 and outcome.points >= 1
+
+
+@pytest.mark.parametrize("case", ["h264_annexb", "hevc_annexb", "h264_annexb_mvc"])
+def test_raw_elementary_stream_is_indexed_at_the_times_of_its_frames(ingested: Ingested, case: str) -> None:
+    """No timestamps in the file: its 10 fps (from the SPS) times the frames, so clips cover the 12 s it plays."""
+    outcome = ingested.outcomes[case]
+    np.testing.assert_allclose(outcome.timestamps, np.arange(12), atol=1e-6)
+    assert [frame_index_of(f) for f in outcome.frames] == [(10 * k) % 16 for k in range(12)]
+    layout = ingested.runtime.context.layout
+    plan = read_clip_plan(layout, COLLECTION, outcome.job.video_id)
+    assert plan is not None and [(c.start_s, c.end_s) for c in plan] == [(0.0, 10.0), (2.0, 12.0)]
+    assert outcome.job.video_file.endswith(Path(outcome.job.source).suffix)  # stored under its own name

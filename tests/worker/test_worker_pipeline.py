@@ -18,7 +18,8 @@ from videoseek.collections import create_collection, delete_collection, delete_v
 from videoseek.context import PipelineContext
 from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
 from videoseek.jobs import Job, JobStage, new_job_id
-from videoseek.runtime.embedded import EmbeddedRuntime
+from videoseek.metadata import MAX_METADATA_DEPTH, InvalidMetadata, MetadataRule
+from videoseek.runtime.embedded import EmbeddedRuntime, embedded_context
 from videoseek.runtime.ingest_threads import EmbeddedRunner
 from videoseek.store import SearchFilter
 from videoseek.video import FrameCache
@@ -261,3 +262,41 @@ def test_delete_video_and_collection_remove_points_files_and_claims(
     assert runtime.context.store.list_collections() == []
     assert not layout.videos_dir("films").exists() and not layout.frames_dir("films").exists()
     assert runtime.context.jobs.list("films") == [] and runtime.context.jobs.get(b.job_id) is None
+
+
+def test_submit_refuses_metadata_the_stores_could_not_read_back_and_keeps_nothing(
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    create_collection(runtime.context, "films")
+    runtime.start()
+    upload = tmp_path / "upload.mp4"
+    shutil.copyfile(toy_videos[0]["path"], upload)
+    for metadata, rule in (({"x": float("nan")}, MetadataRule.NUMBER), ({"n": 2**64}, MetadataRule.INTEGER)):
+        with pytest.raises(InvalidMetadata) as caught:
+            runtime.submit_ingest("films", upload, metadata=metadata, move=True)
+        assert caught.value.rule is rule
+    assert upload.exists()  # the caller keeps its file
+    assert runtime.context.jobs.list("films") == []
+    assert not runtime.context.layout.videos_dir("films").exists()
+
+
+def test_metadata_at_the_depth_limit_is_indexed_and_read_back_after_a_restart(
+    runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
+) -> None:
+    create_collection(runtime.context, "films")
+    deep: Any = "bottom"
+    for _ in range(MAX_METADATA_DEPTH - 1):  # the metadata object is the first level
+        deep = {"down": deep}
+    metadata = {"deep": deep, "a.b": "dot", "n": 2**63 - 1}
+    runtime.start()
+    result = runtime.submit_ingest("films", toy_videos[0]["path"], metadata=metadata)
+    assert runtime.runner.join(timeout=120), "ingest did not finish in 120 s"
+    job = runtime.context.jobs.get(result.job_id)
+    assert job is not None and job.stage is JobStage.DONE, job
+    runtime.close()  # a restart: the shard is opened again from its files
+    context = embedded_context(runtime.settings)
+    store = context.store
+    query = np.ones(store.get_collection("films").dim, dtype=np.float32)
+    hits = store.search("films", query, 10, SearchFilter(metadata={"a.b": "dot"}))
+    assert hits and all(hit.payload["metadata"] == metadata for hit in hits)
+    context.close()

@@ -309,10 +309,10 @@ def test_collection_write_lock_admits_one_holder_at_a_time(
 ) -> None:
     locks: WriteLocks
     if backing == "redis":
-        from worker.redis_clients import redis_client
+        from worker.redis_client import redis_client
         from worker.redis_locks import RedisWriteLocks
 
-        client = redis_client(request.getfixturevalue("redis_url"), text=False)
+        client = redis_client(request.getfixturevalue("redis_url"), 5.0)
         locks = RedisWriteLocks(client, request.getfixturevalue("redis_prefix"))
     else:
         locks = FileWriteLocks(tmp_path / "locks")
@@ -351,7 +351,7 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     from videoseek.settings import get_settings
     from worker.admin_state import AdminState
     from worker.names import TASK_REINDEX
-    from worker.redis_clients import redis_client
+    from worker.redis_client import redis_client
 
     monkeypatch.setenv("VIDEOSEEK_REDIS_URL", redis_url)
     monkeypatch.setenv("VIDEOSEEK_WORKER__REDIS_PREFIX", redis_prefix)
@@ -369,7 +369,7 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     assert message["headers"]["task"] == TASK_REINDEX and message["headers"]["id"] == queued["task_id"]
     # Queued as the API queues it: a task id GET /tasks/{id} accepts, holding the collection's slot.
     assert task_collection(queued["task_id"]) == NAME
-    admin = AdminState.on(redis_client(redis_url, text=True), redis_prefix)
+    admin = AdminState.on(redis_client(redis_url, 5.0, decode_responses=True), redis_prefix)
     assert admin.slots.holder(NAME) == queued["task_id"]
     busy = CliRunner().invoke(app, ["reindex", "-c", NAME, "--no-adapter"])
     assert busy.exit_code == 1 and f"busy with task {queued['task_id']}" in busy.stderr, busy.output

@@ -8,6 +8,7 @@ so a user who tries them sees the right clip.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import urllib.error
@@ -22,11 +23,12 @@ import typer
 from videoseek.cli.common import cli_settings, fail
 from videoseek.cli.runtime import training_work
 from videoseek.cli.serve_cmd import (
+    base_url,
     check_serve_settings,
+    hold_for_serving,
     port_free,
     prefer_passive_openmp_wait,
     run_server,
-    url_host,
 )
 from videoseek.context import PipelineContext
 from videoseek.model_spec import ModelSpec
@@ -172,20 +174,20 @@ def demo(
         update={"redis_url": None, "qdrant": QdrantSettings()}
     )
     check_serve_settings(settings, host)
+    # One runtime for the whole demo: it ingests the videos, then the server runs on it (an Edge store admits
+    # one opener). It holds the data directory from the first write (the collection) until the server stops.
+    runtime = EmbeddedRuntime(settings.for_api(), training_work())
+    hold_for_serving(runtime, "videoseek demo", host, port)
     if not port_free(host, port):
         raise fail(f"port {port} on {host} is in use: pass --port with a free port")
     adapter = _usable_adapter(settings, toy_adapter_dir())
     records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
-    # One runtime for the whole demo: it ingests the videos, then the server runs on it (an Edge store
-    # admits one opener).
-    runtime = EmbeddedRuntime(settings, training_work())
     _ensure_collection(runtime.context, adapter)
     runtime.start()
     _ingest(runtime, data_dir / "toy-videos", records)
-    base = f"http://{url_host(host)}:{port}/"
-    run_server(
-        runtime, host, port, "warning", on_started=lambda: _announce(base, records, adapter, not no_browser)
-    )
+    base = base_url(host, port) + "/"
+    announce = functools.partial(_announce, base, records, adapter, not no_browser)
+    run_server(runtime, host, port, "warning", on_started=announce)
 
 
 def register(app: typer.Typer) -> None:

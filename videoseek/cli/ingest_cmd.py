@@ -1,8 +1,10 @@
 """``videoseek ingest``: index local video files into a collection and report what became of each one.
 
-Runs the pipeline in this process (embedded mode) or hands jobs to Celery workers (``VIDEOSEEK_REDIS_URL``
-set) and waits for them. Every file given (and every video file found under a directory given) ends in
-exactly one list of the summary: indexed, skipped (already in the collection) or failed (with the reason).
+Runs the pipeline in this process (embedded mode, holding the data directory: see
+:mod:`videoseek.data_dir_lock`), hands jobs to Celery workers (``VIDEOSEEK_REDIS_URL`` set), or with
+``--api URL`` uploads the files to a running server (``ingest_api.py``), and waits for them. Every file given
+(and every video file found under a directory given) ends in exactly one list of the summary: indexed, skipped
+(already in the collection) or failed (with the reason).
 """
 
 from __future__ import annotations
@@ -10,21 +12,29 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from videoseek.cli.common import fail
+from videoseek.cli.api_client import ApiError
+from videoseek.cli.common import fail, hold_data_dir
 from videoseek.runtime.base import Runtime
-from videoseek.settings import SettingsError, load_settings
+from videoseek.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from videoseek.jobs import Job
+
+    JobLookup = Callable[[str], Job | None]
 
 # What a directory contributes: files with these suffixes (any case), found recursively. Files named
 # explicitly are always submitted, whatever their name: the decoder, not the suffix, decides.
 VIDEO_SUFFIXES = frozenset({
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv",
     ".3gp", ".3g2", ".ogv", ".gif", ".ivf", ".mxf", ".asf", ".vob",
+    ".264", ".h264", ".265", ".h265", ".hevc",  # raw H.264/H.265 streams (probe.RAW_STREAM_DEMUXERS)
 })  # fmt: skip
 _POLL_S = 0.25
 
@@ -101,18 +111,17 @@ def submit_all(runtime: Runtime, collection: str, entries: list[Entry], metadata
         entry.job_id, entry.video_id = result.job_id, result.video_id
 
 
-def wait_for(runtime: Runtime, entries: list[Entry], timeout: float | None, quiet: bool) -> None:
+def wait_for(get_job: JobLookup, entries: list[Entry], timeout: float | None, quiet: bool) -> None:
     """Wait until every submitted job is finished (or ``timeout``), showing progress on stderr."""
     from tqdm import tqdm
 
-    jobs = runtime.context.jobs
     waiting = {e.job_id for e in entries if e.job_id is not None}
     deadline = None if timeout is None else time.monotonic() + timeout
     with tqdm(total=len(entries), desc="ingest", unit="file", file=sys.stderr, disable=quiet) as bar:
         bar.update(len(entries) - len(waiting))
         while waiting:
             for job_id in list(waiting):
-                job = jobs.get(job_id)
+                job = get_job(job_id)
                 if job is None or job.stage.terminal:
                     waiting.discard(job_id)
                     bar.update(1)
@@ -125,27 +134,27 @@ def wait_for(runtime: Runtime, entries: list[Entry], timeout: float | None, quie
 
 
 def summarize(
-    runtime: Runtime, entries: list[Entry], timeout: float | None
+    get_job: JobLookup, entries: list[Entry], timeout: float | None, unfinished: str
 ) -> dict[str, list[dict[str, Any]]]:
-    """The three lists; a duplicate of a file whose own ingest failed counts as failed with that reason."""
+    """The three lists; a duplicate of a file whose own ingest failed counts as failed with that reason.
+
+    ``unfinished`` says what becomes of a job still running when the wait ends."""
     from videoseek.jobs import JobStage
 
-    jobs = runtime.context.jobs
     summary: dict[str, list[dict[str, Any]]] = {"indexed": [], "skipped": [], "failed": []}
     for entry in entries:
-        job = jobs.get(entry.job_id) if entry.job_id else None
+        job = get_job(entry.job_id) if entry.job_id else None
         base = {"file": entry.file, "video_id": entry.video_id, "job_id": entry.job_id}
         if entry.failure is not None or job is None:
             summary["failed"].append({**base, "reason": entry.failure or "the job record disappeared"})
         elif not job.stage.terminal:
-            then = "a worker keeps running it" if runtime.runs_elsewhere else "it resumes at the next run"
             summary["failed"].append(
-                {**base, "reason": f"not finished after {timeout} s (still {job.stage}; {then})"}
+                {**base, "reason": f"not finished after {timeout} s (still {job.stage}; {unfinished})"}
             )
         elif job.stage is JobStage.FAILED:
             summary["failed"].append({**base, "reason": job.reason or "failed"})
         elif job.duplicate:
-            owner = jobs.get(job.duplicate_of or "")
+            owner = get_job(job.duplicate_of) if job.duplicate_of else None
             if owner is not None and owner.stage is JobStage.FAILED:
                 summary["failed"].append({**base, "reason": owner.reason or "failed"})
             else:
@@ -187,27 +196,40 @@ def ingest(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="Upload the files to the videoseek server at this URL (e.g. http://127.0.0.1:8000) instead "
+            "of writing the data directory: what to use while `videoseek serve` runs on it."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="VIDEOSEEK_API_KEY", help="With --api: an API key with the ingest scope."),
+    ] = None,
 ) -> None:
     """Index video files into a collection; exit status 1 if any file failed."""
     try:
-        settings = load_settings()
         user_metadata = _parse_metadata(metadata)
+        settings = None if api is not None else load_settings()
     except (SettingsError, ValueError) as exc:
         raise fail(str(exc)) from exc
-    from videoseek.cli.runtime import open_runtime
-
     entries = collect_inputs(paths)
-    # Room for every file: the command waits for all of them anyway, and must never be refused.
-    runtime = open_runtime(settings, queue_size=max(len(entries), settings.worker.queue_size))
     try:
-        ensure_collection(runtime, collection, adapter)
-        summary = _run(runtime, collection, entries, user_metadata, timeout, quiet=json_output)
+        if api is not None:
+            summary = _run_via_api(
+                api, api_key, collection, adapter, entries, user_metadata, timeout, json_output
+            )
+        else:
+            assert settings is not None
+            summary = _run_here(settings, collection, adapter, entries, user_metadata, timeout, json_output)
     except typer.Exit:
         raise
+    except ApiError as exc:
+        said = exc.reason if exc.status == 0 else f"the server at {api} answered {exc.status}: {exc.reason}"
+        raise fail(said) from exc
     except Exception as exc:  # store locked, model missing, Redis down: one line, not a traceback
         raise fail(f"{type(exc).__name__}: {exc}") from exc
-    finally:
-        runtime.close()
     if json_output:
         typer.echo(json.dumps(summary))
     else:
@@ -217,12 +239,44 @@ def ingest(
 
 
 def _parse_metadata(text: str | None) -> dict[str, Any]:
+    """--metadata, checked by the same rules as an upload's; ValueError naming the rule and where it broke."""
+    from videoseek.metadata import InvalidMetadata, parse_metadata
+
     if text is None:
         return {}
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError('--metadata must be a JSON object, e.g. \'{"source": "archive"}\'')
-    return value
+    try:
+        return parse_metadata(text)
+    except InvalidMetadata as exc:
+        raise ValueError(f"--metadata breaks the {exc.rule!s} rule: {exc}") from exc
+
+
+def _send_through(collection: str) -> Callable[[str], str]:
+    """What ``ingest`` suggests when a server holds the data directory: the same files through its API."""
+    return lambda url: (
+        f", or send the files through the running server: videoseek ingest --api {url} "
+        f"--collection {collection} FILE..."
+    )
+
+
+def _run_here(
+    settings: Settings,
+    collection: str,
+    adapter: Path | None,
+    entries: list[Entry],
+    metadata: dict[str, Any],
+    timeout: float | None,
+    quiet: bool,
+) -> dict[str, list[dict[str, Any]]]:
+    from videoseek.cli.runtime import open_runtime
+
+    # Room for every file: the command waits for all of them anyway, and must never be refused.
+    runtime = open_runtime(settings, queue_size=max(len(entries), settings.worker.queue_size))
+    try:
+        hold_data_dir(runtime, "videoseek ingest", _send_through(collection))  # embedded: before any write
+        ensure_collection(runtime, collection, adapter)
+        return _run(runtime, collection, entries, metadata, timeout, quiet)
+    finally:
+        runtime.close()
 
 
 def _run(
@@ -237,8 +291,31 @@ def _run(
     submit_all(runtime, collection, entries, metadata)
     if runtime.runs_elsewhere:
         runtime.context.release_store()  # the workers write now (an embedded Edge store admits one process)
-    wait_for(runtime, entries, timeout, quiet)
-    return summarize(runtime, entries, timeout)
+    jobs = runtime.context.jobs
+    wait_for(jobs.get, entries, timeout, quiet)
+    then = "a worker keeps running it" if runtime.runs_elsewhere else "it resumes at the next run"
+    return summarize(jobs.get, entries, timeout, then)
+
+
+def _run_via_api(
+    url: str,
+    api_key: str | None,
+    collection: str,
+    adapter: Path | None,
+    entries: list[Entry],
+    metadata: dict[str, Any],
+    timeout: float | None,
+    quiet: bool,
+) -> dict[str, list[dict[str, Any]]]:
+    from videoseek.cli.api_client import ApiClient
+    from videoseek.cli.ingest_api import ensure_collection_via_api, job_getter, submit_all_via_api
+
+    client = ApiClient(url, api_key)
+    ensure_collection_via_api(client, collection, adapter)
+    submit_all_via_api(client, collection, entries, metadata)
+    get_job = job_getter(client)
+    wait_for(get_job, entries, timeout, quiet)
+    return summarize(get_job, entries, timeout, "the server keeps running it")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,21 +2,23 @@
 
 Started as the API starts it, through the runtime (holding the collection's admin-task slot, under a task id
 that ``GET /tasks/{id}`` and ``POST /tasks/{id}/cancel`` accept in distributed mode). Embedded mode runs it in
-this process and waits for it (the store must not be open in another one: stop ``videoseek serve`` first
-when it uses the embedded store). With ``VIDEOSEEK_REDIS_URL`` set it is queued on the ``train`` queue for a
-``videoseek worker --queues train``; ``--wait`` follows it to the end.
+this process and waits for it, holding the data directory (one writing process at a time: while ``videoseek
+serve`` runs on it, ask that server instead, ``POST /collections/{name}/reindex``). With
+``VIDEOSEEK_REDIS_URL`` set it is queued on the ``train`` queue for a ``videoseek worker --queues train``;
+``--wait`` follows it to the end.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from videoseek.cli.common import fail
+from videoseek.cli.common import fail, hold_data_dir
 from videoseek.runtime.base import FINISHED, AdminTasks, Runtime
 from videoseek.settings import SettingsError, load_settings
 
@@ -37,6 +39,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  during the run: {summary['caught_up']} videos added, {summary['removed']} removed")
     for video_id in summary["missing"]:
         typer.echo(f"  left out (no cached frames): {video_id}")
+
+
+def _ask_the_server(collection: str) -> Callable[[str], str]:
+    """What ``reindex`` suggests when a server holds the data directory: the same re-index through its API."""
+    return lambda url: (
+        f', or ask the running server: POST {url}/collections/{collection}/reindex {{"adapter": ...}}'
+    )
 
 
 def _start(
@@ -87,6 +96,7 @@ def reindex(
 
     runtime = open_runtime(settings)
     try:
+        hold_data_dir(runtime, "videoseek reindex", _ask_the_server(collection))  # embedded: one writer
         task_id, version = _start(runtime, collection, adapter, allow_missing)
         if runtime.runs_elsewhere:
             runtime.context.release_store()  # the worker writes now (an Edge store admits one process)

@@ -64,6 +64,12 @@ def training_work() -> AdminWork:
     return AdminWork(check_retrain=check_retrain, retrain=retrain)
 
 
+def open_api_runtime(settings: Settings) -> Runtime:
+    """The runtime an API process serves on: short Redis timeouts (``worker.api_redis_timeout_s``), so a hung
+    Redis costs a request a quick 503, never a blocked thread."""
+    return open_runtime(settings.for_api())
+
+
 def open_runtime(settings: Settings, *, queue_size: int | None = None) -> Runtime:
     """This process's runtime (not started). ``queue_size``: room in the embedded ingest queue."""
     if run_mode(settings) == "distributed":

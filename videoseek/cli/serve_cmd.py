@@ -1,8 +1,9 @@
 """``videoseek serve``: the API + web page.
 
 ``serve`` with no configuration runs everything in one process: the API, the ingest worker thread and Qdrant
-Edge under the data directory. With ``VIDEOSEEK_REDIS_URL`` and ``VIDEOSEEK_QDRANT__URL`` set it runs only the
-API; ingest tasks go to Celery workers (``videoseek worker``).
+Edge under the data directory, which it holds for as long as it runs (one writing process per embedded data
+directory: :mod:`videoseek.data_dir_lock`). With ``VIDEOSEEK_REDIS_URL`` and ``VIDEOSEEK_QDRANT__URL`` set
+it runs only the API; ingest tasks go to Celery workers (``videoseek worker``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from videoseek.cli.common import cli_settings, fail
+from videoseek.cli.common import cli_settings, fail, hold_data_dir
 from videoseek.runtime.base import Runtime
 from videoseek.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("videoseek.cli")
 
@@ -72,9 +76,24 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def base_url(host: str, port: int) -> str:
+    """Where a server listening on ``host:port`` answers on this machine."""
+    return f"http://{url_host(host)}:{port}"
+
+
+def _use_the_server(url: str) -> str:
+    """What ``serve`` (and ``demo``) suggest when a server holds the data directory already."""
+    return f", or use the server it runs at {url} (videoseek ingest --api {url} ... sends files to it)"
+
+
+def hold_for_serving(runtime: Runtime, command: str, host: str, port: int) -> None:
+    """The data directory for this server, recording where it answers (embedded; distributed: nothing)."""
+    hold_data_dir(runtime, command, _use_the_server, api_url=base_url(host, port))
+
+
 def run_server(runtime: Runtime, host: str, port: int, log_level: str, on_started: Any = None) -> None:
     """Serve the app on ``runtime`` with uvicorn in this process until interrupted (the app starts the
-    runtime and closes it at shutdown)."""
+    runtime and closes it at shutdown, releasing the data directory it holds)."""
     import uvicorn
 
     from service.main import access_note, create_app
@@ -88,7 +107,7 @@ def run_server(runtime: Runtime, host: str, port: int, log_level: str, on_starte
         if runtime.runs_elsewhere
         else "embedded: API + ingest worker thread + Qdrant Edge"
     )
-    typer.echo(f"videoseek serving http://{url_host(host)}:{port}/ ({mode}; data in {settings.data_dir})")
+    typer.echo(f"videoseek serving {base_url(host, port)}/ ({mode}; data in {settings.data_dir})")
     typer.echo(access_note(settings, app.state.keys))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, workers=1, access_log=False)
     server = uvicorn.Server(config)
@@ -121,11 +140,13 @@ def serve(
 ) -> None:
     """Run the search API and web page (embedded mode needs no other service)."""
     prefer_passive_openmp_wait()
-    from videoseek.cli.runtime import open_runtime
+    from videoseek.cli.runtime import open_api_runtime
 
     settings = cli_settings(host=host, port=port, data_dir=data_dir, model=model)
     check_serve_settings(settings, settings.host)
-    run_server(open_runtime(settings), settings.host, settings.port, log_level)
+    runtime = open_api_runtime(settings)
+    hold_for_serving(runtime, "videoseek serve", settings.host, settings.port)
+    run_server(runtime, settings.host, settings.port, log_level)
 
 
 def register(app: typer.Typer) -> None:

@@ -36,6 +36,7 @@ from videoseek.store import (
     ClipPoint,
     CollectionInfo,
     CollectionNotFound,
+    CollectionUnreadable,
     InvalidPoint,
     StoreUnavailable,
 )
@@ -103,6 +104,9 @@ def _collection(ctx: PipelineContext, job: Job) -> CollectionInfo | None:
             fail_job(
                 ctx, job.job_id, f"collection {job.collection!r} was deleted before this video was indexed"
             )
+            return None
+        except CollectionUnreadable as exc:  # damaged: retrying cannot help until it is restored or deleted
+            fail_job(ctx, job.job_id, str(exc))
             return None
 
 
@@ -364,6 +368,9 @@ def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray)
             ctx.store.upsert(video.job.collection, points)
     except InvalidPoint as exc:
         fail_job(ctx, job_id, f"could not index the clips: {exc}")
+        return
+    except CollectionUnreadable as exc:
+        fail_job(ctx, job_id, str(exc))
         return
     except CollectionNotFound:
         fail_job(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from videoseek.jobs import Job, JobStage, JobStore, new_job_id
 from videoseek.layout import DataLayout, check_collection_name, stored_suffix
+from videoseek.metadata import check_metadata
 from videoseek.video.identity import video_id_for_file
 
 if TYPE_CHECKING:
@@ -77,10 +78,12 @@ def submit_file(
 
     ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
     deleted. The collection must exist (:func:`videoseek.collections.create_collection`). Raises
-    ``FileNotFoundError``, ``CollectionNotFound``, or :class:`IngestQueueFull` from ``enqueue`` (the file is
+    ``FileNotFoundError``, ``CollectionNotFound``, :class:`~videoseek.metadata.InvalidMetadata` (metadata
+    the stores could not keep, see that module), or :class:`IngestQueueFull` from ``enqueue`` (the file is
     left where it was). A file that is not a usable video is accepted and ends as a failed job with a reason.
     """
     settings = ctx.settings
+    metadata = check_metadata(dict(metadata or {}))  # the last guard: library callers skip the edge's parse
     source = Path(path)
     if not source.is_file():
         raise FileNotFoundError(f"no such file: {source}")
@@ -96,7 +99,7 @@ def submit_file(
         video_id=video_id,
         source=name,
         video_file=video_id + stored_suffix(name),
-        metadata=dict(metadata or {}),
+        metadata=metadata,
     )
     size = source.stat().st_size
     if size > settings.ingest.max_file_bytes:

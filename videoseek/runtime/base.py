@@ -119,9 +119,26 @@ class Runtime(Protocol):
     @property
     def tasks(self) -> AdminTasks: ...
 
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """The names of the queues work waits in (what :meth:`queue_depths` reports)."""
+        ...
+
+    @property
+    def owns_data_dir(self) -> bool:
+        """True when this process is the data directory's only writer once started (embedded: it holds the
+        directory's lock), so whatever a dead process left half-written there is garbage."""
+        ...
+
+    def hold_data_dir(self, command: str, *, api_url: str | None = None) -> None:
+        """Take the data directory for this process, as ``command`` (answering at ``api_url``), until
+        :meth:`close`; ``DataDirInUse`` when another process holds it. A no-op where many processes share it
+        by design (distributed mode) and once held."""
+        ...
+
     def start(self) -> None:
-        """Start what runs in this process (embedded: the ingest threads, resuming unfinished jobs); a started
-        runtime stays as it is."""
+        """Start what runs in this process (embedded: the data directory, if not held yet, then the ingest
+        threads, resuming unfinished jobs); a started runtime stays as it is."""
         ...
 
     def submit_ingest(
@@ -136,8 +153,9 @@ class Runtime(Protocol):
         """Store a file in the collection and queue its ingest (``IngestQueueFull`` when there is no room)."""
         ...
 
-    def queue_depths(self) -> dict[str, Callable[[], float]]:
-        """Per queue of this deployment, a reader of how many items wait in it (for /metrics)."""
+    def queue_depths(self) -> dict[str, float]:
+        """How many items wait in each queue of this deployment, read now (for /metrics; may raise the
+        errors of the service it reads, such as Redis')."""
         ...
 
     def health_checks(self) -> dict[str, str]:

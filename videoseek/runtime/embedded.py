@@ -7,12 +7,12 @@ the clip store is Qdrant Edge under it (or a Qdrant server when one is configure
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from videoseek.collection_lock import FileWriteLocks
 from videoseek.context import PipelineContext
+from videoseek.data_dir_lock import DataDirLock
 from videoseek.ingest.embedding import FrameEmbedder
 from videoseek.ingest.submit import SubmitResult, submit_file
 from videoseek.jobs import SqliteJobStore
@@ -42,16 +42,24 @@ class EmbeddedRuntime:
 
     mode: Literal["embedded"] = "embedded"
     runs_elsewhere = False
+    owns_data_dir = True
+    queues = ("ingest",)
 
     def __init__(self, settings: Settings, work: AdminWork, *, queue_size: int | None = None) -> None:
         self.settings = settings
         self.context = embedded_context(settings)
         self.tasks = LocalAdminTasks(self.context, work)
         self.runner = EmbeddedRunner(self.context, queue_size=queue_size)
+        self._data_dir: DataDirLock | None = None
+
+    def hold_data_dir(self, command: str, *, api_url: str | None = None) -> None:
+        if self._data_dir is None:
+            self._data_dir = DataDirLock.acquire(self.settings.data_dir, command, api_url=api_url)
 
     def start(self, *, recover: bool = True) -> None:
-        """Start the ingest threads (once: a started runtime stays as it is); ``recover``: queue again this
-        data dir's jobs that never finished."""
+        """Take the data directory (if the caller has not, as ``videoseek (embedded)``) and start the ingest
+        threads, once; ``recover``: queue again this data dir's jobs that never finished."""
+        self.hold_data_dir("videoseek (embedded)")
         if not self.runner.running:
             self.runner.start(recover=recover)
 
@@ -68,9 +76,8 @@ class EmbeddedRuntime:
             self.context, self.runner.submit, collection, path, source_name, metadata, move=move
         )
 
-    def queue_depths(self) -> dict[str, Callable[[], float]]:
-        runner = self.runner
-        return {"ingest": lambda: float(runner.pending()) if runner.running else 0.0}
+    def queue_depths(self) -> dict[str, float]:
+        return {"ingest": float(self.runner.pending()) if self.runner.running else 0.0}
 
     def health_checks(self) -> dict[str, str]:
         return {}  # the job store is a file of this process: nothing to reach
@@ -79,3 +86,6 @@ class EmbeddedRuntime:
         self.tasks.close()  # before the store closes under a running re-index
         self.runner.stop()
         self.context.close()
+        if self._data_dir is not None:  # last: nothing of this process writes there any more
+            self._data_dir.release()
+            self._data_dir = None

@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from videoseek.layout import InvalidName, check_collection_name
+from videoseek.metadata import INT64_MAX, INT64_MIN, InvalidMetadata, check_metadata, key_problem
 
 # Named vectors of every physical collection.
 VECTOR_POOLED = "pooled"  # one vector per clip, cosine, HNSW: the ANN stage
@@ -49,8 +50,6 @@ MAX_METADATA_INDEXES = 64
 
 PHYSICAL_PREFIX = "vs__"
 _PHYSICAL_RE = re.compile(r"^vs__(?P<name>.+)__(?P<n>[0-9]+)$")
-# Metadata keys usable in filters: printable, no quotes or backslashes (they end up in a JSON path).
-_METADATA_KEY_RE = re.compile(r'^[^"\\\x00-\x1f]{1,128}$')
 
 # Fixed namespace: ids must stay the same across processes and releases, or redelivered writes duplicate.
 _POINT_NAMESPACE = uuid.UUID("6f1c3c1e-2b7d-5d3a-9a51-0c7e5b1d9e42")
@@ -78,7 +77,14 @@ class StoreUnavailable(StoreError):
 
 
 class InvalidPoint(StoreError, ValueError):
-    """A clip or query vector that does not fit the collection (wrong shape, dimension or values)."""
+    """A clip or query vector that does not fit the collection (wrong shape, dimension, values or payload)."""
+
+
+class CollectionUnreadable(StoreError):
+    """The collection exists but its stored data cannot be opened (damaged files); the others still serve.
+
+    Not :class:`StoreUnavailable`: retrying does not help until someone restores or deletes the collection.
+    """
 
 
 # -------------------------------------------------------------------------------------------- names/ids
@@ -128,11 +134,10 @@ def check_version_of(name: str, physical: str) -> None:
 
 
 def metadata_path(key: str) -> str:
-    """JSON path of one user metadata entry; quoted so keys with dots or spaces stay one path segment."""
-    if not _METADATA_KEY_RE.fullmatch(key):
-        raise ValueError(
-            f"invalid metadata key {key!r}: use 1-128 printable characters without quotes or backslashes"
-        )
+    """JSON path of one user metadata entry; quoted so keys with dots, brackets or spaces stay one segment."""
+    problem = key_problem(key)
+    if problem is not None:
+        raise ValueError(f"invalid metadata key {key[:140]!r}: {problem}")
     return f'{METADATA_KEY}."{key}"'
 
 
@@ -220,7 +225,7 @@ class ClipPoint:
         wanted: dict[str, str] = {}
         for key, value in self.payload.get(METADATA_KEY, {}).items():
             kind = metadata_index_kind(value)
-            if kind is not None and _METADATA_KEY_RE.fullmatch(key):
+            if kind is not None and key_problem(key) is None:
                 wanted[metadata_path(key)] = kind
         return wanted
 
@@ -332,6 +337,9 @@ class SearchFilter:
                 )
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"metadata filter {key!r}: number must be finite")
+            if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
+                # no stored value can match it (the metadata rules keep integers to 64 bits)
+                raise ValueError(f"metadata filter {key!r}: integer must fit in signed 64 bits")
         if self.time_range is not None:
             if len(self.time_range) != 2:
                 raise ValueError("time_range must be a (from_s, to_s) pair; use None for an open end")
@@ -454,13 +462,32 @@ def check_query_vector(vector: np.ndarray, dim: int) -> np.ndarray:
     return query
 
 
-def check_points_dim(points: Sequence[ClipPoint], dim: int, target: str) -> None:
+def check_points(points: Sequence[ClipPoint], dim: int, target: str) -> None:
+    """Refuse, before anything is written, a clip of the wrong size or one whose payload cannot be read back.
+
+    Both stores call this last thing before writing: Qdrant Edge accepts payloads it then cannot read (a point
+    nested ~124 levels deep makes its shard unopenable), so nothing the metadata rules refuse may get in.
+    """
+    checked: set[int] = set()  # the clips of one video share one metadata dict: check it once
     for point in points:
         if point.dim != dim:
             raise InvalidPoint(
                 f"clip {point.video_id!r}#{point.clip_index} has dimension {point.dim} but {target} "
                 f"stores {dim}: embed with the collection's base model"
             )
+        _check_payload(point, checked)
+
+
+def _check_payload(point: ClipPoint, checked: set[int]) -> None:
+    try:
+        metadata = point.payload.get(METADATA_KEY, {})
+        if id(metadata) not in checked:
+            check_metadata(metadata, where=f"payload.{METADATA_KEY}")
+            checked.add(id(metadata))
+        # the store's own entries (source name, adapter version, thumbnail) obey the same rules
+        check_metadata({k: v for k, v in point.payload.items() if k != METADATA_KEY}, where="payload")
+    except InvalidMetadata as exc:
+        raise InvalidPoint(f"clip {point.video_id!r}#{point.clip_index}: {exc}") from exc
 
 
 # -------------------------------------------------------------------------------------------- protocol
@@ -476,7 +503,13 @@ class ClipStore(Protocol):
 
     def get_collection(self, name: str) -> CollectionInfo: ...
 
-    def list_collections(self) -> list[CollectionInfo]: ...
+    def list_collections(self) -> list[CollectionInfo]:
+        """Every collection that can be read (an unreadable one is left out, never fails the list)."""
+        ...
+
+    def unreadable_collections(self) -> dict[str, str]:
+        """Collections that exist but cannot be opened (damaged files): name -> why, and how to fix it."""
+        ...
 
     def delete_collection(self, name: str) -> None: ...
 

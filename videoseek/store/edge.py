@@ -4,12 +4,22 @@ The embedded default. Edge has no collections or aliases, so :class:`EdgeCatalog
 beside the shards. Edge shard objects are safe to query and update from several threads (the bindings release
 the GIL and the engine locks internally); this store adds a readers-writer lock so opening, dropping and
 closing shards never races a running query, and a per-shard write lock so updates never race ``optimize``.
+A shard that cannot be opened (damaged files) makes only its own collection unreadable
+(:class:`CollectionUnreadable`); the store and every other collection keep serving.
 Edge never optimizes on its own: the store does after every ``optimize_every`` written clips and before a
 new version goes live.
+
+One process at a time opens a store directory. Edge locks each shard it opens, but the catalog (which
+collection lives in which shard) is read once at open and rewritten by whoever changes it: a second process
+would create a collection the first never sees, and overwrite the first one's. So the store holds an ``flock``
+on ``<root>/.lock`` from open to :meth:`EdgeClipStore.close` and a second open is refused at once with
+``StoreUnavailable`` (the kernel frees the lock when its holder dies).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -34,6 +44,7 @@ from videoseek.store.base import (
     CollectionExists,
     CollectionInfo,
     CollectionNotFound,
+    CollectionUnreadable,
     Condition,
     RangeCondition,
     ScoredClip,
@@ -41,7 +52,7 @@ from videoseek.store.base import (
     StoreError,
     StoreUnavailable,
     VersionMeta,
-    check_points_dim,
+    check_points,
     check_query_vector,
     check_store_name,
     check_version_of,
@@ -50,11 +61,14 @@ from videoseek.store.base import (
     frames_of,
     new_meta,
     next_meta,
+    parse_physical,
     scored_clip,
     valid_point_ids,
 )
 from videoseek.store.edge_catalog import EdgeCatalog
 from videoseek.store.locks import ReadWriteLock
+
+STORE_LOCK_FILE = ".lock"
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -62,6 +76,27 @@ _SCHEMA = {
     "float": qe.PayloadSchemaType.Float,
     "bool": qe.PayloadSchemaType.Bool,
 }
+
+
+def _in_use(what: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"Qdrant Edge {what}: the store is open in another process; stop it, or run a Qdrant "
+        "server (VIDEOSEEK_QDRANT__URL) so several processes can share the vectors"
+    )
+
+
+def _lock_store(root: Path) -> int:
+    """The descriptor holding ``root``'s store lock; ``StoreUnavailable`` when another holder has it."""
+    fd = os.open(root / STORE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise _in_use(f"store {root}") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextmanager
@@ -73,10 +108,7 @@ def _edge_errors(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         if "WouldBlock" in str(exc):
-            raise StoreUnavailable(
-                f"Qdrant Edge {what}: the store is open in another process; stop it, or run a Qdrant "
-                "server (VIDEOSEEK_QDRANT__URL) so several processes can share the vectors"
-            ) from exc
+            raise _in_use(what) from exc
         raise StoreError(f"Qdrant Edge {what} failed: {exc}") from exc
 
 
@@ -169,7 +201,12 @@ class EdgeClipStore:
     def __init__(self, root: Path, *, optimize_every: int = 20_000, batch_size: int = 256) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
-        self._catalog = EdgeCatalog(root)
+        self._lock_fd: int | None = _lock_store(root)  # held until close(): see the module docstring
+        try:
+            self._catalog = EdgeCatalog(root)
+        except BaseException:
+            self._release_lock()
+            raise
         self._optimize_every = optimize_every
         self._batch_size = batch_size
         # shared: data operations and adding shards; exclusive: dropping or switching shards, close
@@ -177,6 +214,9 @@ class EdgeClipStore:
         self._open_mutex = threading.Lock()  # lazily opening shards under the shared lock
         self._catalog_mutex = threading.Lock()  # adding collections/versions under the shared lock
         self._shards: dict[str, _Shard] = {}
+        # physical -> why its shard failed to open; kept until the version is dropped or the store reopened,
+        # so a damaged shard is not re-read on every request
+        self._unreadable: dict[str, str] = {}
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -201,9 +241,27 @@ class EdgeClipStore:
             return self._info(self._active(name))
 
     def list_collections(self) -> list[CollectionInfo]:
+        """The collections that can be read; :meth:`unreadable_collections` names the others."""
         with self._lock.shared():
             self._check_open()
-            return [self._info(self._active(name)) for name in sorted(self._catalog.aliases())]
+            infos = []
+            for name in sorted(self._catalog.aliases()):
+                try:
+                    infos.append(self._info(self._active(name)))
+                except CollectionUnreadable:
+                    continue
+            return infos
+
+    def unreadable_collections(self) -> dict[str, str]:
+        with self._lock.shared():
+            self._check_open()
+            problems = {}
+            for name in sorted(self._catalog.aliases()):
+                try:
+                    self._active(name)
+                except CollectionUnreadable as exc:
+                    problems[name] = str(exc)
+            return problems
 
     def delete_collection(self, name: str) -> None:
         with self._lock.exclusive():
@@ -261,8 +319,14 @@ class EdgeClipStore:
                         shard.shard.close()
                 except StoreError as exc:  # close the others anyway
                     failures.append(exc)
+            self._release_lock()  # after the shards: the next opener finds them closed
             if failures:
                 raise failures[0]
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def optimize(self, name: str) -> None:
         """Merge segments and build the pooled HNSW graph now (also runs on its own, see module doc)."""
@@ -274,7 +338,7 @@ class EdgeClipStore:
     def upsert(self, name: str, points: Sequence[ClipPoint], physical: str | None = None) -> None:
         with self._lock.shared():
             shard = self._active(name) if physical is None else self._version(name, physical)
-            check_points_dim(points, shard.meta.dim, f"collection {name!r}")
+            check_points(points, shard.meta.dim, f"collection {name!r}")
             if not points:
                 return
             with shard.write_lock:
@@ -370,24 +434,54 @@ class EdgeClipStore:
         with self._open_mutex:
             shard = self._shards.get(physical)
             if shard is None:
-                meta = self._catalog.read_meta(physical)
-                if meta is None:
-                    raise CollectionNotFound(f"{physical!r} does not exist in {self.root}")
-                with _edge_errors(f"opening {physical}"):
-                    edge = qe.EdgeShard.load(str(self._catalog.shard_dir(physical)))
-                    info = edge.info()
-                # indexed_vectors_count covers both named vectors; what is left was written since the last
-                # optimize (possibly by an earlier process) and counts towards the next one
-                unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
-                shard = _Shard(
-                    physical,
-                    meta,
-                    edge,
-                    indexed={_index_path(reported) for reported in info.payload_schema},
-                    unoptimized=unoptimized,
-                )
+                problem = self._unreadable.get(physical)
+                if problem is not None:
+                    raise CollectionUnreadable(problem)
+                try:
+                    shard = self._load(physical)
+                except CollectionUnreadable as exc:
+                    self._unreadable[physical] = str(exc)
+                    raise
                 self._shards[physical] = shard
             return shard
+
+    def _load(self, physical: str) -> _Shard:
+        try:
+            meta = self._catalog.read_meta(physical)
+            if meta is None:
+                raise CollectionNotFound(f"{physical!r} does not exist in {self.root}")
+            with _edge_errors(f"opening {physical}"):
+                edge = qe.EdgeShard.load(str(self._catalog.shard_dir(physical)))
+                try:
+                    info = edge.info()
+                except BaseException:
+                    edge.close()
+                    raise
+        except (CollectionNotFound, StoreUnavailable):  # gone, or locked by another process: not damage
+            raise
+        except StoreError as exc:
+            raise self._unreadable_error(physical, exc) from exc
+        # indexed_vectors_count covers both named vectors; what is left was written since the last
+        # optimize (possibly by an earlier process) and counts towards the next one
+        unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
+        return _Shard(
+            physical,
+            meta,
+            edge,
+            indexed={_index_path(reported) for reported in info.payload_schema},
+            unoptimized=unoptimized,
+        )
+
+    def _unreadable_error(self, physical: str, exc: StoreError) -> CollectionUnreadable:
+        parsed = parse_physical(physical)
+        name = parsed[0] if parsed else physical
+        live = self._catalog.alias(name) == physical
+        what = f"collection {name!r}" if live else f"version {physical!r} of collection {name!r}"
+        return CollectionUnreadable(
+            f"{what} cannot be opened: {exc}. The other collections are not affected; restore "
+            f"{self._catalog.shard_dir(physical)} from a backup and restart, or delete the collection "
+            f"(DELETE /collections/{name}) and ingest its videos again"
+        )
 
     def _create_shard(self, physical: str, meta: VersionMeta) -> _Shard:
         path = self._catalog.shard_dir(physical)
@@ -406,6 +500,7 @@ class EdgeClipStore:
         return shard
 
     def _drop(self, physical: str) -> None:
+        self._unreadable.pop(physical, None)
         shard = self._shards.pop(physical, None)
         if shard is not None:
             with _edge_errors(f"closing {physical}"):

@@ -33,6 +33,7 @@ from videoseek.store.base import (
     CollectionExists,
     CollectionInfo,
     CollectionNotFound,
+    CollectionUnreadable,
     Condition,
     RangeCondition,
     ScoredClip,
@@ -40,7 +41,7 @@ from videoseek.store.base import (
     StoreError,
     StoreUnavailable,
     VersionMeta,
-    check_points_dim,
+    check_points,
     check_query_vector,
     check_store_name,
     check_version_of,
@@ -195,16 +196,28 @@ class ServerClipStore:
         return self._info(physical, meta)
 
     def list_collections(self) -> list[CollectionInfo]:
+        """The collections that can be read; :meth:`unreadable_collections` names the others."""
         infos = []
-        for name, physical in sorted(self._aliases().items()):
-            parsed = parse_physical(physical)
-            if parsed is not None and parsed[0] == name:  # ignore aliases videoseek did not make
+        for physical in self._own_aliases().values():
+            try:
                 infos.append(self._info(physical, self._meta(physical)))
+            except CollectionUnreadable:
+                continue
         return infos
+
+    def unreadable_collections(self) -> dict[str, str]:
+        problems = {}
+        for name, physical in self._own_aliases().items():
+            try:
+                self._meta(physical)
+            except CollectionUnreadable as exc:
+                problems[name] = str(exc)
+        return problems
 
     def delete_collection(self, name: str) -> None:
         with self._catalog_lock:
-            self._resolve(name)
+            if self._aliases().get(name) is None:  # not _resolve: an unreadable collection can be deleted
+                raise CollectionNotFound(f"collection {name!r} does not exist")
             self._alias_ops(
                 f"deleting alias {name!r}",
                 [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=name))],
@@ -263,7 +276,7 @@ class ServerClipStore:
             physical, meta = self._resolve(name)
         else:
             target, meta = physical, self._check_version(name, physical)
-        check_points_dim(points, meta.dim, f"collection {name!r}")
+        check_points(points, meta.dim, f"collection {name!r}")
         if not points:
             return
         self._ensure_metadata_indexes(physical, points)
@@ -364,6 +377,14 @@ class ServerClipStore:
         with self._call("listing aliases"):
             return {a.alias_name: a.collection_name for a in self._client.get_aliases().aliases}
 
+    def _own_aliases(self) -> dict[str, str]:
+        """Alias -> physical for the collections videoseek made (other aliases are ignored), by name."""
+        return {
+            name: physical
+            for name, physical in sorted(self._aliases().items())
+            if (parsed := parse_physical(physical)) is not None and parsed[0] == name
+        }
+
     def _resolve(self, name: str) -> tuple[str, VersionMeta]:
         physical = self._aliases().get(name)
         if physical is None:
@@ -382,7 +403,16 @@ class ServerClipStore:
             raise StoreError(
                 f"collection {physical!r} has no videoseek metadata; it was not made by videoseek"
             )
-        meta = VersionMeta.from_json(raw)
+        try:
+            meta = VersionMeta.from_json(raw)
+        except StoreError as exc:
+            parsed = parse_physical(physical)
+            name = parsed[0] if parsed else physical
+            raise CollectionUnreadable(
+                f"collection {name!r} cannot be opened: {exc}. The other collections are not affected; "
+                f"restore Qdrant collection {physical!r} from a snapshot, or delete the collection "
+                f"(DELETE /collections/{name}) and ingest its videos again"
+            ) from exc
         with self._cache_lock:
             self._metas[physical] = meta
             self._indexed.setdefault(physical, set(info.payload_schema or {}))

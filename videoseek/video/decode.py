@@ -23,6 +23,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from videoseek.settings import IngestSettings
+from videoseek.video.encryption import refuse_encrypted_packet
 from videoseek.video.errors import DecodeFailed
 from videoseek.video.packet_plan import PLANNABLE_FORMATS, PacketPlan, TickSampler, build_packet_plan
 from videoseek.video.probe import VideoInfo, chosen_stream, describe, normalize_rotation, open_media
@@ -167,7 +168,7 @@ def sample_frames(
         raise ValueError(f"max_side must be >= 1, got {max_side!r}")
     path = Path(path)
     with open_media(path, limits) as (container, log):
-        info = describe(container, limits, path.stat().st_size, log)
+        info = describe(container, limits, path, log)
         stream = _prepared_stream(container, info, limits)
         if not (skip_unneeded and container.format.name in PLANNABLE_FORMATS):
             return _Decoder(stream, info, limits, fps, max_side).run_all(container)
@@ -209,7 +210,8 @@ class _Decoder:
         self.limits = limits
         self.time_base = stream.time_base
         self.origin = info.start_time_s
-        self.step = 1.0 / info.frame_rate if info.frame_rate else 1.0 / 25.0
+        self.rate = info.frame_rate or 25.0
+        self.step = 1.0 / self.rate
         self.sampler = TickSampler(fps)
         self.clock = _BestEffortClock()
         self.convert = _FrameConverter(info, max_side)
@@ -223,6 +225,10 @@ class _Decoder:
         self.track_gaps = True
         # Earliest presentation time among the packets sent before the first frame came out.
         self.first_packet_t: float | None = None
+        # Frames without a timestamp (raw H.264/H.265 streams have none) are timed by the frame rate from the
+        # last timed frame: anchor + n / rate, one rounding, so 10 fps gives 1.0, 2.0... rather than sums of 0.1.
+        self.anchor_t = 0.0
+        self.untimed_since_anchor = -1
 
     def run_all(self, container: InputContainer) -> SampledVideo:
         """Decode every packet."""
@@ -269,6 +275,7 @@ class _Decoder:
         return self._result(plan.end_s)
 
     def _decode(self, packet: Packet[Any]) -> bool:
+        refuse_encrypted_packet(packet)  # e.g. past a clear lead the headers did not declare
         if self.decoded == 0:
             self._note_leading_packet(packet)
         try:
@@ -316,9 +323,11 @@ class _Decoder:
         self.decoded += 1
         pts = self.clock(frame.pts, frame.dts)
         if pts is None or self.time_base is None:
-            t = (self.last_t + self.step) if self.decoded > 1 else 0.0
+            self.untimed_since_anchor += 1
+            t = self.anchor_t + self.untimed_since_anchor / self.rate
         else:
             t = max(float(pts * self.time_base) - self.origin, 0.0)
+            self.anchor_t, self.untimed_since_anchor = t, 0
         if self.decoded == 1:
             self._check_opening(t)
         if t + _TICK_EPS < self.last_t:

@@ -40,6 +40,12 @@ class UnsupportedCodec(MediaRejected):
     code = "unsupported_codec"
 
 
+class EncryptedContent(MediaRejected):
+    """A video track under encryption (CENC/CBCS DRM, WebM encryption): without the key it decodes to noise."""
+
+    code = "encrypted"
+
+
 class TooLarge(MediaRejected):
     code = "too_large"
 
@@ -78,6 +84,7 @@ REJECTION_TYPES: dict[str, type[MediaRejected]] = {
         NotMedia,
         NoVideoStream,
         UnsupportedCodec,
+        EncryptedContent,
         TooLarge,
         TooLong,
         TooManyPixels,

@@ -3,7 +3,8 @@
 Opening is hardened for untrusted uploads: only a whitelist of plain file demuxers is allowed (no playlists
 such as HLS or concat that would make FFmpeg read other files), only the ``file`` protocol, and the decoders
 FFmpeg runs while probing stream parameters are capped at ``max_pixels`` so a header claiming 16000x16000
-cannot make them allocate gigabytes.
+cannot make them allocate gigabytes. Encrypted (DRM) video is refused here too (see ``encryption``): FFmpeg
+would decode it, to noise. Raw H.264/H.265 streams are opened with the demuxer their name gives.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from av.stream import Disposition
 from av.video.stream import VideoStream
 
 from videoseek.settings import IngestSettings
+from videoseek.video.encryption import refuse_encrypted_packet, refuse_encrypted_stream
 from videoseek.video.errors import (
     NotMedia,
     NoVideoStream,
@@ -39,7 +41,13 @@ ALLOWED_DEMUXERS = (
     "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,gif,apng,mpegts,mpeg,flv,ivf,asf,ogg,nut,mxf,dv,rm,"
     "h264,hevc,m4v,mpegvideo,h263,vc1,obu,av1,yuv4mpegpipe,wtv,mp3,wav,flac,aac,aiff,w64"
 )
-SUPPORTED_FORMATS_HINT = "MP4/MOV, MKV/WebM, AVI, MPEG-TS/PS, GIF, FLV, OGG, WMV, IVF"
+SUPPORTED_FORMATS_HINT = "MP4/MOV, MKV/WebM, AVI, MPEG-TS/PS, GIF, FLV, OGG, WMV, IVF, raw .h264/.hevc"
+
+# Raw Annex-B elementary streams: no container names them, and FFmpeg's content probe misses valid ones (an
+# H.264 stream carrying MVC or SVC extension NAL units scores 0 and is "invalid data"). A file named like one
+# whose bytes start like one is opened with its demuxer named; anything else is probed by content as usual.
+RAW_STREAM_DEMUXERS = {".264": "h264", ".h264": "h264", ".265": "hevc", ".h265": "hevc", ".hevc": "hevc"}
+RAW_STREAM_FORMATS = frozenset(RAW_STREAM_DEMUXERS.values())
 
 _PIXEL_LIMIT_LOG = re.compile(r"Picture size (\d+)x(\d+) exceeds")
 
@@ -163,9 +171,12 @@ def open_media(path: Path, limits: IngestSettings) -> Iterator[tuple[InputContai
         "protocol_whitelist": "file",
         "max_pixels": str(limits.max_pixels),
     }
+    demuxer = raw_stream_demuxer(path)
     with _ffmpeg_error_log() as logs:
         try:
-            container = av.open(str(path), mode="r", options=options, metadata_errors="replace")
+            container = av.open(
+                str(path), mode="r", format=demuxer, options=options, metadata_errors="replace"
+            )
         except (av.FFmpegError, UnicodeDecodeError) as exc:
             raise NotMedia(
                 "this is not a video file that can be read: unrecognised, unsupported or corrupt format "
@@ -178,27 +189,47 @@ def open_media(path: Path, limits: IngestSettings) -> Iterator[tuple[InputContai
         container.close()
 
 
-def describe(container: InputContainer, limits: IngestSettings, size_bytes: int, log: list[str]) -> VideoInfo:
-    """Choose the video stream and check the limits from the headers alone (``rotation`` is left at 0)."""
+def raw_stream_demuxer(path: Path) -> str | None:
+    """The demuxer to name for a raw H.264/H.265 stream (by its suffix, when it starts with a start code)."""
+    demuxer = RAW_STREAM_DEMUXERS.get(path.suffix.lower())
+    if demuxer is None:
+        return None
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    return demuxer if _starts_with_start_code(head) else None
+
+
+def _starts_with_start_code(head: bytes) -> bool:
+    """Annex-B: zero bytes, then 01 and a NAL header whose forbidden bit is clear. MPEG-PS and MPEG video start
+    codes (BA, B3) have that bit set; an MP4 whose first box has a 64-bit size (00 00 00 01 ftyp) is excluded
+    by its box type."""
+    zeros = len(head) - len(head.lstrip(b"\x00"))
+    if zeros < 2 or zeros + 1 >= len(head) or head[zeros] != 1:
+        return False
+    return not head[zeros + 1] & 0x80 and head[4:8] != b"ftyp"
+
+
+def describe(container: InputContainer, limits: IngestSettings, path: Path, log: list[str]) -> VideoInfo:
+    """Choose the video stream and check the limits from the headers alone (``rotation`` is left at 0).
+
+    Raises ``EncryptedContent`` for an encrypted video stream: it would decode, to noise.
+    """
     streams = tuple(_stream_info(s) for s in container.streams)
     stream = choose_video_stream(container)
+    refuse_encrypted_stream(path, container, stream)
     width, height = _declared_size(stream, log)
     _check_pixels(width, height, limits)
     duration_s = _duration_estimate(container, stream)
-    if duration_s > limits.max_duration_s:
-        raise TooLong(
-            f"the video is {duration_s / 60:.1f} min long, over the {limits.max_duration_s / 60:.1f} min limit "
-            "(raise VIDEOSEEK_INGEST__MAX_DURATION_S to accept it)"
-        )
-    rate = stream.average_rate or stream.guessed_rate
+    _check_duration(duration_s, limits)
+    rate = _frame_rate(container, stream)
     sar = stream.sample_aspect_ratio
     return VideoInfo(
-        size_bytes=size_bytes,
+        size_bytes=path.stat().st_size,
         container_format=container.format.name,
         streams=streams,
         video_stream_index=stream.index,
         duration_s=duration_s,
-        frame_rate=float(rate) if rate and rate > 0 else None,
+        frame_rate=rate,
         width=width,
         height=height,
         rotation=0,
@@ -215,13 +246,41 @@ def probe(path: Path, limits: IngestSettings) -> VideoInfo:
     """Describe ``path``'s video stream, or raise a ``MediaRejected`` subclass saying why it is refused.
 
     Limits are checked from the headers first; only a file within them has its first frame decoded, to
-    read the display-matrix rotation that FFmpeg attaches to decoded frames.
+    read the display-matrix rotation that FFmpeg attaches to decoded frames. A raw H.264/H.265 stream, which
+    declares no duration, is then measured by demuxing its packets (no decoding).
     """
     path = Path(path)
     with open_media(path, limits) as (container, log):
-        info = describe(container, limits, path.stat().st_size, log)
+        info = describe(container, limits, path, log)
         rotation = _first_frame_rotation(container, chosen_stream(container, info), limits)
-    return replace(info, rotation=rotation)
+    info = replace(info, rotation=rotation)
+    if info.container_format in RAW_STREAM_FORMATS:
+        info = _with_measured_length(path, info, limits)
+    return info
+
+
+def _with_measured_length(path: Path, info: VideoInfo, limits: IngestSettings) -> VideoInfo:
+    """A raw stream declares no duration: add up its packets' durations (the parser's, from the SPS timing or
+    FFmpeg's 25 fps default), demuxing without decoding, and stop as soon as it is over the limit."""
+    ticks = frames = 0
+    with open_media(path, limits) as (container, _):
+        stream = chosen_stream(container, info)
+        time_base = stream.time_base
+        if time_base is None:
+            return info
+        default_ticks = round(1 / (info.frame_rate or 25.0) / time_base)
+        limit_ticks = limits.max_duration_s / time_base
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the end-of-stream marker
+                frames += 1
+                ticks += packet.duration or default_ticks
+                if ticks > limit_ticks:
+                    _check_duration(float(ticks * time_base), limits, at_least=True)
+        except av.FFmpegError:
+            pass  # damaged: what was readable counts; the decoder meets the same damage and reports it
+    return replace(info, duration_s=float(ticks * time_base), frame_count=frames)
 
 
 def chosen_stream(container: InputContainer, info: VideoInfo) -> VideoStream:
@@ -247,6 +306,25 @@ def choose_video_stream(container: InputContainer) -> VideoStream:
         raise UnsupportedCodec(f"no decoder for this video codec ({codecs}); re-encode it to H.264 or VP9")
     defaults = [s for s in decodable if s.disposition & Disposition.default]
     return (defaults or decodable)[0]
+
+
+def _frame_rate(container: InputContainer, stream: VideoStream) -> float | None:
+    """The frame rate from the headers. The raw H.264/H.265 demuxers report 25 fps as the average whatever the
+    stream says; the stream's own (from its SPS timing, else FFmpeg's 25 fps default) is the guessed rate."""
+    if container.format.name in RAW_STREAM_FORMATS:
+        rate = stream.guessed_rate or stream.average_rate
+    else:
+        rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate and rate > 0 else None
+
+
+def _check_duration(duration_s: float, limits: IngestSettings, at_least: bool = False) -> None:
+    if duration_s > limits.max_duration_s:
+        length = f"at least {duration_s / 60:.1f}" if at_least else f"{duration_s / 60:.1f}"
+        raise TooLong(
+            f"the video is {length} min long, over the {limits.max_duration_s / 60:.1f} min limit "
+            "(raise VIDEOSEEK_INGEST__MAX_DURATION_S to accept it)"
+        )
 
 
 def _declared_size(stream: VideoStream, log: list[str]) -> tuple[int, int]:
@@ -304,23 +382,34 @@ def _start_time(container: InputContainer, stream: VideoStream) -> float:
 def _first_frame_rotation(
     container: InputContainer, stream: VideoStream, limits: IngestSettings, max_packets: int = 64
 ) -> int:
-    """Decode at most one frame (from at most ``max_packets`` packets) to read its display-matrix rotation."""
-    legacy = stream.metadata.get("rotate")
-    if legacy is not None:
-        try:
-            return normalize_rotation(-float(legacy))  # the old tag is clockwise
-        except ValueError:
-            pass
+    """Decode at most one frame (from at most ``max_packets`` packets) to read its display-matrix rotation.
+
+    Raises ``EncryptedContent`` when the first packet is encrypted, before it reaches the decoder.
+    """
+    legacy = _legacy_rotation(stream)
     stream.codec_context.options = {"max_pixels": str(limits.max_pixels)}
     try:
         for count, packet in enumerate(container.demux(stream)):
+            refuse_encrypted_packet(packet)
+            if legacy is not None:
+                return legacy
             for frame in packet.decode():
                 return normalize_rotation(frame.rotation)
             if count >= max_packets:
                 break
     except av.FFmpegError:
         pass
-    return 0
+    return legacy or 0
+
+
+def _legacy_rotation(stream: VideoStream) -> int | None:
+    legacy = stream.metadata.get("rotate")
+    if legacy is None:
+        return None
+    try:
+        return normalize_rotation(-float(legacy))  # the old tag is clockwise
+    except ValueError:
+        return None
 
 
 def _stream_info(stream: Any) -> StreamInfo:
@@ -348,6 +437,8 @@ def _short(exc: BaseException, limit: int = 160, hide: Path | None = None) -> st
 
 __all__ = [
     "ALLOWED_DEMUXERS",
+    "RAW_STREAM_DEMUXERS",
+    "RAW_STREAM_FORMATS",
     "StreamInfo",
     "VideoInfo",
     "choose_video_stream",
@@ -356,4 +447,5 @@ __all__ = [
     "normalize_rotation",
     "open_media",
     "probe",
+    "raw_stream_demuxer",
 ]
