@@ -167,7 +167,7 @@ def time_steps(model: str, videos: list[Path], warmup: Path, data_dir: Path) -> 
     """Decode every video (decode step only), the same with the naive sampler, then embed all their frames
     (encode only)."""
     from videoseek.collections import create_collection
-    from videoseek.ingest.embedding import EmbedRequest
+    from videoseek.embedding import EmbedRequest
     from videoseek.ingest.pipeline import decode_video
 
     runtime = _runtime(_settings(data_dir, model))

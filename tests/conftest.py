@@ -7,12 +7,18 @@ Chromium or the shared corpus are missing, and in CI that would hide a test that
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from videoseek.settings import get_settings
+
+# Modules the tests share (factories of odd videos, the tiny CLIP kit, service and ingest helpers) import by
+# name from tests/helpers; the fixtures many packages use are a plugin of this conftest.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+pytest_plugins = ["shared_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"

@@ -157,7 +157,7 @@ def encode_text_tokens(model: ClipModel, tokens: torch.Tensor) -> torch.Tensor:
     output; for the 32-token texts search uses that is ~2.4x the work (``bench/text_encoder.py`` measured 0.26x
     the time for 8 queries). The short forward mirrors ``open_clip.model.CLIP.encode_text`` of open_clip_torch
     3.3.0 (the pinned version) line for line, with the position table and causal mask cut to the length used;
-    ``tests/core/test_clip_text_forward.py`` pins it to ``model.encode_text`` on ViT-B-32 and the tiny config.
+    ``tests/videoseek/test_clip_text_forward.py`` pins it to ``model.encode_text`` on ViT-B-32 and the tiny config.
     Anything it does not mirror gets the plain call: other classes (``CustomTextCLIP``, a subclass overriding
     ``encode_text``), other pooling, a text tower without causal mask.
     """

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from videoseek.collection_lock import WriteLocks
-from videoseek.ingest.embedding import FrameEmbedder
+from videoseek.embedding import FrameEmbedder
 from videoseek.jobs import JobStore
 from videoseek.layout import DataLayout
 from videoseek.settings import Settings

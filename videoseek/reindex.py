@@ -33,7 +33,7 @@ import numpy as np
 from videoseek.cancel import CancelCheck, not_cancellable
 from videoseek.collections import install_adapter, require_collection
 from videoseek.context import PipelineContext
-from videoseek.ingest.embedding import EmbedRequest
+from videoseek.embedding import EmbedRequest
 from videoseek.ingest.pipeline import clip_points, read_clip_plan
 from videoseek.store import METADATA_KEY, ClipStore, CollectionInfo, SearchFilter, StoreError
 from videoseek.video import ClipPlan, FrameCacheMiss

@@ -21,6 +21,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from videoseek.settings import Settings
+from worker.context import WorkerConfigError
 from worker.names import (
     QUEUE_EMBED,
     QUEUE_INGEST,
@@ -36,10 +37,6 @@ from worker.result_backend import BACKEND_PATH
 from worker.unacked_heartbeat import UNACKED_INDEX_KEY, UnackedHeartbeatStep
 
 log = logging.getLogger(__name__)
-
-
-class WorkerConfigError(RuntimeError):
-    """Distributed mode was asked for without what it needs (a Redis URL)."""
 
 
 def broker_key_prefix(settings: Settings) -> str:

@@ -44,7 +44,7 @@ class WorkerProcess:
         """The pipeline context: Redis job store and locks, the clip store (opened at first use), CLIP."""
         with self._lock:
             if self._context is None:
-                from worker.runtime import distributed_context
+                from worker.context import distributed_context
 
                 self._context = distributed_context(self.settings)
             return self._context

@@ -3,7 +3,7 @@
 The API (and the CLI, with ``VIDEOSEEK_REDIS_URL`` set) submits ingest jobs as Celery tasks, starts admin tasks
 on the ``train`` queue and follows them in Redis; job state is Redis hashes, write locks are Redis locks, and
 the clip store is a Qdrant server shared by every process. Worker processes build the same
-:func:`distributed_context` for the tasks they run (``process.py``).
+``distributed_context`` (``context.py``) for the tasks they run (``process.py``).
 """
 
 from __future__ import annotations
@@ -11,46 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from videoseek.context import PipelineContext
-from videoseek.ingest.embedding import FrameEmbedder
 from videoseek.ingest.submit import IngestQueueFull, SubmitResult, submit_file
-from videoseek.layout import DataLayout
 from videoseek.runtime.base import AdminWork
 from videoseek.settings import Settings
-from videoseek.store import open_store
 from worker.admin_state import AdminState
 from worker.admin_tasks import CeleryAdminTasks
-from worker.celery_app import QueueDepths, WorkerConfigError, build_celery_app
+from worker.celery_app import QueueDepths, build_celery_app
+from worker.context import distributed_context, redis_url_of
 from worker.names import QUEUE_INGEST, QUEUES, TASK_DECODE
 from worker.redis_client import redis_client
-from worker.redis_jobs import RedisJobStore
-from worker.redis_locks import RedisWriteLocks
-
-
-def _redis_url(settings: Settings) -> str:
-    if settings.redis_url is None:
-        raise WorkerConfigError(
-            "distributed mode needs VIDEOSEEK_REDIS_URL=redis://host:6379/0 (without it, work runs in-process)"
-        )
-    return settings.redis_url
-
-
-def distributed_context(settings: Settings) -> PipelineContext:
-    """The stores every process of a deployment shares: Redis jobs and locks, the Qdrant server."""
-    url, prefix, timeout_s = (
-        _redis_url(settings),
-        settings.worker.redis_prefix,
-        settings.worker.redis_timeout_s,
-    )
-    layout = DataLayout(settings.data_dir)
-    return PipelineContext(
-        settings=settings,
-        layout=layout,
-        jobs=RedisJobStore(url, prefix, client=redis_client(url, timeout_s, decode_responses=True)),
-        locks=RedisWriteLocks(redis_client(url, timeout_s), prefix),
-        embedder=FrameEmbedder(settings, layout),
-        open_store=lambda: open_store(settings),
-    )
 
 
 class DistributedRuntime:
@@ -62,7 +31,7 @@ class DistributedRuntime:
     queues = QUEUES
 
     def __init__(self, settings: Settings, work: AdminWork) -> None:
-        url = _redis_url(settings)
+        url = redis_url_of(settings)
         self.settings = settings
         self.context = distributed_context(settings)
         self.app = build_celery_app(settings, warm_model=False)

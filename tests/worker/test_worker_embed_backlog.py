@@ -36,7 +36,7 @@ def decoded(
     from videoseek.collections import create_collection
     from videoseek.ingest.pipeline import decode_video
     from videoseek.ingest.submit import submit_file
-    from worker.runtime import distributed_context
+    from worker.context import distributed_context
 
     ctx = distributed_context(settings)
     create_collection(ctx, "films")

@@ -16,7 +16,7 @@ from typing import Any
 
 from videoseek.cli.api_client import ApiClient, ApiError
 from videoseek.cli.common import fail
-from videoseek.cli.ingest_cmd import Entry
+from videoseek.cli.ingest_summary import Entry
 from videoseek.jobs import Job, JobStage
 
 # Answers about one file (too big, not a video, bad metadata): that file fails, the others go on.

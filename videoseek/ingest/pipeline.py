@@ -28,7 +28,7 @@ import numpy as np
 
 from videoseek.collections import remove_video_files
 from videoseek.context import PipelineContext
-from videoseek.ingest.embedding import EmbedRequest, ProgressFn, clip_vectors
+from videoseek.embedding import EmbedRequest, ProgressFn, clip_vectors
 from videoseek.jobs import Job, JobNotFound, JobStage, JobStore
 from videoseek.layout import DataLayout, thumbnail_relpath
 from videoseek.store import (

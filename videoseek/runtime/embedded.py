@@ -13,7 +13,7 @@ from typing import Any, Literal
 from videoseek.collection_lock import FileWriteLocks
 from videoseek.context import PipelineContext
 from videoseek.data_dir_lock import DataDirLock
-from videoseek.ingest.embedding import FrameEmbedder
+from videoseek.embedding import FrameEmbedder
 from videoseek.ingest.submit import SubmitResult, submit_file
 from videoseek.jobs import SqliteJobStore
 from videoseek.layout import DataLayout

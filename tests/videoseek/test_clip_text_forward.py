@@ -15,7 +15,7 @@ from typing import Any
 import open_clip
 import pytest
 import torch
-from test_adapter_kit import TINY_NAME
+from adapter_kit import TINY_NAME
 
 from videoseek.clip import LoadedClip, encode_text_tokens, load_clip
 from videoseek.model_spec import ModelSpec

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_adapter_kit import TINY_NAME, register_tiny_configs
+from adapter_kit import TINY_NAME, register_tiny_configs
 
 from videoseek.clip import LoadedClip, load_clip
 from videoseek.model_spec import ModelSpec

@@ -11,10 +11,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from test_worker_embedding import make_adapter
-from test_worker_pipeline import ingest_all
+from ingest_helpers import decoded_but_not_indexed, eager_app, ingest_all, make_adapter
 from typer.testing import CliRunner
-from worker_helpers import decoded_but_not_indexed, eager_app
 
 from videoseek.adapter import AdaptedClip, load_adapter
 from videoseek.cancel import TaskCancelled
@@ -22,8 +20,8 @@ from videoseek.cli.app import app
 from videoseek.collection_lock import CollectionBusy, FileWriteLocks, WriteLocks
 from videoseek.collections import create_collection, delete_video
 from videoseek.context import PipelineContext
+from videoseek.embedding import preprocess_frames
 from videoseek.ingest import pipeline
-from videoseek.ingest.embedding import preprocess_frames
 from videoseek.ingest.pipeline import embed_and_index, read_clip_plan
 from videoseek.jobs import Job
 from videoseek.layout import DataLayout

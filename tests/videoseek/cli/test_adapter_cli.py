@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_adapter_kit import TINY_DEEP_NAME, TINY_NAME, random_adapter_file
+from adapter_kit import TINY_DEEP_NAME, TINY_NAME, random_adapter_file
 from typer.testing import CliRunner
 
 from videoseek.adapter import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import open_clip
 import pytest
 import torch
+from adapter_kit import TEXTS, TINY_DEEP_NAME, random_images
 from open_clip.transformer import ResidualAttentionBlock
-from test_adapter_kit import TEXTS, TINY_DEEP_NAME, random_images
 from torch import nn
 
 from videoseek.adapter import (

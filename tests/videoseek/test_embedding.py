@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from ingest_helpers import make_adapter
 from PIL import Image
 
-from videoseek.adapter import AdaptedClip, AdapterConfig, AdapterFile, save_adapter
 from videoseek.collections import create_collection
-from videoseek.ingest.embedding import EmbedRequest, FrameEmbedder, _batches, clip_vectors, preprocess_frames
+from videoseek.embedding import EmbedRequest, FrameEmbedder, _batches, clip_vectors, preprocess_frames
 from videoseek.ingest.pipeline import read_clip_plan
 from videoseek.layout import DataLayout
 from videoseek.runtime.embedded import EmbeddedRuntime
@@ -23,16 +23,6 @@ from videoseek.video import FrameCache
 
 def _frames(seed: int, n: int, h: int, w: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
-
-
-def make_adapter(settings: Settings, out: Path) -> Path:
-    """A vision+text adapter for the test model with weights large enough to change every embedding."""
-    adapted = AdaptedClip.from_spec(settings.model, AdapterConfig(rank=4, shared_dim=8))
-    plain = adapted.export()
-    generator = torch.Generator().manual_seed(0)
-    tensors = {k: torch.randn(v.shape, generator=generator) * 0.2 for k, v in plain.tensors.items()}
-    save_adapter(AdapterFile(plain.config, plain.base, plain.shape, tensors), out)
-    return out
 
 
 def test_batches_cover_every_frame_once_in_order() -> None:

@@ -17,7 +17,7 @@ import pytest
 from videoseek.settings import IngestSettings
 from videoseek.video import MediaRejected, sample_frames, sample_frames_sandboxed
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"  # ../shared beside the checkout
 LIMITS = IngestSettings(decode_timeout_s=60)
 KNOWN_CODES = {"not_media", "no_video_stream", "unsupported_codec", "too_large", "too_long"} | {
     "too_many_pixels",

@@ -1,11 +1,10 @@
-"""Fixtures for the worker tests: a private Redis namespace and fresh settings per test."""
+"""Fixtures many test packages share (a plugin of the root conftest): a private Redis namespace, the toy CLIP and
+its videos, embedded and distributed settings, an embedded runtime and its pipeline context."""
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,9 +14,6 @@ from videoseek.settings import Settings
 if TYPE_CHECKING:
     from videoseek.context import PipelineContext
     from videoseek.runtime.embedded import EmbeddedRuntime
-
-# The odd files the worker tests ingest come from the video tests' generators (tests/video/video_factory.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "video"))
 
 REDIS_TEST_DB = 13
 REDIS_TEST_URL = f"redis://127.0.0.1:6379/{REDIS_TEST_DB}"

@@ -192,7 +192,7 @@ def test_odd_file_ends_done_with_its_clips_stored_or_failed_with_a_reason(
 def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingested: Ingested) -> None:
     """Visible wherever the job is read: the job store, the API's job resource, the CLI summary."""
     from service.schemas import JobOut
-    from videoseek.cli.ingest_cmd import Entry, _print_summary, summarize
+    from videoseek.cli.ingest_summary import Entry, print_summary, summarize
 
     truncated = ingested.outcomes["truncated"].job
     stored = ingested.runtime.context.jobs.require(truncated.job_id)
@@ -210,7 +210,7 @@ def test_damaged_file_that_indexes_records_what_did_not_decode_on_its_job(ingest
     assert by_file["truncated.mp4"]["problems"] == stored.problems
     assert by_file["h264.mkv"]["problems"] == []
     lines: list[str] = []
-    _print_via(lambda: _print_summary(summary), lines)
+    _print_via(lambda: print_summary(summary), lines)
     assert any("truncated" in line for line in lines)
     assert lines[-1].startswith("2 indexed (1 with parts that did not decode)")
 

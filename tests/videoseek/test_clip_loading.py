@@ -11,8 +11,8 @@ import huggingface_hub.constants
 import open_clip
 import pytest
 import torch
+from adapter_kit import TEXTS, TINY_CONFIG, TINY_NAME
 from safetensors.torch import save_file
-from test_adapter_kit import TEXTS, TINY_CONFIG, TINY_NAME
 
 from videoseek.clip import (
     LoadedClip,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from adapter_kit import TEXTS
 from PIL import Image
-from test_adapter_kit import TEXTS
 
 from videoseek.clip import LoadedClip
 from videoseek.encoders import (

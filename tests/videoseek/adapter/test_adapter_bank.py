@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_adapter_kit import TEXTS, random_adapter_file, random_images
+from adapter_kit import TEXTS, random_adapter_file, random_images
 
 from videoseek.adapter import (
     AdaptedClip,

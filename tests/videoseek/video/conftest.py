@@ -1,4 +1,4 @@
-"""Fixtures of the video tests: tiny real videos generated once per session (see video_factory.py)."""
+"""Fixtures of the video tests: tiny real videos generated once per session (see tests/helpers/video_factory.py)."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ def test_bad_metadata_is_a_clear_error(embedded: Settings, toy_videos: list[dict
 
 def test_directory_ingest_picks_raw_elementary_streams(tmp_path: Path) -> None:
     """Camera and encoder dumps (.264/.h264/.265/.h265/.hevc) are videos too; a folder contributes them."""
-    from videoseek.cli.ingest_cmd import collect_inputs
+    from videoseek.cli.ingest_summary import collect_inputs
     from videoseek.video.probe import RAW_STREAM_DEMUXERS
 
     names = ["cam.264", "enc.H264", "a.265", "b.h265", "c.hevc", "notes.txt"]

@@ -11,8 +11,8 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from ingest_helpers import decoded_but_not_indexed, ingest_all
 from PIL import Image
-from worker_helpers import decoded_but_not_indexed
 
 from videoseek.collections import create_collection, delete_collection, delete_video
 from videoseek.context import PipelineContext
@@ -39,13 +39,6 @@ def write_audio_only(path: Path) -> Path:
         for packet in stream.encode(None):
             out.mux(packet)
     return path
-
-
-def ingest_all(runtime: EmbeddedRuntime, collection: str, paths: list[Path], **kw: Any) -> list[Job]:
-    runtime.start()
-    results = [runtime.submit_ingest(collection, p, metadata={"n": i}, **kw) for i, p in enumerate(paths)]
-    assert runtime.runner.join(timeout=120), "ingest did not finish in 120 s"
-    return [runtime.context.jobs.require(r.job_id) for r in results]
 
 
 def test_ingested_videos_are_searchable_with_clips_thumbnails_and_cached_frames(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from adapter_kit import TEXTS, TINY_NAME, random_adapter_file, random_images
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_adapter_kit import TEXTS, TINY_NAME, random_adapter_file, random_images
 
 from videoseek.adapter import (
     AdaptedClip,
