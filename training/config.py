@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from videoseek.pooling_defaults import POOLING_TAU
+
 Pooling = Literal["mean", "text_conditioned"]
 OnBad = Literal["skip", "error"]
 
@@ -51,7 +53,7 @@ class TrainConfig:
     fps: float = 1.0
     text_context_length: int = 32
     pooling: Pooling = "text_conditioned"
-    tau: float = 5.0
+    tau: float = POOLING_TAU
     seed: int = 42
     device: str = "auto"
     amp: bool = True

@@ -18,6 +18,7 @@ from training.frame_cache import FrameCache
 from training.metrics import retrieval_metrics
 from training.similarity import chunked_scores
 from videoseek.clip import LoadedClip
+from videoseek.pooling_defaults import POOLING_TAU
 
 POOLINGS = ("mean", "text_conditioned")
 
@@ -69,7 +70,7 @@ def embed_dataset(
 
 
 def score_embeddings(
-    emb: Embeddings, logit_scale: float, tau: float = 5.0, poolings: tuple[str, ...] = POOLINGS
+    emb: Embeddings, logit_scale: float, tau: float = POOLING_TAU, poolings: tuple[str, ...] = POOLINGS
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{pooling: {"t2v": {...}, "v2t": {...}}}`` for each pooling."""
     out = {}
@@ -85,7 +86,7 @@ def evaluate(
     cache: FrameCache,
     *,
     context_length: int = 32,
-    tau: float = 5.0,
+    tau: float = POOLING_TAU,
     batch_size: int = 32,
     amp: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:

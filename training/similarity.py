@@ -10,6 +10,7 @@ import torch
 
 from training.config import Pooling
 from videoseek.encoders import mean_pooled_scores, text_conditioned_scores
+from videoseek.pooling_defaults import POOLING_TAU
 
 
 def pairwise_scores(
@@ -18,7 +19,7 @@ def pairwise_scores(
     mask: torch.Tensor,
     logit_scale: float,
     pooling: Pooling,
-    tau: float = 5.0,
+    tau: float = POOLING_TAU,
 ) -> torch.Tensor:
     """[T, V] scores for text [T, D] and frames [V, F, D] (mask [V, F]); differentiable."""
     text, frames = text.float(), frames.float()
@@ -34,7 +35,7 @@ def chunked_scores(
     mask: torch.Tensor,
     logit_scale: float,
     pooling: Pooling,
-    tau: float = 5.0,
+    tau: float = POOLING_TAU,
     chunk: int = 256,
 ) -> torch.Tensor:
     """:func:`pairwise_scores` a block of texts at a time, bounding memory at chunk x V x F (evaluation)."""

@@ -22,8 +22,8 @@ from PIL.Image import Image
 from torch.nn import functional
 
 from videoseek.clip import LoadedClip
+from videoseek.pooling_defaults import POOLING_TAU as DEFAULT_TAU
 
-DEFAULT_TAU = 5.0
 _EPS = 1e-12
 
 

@@ -22,6 +22,7 @@ from pydantic_settings import SettingsError as SourceError
 
 from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
+from videoseek.pooling_defaults import POOLING_TAU
 
 ENV_PREFIX = "VIDEOSEEK_"
 
@@ -173,7 +174,7 @@ class SearchSettings(BaseModel):
 
     text_context_length: int = Field(default=32, ge=4, le=77)
     oversample: int = Field(default=4, ge=1, description="ANN candidates per result, re-ranked exactly.")
-    pooling_tau: float = Field(default=5.0, gt=0)
+    pooling_tau: float = Field(default=POOLING_TAU, gt=0)
     query_cache_size: int = Field(default=4096, ge=0)
     frame_cache_mb: int = Field(default=256, ge=0, description="RAM for frame vectors of recent candidates.")
     encoder_workers: int = Field(

@@ -17,6 +17,7 @@ from training.config import METHODS, ConfigError, OnBad, Pooling, TrainConfig
 from videoseek.cli.common import fail
 from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
+from videoseek.pooling_defaults import POOLING_TAU
 from videoseek.settings import SettingsError, get_settings
 
 DataOpt = Annotated[
@@ -221,7 +222,7 @@ def evaluate(
     videos: VideosOpt = None,
     frames: FramesOpt = 12,
     fps: FpsOpt = 1.0,
-    tau: Annotated[float, typer.Option("--tau", help="Text-conditioned pooling temperature.")] = 5.0,
+    tau: Annotated[float, typer.Option("--tau", help="Text-conditioned pooling temperature.")] = POOLING_TAU,
     device: DeviceOpt = "auto",
     cache_dir: CacheOpt = None,
     on_bad: OnBadOpt = "error",
