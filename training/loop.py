@@ -16,8 +16,14 @@ Frozen weights need no gradient and autograd stores nothing for a sub-graph that
 tensor: a tower without adapters is run without a graph, and frozen linear layers keep only their weight, not
 their input. That is where adapter training saves memory over full fine-tuning.
 
-Checkpoints (``checkpoint.pt``) describe themselves: config, base model identity, step, optimizer, RNG states,
-history. The epoch order is a function of (seed, epoch), so a resumed run continues exactly where it stopped.
+Checkpoints (``checkpoint.pt``, see training/checkpoint.py) describe themselves: config, base model identity,
+step, optimizer, RNG states, history. The epoch order is a function of (seed, epoch), so a resumed run
+continues exactly where it stopped.
+
+``train`` reads top to bottom: :func:`set_up` the run (fixed from then on, a :class:`RunSetup`), restore a
+checkpoint's :class:`RunState` when resuming, then per epoch one :func:`optimizer_step` per batch, the
+evaluation the schedule asks for and a checkpoint. Besides the model's and the optimizer's tensors, only the
+``RunState`` changes while a run trains, and only the functions that take it change it.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,21 +44,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training.batching import FrameBatch, Normalizer, encode_frames, encode_texts, load_frames
+from training.checkpoint import CHECKPOINT_FORMAT as CHECKPOINT_FORMAT  # each `X as X`: re-exported
+from training.checkpoint import CHECKPOINT_NAME as CHECKPOINT_NAME  # (they lived here before checkpoint.py)
+from training.checkpoint import CheckpointMismatch as CheckpointMismatch
+from training.checkpoint import check_resumable, restore, rng_state, trainable_state
+from training.checkpoint import load_checkpoint as load_checkpoint
+from training.checkpoint import save_checkpoint as save_checkpoint
 from training.config import TrainConfig
-from training.data import ClipDataset
+from training.data import ClipDataset, ClipRecord
 from training.evaluate import autocast_for, evaluate
 from training.frame_cache import FrameCache
 from training.memory import PeakMemory
-from training.methods import Prepared, count_parameters, decay_groups, get_method, prepare
+from training.methods import Method, Prepared, count_parameters, decay_groups, get_method, prepare
 from training.similarity import pairwise_scores
 from videoseek.clip import LoadedClip
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-
-
-class CheckpointMismatch(RuntimeError):
-    """A checkpoint cannot resume this run (other method, model or data); the message says what differs."""
 
 
 @dataclass
@@ -162,75 +167,231 @@ def train_step(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# checkpoints
+# the run: what it is set up with, and how far it has got
 
 
-def _trainable_state(model: nn.Module, prepared: Prepared) -> dict[str, torch.Tensor]:
-    wanted = {id(p) for p in prepared.trainable}
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if id(p) in wanted}
+@dataclass(frozen=True)
+class RunSetup:
+    """Everything a run is set up with before its first step; none of it is replaced while it trains (the
+    model's and the optimizer's tensors are what the steps change)."""
 
+    clip: LoadedClip
+    cfg: TrainConfig
+    method: Method
+    prepared: Prepared
+    normalizer: Normalizer
+    logit_scale: float  # read once: it is frozen, and reading it waits for the GPU
+    records: list[ClipRecord]
+    tokens: torch.Tensor  # the captions of ``records``, tokenized once, on the CPU
+    cache: FrameCache
+    eval_set: ClipDataset | None
+    optimizer: torch.optim.Optimizer | None  # None: the method trains nothing
+    epochs: int  # 0 for a method that trains nothing
+    steps_per_epoch: int
+    trainable_params: int
+    total_params: int
+    checkpoint_path: Path | None  # None: no ``out_dir``, nothing is saved
 
-def _rng_state() -> dict[str, Any]:
-    np_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (np_state[0], np_state[1].tolist(), *np_state[2:]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    @property
+    def model(self) -> nn.Module:
+        return self.clip.model
 
+    @property
+    def device(self) -> torch.device:
+        return self.clip.device
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, items, *rest = state["python"]
-    random.setstate((version, tuple(items), *rest))
-    kind, keys, *tail = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *tail))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
 
+    @property
+    def micro_batch(self) -> int:
+        return self.cfg.micro_batch or self.cfg.batch_size
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    def amp(self) -> Any:
+        """The forward's autocast context (bf16 on CUDA when ``cfg.amp``, none on the CPU)."""
+        return autocast_for(self.device, self.cfg.amp)
 
+    def loss(self, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The objective: symmetric InfoNCE over the batch's scores with the run's pooling."""
+        scores = pairwise_scores(text, frames, mask, self.logit_scale, self.cfg.pooling, self.cfg.tau)
+        return symmetric_infonce(scores)
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointMismatch(
-            f"{path} is not a videoseek training checkpoint (format {payload.get('format')})"
+    def describe(self) -> str:
+        return (
+            f"{self.method.name}: {self.trainable_params:,} trainable of {self.total_params:,} parameters; "
+            f"{len(self.records)} pairs, {self.steps_per_epoch} steps/epoch x {self.epochs} epochs on "
+            f"{self.device}"
         )
-    return payload
 
 
-def _check_resumable(payload: dict[str, Any], cfg: TrainConfig, clip: LoadedClip, n_pairs: int) -> None:
-    saved = TrainConfig.from_dict(payload["config"])
-    # Everything but the device shapes the run (epochs set the learning-rate schedule).
-    differs = [k for k, v in cfg.to_dict().items() if k != "device" and saved.to_dict()[k] != v]
-    if differs:
-        raise CheckpointMismatch(
-            f"checkpoint was made with different settings ({', '.join(differs)}); use another --out directory "
-            "or the same settings"
+@dataclass
+class RunState:
+    """How far a run has got. ``step``, ``train_seconds`` and ``history`` are checkpointed; the step timings
+    are this process's steps only (a resumed run times the steps it takes)."""
+
+    step: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    step_cpu_seconds: list[float] = field(default_factory=list)
+
+    def count_step(self, seconds: float, cpu_seconds: float) -> None:
+        self.step += 1
+        self.step_seconds.append(seconds)
+        self.step_cpu_seconds.append(cpu_seconds)
+        self.train_seconds += seconds
+
+
+def set_up(
+    clip: LoadedClip,
+    cfg: TrainConfig,
+    train_set: ClipDataset,
+    cache: FrameCache,
+    *,
+    eval_set: ClipDataset | None = None,
+    out_dir: Path | None = None,
+) -> RunSetup:
+    """Seed, make the method's tensors trainable, tokenize the captions, build the optimizer and schedule.
+
+    Seeding comes first: the adapters' initial weights are drawn from the seeded generator.
+    """
+    seed_everything(cfg.seed)
+    method = get_method(cfg.method)
+    prepared = prepare(clip, method, cfg)
+    records = train_set.records
+    optimizer = (
+        torch.optim.AdamW(
+            decay_groups(prepared.trainable, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps
         )
-    if payload["model"]["fingerprint"] != clip.identity.fingerprint:
-        raise CheckpointMismatch("checkpoint was made on another base model; resume with the same --model")
-    if payload["pairs"] != n_pairs:
-        raise CheckpointMismatch(f"checkpoint saw {payload['pairs']} training pairs, this data has {n_pairs}")
+        if prepared.trainable
+        else None
+    )
+    return RunSetup(
+        clip=clip,
+        cfg=cfg,
+        method=method,
+        prepared=prepared,
+        normalizer=Normalizer.for_model(clip.model).to(clip.device),
+        logit_scale=clip.logit_scale,
+        records=records,
+        tokens=clip.tokenize([r.caption for r in records], cfg.text_context_length).cpu(),
+        cache=cache,
+        eval_set=eval_set,
+        optimizer=optimizer,
+        epochs=cfg.epochs if method.trains else 0,
+        steps_per_epoch=len(epoch_batches(len(records), cfg.batch_size, cfg.seed, 0)),
+        trainable_params=count_parameters(prepared.trainable),
+        total_params=count_parameters(list(clip.model.parameters())),
+        checkpoint_path=out_dir / CHECKPOINT_NAME if out_dir is not None else None,
+    )
 
 
-def _restore(payload: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in payload["trainable"].items():
-            params[name].copy_(value)
-    if optimizer is not None:
-        optimizer.load_state_dict(payload["optimizer"])
-    _set_rng_state(payload["rng"])
+# ----------------------------------------------------------------------------------------------------------
+# what the loop does: a step, an evaluation, a checkpoint
+
+
+def optimizer_step(run: RunSetup, state: RunState, index: torch.Tensor, lr: float) -> float:
+    """One optimizer step at ``lr`` on the training pairs at ``index``; counted and timed in ``state``.
+
+    Returns the batch's loss.
+    """
+    optimizer = run.optimizer
+    assert optimizer is not None, "a method that trains nothing takes no steps (its run has 0 epochs)"
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    chosen = [run.records[i] for i in index.tolist()]
+    batch = Batch(load_frames(run.cache, chosen).to(run.device), run.tokens[index].to(run.device))
+    loss = train_step(run.model, run.normalizer, batch, run.loss, run.micro_batch, run.amp)
+    torch.nn.utils.clip_grad_norm_(run.prepared.trainable, run.cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if run.device.type == "cuda":  # kernels run asynchronously: time the step, not its launch
+        torch.cuda.synchronize(run.device)
+    state.count_step(time.perf_counter() - started, time.process_time() - cpu_started)
+    return loss
+
+
+def batches_left(run: RunSetup, state: RunState, epoch: int) -> list[torch.Tensor]:
+    """The batches of ``epoch`` not trained on yet: all of them, unless a resumed run stopped inside it."""
+    batches = epoch_batches(len(run.records), run.cfg.batch_size, run.cfg.seed, epoch)
+    return batches[state.step - epoch * run.steps_per_epoch :]
+
+
+def evaluation_due(run: RunSetup, epochs_done: int) -> bool:
+    """The schedule: every ``eval_every`` epochs, and always after the last one."""
+    return epochs_done == run.epochs or epochs_done % run.cfg.eval_every == 0
+
+
+def evaluate_run(run: RunSetup) -> dict[str, Any] | None:
+    """Retrieval metrics of the model as it is now on the run's evaluation set (None without one)."""
+    if run.eval_set is None:
+        return None
+    cfg = run.cfg
+    return evaluate(
+        run.clip, run.eval_set, run.cache, context_length=cfg.text_context_length, tau=cfg.tau, amp=cfg.amp
+    )
+
+
+def history_row(epoch: int, step: int, losses: list[float], metrics: dict[str, Any] | None) -> dict[str, Any]:
+    return {"epoch": epoch, "step": step, "loss": float(np.mean(losses)) if losses else None, "eval": metrics}
+
+
+def resume_from(run: RunSetup, path: Path) -> RunState:
+    """Where the checkpointed run stopped; its tensors, optimizer state and RNG states are put back in ``run``.
+
+    Raises ``CheckpointMismatch`` for a checkpoint of other settings, another base model or other data.
+    """
+    payload = load_checkpoint(path)
+    check_resumable(payload, run.cfg, run.clip.identity.fingerprint, len(run.records))
+    restore(payload, run.model, run.optimizer)
+    return RunState(step=payload["step"], train_seconds=payload["train_seconds"], history=payload["history"])
+
+
+def write_checkpoint(run: RunSetup, state: RunState) -> None:
+    """Save enough to continue from ``state.step`` exactly (nothing without ``out_dir`` or an optimizer)."""
+    if run.checkpoint_path is None or run.optimizer is None:
+        return
+    save_checkpoint(
+        run.checkpoint_path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": run.cfg.to_dict(),
+            "model": run.clip.identity.to_dict(),
+            "pairs": len(run.records),
+            "step": state.step,
+            "total_steps": run.total_steps,
+            "train_seconds": state.train_seconds,
+            "history": state.history,
+            "trainable": trainable_state(run.model, run.prepared.trainable),
+            "optimizer": run.optimizer.state_dict(),
+            "rng": rng_state(),
+        },
+    )
+
+
+def result_of(run: RunSetup, state: RunState, peak_memory_bytes: int | None) -> TrainResult:
+    return TrainResult(
+        config=run.cfg,
+        prepared=run.prepared,
+        trainable_params=run.trainable_params,
+        total_params=run.total_params,
+        steps=state.step,
+        train_seconds=state.train_seconds,
+        peak_memory_bytes=peak_memory_bytes,
+        history=state.history,
+        final_metrics=state.history[-1]["eval"],
+        step_seconds=state.step_seconds,
+        step_cpu_seconds=state.step_cpu_seconds,
+    )
+
+
+def _epoch_line(method: str, row: dict[str, Any], pooling: str) -> str:
+    line = f"{method} epoch {row['epoch']}: loss {row['loss']:.4f}" if row["loss"] is not None else method
+    if row["eval"] is not None:
+        line += f", T2V R@1 {row['eval'][pooling]['t2v']['R@1']:.1f} ({pooling})"
+    return line
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -269,146 +430,34 @@ def train(
     there, with the checkpoint of the last finished epoch (or ``checkpoint_every``) left in ``out_dir``.
     """
     log = log or log_to_stderr
-    model, device = clip.model, clip.device
-    seed_everything(cfg.seed)
-    method = get_method(cfg.method)
-    prepared = prepare(clip, method, cfg)
-    normalizer = Normalizer.for_model(model).to(device)
+    run = set_up(clip, cfg, train_set, cache, eval_set=eval_set, out_dir=out_dir)
+    log(run.describe())
+    state = RunState()
+    if resume and run.checkpoint_path is not None and run.checkpoint_path.is_file():
+        state = resume_from(run, run.checkpoint_path)
+        log(f"resumed from {run.checkpoint_path} at step {state.step}/{run.total_steps}")
+    if not state.history:  # epoch 0: the model before any training
+        state.history.append(history_row(0, 0, [], evaluate_run(run)))
 
-    def amp() -> Any:
-        return autocast_for(device, cfg.amp)
-
-    logit_scale = clip.logit_scale
-
-    def loss_of(text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return symmetric_infonce(pairwise_scores(text, frames, mask, logit_scale, cfg.pooling, cfg.tau))
-
-    def run_eval() -> dict[str, Any] | None:
-        if eval_set is None:
-            return None
-        return evaluate(
-            clip, eval_set, cache, context_length=cfg.text_context_length, tau=cfg.tau, amp=cfg.amp
-        )
-
-    records = train_set.records
-    tokens = clip.tokenize([r.caption for r in records], cfg.text_context_length).cpu()
-    epochs = cfg.epochs if method.trains else 0
-    steps_per_epoch = len(epoch_batches(len(records), cfg.batch_size, cfg.seed, 0))
-    total_steps = epochs * steps_per_epoch
-    micro_batch = cfg.micro_batch or cfg.batch_size
-    optimizer = (
-        torch.optim.AdamW(
-            decay_groups(prepared.trainable, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps
-        )
-        if prepared.trainable
-        else None
-    )
-    trainable_params = count_parameters(prepared.trainable)
-    total_params = count_parameters(list(model.parameters()))
-    log(
-        f"{method.name}: {trainable_params:,} trainable of {total_params:,} parameters; {len(records)} pairs, "
-        f"{steps_per_epoch} steps/epoch x {epochs} epochs on {device}"
-    )
-
-    step, train_seconds, history = 0, 0.0, []
-    step_seconds: list[float] = []
-    step_cpu_seconds: list[float] = []
-    checkpoint_path = out_dir / CHECKPOINT_NAME if out_dir is not None else None
-    if resume and checkpoint_path is not None and checkpoint_path.is_file():
-        payload = load_checkpoint(checkpoint_path)
-        _check_resumable(payload, cfg, clip, len(records))
-        _restore(payload, model, optimizer)
-        step, train_seconds, history = payload["step"], payload["train_seconds"], payload["history"]
-        log(f"resumed from {checkpoint_path} at step {step}/{total_steps}")
-
-    def checkpoint() -> None:
-        if checkpoint_path is None or optimizer is None:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": cfg.to_dict(),
-                "model": clip.identity.to_dict(),
-                "pairs": len(records),
-                "step": step,
-                "total_steps": total_steps,
-                "train_seconds": train_seconds,
-                "history": history,
-                "trainable": _trainable_state(model, prepared),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
-            },
-        )
-
-    if not history:
-        history.append({"epoch": 0, "step": 0, "loss": None, "eval": run_eval()})
-
-    with PeakMemory(device) as peak:
-        for epoch in range(step // max(1, steps_per_epoch), epochs):
-            assert optimizer is not None
-            model.train()
-            batches = epoch_batches(len(records), cfg.batch_size, cfg.seed, epoch)
-            done_in_epoch = step - epoch * steps_per_epoch
+    with PeakMemory(run.device) as peak:
+        for epoch in range(state.step // max(1, run.steps_per_epoch), run.epochs):
+            run.model.train()
             losses: list[float] = []
-            bar = tqdm(
-                batches[done_in_epoch:],
-                desc=f"{method.name} epoch {epoch + 1}/{epochs}",
-                leave=False,
-                disable=None,
-            )
+            desc = f"{run.method.name} epoch {epoch + 1}/{run.epochs}"
+            bar = tqdm(batches_left(run, state, epoch), desc=desc, leave=False, disable=None)
             for index in bar:
-                started, cpu_started = time.perf_counter(), time.process_time()
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, total_steps, cfg)
-                chosen = [records[i] for i in index.tolist()]
-                batch = Batch(load_frames(cache, chosen).to(device), tokens[index].to(device))
-                loss = train_step(model, normalizer, batch, loss_of, micro_batch, amp)
-                torch.nn.utils.clip_grad_norm_(prepared.trainable, cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                step_seconds.append(time.perf_counter() - started)
-                step_cpu_seconds.append(time.process_time() - cpu_started)
-                train_seconds += step_seconds[-1]
-                step += 1
-                losses.append(loss)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    checkpoint()
+                lr = lr_at(state.step, run.total_steps, cfg)
+                losses.append(optimizer_step(run, state, index, lr))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr:.2e}")
+                if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                    write_checkpoint(run, state)
                 if on_step is not None:
-                    on_step(StepDone(step, total_steps, epoch + 1, loss))
-            model.eval()
-            last = epoch + 1 == epochs
-            metrics = run_eval() if (last or (epoch + 1) % cfg.eval_every == 0) else None
-            row = {
-                "epoch": epoch + 1,
-                "step": step,
-                "loss": float(np.mean(losses)) if losses else None,
-                "eval": metrics,
-            }
-            history.append(row)
-            log(_epoch_line(method.name, row, cfg.pooling))
-            checkpoint()
+                    on_step(StepDone(state.step, run.total_steps, epoch + 1, losses[-1]))
+            run.model.eval()
+            metrics = evaluate_run(run) if evaluation_due(run, epoch + 1) else None
+            state.history.append(history_row(epoch + 1, state.step, losses, metrics))
+            log(_epoch_line(run.method.name, state.history[-1], cfg.pooling))
+            write_checkpoint(run, state)
 
-    return TrainResult(
-        config=cfg,
-        prepared=prepared,
-        trainable_params=trainable_params,
-        total_params=total_params,
-        steps=step,
-        train_seconds=train_seconds,
-        peak_memory_bytes=peak.bytes if total_steps else 0,
-        history=history,
-        final_metrics=history[-1]["eval"],
-        step_seconds=step_seconds,
-        step_cpu_seconds=step_cpu_seconds,
-    )
-
-
-def _epoch_line(method: str, row: dict[str, Any], pooling: str) -> str:
-    line = f"{method} epoch {row['epoch']}: loss {row['loss']:.4f}" if row["loss"] is not None else method
-    if row["eval"] is not None:
-        line += f", T2V R@1 {row['eval'][pooling]['t2v']['R@1']:.1f} ({pooling})"
-    return line
+    # A method that trains nothing (zero-shot) used no memory for training.
+    return result_of(run, state, peak.bytes if run.total_steps else 0)

@@ -161,6 +161,59 @@ def test_an_interrupted_run_resumes_to_the_same_weights(
         )
 
 
+# What a format-1 checkpoint holds; resuming older checkpoints depends on it (a change needs a new format).
+FORMAT_1_KEYS = {
+    "format", "config", "model", "pairs", "step", "total_steps", "train_seconds", "history", "trainable",
+    "optimizer", "rng",
+}  # fmt: skip
+
+
+def test_a_run_cancelled_by_on_step_resumes_to_exactly_the_weights_and_history_of_an_unbroken_run(
+    tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache], tmp_path: Path
+) -> None:
+    dataset, cache = toy_data
+    cfg = replace(FAST, method="vision", epochs=3)  # 2 steps per epoch; a checkpoint after each epoch only
+    straight = train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, eval_set=dataset, log=lambda _: None)
+
+    def cancel_at_fifth_step(done: loop.StepDone) -> None:
+        if done.step == 5:
+            raise TaskCancelled("cancelled by the test")
+
+    with pytest.raises(TaskCancelled):
+        train(
+            load_clip(tiny_spec, "cpu"),
+            cfg,
+            dataset,
+            cache,
+            eval_set=dataset,
+            out_dir=tmp_path,
+            log=lambda _: None,
+            on_step=cancel_at_fifth_step,
+        )
+    payload = torch.load(tmp_path / loop.CHECKPOINT_NAME, weights_only=True)
+    assert set(payload) == FORMAT_1_KEYS and payload["format"] == loop.CHECKPOINT_FORMAT
+    assert payload["step"] == 4  # epoch 2's checkpoint: step 5 is lost with the cancel and taken again
+
+    seen: list[loop.StepDone] = []
+    resumed_clip = load_clip(tiny_spec, "cpu")
+    resumed = train(
+        resumed_clip,
+        cfg,
+        dataset,
+        cache,
+        eval_set=dataset,
+        out_dir=tmp_path,
+        resume=True,
+        log=lambda _: None,
+        on_step=seen.append,
+    )
+    assert [(s.step, s.epoch) for s in seen] == [(5, 3), (6, 3)]
+    assert resumed.steps == straight.steps == 6 and len(resumed.step_seconds) == 2
+    assert resumed.history == straight.history  # every epoch's mean loss and metrics, bit for bit
+    for a, b in zip(straight.prepared.trainable, resumed.prepared.trainable, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_on_step_sees_every_step_in_order_and_an_exception_from_it_stops_the_run(
     tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache], tmp_path: Path
 ) -> None:

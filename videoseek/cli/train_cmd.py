@@ -70,9 +70,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 @contextmanager
 def _clear_errors() -> Iterator[None]:
     """Expected failures (bad data, settings, model, adapter, checkpoint) become one line and exit code 2."""
+    from training.checkpoint import CheckpointMismatch
     from training.data import DataError
     from training.frame_cache import FrameError
-    from training.loop import CheckpointMismatch
     from videoseek.adapter import AdapterConfigError, AdapterFileError
     from videoseek.clip import ModelLoadError
 
