@@ -41,7 +41,6 @@ class AdapterBank:
 
     def __init__(self, clip: LoadedClip, max_bytes: int, loader: AdapterLoader | None = None) -> None:
         self.clip = clip
-        self.max_bytes = max_bytes
         self._loader = loader
         self._lock = threading.RLock()
         self._shape: BackboneShape = backbone_shape(clip.model)
@@ -67,6 +66,11 @@ class AdapterBank:
         """Resident adapters, least recently used first."""
         with self._lock:
             return list(self._residency.resident)
+
+    @property
+    def max_bytes(self) -> int:
+        """The budget: the most bytes the pools hold (see the class docstring for when they briefly hold more)."""
+        return self._residency.max_bytes
 
     @property
     def resident_bytes(self) -> int:
