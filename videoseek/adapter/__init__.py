@@ -1,7 +1,9 @@
 """The Cross-Modal Adapter (Jiang et al., 2022) on a frozen open_clip CLIP.
 
 ``config`` what an adapter is, ``layer`` its math, ``model`` where it goes in a CLIP, ``files`` how it is
-stored, ``adapted`` one trainable adapter (training), ``bank`` many adapters served by one backbone.
+stored, ``adapted`` one trainable adapter (training), ``bank`` many adapters served by one backbone (a package:
+``pools`` their stacked weights, ``residency`` which are resident within the byte budget, ``routing`` which
+batch rows use which, ``loading`` the ones read back from disk, ``adapter_bank`` the :class:`AdapterBank`).
 """
 
 from videoseek.adapter.adapted import AdaptedClip
