@@ -43,11 +43,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No test sees the developer's VIDEOSEEK_* variables or writes into the working directory's data dir."""
+    """No test sees the developer's VIDEOSEEK_* variables, writes into the working directory's data dir or
+    downloads model weights."""
     for name in list(os.environ):
         if name.startswith("VIDEOSEEK_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("VIDEOSEEK_DATA_DIR", str(tmp_path / "videoseek-data"))
+    # No test downloads model weights unless it says so (tests/videoseek/test_model_download.py, a local hub).
+    monkeypatch.setenv("VIDEOSEEK_MODEL_DOWNLOAD", "never")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

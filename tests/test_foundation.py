@@ -42,6 +42,8 @@ EXPECTED_COMMANDS = {
     "ingest",
     "reindex",
     "worker",
+    "flower",
+    "models",
     "train",
     "eval",
     "compare",
@@ -178,6 +180,7 @@ def test_documented_defaults_hold_with_no_videoseek_variables_in_an_empty_direct
     shown = json.loads(result.stdout)
     assert shown["data_dir"] == "videoseek-data"
     assert shown["model"] == "ViT-B-32:openai"
+    assert shown["model_download"] == "auto"  # a missing model is fetched at first use
     assert shown["mode"] == "embedded"
 
 

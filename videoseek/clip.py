@@ -1,9 +1,10 @@
-"""The frozen CLIP every videoseek process shares: loaded once from a :class:`ModelSpec`, never from the network.
+"""The frozen CLIP every videoseek process shares: loaded once from a :class:`ModelSpec`.
 
 Every spec form ends in the same place: an open_clip architecture name (or ``local-dir:``) plus a weights file
-that is already on disk, or deliberate random weights. Pretrained tags are resolved to the file open_clip would
-have downloaded, looked up in the local caches only, so a missing file fails at once with a message naming the
-file instead of hanging on a download. The model is returned frozen (``requires_grad`` False everywhere,
+on disk, or deliberate random weights. Pretrained tags are resolved to the file open_clip would download,
+looked up in the local caches first; a missing one is downloaded only when the caller's policy says ``auto``
+(``VIDEOSEEK_MODEL_DOWNLOAD``, :mod:`videoseek.pretrained_weights`), and otherwise fails at once with a message
+naming the file and the ways to get it. The model is returned frozen (``requires_grad`` False everywhere,
 ``logit_scale`` included) and in eval mode.
 """
 
@@ -13,7 +14,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import threading
 import warnings
@@ -32,7 +32,17 @@ from open_clip.transformer import text_global_pool
 from PIL.Image import Image
 from torch import nn
 
+from videoseek.model_errors import ModelLoadError as ModelLoadError
+from videoseek.model_errors import WeightsNotFound as WeightsNotFound
 from videoseek.model_spec import ModelSpec
+from videoseek.pretrained_weights import (
+    DownloadPolicy,
+    HubWeights,
+    download_weights,
+    find_cached,
+    how_to_get,
+    looked_in,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +67,6 @@ if TYPE_CHECKING:
 
 else:
     ClipModel = nn.Module
-
-
-class ModelLoadError(RuntimeError):
-    """The CLIP could not be loaded; the message names the model and what to provide or change."""
-
-
-class WeightsNotFound(ModelLoadError):
-    """The weights file a spec needs is not on disk (nothing is downloaded)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -253,36 +255,37 @@ def _check_towers(name: str, architecture: Mapping[str, Any]) -> None:
         )
 
 
-def _pretrained_file(name: str, tag: str, cfg: Mapping[str, Any]) -> Path:
-    """The file open_clip would download for ``name:tag``, found in the local caches or a clear error."""
+def has_open_clip_towers(name: str) -> bool:
+    """Whether videoseek can use the open_clip architecture ``name``: its own towers, no timm/HF ones."""
+    config = open_clip.get_model_config(name)
+    if config is None:
+        return False
+    try:
+        _check_towers(name, config)
+    except ModelLoadError:
+        return False
+    return True
+
+
+def _pretrained_file(name: str, tag: str, cfg: Mapping[str, Any], download: DownloadPolicy) -> Path:
+    """The file open_clip would download for ``name:tag``: from the local caches, else downloaded (``auto``)."""
     if cfg.get("file"):
         candidate = Path(cfg["file"])
         if candidate.is_file():
             return candidate
         raise WeightsNotFound(f"weights for {name}:{tag} are not on disk: expected the file {candidate}")
-    checked: list[str] = []
-    hub = str(cfg.get("hf_hub") or "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        repo_id, filename = os.path.split(hub)
-        filename = filename or open_clip.pretrained.HF_WEIGHTS_NAME
-        candidates = [*open_clip.pretrained._get_safe_alternatives(filename), filename]
-        for candidate_name in candidates:
-            found = try_to_load_from_cache(repo_id, candidate_name)
-            if isinstance(found, str) and Path(found).is_file():
-                return Path(str(found))
-        checked.append(f"Hugging Face cache ($HF_HUB_CACHE): repo {repo_id}, file {' or '.join(candidates)}")
-    url = str(cfg.get("url") or "")
-    if url:
-        cached = Path("~/.cache/clip").expanduser() / url.rsplit("/", 1)[-1]
-        if cached.is_file():
-            return cached
-        checked.append(f"{cached} (download of {url})")
+    weights = HubWeights.from_pretrained_cfg(name, tag, dict(cfg))
+    found = find_cached(weights)
+    if found is not None:
+        return found
+    copy_hint = _checkpoint_spec_hint(name, cfg)
+    if download == "auto":
+        return download_weights(weights, copy_hint)
     raise WeightsNotFound(
-        f"pretrained weights for {name}:{tag} are not on disk and videoseek never downloads them. Provide "
-        + "; or ".join(checked)
-        + f". Or copy the weights file anywhere and {_checkpoint_spec_hint(name, cfg)}"
+        f"pretrained weights for {name}:{tag} are not on disk (looked in "
+        + "; and ".join(looked_in(weights))
+        + "), and VIDEOSEEK_MODEL_DOWNLOAD=never forbids downloading them. "
+        + how_to_get(weights, copy_hint)
     )
 
 
@@ -307,7 +310,7 @@ def _quick_gelu_spec(name: str, path: str) -> str:
     return 'use VIDEOSEEK_MODEL=local-dir:/path with "quick_gelu": true in its open_clip_config.json'
 
 
-def _resolve_pretrained(spec: ModelSpec) -> _Source:
+def _resolve_pretrained(spec: ModelSpec, download: DownloadPolicy) -> _Source:
     architecture = _builtin_architecture(spec.name)
     assert spec.tag is not None
     cfg = open_clip.get_pretrained_cfg(spec.name, spec.tag)
@@ -321,7 +324,7 @@ def _resolve_pretrained(spec: ModelSpec) -> _Source:
     quick_gelu = bool(architecture["quick_gelu"])
     return _Source(
         model_name=spec.name,
-        checkpoint=_pretrained_file(spec.name, spec.tag, cfg),
+        checkpoint=_pretrained_file(spec.name, spec.tag, cfg, download),
         architecture=architecture,
         tag=spec.tag,
         quick_gelu=quick_gelu,
@@ -366,9 +369,9 @@ def _resolve_toy() -> _Source:
     return _resolve_checkpoint(TOY_MODEL_NAME, path)
 
 
-def _resolve(spec: ModelSpec) -> _Source:
+def _resolve(spec: ModelSpec, download: DownloadPolicy = "never") -> _Source:
     if spec.kind == "pretrained":
-        return _resolve_pretrained(spec)
+        return _resolve_pretrained(spec, download)
     if spec.kind == "checkpoint":
         assert spec.path is not None
         return _resolve_checkpoint(spec.name, spec.path)
@@ -379,13 +382,20 @@ def _resolve(spec: ModelSpec) -> _Source:
     return _Source(model_name=spec.name, checkpoint=None, architecture=_builtin_architecture(spec.name))
 
 
-def check_model_spec(spec: ModelSpec) -> None:
+def check_model_spec(spec: ModelSpec, download: DownloadPolicy = "never") -> None:
     """Raise :class:`ModelLoadError` when ``spec`` cannot load here, without building the model.
 
     Catches an unknown architecture or tag and weights that are not on disk, so a server can refuse to start
-    rather than serve without a model.
+    rather than serve without a model. ``download="auto"``: pretrained weights missing from the caches are
+    downloaded first (:mod:`videoseek.pretrained_weights`), so a process that checks its model as it starts
+    (``videoseek serve``, ``videoseek worker``) fetches it once, before taking work.
     """
-    _resolve(spec)
+    _resolve(spec, download)
+
+
+def weights_file(spec: ModelSpec, download: DownloadPolicy = "never") -> Path | None:
+    """The weights file ``spec`` loads (downloaded first with ``download="auto"``); None for random weights."""
+    return _resolve(spec, download).checkpoint
 
 
 def _build(source: _Source) -> ClipModel:
@@ -474,10 +484,14 @@ def _image_size(model: ClipModel) -> int:
     return int(max(size)) if isinstance(size, list | tuple) else int(size)
 
 
-def load_clip(spec: ModelSpec, device: str = "cpu") -> LoadedClip:
-    """Build a fresh frozen CLIP for ``spec`` on ``device`` (``auto``, ``cpu``, ``cuda``). Prefer :func:`get_clip`."""
+def load_clip(spec: ModelSpec, device: str = "cpu", download: DownloadPolicy = "never") -> LoadedClip:
+    """Build a fresh frozen CLIP for ``spec`` on ``device`` (``auto``, ``cpu``, ``cuda``). Prefer :func:`get_clip`.
+
+    ``download``: ``never`` (the default here) loads only weights already on disk; ``auto`` downloads missing
+    pretrained weights first. Processes pass their ``Settings.model_download``.
+    """
     torch_device = resolve_device(device)
-    source = _resolve(spec)
+    source = _resolve(spec, download)
     if source.checkpoint is None:
         log.warning(
             "!!! model %s has RANDOM weights (seed %d): its embeddings mean nothing; use it for tests and "
@@ -518,13 +532,13 @@ _CACHE: dict[tuple[str, str], LoadedClip] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_clip(spec: ModelSpec, device: str = "cpu") -> LoadedClip:
+def get_clip(spec: ModelSpec, device: str = "cpu", download: DownloadPolicy = "never") -> LoadedClip:
     """The process-wide CLIP for ``(spec, device)``, loaded on first use (after fork, never at import)."""
     key = (str(spec), str(resolve_device(device)))
     with _CACHE_LOCK:
         loaded = _CACHE.get(key)
         if loaded is None:
-            loaded = load_clip(spec, key[1])
+            loaded = load_clip(spec, key[1], download)
             _CACHE[key] = loaded
         return loaded
 

@@ -1,7 +1,7 @@
 """The textual model spec (``VIDEOSEEK_MODEL``, ``--model``) and its parsed form.
 
 Accepted forms:
-  ``ViT-B-32:openai``           open_clip model name + pretrained tag (weights must be in the local cache)
+  ``ViT-B-32:openai``           open_clip model name + pretrained tag (weights from the local cache, or downloaded)
   ``ViT-B-32:/path/ckpt.pt``    open_clip model name + local checkpoint file
   ``local-dir:/path/to/dir``    open_clip's local directory form (open_clip_config.json + weights)
   ``ViT-B-32:random``           architecture only, random weights (tests and benchmarks)

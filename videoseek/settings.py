@@ -195,6 +195,12 @@ class Settings(BaseSettings):
         default=ModelSpec.parse("ViT-B-32:openai"),
         description="open_clip NAME:TAG, NAME:/path/to/checkpoint, local-dir:/path, NAME:random, or toy.",
     )
+    model_download: Literal["auto", "never"] = Field(
+        default="auto",
+        description="auto: pretrained weights missing from the local caches are downloaded from the Hugging "
+        "Face hub once, as the process starts (with progress); never: only weights already on disk load "
+        "(air-gapped machines: `videoseek models pull` elsewhere, then copy the cache).",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
     redis_url: str | None = Field(default=None, description="redis://host:6379/0. Unset: embedded mode.")

@@ -123,6 +123,18 @@ def test_missing_pretrained_weights_fail_fast_naming_the_file(offline: Path) -> 
     assert "VIDEOSEEK_MODEL=ViT-B-32-quickgelu:/path/to/weights" in message
     assert "VIDEOSEEK_MODEL=ViT-B-32:" not in message
     assert open_clip.get_model_config("ViT-B-32-quickgelu")["quick_gelu"] is True
+    # The three ways to weights: download them, copy a file by hand, or try the toy model.
+    assert "VIDEOSEEK_MODEL_DOWNLOAD=never" in message and "videoseek models pull ViT-B-32:openai" in message
+    assert str(offline / "hf" / "models--timm--vit_base_patch32_clip_224.openai") in message
+    assert "VIDEOSEEK_MODEL=toy" in message
+
+
+def test_auto_download_obeys_huggingface_offline_mode_and_says_what_to_do(offline: Path) -> None:
+    with pytest.raises(WeightsNotFound) as caught:
+        load_clip(ModelSpec.parse("ViT-B-32:openai"), download="auto")
+    message = str(caught.value)
+    assert "HF_HUB_OFFLINE is set" in message and "videoseek models pull ViT-B-32:openai" in message
+    assert "VIDEOSEEK_MODEL=toy" in message
 
 
 def test_pretrained_tag_loads_from_the_local_hugging_face_cache_without_network(

@@ -4,6 +4,10 @@ The demo is always embedded (one process, no Redis, Qdrant Edge under ``--data-d
 uses the committed toy CLIP and, when this checkout has it, the committed toy adapter
 (:mod:`videoseek.toy.adapter`). The example queries it prints are checked against the running server first,
 so a user who tries them sees the right clip.
+
+``videoseek demo --api URL`` instead seeds the same collection on a server that is already running (what the
+compose file's one-shot ``demo-seed`` does): created through the API with the toy adapter if that server accepts
+it, the videos uploaded and followed to the end, the working examples printed; nothing is served.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import webbrowser
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -125,13 +130,16 @@ def _wait_ready(base: str) -> bool:
     return False
 
 
-def working_examples(base: str, records: list[dict[str, Any]]) -> list[str]:
-    """The captions whose own video the running server ranks first (searched as a user would)."""
+def working_examples(
+    base: str, records: list[dict[str, Any]], search: Callable[[dict[str, Any]], Any] | None = None
+) -> list[str]:
+    """The captions whose own video the running server ranks first (searched as a user would).
+
+    ``search(body)``: how to POST /search (default: unauthenticated, to ``base``)."""
+    search = search or functools.partial(_request, base + "search")
     working = []
     for record in records:
-        body = _request(
-            base + "search", {"collection": DEMO_COLLECTION, "query": record["caption"], "limit": 1}
-        )
+        body = search({"collection": DEMO_COLLECTION, "query": record["caption"], "limit": 1})
         top = body["results"][0]["source_name"] if body["results"] else None
         if top == Path(record["video"]).name:
             working.append(str(record["caption"]))
@@ -156,6 +164,60 @@ def _announce(base: str, records: list[dict[str, Any]], adapter: Path | None, op
         webbrowser.open(links[0] if links else base)
 
 
+def _seed_via_api(settings: Settings, api: str, api_key: str | None, count: int) -> None:
+    """The demo collection on a running server (``docker compose up`` runs this once): created with the toy
+    adapter if the server accepts it, filled with the toy videos uploaded through its API, examples checked."""
+    from videoseek.cli.api_client import ApiClient, ApiError
+    from videoseek.cli.ingest_api import ensure_collection_via_api, job_getter, submit_all_via_api
+    from videoseek.cli.ingest_summary import collect_inputs, print_summary, summarize, wait_for
+    from videoseek.toy.adapter import toy_adapter_dir
+
+    client = ApiClient(api, api_key)
+    try:
+        existing = _demo_videos_on(client)
+        if existing:
+            typer.echo(
+                f"collection '{DEMO_COLLECTION}' on {api} already has {existing} videos: nothing to seed"
+            )
+            return
+        adapter = _usable_adapter(settings, toy_adapter_dir())
+        try:
+            ensure_collection_via_api(client, DEMO_COLLECTION, adapter)
+        except ApiError as exc:
+            if adapter is None or exc.status != 422:
+                raise
+            typer.echo(
+                f"warning: the server refused the toy adapter ({exc.reason}); plain CLIP then", err=True
+            )
+            adapter = None
+            ensure_collection_via_api(client, DEMO_COLLECTION, None)
+        videos_dir = settings.data_dir / "toy-videos"
+        records = _generate(videos_dir, count, with_adapter=adapter is not None)
+        entries = collect_inputs([videos_dir / record["video"] for record in records])
+        submit_all_via_api(client, DEMO_COLLECTION, entries, {})
+        get_job = job_getter(client)
+        wait_for(get_job, entries, None, False)
+        print_summary(summarize(get_job, entries, None, "the server keeps running it"))
+        working = working_examples(api, records, functools.partial(client.post_json, "/search"))
+    except ApiError as exc:
+        said = exc.reason if exc.status == 0 else f"the server at {api} answered {exc.status}: {exc.reason}"
+        raise fail(said) from exc
+    typer.echo(f"{len(working)} of {len(records)} demo captions find their own video first; try:")
+    for query in working[:EXAMPLES]:
+        typer.echo(f'  "{query}"')
+
+
+def _demo_videos_on(client: Any) -> int:
+    from videoseek.cli.api_client import ApiError
+
+    try:
+        return int(client.get(f"/collections/{DEMO_COLLECTION}").get("videos") or 0)
+    except ApiError as exc:
+        if exc.status == 404:
+            return 0
+        raise
+
+
 def demo(
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its videos and index.")] = Path(
         "videoseek-demo"
@@ -164,6 +226,17 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     videos: Annotated[int, typer.Option(min=1, max=500, help="How many toy videos to generate.")] = 24,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="Seed the demo collection on the running server at this URL instead (through its API; "
+            "what `docker compose up` does); nothing is served."
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="VIDEOSEEK_API_KEY", help="With --api: a key with the admin and ingest scopes."),
+    ] = None,
 ) -> None:
     """Generate a toy video collection, index it with its adapter, and serve it with example queries."""
     from videoseek.toy.adapter import toy_adapter_dir
@@ -173,13 +246,19 @@ def demo(
     settings = cli_settings(data_dir=data_dir, model=ModelSpec.parse("toy"), host=host, port=port).model_copy(
         update={"redis_url": None, "qdrant": QdrantSettings()}
     )
+    if api is not None:
+        _seed_via_api(settings, api, api_key, videos)
+        return
     check_serve_settings(settings, host)
     # One runtime for the whole demo: it ingests the videos, then the server runs on it (an Edge store admits
     # one opener). It holds the data directory from the first write (the collection) until the server stops.
     runtime = EmbeddedRuntime(settings.for_api(), training_work())
     hold_for_serving(runtime, "videoseek demo", host, port)
     if not port_free(host, port):
-        raise fail(f"port {port} on {host} is in use: pass --port with a free port")
+        raise fail(
+            f"port {port} on {host} is in use: pass --port with a free port (`make demo PORT={port + 1}` "
+            "through make)"
+        )
     adapter = _usable_adapter(settings, toy_adapter_dir())
     records = _generate(data_dir / "toy-videos", videos, with_adapter=adapter is not None)
     _ensure_collection(runtime.context, adapter)

@@ -137,8 +137,12 @@ def _run_here(
     timeout: float | None,
     quiet: bool,
 ) -> dict[str, list[dict[str, Any]]]:
-    from videoseek.cli.runtime import open_runtime
+    from videoseek.cli.runtime import open_runtime, run_mode
 
+    if run_mode(settings) == "embedded":  # this process embeds the videos: its model must load
+        from videoseek.cli.models_cmd import ensure_model
+
+        ensure_model(settings)
     # Room for every file: the command waits for all of them anyway, and must never be refused.
     runtime = open_runtime(settings, queue_size=max(len(entries), settings.worker.queue_size))
     try:

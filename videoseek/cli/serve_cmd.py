@@ -45,12 +45,9 @@ def check_serve_settings(settings: Settings, host: str) -> None:
     problem = distributed_store_problem(settings)
     if problem is not None:
         raise fail(problem)
-    from videoseek.clip import ModelLoadError, check_model_spec
+    from videoseek.cli.models_cmd import ensure_model
 
-    try:
-        check_model_spec(settings.model)
-    except ModelLoadError as exc:
-        raise fail(f"VIDEOSEEK_MODEL={settings.model} cannot be loaded: {exc}") from exc
+    ensure_model(settings)  # downloads a missing pretrained model first (VIDEOSEEK_MODEL_DOWNLOAD=auto)
 
 
 def prefer_passive_openmp_wait() -> None:

@@ -92,12 +92,16 @@ def _clear_errors() -> Iterator[None]:
 
 
 def _spec(model: str | None) -> ModelSpec:
-    if model is None:
-        return get_settings().model
+    """The model to train or evaluate, its weights on disk (downloaded first if VIDEOSEEK_MODEL_DOWNLOAD=auto)."""
+    from videoseek.clip import check_model_spec
+
+    settings = get_settings()
     try:
-        return ModelSpec.parse(model)
+        spec = settings.model if model is None else ModelSpec.parse(model)
     except ValueError as exc:
         raise fail(str(exc)) from exc
+    check_model_spec(spec, settings.model_download)  # a ModelLoadError: one line (_clear_errors)
+    return spec
 
 
 def _on_bad(value: str) -> OnBad:

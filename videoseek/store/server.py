@@ -153,7 +153,9 @@ class ServerClipStore:
     @classmethod
     def connect(cls, url: str, api_key: str | None = None, timeout_s: int = 10) -> ServerClipStore:
         """A store on the server at ``url``. Connects lazily: an unreachable server fails the first call."""
-        client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s, check_compatibility=False)
+        # The client checks the server's version in the background and warns if major.minor are more than one
+        # apart (docker-compose.yml runs the server release that matches the pinned client).
+        client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)
         return cls(client)
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -138,3 +139,44 @@ def test_serve_lets_idle_openmp_threads_sleep_unless_told_otherwise(monkeypatch:
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     prefer_passive_openmp_wait()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+@pytest.mark.slow
+def test_demo_seeds_its_collection_on_a_running_server_through_the_api_once(tmp_path: Path) -> None:
+    """What `docker compose up` runs once (`demo-seed`): the toy collection on a server, through its API."""
+    from videoseek.adapter import load_adapter
+    from videoseek.toy.adapter import toy_adapter_dir
+
+    adapter = toy_adapter_dir()
+    assert adapter is not None
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
+    env.update(VIDEOSEEK_MODEL="toy", VIDEOSEEK_DATA_DIR=str(tmp_path / "server"), OMP_NUM_THREADS="1")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w+")
+    serve = [sys.executable, "-m", "videoseek", "serve", "--port", str(port)]
+    proc = subprocess.Popen(serve, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    seed = [sys.executable, "-m", "videoseek", "demo", "--api", url, "--data-dir", str(tmp_path / "seed")]
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            time.sleep(0.5)
+        first = subprocess.run([*seed, "--videos", "4"], env=env, capture_output=True, text=True, timeout=600)
+        again = subprocess.run([*seed, "--videos", "4"], env=env, capture_output=True, text=True, timeout=600)
+        described = httpx.get(f"{url}/collections/demo").json()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert first.returncode == 0, first.stderr + log_path.read_text()[-3000:]
+    assert "of 4 demo captions find their own video first" in first.stdout, first.stdout
+    assert described["videos"] == 4 and described["adapter_version"] == load_adapter(adapter).version
+    assert again.returncode == 0 and "already has 4 videos: nothing to seed" in again.stdout, again.stdout
