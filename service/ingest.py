@@ -32,6 +32,7 @@ async def ingest_upload(services: AppServices, collection: str, request: Request
             upload.filename,
             upload.metadata,
             move=True,
+            pairs=upload.pairs,
         )
     except IngestQueueFull as exc:
         services.metrics.uploads.labels("queue_full").inc()

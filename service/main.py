@@ -29,7 +29,7 @@ from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
 from service.redis_lane import RedisLane
-from service.routers import collections, health, jobs, media, search, tasks, videos
+from service.routers import collections, health, jobs, media, pairs, search, tasks, videos
 from service.search_engine import SearchEngine
 from service.secret import load_or_create_secret
 from service.state import AppServices
@@ -59,6 +59,8 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
 
     from videoseek.adapter import AdapterBaseMismatch, AdapterFileError, AdapterNotFound
     from videoseek.jobs import JobNotFound
+    from videoseek.pair_intake import UnknownClip, UnknownVideos
+    from videoseek.pairs import InvalidPair
     from videoseek.retraining import RetrainError
 
     errors: dict[type[Exception], tuple[int, str]] = {
@@ -70,11 +72,14 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         CollectionUnreadable: (503, "collection_unavailable"),
         InvalidMetadata: (422, "invalid_metadata"),  # a library caller's metadata (uploads say more)
         InvalidName: (422, "invalid_name"),
+        InvalidPair: (422, "invalid_pair"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),
         RetrainError: (422, "invalid_training_data"),
         StoreUnavailable: (503, "store_unavailable"),
         TaskConflict: (409, "conflict"),
+        UnknownClip: (422, "unknown_clip"),
+        UnknownVideos: (422, "unknown_video"),
         RedisConnectionError: (503, "redis_unavailable"),
         RedisTimeoutError: (503, "redis_unavailable"),
         RedisError: (503, "redis_unavailable"),  # any other refusal (read-only replica, out of memory)
@@ -214,7 +219,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.services = None
     install_error_handlers(app, _library_errors())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (search, collections, tasks, videos, jobs, media, health):
+    for module in (search, collections, tasks, videos, pairs, jobs, media, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -6,7 +6,7 @@ and searches, which never touch Redis, would queue behind them. Here they have t
 that finds them all busy waits at most that long for one before it is refused with 503 + Retry-After.
 
 Job status, task status and cancel, admin task starts and lists, uploads, video lookups and deletes,
-collection deletes, readiness and metrics go through the lane. In embedded mode the same calls touch SQLite
+collection deletes, training pairs, readiness and metrics go through the lane. In embedded mode the same calls touch SQLite
 and in-process state; they use the lane all the same, so both modes run one code path.
 """
 

@@ -74,7 +74,23 @@ UPLOAD = keyed(
     said={
         413: "The file is over the size limit.",
         415: "Not multipart, or the file is clearly not a video.",
-        422: "A malformed form, or metadata that breaks a rule (code invalid_metadata, with its rule and path).",
+        422: "A malformed form, metadata that breaks a rule (code invalid_metadata, with its rule and path), "
+        "captions that break one, or a subtitles file that is not SubRip or WebVTT.",
         429: "The ingest queue is full: retry after Retry-After seconds.",
     },
 )
+ADD_CAPTIONS = keyed(
+    400,
+    404,
+    said={
+        422: "A caption breaks a rule (empty or overlong text, end_s not after start_s, start_s past the video's "
+        "end), or names a video the collection does not hold (code unknown_video, the reason names them); "
+        "nothing was stored."
+    },
+)
+FEEDBACK = keyed(
+    400,
+    404,
+    said={422: "The query breaks a rule, or clip_id names no clip of the collection (code unknown_clip)."},
+)
+ON_PAIR = keyed(said={404: "No such collection, or no such pair of that kind in it."})

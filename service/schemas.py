@@ -10,6 +10,7 @@ from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from videoseek.layout import COLLECTION_NAME_RE, VIDEO_ID_RE, check_collection_name, check_video_id
+from videoseek.pairs import MAX_PAIRS_PER_REQUEST, MAX_TEXT_CHARS
 
 # Names and ids carry their pattern in the schema (so a generated request that matches it is one the API takes)
 # and are checked by layout.py's own functions, whose errors say the rule in words.
@@ -138,7 +139,7 @@ class SearchResult(BaseModel):
     """One matching clip (with group_by=video: the best clip of one video)."""
 
     video_id: str
-    clip_id: str
+    clip_id: str = Field(description="The clip's id: what POST /collections/{name}/feedback takes.")
     clip_index: int
     start_s: float
     end_s: float
@@ -311,3 +312,154 @@ class Health(BaseModel):
     )
     checks: dict[str, str] = Field(default_factory=dict)
     mode: Literal["embedded", "distributed"] | None = None
+
+
+# ----------------------------------------------------------------------------------------- training pairs
+
+# What a search result's clip_id looks like (videoseek/store/base.point_id: a UUID, lowercase).
+CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+PAIR_ID_RE = CLIP_ID_RE  # pair ids are UUIDs too (videoseek/pairs.py)
+PairText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
+Seconds = Annotated[float, Field(ge=0, le=1e7)]
+PairKindName = Literal["caption", "feedback_positive", "feedback_negative", "subtitle"]
+
+PairIdPath = Annotated[
+    str,
+    Path(
+        description="A training pair's id (from the listing, or the answer that stored it).",
+        json_schema_extra={"pattern": PAIR_ID_RE.pattern, "minLength": 36, "maxLength": 36},
+    ),
+    _matches(PAIR_ID_RE, "a pair id (a lowercase UUID, as GET /collections/{name}/captions lists them)"),
+]
+PairCursorQuery = Annotated[
+    str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the previous page, unchanged.")
+]
+PairVideoQuery = Annotated[
+    str | None,
+    Query(
+        pattern=VIDEO_ID_RE.pattern, min_length=16, max_length=64, description="Only the pairs of this video."
+    ),
+]
+
+
+class _Timed(_Strict):
+    start_s: Seconds | None = Field(
+        default=None, description="Where the span starts, in seconds from the video's start (default: 0)."
+    )
+    end_s: Seconds | None = Field(
+        default=None,
+        description="Where it ends (default: the video's end); past the video's end it is cut to it.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Timed:
+        if self.end_s is not None and self.end_s <= (self.start_s or 0.0):
+            raise ValueError(f"end_s ({self.end_s}) must be after start_s ({self.start_s or 0.0})")
+        return self
+
+
+class CaptionIn(_Timed):
+    """A caption for a span of an indexed video of the collection (the whole video without start_s/end_s)."""
+
+    video_id: VideoId
+    text: PairText = Field(description="What the span shows, in words.")
+
+
+class UploadCaption(_Timed):
+    """A caption for the video of the upload it comes with (the whole video without start_s/end_s)."""
+
+    text: PairText = Field(description="What the span shows, in words.")
+
+
+class AddCaptionsRequest(_Strict):
+    captions: list[CaptionIn] = Field(min_length=1, max_length=MAX_PAIRS_PER_REQUEST)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "captions": [
+                        {
+                            "video_id": "9f2c" * 16,
+                            "text": "a dog catches a frisbee",
+                            "start_s": 12.0,
+                            "end_s": 19.5,
+                        },
+                        {"video_id": "9f2c" * 16, "text": "a sunny park with people walking"},
+                    ]
+                }
+            ]
+        },
+    )
+
+
+class FeedbackRequest(_Strict):
+    query: PairText = Field(description="The query the user searched for.")
+    clip_id: Annotated[
+        str,
+        Field(
+            description="The clip_id of the search result the verdict is on.",
+            json_schema_extra={"pattern": CLIP_ID_RE.pattern, "minLength": 36, "maxLength": 36},
+        ),
+        _matches(CLIP_ID_RE, "a clip id (copy the clip_id of a POST /search result)"),
+    ]
+    relevant: bool = Field(
+        description="true: the right clip (a positive pair); false: not this (a hard negative)."
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={
+            "examples": [
+                {
+                    "query": "a dog catches a frisbee",
+                    "clip_id": "1b4e28ba-2fa1-51d2-883f-0016d3cca427",
+                    "relevant": True,
+                }
+            ]
+        },
+    )
+
+
+class PairOut(BaseModel):
+    """One training pair of a collection: a text and the span of one video it belongs to."""
+
+    id: str
+    collection: str
+    video_id: str
+    kind: PairKindName = Field(
+        description="caption (written for the span), feedback_positive / feedback_negative (a search user's "
+        "verdict on a result), subtitle (a cue of a subtitle track or sidecar file)."
+    )
+    text: str
+    start_s: float | None = Field(description="null: the video's start.")
+    end_s: float | None = Field(description="null: the video's end.")
+    weak: bool = Field(description="True for subtitles: they say what is heard, not always what is seen.")
+    clip_id: str | None = Field(default=None, description="Feedback: the search result it was given on.")
+    source: str | None = Field(
+        default=None, description="Where it came from: api, upload, cli, a subtitle track, a sidecar file."
+    )
+    created_at: float = Field(description="When it was last written (seconds since the epoch).")
+
+
+class PairsAdded(BaseModel):
+    added: int = Field(description="Captions stored now.")
+    already_stored: int = Field(description="Captions stored before (the same video, text and span).")
+    ids: list[str] = Field(description="The id of every caption sent, in order.")
+
+
+class FeedbackStored(PairOut):
+    replaced: bool = Field(
+        description="True when it replaced an earlier verdict on this clip for this query."
+    )
+
+
+class PairList(BaseModel):
+    pairs: list[PairOut] = Field(description="Oldest first.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+    counts: dict[str, int] = Field(
+        description="How many pairs of each kind the collection has (all of them, whatever the filters)."
+    )

@@ -1,9 +1,11 @@
-"""Multipart video uploads streamed straight to disk.
+"""Multipart video uploads streamed straight to disk, with the small fields that come with them.
 
 The request body is parsed incrementally (python-multipart's push parser); file bytes go to a temporary file
 under the uploads directory as they arrive, and the size limit is enforced while streaming, so neither a huge
 upload nor a lying Content-Length can fill memory or disk. The client's file name is only kept (sanitised)
-as a display name: paths on disk are always generated.
+as a display name: paths on disk are always generated. Beside the file, a form may carry ``metadata`` (JSON),
+``captions`` (JSON, for this video) and ``subtitles`` (sidecar .srt/.vtt files), all checked before the
+file is handed on.
 """
 
 from __future__ import annotations
@@ -15,23 +17,33 @@ import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import Request
+from pydantic import Field, TypeAdapter, ValidationError
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from service.errors import InvalidRequest, InvalidUploadMetadata, PayloadTooLarge, UnsupportedMedia
+from service.schemas import UploadCaption
 from videoseek.metadata import MAX_METADATA_BYTES, InvalidMetadata, parse_metadata
+from videoseek.pairs import MAX_PAIRS_PER_REQUEST, InvalidPair, PairDraft
+from videoseek.subtitle_text import MAX_CUES_PER_VIDEO, MAX_SIDECAR_BYTES, SubtitleFileError, parse_sidecar
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 METADATA_FIELD = "metadata"
-# Room for part headers, boundaries and the metadata field on top of the file itself.
-FORM_OVERHEAD_BYTES = MAX_METADATA_BYTES + 64 * 1024
+CAPTIONS_FIELD = "captions"  # JSON: [{"text", "start_s"?, "end_s"?}] for the uploaded video
+SUBTITLES_FIELD = "subtitles"  # sidecar .srt / .vtt files, one part each
+MAX_CAPTIONS_BYTES = 1024 * 1024  # a thousand captions of a thousand characters
+MAX_SUBTITLE_FILES = 4
+# Room for part headers, boundaries and the small fields on top of the file itself.
+FORM_OVERHEAD_BYTES = (
+    MAX_METADATA_BYTES + MAX_CAPTIONS_BYTES + MAX_SUBTITLE_FILES * MAX_SIDECAR_BYTES + 64 * 1024
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
 
 
@@ -52,6 +64,7 @@ class ReceivedUpload:
     filename: str
     content_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    pairs: list[PairDraft] = field(default_factory=list)  # captions and sidecar cues for the video
 
 
 @dataclass
@@ -62,7 +75,8 @@ class _Part:
 
 
 class _FormReader:
-    """python-multipart callbacks that route the ``file`` part to disk and keep ``metadata`` in memory."""
+    """python-multipart callbacks that route the ``file`` part to disk and keep the small fields (``metadata``,
+    ``captions``, ``subtitles`` files) in memory, each within its limit."""
 
     def __init__(self, dest_dir: Path, max_bytes: int) -> None:
         self.dest_dir = dest_dir
@@ -71,6 +85,8 @@ class _FormReader:
         self.file_size = 0
         self.file_part: _Part | None = None
         self.metadata = bytearray()
+        self.captions = bytearray()
+        self.subtitles: list[tuple[str, bytearray]] = []
         self._handle: IO[bytes] | None = None
         self._part = _Part()
         self._headers: dict[str, str] = {}
@@ -110,6 +126,12 @@ class _FormReader:
             self.file_part = self._part
             self.file_path = self.dest_dir / f"{uuid.uuid4().hex}.part"
             self._handle = self.file_path.open("xb")
+        elif self._part.name == SUBTITLES_FIELD:
+            if len(self.subtitles) == MAX_SUBTITLE_FILES:
+                raise InvalidRequest(
+                    f"send at most {MAX_SUBTITLE_FILES} '{SUBTITLES_FIELD}' files per upload"
+                )
+            self.subtitles.append((self._part.filename or "", bytearray()))
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._part.name == FILE_FIELD and self._handle is not None:
@@ -121,6 +143,17 @@ class _FormReader:
             self.metadata.extend(data[start:end])
             if len(self.metadata) > MAX_METADATA_BYTES:
                 raise PayloadTooLarge(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        elif self._part.name == CAPTIONS_FIELD:
+            self.captions.extend(data[start:end])
+            if len(self.captions) > MAX_CAPTIONS_BYTES:
+                raise PayloadTooLarge(f"captions are larger than {MAX_CAPTIONS_BYTES} bytes")
+        elif self._part.name == SUBTITLES_FIELD and self.subtitles:
+            name, content = self.subtitles[-1]
+            content.extend(data[start:end])
+            if len(content) > MAX_SIDECAR_BYTES:
+                raise PayloadTooLarge(
+                    f"subtitle file {safe_display_name(name)!r} is over {MAX_SIDECAR_BYTES} bytes"
+                )
 
     def _end(self) -> None:
         if self._part.name == FILE_FIELD and self._handle is not None:
@@ -143,8 +176,8 @@ def _boundary(request: Request) -> bytes:
     content_type, options = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
         raise UnsupportedMedia(
-            f"send the video as multipart/form-data with a '{FILE_FIELD}' part "
-            f"(and optionally a JSON '{METADATA_FIELD}' part)"
+            f"send the video as multipart/form-data with a '{FILE_FIELD}' part (and optionally a JSON "
+            f"'{METADATA_FIELD}' part, a JSON '{CAPTIONS_FIELD}' part and '{SUBTITLES_FIELD}' .srt/.vtt files)"
         )
     return options[b"boundary"]
 
@@ -157,6 +190,51 @@ def _parse_metadata(raw: bytes) -> dict[str, Any]:
         raise InvalidUploadMetadata(
             f"{exc} (metadata rule '{exc.rule}')", rule=str(exc.rule), path=exc.path
         ) from exc
+
+
+_UPLOAD_CAPTIONS: TypeAdapter[list[UploadCaption]] = TypeAdapter(
+    Annotated[list[UploadCaption], Field(max_length=MAX_PAIRS_PER_REQUEST)]
+)
+
+
+def _parse_captions(raw: bytes) -> list[PairDraft]:
+    """The captions field: a JSON list of {"text", "start_s"?, "end_s"?} (422 naming the first problem)."""
+    if not raw.strip():
+        return []
+    try:
+        captions = _UPLOAD_CAPTIONS.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequest(
+            f"{CAPTIONS_FIELD}{'[' + where + ']' if where else ''}: {first['msg'].removeprefix('Value error, ')} "
+            f'(send a JSON list like [{{"text": "a dog runs", "start_s": 2, "end_s": 6}}], at most '
+            f"{MAX_PAIRS_PER_REQUEST})"
+        ) from None
+    try:
+        return [PairDraft.checked("caption", c.text, c.start_s, c.end_s, source="upload") for c in captions]
+    except InvalidPair as exc:
+        raise InvalidRequest(f"{CAPTIONS_FIELD}: {exc}") from None
+
+
+def _parse_subtitles(files: list[tuple[str, bytearray]]) -> list[PairDraft]:
+    """The cues of the sidecar subtitle files (422 naming a file that is not SubRip or WebVTT)."""
+    drafts: list[PairDraft] = []
+    for name, content in files:
+        try:
+            cues = parse_sidecar(safe_display_name(name), bytes(content))
+        except SubtitleFileError as exc:
+            raise InvalidRequest(str(exc)) from None
+        for cue in cues:
+            with contextlib.suppress(InvalidPair):  # a cue that says nothing, or far too much
+                drafts.append(
+                    PairDraft.checked("subtitle", cue.text, cue.start_s, cue.end_s, source=cue.source)
+                )
+    if len(drafts) > MAX_CUES_PER_VIDEO:
+        raise InvalidRequest(
+            f"the subtitle files hold {len(drafts)} cues, over the {MAX_CUES_PER_VIDEO} limit"
+        )
+    return drafts
 
 
 def _check_declared_length(request: Request, max_bytes: int) -> None:
@@ -188,6 +266,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
         if reader.file_open:
             raise InvalidRequest("the multipart body ended in the middle of the file: upload it again")
         metadata = _parse_metadata(bytes(reader.metadata))
+        pairs = _parse_captions(bytes(reader.captions)) + _parse_subtitles(reader.subtitles)
     except MultipartParseError as exc:
         reader.discard()
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
@@ -200,6 +279,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
         filename=safe_display_name(reader.file_part.filename),
         content_type=reader.file_part.content_type,
         metadata=metadata,
+        pairs=pairs,
     )
 
 

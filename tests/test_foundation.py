@@ -40,6 +40,7 @@ EXPECTED_COMMANDS = {
     "adapter-info",
     "adapter-show",
     "ingest",
+    "pairs",
     "reindex",
     "worker",
     "flower",

@@ -2,8 +2,8 @@
 
 A collection is created for one base model (its fingerprint and embedding size are recorded in the store) and
 optionally one adapter version; ingest embeds with exactly that pair. Deleting a collection (or one video)
-removes its points, stored videos, cached frames, thumbnails and job records, so re-uploading the same file
-afterwards indexes it again.
+removes its points, stored videos, cached frames, thumbnails, job records and training pairs, so re-uploading
+the same file afterwards indexes it again.
 
 Functions take the process's :class:`~videoseek.context.PipelineContext` (or just its store) rather than
 opening anything: Qdrant Edge lets only one process open a store directory, and a server client is meant to
@@ -89,7 +89,8 @@ def _remove_tree(path: Path) -> None:
 
 
 def delete_collection(ctx: PipelineContext, name: str) -> None:
-    """Delete the collection's points and every file and job it has. ``CollectionNotFound`` if unknown.
+    """Delete the collection's points and every file, job and training pair it has. ``CollectionNotFound`` if
+    unknown.
 
     Files are removed even when the store no longer knows the collection (a half-finished earlier delete).
     """
@@ -107,6 +108,7 @@ def delete_collection(ctx: PipelineContext, name: str) -> None:
     ):
         _remove_tree(directory)
     ctx.jobs.delete_collection(name)
+    ctx.pairs.delete_collection(name)
     if missing is not None:
         raise missing
 
@@ -126,13 +128,15 @@ def remove_video_files(layout: DataLayout, collection: str, video_id: str) -> No
 
 
 def delete_video(ctx: PipelineContext, collection: str, video_id: str) -> int:
-    """Remove one video from a collection: points, files, and its dedup claim; returns the points removed.
+    """Remove one video from a collection: points, files, training pairs and its dedup claim; returns the
+    points removed.
 
     After this, submitting the same file again indexes it again.
     """
     with ctx.locks.hold(collection):  # not between a re-index's last copy and its switch
         removed = ctx.store.delete_video(collection, video_id)
     remove_video_files(ctx.layout, collection, video_id)
+    ctx.pairs.delete_video(collection, video_id)
     jobs = ctx.jobs
     owner = jobs.video_owner(collection, video_id)
     if owner is not None:

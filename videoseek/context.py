@@ -1,4 +1,4 @@
-"""What one process works on: its data directory, clip store, job store, write locks and image tower.
+"""What one process works on: its data directory, clip store, job store, pair store, write locks and image tower.
 
 Built once per process by whoever decides where work runs (the embedded runtime in the API or a CLI command,
 or a Celery worker process) and passed to every pipeline function, which therefore neither knows nor cares
@@ -17,6 +17,7 @@ from videoseek.collection_lock import WriteLocks
 from videoseek.embedding import FrameEmbedder
 from videoseek.jobs import JobStore
 from videoseek.layout import DataLayout
+from videoseek.pairs import PairStore
 from videoseek.settings import Settings
 from videoseek.store import ClipStore
 
@@ -31,6 +32,7 @@ class PipelineContext:
     settings: Settings
     layout: DataLayout
     jobs: JobStore
+    pairs: PairStore  # the collections' training pairs (captions, feedback, subtitles)
     locks: WriteLocks
     embedder: FrameEmbedder
     open_store: Callable[[], ClipStore]  # called once, when the store is first needed
@@ -63,6 +65,8 @@ class PipelineContext:
             store.close()
 
     def close(self) -> None:
-        """Close the store if it was opened (an Edge store admits one process: release it) and the job store."""
+        """Close the store if it was opened (an Edge store admits one process: release it), the job and pair
+        stores."""
         self.release_store()
         self.jobs.close()
+        self.pairs.close()

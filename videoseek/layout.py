@@ -96,6 +96,11 @@ class DataLayout:
         return self.root / "jobs.sqlite3"
 
     @property
+    def pairs_db(self) -> Path:
+        """Training pairs of embedded mode (SQLite; its own file: see ``videoseek/pairs_sqlite.py``)."""
+        return self.root / "pairs.sqlite3"
+
+    @property
     def locks_dir(self) -> Path:
         """Per-collection write locks of embedded mode (``flock``)."""
         return self.root / "locks"

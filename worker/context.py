@@ -1,6 +1,6 @@
 """The pipeline context of distributed mode: what every process of a deployment shares.
 
-Redis holds the jobs and the collections' write locks, a Qdrant server the clips, and the data directory is a
+Redis holds the jobs, the training pairs and the collections' write locks, a Qdrant server the clips, and the data directory is a
 volume every API replica and worker mounts. The API's runtime (``runtime.py``) and each worker process
 (``process.py``) build one each.
 """
@@ -15,6 +15,7 @@ from videoseek.store import open_store
 from worker.redis_client import redis_client
 from worker.redis_jobs import RedisJobStore
 from worker.redis_locks import RedisWriteLocks
+from worker.redis_pairs import RedisPairStore
 
 
 class WorkerConfigError(RuntimeError):
@@ -31,7 +32,7 @@ def redis_url_of(settings: Settings) -> str:
 
 
 def distributed_context(settings: Settings) -> PipelineContext:
-    """The stores every process of a deployment shares: Redis jobs and locks, the Qdrant server."""
+    """The stores every process of a deployment shares: Redis jobs, pairs and locks, the Qdrant server."""
     url, worker = redis_url_of(settings), settings.worker
     prefix, timeout_s = worker.redis_prefix, worker.redis_timeout_s
     layout = DataLayout(settings.data_dir)
@@ -39,6 +40,7 @@ def distributed_context(settings: Settings) -> PipelineContext:
         settings=settings,
         layout=layout,
         jobs=RedisJobStore(url, prefix, client=redis_client(url, timeout_s, decode_responses=True)),
+        pairs=RedisPairStore(url, prefix, client=redis_client(url, timeout_s, decode_responses=True)),
         locks=RedisWriteLocks(redis_client(url, timeout_s), prefix),
         embedder=FrameEmbedder(settings, layout),
         open_store=lambda: open_store(settings),

@@ -37,7 +37,7 @@ def retry_or_fail(task: Task, process: WorkerProcess, job_id: str, exc: Exceptio
     """Retry a transient error with exponential backoff; once retries run out, fail the job."""
     if task.request.retries >= task.max_retries:
         reason = f"gave up after {task.request.retries} retries: {exc}"
-        fail_job_quietly(process.context.jobs, process.layout, job_id, reason)
+        fail_job_quietly(process.context.jobs, process.layout, process.context.pairs, job_id, reason)
         return
     countdown = get_exponential_backoff_interval(
         factor=2, retries=task.request.retries, maximum=task.retry_backoff_max, full_jitter=True

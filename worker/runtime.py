@@ -8,10 +8,12 @@ the clip store is a Qdrant server shared by every process. Worker processes buil
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from videoseek.ingest.submit import IngestQueueFull, SubmitResult, submit_file
+from videoseek.pairs import PairDraft
 from videoseek.runtime.base import AdminWork
 from videoseek.settings import Settings
 from worker.admin_state import AdminState
@@ -54,9 +56,12 @@ class DistributedRuntime:
         metadata: dict[str, Any] | None = None,
         *,
         move: bool = False,
+        pairs: Sequence[PairDraft] = (),
     ) -> SubmitResult:
         self._refuse_when_backlogged()
-        return submit_file(self.context, self._enqueue, collection, path, source_name, metadata, move=move)
+        return submit_file(
+            self.context, self._enqueue, collection, path, source_name, metadata, move=move, pairs=pairs
+        )
 
     def _enqueue(self, job_id: str) -> None:
         # Sent once: Celery's publish retries would multiply the wait on a hung Redis, and a pooled connection

@@ -52,7 +52,13 @@ class IngestTask(Task):
         from videoseek.ingest.pipeline import fail_job_quietly
 
         process = process_of(self)
-        fail_job_quietly(process.context.jobs, process.layout, job_id, f"{self.name} failed: {exc!r}")
+        fail_job_quietly(
+            process.context.jobs,
+            process.layout,
+            process.context.pairs,
+            job_id,
+            f"{self.name} failed: {exc!r}",
+        )
 
 
 @shared_task(name=TASK_DECODE, bind=True, base=IngestTask)

@@ -42,6 +42,28 @@ _UPLOAD_BODY: dict[str, Any] = {
                                 "2048 values, or holding NaN, Infinity or integers beyond 64 bits."
                             ),
                         },
+                        "captions": {
+                            "type": "string",
+                            "description": (
+                                "Captions for this video, stored as its training pairs when the upload is "
+                                'accepted: a JSON list of {"text", "start_s"?, "end_s"?} (seconds; without '
+                                "them, the whole video), at most 1000. Once the video is decoded, a caption "
+                                "that starts after its end is removed and one that runs past it is cut (the "
+                                "job's problems say so)."
+                            ),
+                            "examples": [
+                                '[{"text": "a dog catches a frisbee", "start_s": 12, "end_s": 19.5}]'
+                            ],
+                        },
+                        "subtitles": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "maxItems": 4,
+                            "description": (
+                                "Sidecar subtitle files (.srt or .vtt, 2 MiB each, one part each): their cues "
+                                "become weak, timed training pairs of this video (kind subtitle)."
+                            ),
+                        },
                     },
                 }
             }
@@ -60,7 +82,7 @@ _UPLOAD_BODY: dict[str, Any] = {
 async def upload_video(
     name: CollectionNamePath, request: Request, principal: IngestPrincipal, services: Services
 ) -> UploadAccepted:
-    """Upload a video (multipart field 'file', optional JSON 'metadata'); poll job_url for progress."""
+    """Upload a video (multipart 'file'; optional 'metadata', 'captions', 'subtitles'); poll job_url."""
     principal.require_collection(name)
     result = await ingest_upload(services, name, request)
     return UploadAccepted(

@@ -290,3 +290,28 @@ def remux_elementary_stream(src: Path, dst: Path, fmt: str) -> Path:
                 converted.stream = stream
                 out.mux(converted)
     return dst
+
+
+def mux_subtitles(video: Path, subtitles: Sequence[Path], dst: Path) -> Path:
+    """``video``'s streams plus one subtitle track per ``.srt``/``.vtt``/``.ass`` file, remuxed into Matroska
+    (as ``ffmpeg -i video -i subs.srt -c copy out.mkv``): FFmpeg's demuxers read the files as subtitle streams."""
+    with av.open(str(video)) as source, av.open(str(dst), "w", format="matroska") as out:
+        streams = {
+            s.index: out.add_stream_from_template(s) for s in source.streams if s.type in ("video", "audio")
+        }
+        inputs = [av.open(str(path)) for path in subtitles]
+        try:
+            tracks = [(i, out.add_stream_from_template(i.streams.subtitles[0])) for i in inputs]
+            for packet in source.demux():
+                if packet.size and packet.stream.index in streams:
+                    packet.stream = streams[packet.stream.index]
+                    out.mux(packet)
+            for sub_input, track in tracks:
+                for packet in sub_input.demux(sub_input.streams.subtitles[0]):
+                    if packet.size:
+                        packet.stream = track
+                        out.mux(packet)
+        finally:
+            for opened in inputs:
+                opened.close()
+    return dst

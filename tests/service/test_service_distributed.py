@@ -284,3 +284,41 @@ def test_at_start_a_replica_removes_only_partial_uploads_idle_for_an_hour(
     os.utime(dead, (an_hour_ago, an_hour_ago))
     distributed()
     assert not dead.exists() and live.exists()
+
+
+def test_training_pairs_live_in_redis_with_the_same_api_and_go_with_their_collection(
+    distributed: Callable[..., TestClient],
+) -> None:
+    from worker.redis_pairs import RedisPairStore
+
+    client = distributed()
+    assert isinstance(services_of(client).context.pairs, RedisPairStore)
+    assert client.post("/collections", json={"name": "dist"}).status_code == 201
+    videos = seed_clips(client, "dist")
+    first = videos[CAPTIONS[0]]
+    added = client.post(
+        "/collections/dist/captions",
+        json={"captions": [{"video_id": first, "text": "a red ball", "start_s": 1, "end_s": 3}]},
+    )
+    assert added.status_code == 201 and added.json()["added"] == 1, added.text
+    unknown = client.post(
+        "/collections/dist/captions", json={"captions": [{"video_id": "ee" * 32, "text": "t"}]}
+    )
+    assert unknown.status_code == 422 and unknown.json()["code"] == "unknown_video"
+    top = client.post("/search", json={"collection": "dist", "query": CAPTIONS[1]}).json()["results"][0]
+    feedback = {"query": CAPTIONS[1], "clip_id": top["clip_id"], "relevant": False}
+    assert client.post("/collections/dist/feedback", json=feedback).json()["kind"] == "feedback_negative"
+    upload = client.post(
+        "/collections/dist/videos",
+        files={"file": ("a.mp4", _video_bytes(3), "video/mp4")},
+        data={"captions": json.dumps([{"text": "sent with the upload"}])},
+    )
+    assert upload.status_code == 202, upload.text  # queued for a Celery worker; its caption is listed now
+    texts = {p["text"] for p in client.get("/collections/dist/captions").json()["pairs"]}
+    assert texts == {"a red ball", "sent with the upload"}
+    counts = client.get("/collections/dist/feedback").json()["counts"]
+    assert counts == {"caption": 2, "feedback_positive": 0, "feedback_negative": 1, "subtitle": 0}
+
+    assert client.delete("/collections/dist").status_code == 200
+    prefix = services_of(client).settings.worker.redis_prefix
+    assert list(redis_client(services_of(client).settings).scan_iter(match=f"{prefix}pairs:dist:*")) == []

@@ -26,7 +26,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from service.schemas import JOB_ID_RE, TASK_ID_RE  # noqa: E402
+from service.schemas import JOB_ID_RE, PAIR_ID_RE, TASK_ID_RE  # noqa: E402
 from videoseek.layout import COLLECTION_NAME_RE, VIDEO_ID_RE  # noqa: E402
 
 ADMIN = {"Authorization": "Bearer fuzz-admin"}
@@ -121,6 +121,7 @@ PATTERNS = {
     "video_id": VIDEO_ID_RE.pattern,
     "task_id": TASK_ID_RE.pattern,
     "job_id": JOB_ID_RE.pattern,
+    "pair_id": PAIR_ID_RE.pattern,
 }
 
 
@@ -160,3 +161,13 @@ def test_request_bodies_carry_name_and_video_id_patterns() -> None:
     assert schemas["SearchRequest"]["properties"]["collection"]["pattern"] == COLLECTION_NAME_RE.pattern
     video_ids = schemas["SearchFilters"]["properties"]["video_ids"]["anyOf"][0]["items"]
     assert video_ids["pattern"] == VIDEO_ID_RE.pattern
+
+
+def test_the_training_pair_bodies_carry_examples_and_the_upload_form_names_its_pair_fields() -> None:
+    schemas = OPENAPI["components"]["schemas"]
+    assert schemas["AddCaptionsRequest"]["examples"][0]["captions"][0]["text"]
+    assert schemas["FeedbackRequest"]["examples"][0]["relevant"] is True
+    assert schemas["FeedbackRequest"]["properties"]["clip_id"]["pattern"] == PAIR_ID_RE.pattern
+    upload = OPENAPI["paths"]["/collections/{name}/videos"]["post"]["requestBody"]["content"]
+    form = upload["multipart/form-data"]["schema"]["properties"]
+    assert {"file", "metadata", "captions", "subtitles"} <= set(form)

@@ -158,10 +158,12 @@ def test_ingest_through_the_api_indexes_what_the_running_server_accepts_and_summ
         assert refused.returncode == 2 and f"the server at {server.url} answered 401" in refused.stderr
 
         files = [str(p) for p in (video, copy, text, missing)]
+        captions = tmp_path / "captions.jsonl"  # sent as the upload's captions field
+        captions.write_text(json.dumps({"video": str(video.relative_to(tmp_path)), "caption": "a toy scene"}))
         sent = _videoseek(
             data_dir,
             *("ingest", "--api", server.url, "--collection", "films", "--metadata", '{"source": "cli"}'),
-            *("--json", *files),
+            *("--captions", str(captions), "--json", *files),
             VIDEOSEEK_API_KEY=ADMIN_KEY,  # the key comes from the environment, not the command line
         )
         assert sent.returncode == 1, sent.stderr  # two of the files failed
@@ -180,6 +182,8 @@ def test_ingest_through_the_api_indexes_what_the_running_server_accepts_and_summ
             f"{server.url}/collections/films/videos/{indexed['video_id']}", headers=auth
         ).json()
         assert stored["source_name"] == video.name and stored["metadata"] == {"source": "cli"}
+        (caption,) = httpx.get(f"{server.url}/collections/films/captions", headers=auth).json()["pairs"]
+        assert (caption["video_id"], caption["text"]) == (indexed["video_id"], "a toy scene")
 
         plain = _videoseek(
             data_dir, "ingest", "--api", server.url, "-c", "films", str(video), "--api-key", ADMIN_KEY

@@ -198,6 +198,7 @@ def _eager_decode(
 ) -> tuple[Any, Any, Any]:
     """A Celery app that runs tasks eagerly, one stored job, and ``decode`` in place of the decode step."""
     from videoseek.jobs import Job, SqliteJobStore
+    from videoseek.pairs_sqlite import SqlitePairStore
     from worker import ingest_steps
 
     settings = load_settings(redis_url="redis://127.0.0.1:6379/13", worker={"max_retries": max_retries})
@@ -205,7 +206,8 @@ def _eager_decode(
     app.conf.task_always_eager = True
     jobs = SqliteJobStore(tmp_path / "jobs.sqlite3")
     job = jobs.create(Job("j1", "films", "ab" * 32, "a.mp4", "x.mp4"))
-    app.process.use_context(SimpleNamespace(jobs=jobs))  # type: ignore[arg-type]
+    pairs = SqlitePairStore(tmp_path / "pairs.sqlite3")  # a failed job's pairs are removed with it
+    app.process.use_context(SimpleNamespace(jobs=jobs, pairs=pairs))  # type: ignore[arg-type]
     monkeypatch.setattr(ingest_steps, "decode_video", decode)
     return app, jobs, job
 

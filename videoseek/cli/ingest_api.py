@@ -16,8 +16,10 @@ from typing import Any
 
 from videoseek.cli.api_client import ApiClient, ApiError
 from videoseek.cli.common import fail
+from videoseek.cli.ingest_captions import upload_field
 from videoseek.cli.ingest_summary import Entry
 from videoseek.jobs import Job, JobStage
+from videoseek.pairs import PairDraft
 
 # Answers about one file (too big, not a video, bad metadata): that file fails, the others go on.
 _FILE_REFUSALS = frozenset({413, 415, 422})
@@ -64,13 +66,21 @@ def _collection(client: ApiClient, name: str) -> dict[str, Any] | None:
 
 
 def submit_all_via_api(
-    client: ApiClient, collection: str, entries: list[Entry], metadata: dict[str, Any]
+    client: ApiClient,
+    collection: str,
+    entries: list[Entry],
+    metadata: dict[str, Any],
+    captions: dict[Path, list[PairDraft]] | None = None,
 ) -> None:
-    """Upload every readable entry; a file the server refuses fails alone with the server's reason."""
-    fields = {"metadata": json.dumps(metadata)}
+    """Upload every readable entry (with its captions); a file the server refuses fails alone with the
+    server's reason."""
+    captions = captions or {}
     for entry in entries:
         if entry.failure is not None or entry.path is None:
             continue
+        fields = {"metadata": json.dumps(metadata)}
+        if captions.get(entry.path):
+            fields["captions"] = upload_field(captions[entry.path])
         try:
             accepted = _upload(client, collection, entry.path, fields)
         except OSError as exc:

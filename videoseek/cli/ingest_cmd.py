@@ -2,7 +2,8 @@
 
 Runs the pipeline in this process (embedded mode, holding the data directory: see
 :mod:`videoseek.data_dir_lock`), hands jobs to Celery workers (``VIDEOSEEK_REDIS_URL`` set), or with
-``--api URL`` uploads the files to a running server (``ingest_api.py``), and waits for them. Every file given
+``--api URL`` uploads the files to a running server (``ingest_api.py``), and waits for them; ``--captions``
+stores captions of the files as their training pairs (``ingest_captions.py``). Every file given
 (and every video file found under a directory given) ends in exactly one list of the summary: indexed, skipped
 (already in the collection) or failed (with the reason).
 """
@@ -18,7 +19,9 @@ import typer
 
 from videoseek.cli.api_client import ApiError
 from videoseek.cli.common import fail, hold_data_dir
+from videoseek.cli.ingest_captions import CaptionFileError, captions_by_file
 from videoseek.cli.ingest_summary import Entry, collect_inputs, print_summary, summarize, wait_for
+from videoseek.pairs import PairDraft
 from videoseek.runtime.base import Runtime
 from videoseek.settings import Settings, SettingsError, load_settings
 
@@ -39,12 +42,20 @@ def ensure_collection(runtime: Runtime, name: str, adapter: Path | None) -> None
         )
 
 
-def submit_all(runtime: Runtime, collection: str, entries: list[Entry], metadata: dict[str, Any]) -> None:
+def submit_all(
+    runtime: Runtime,
+    collection: str,
+    entries: list[Entry],
+    metadata: dict[str, Any],
+    captions: dict[Path, list[PairDraft]] | None = None,
+) -> None:
+    captions = captions or {}
     for entry in entries:
         if entry.failure is not None or entry.path is None:
             continue
+        pairs = captions.get(entry.path, [])
         try:
-            result = runtime.submit_ingest(collection, entry.path, entry.path.name, metadata)
+            result = runtime.submit_ingest(collection, entry.path, entry.path.name, metadata, pairs=pairs)
         except OSError as exc:
             entry.failure = f"cannot read the file: {exc.strerror or exc}"
             continue
@@ -61,6 +72,14 @@ def ingest(
     ] = None,
     metadata: Annotated[
         str | None, typer.Option(help="JSON object stored with every clip, e.g. '{\"a\": 1}'.")
+    ] = None,
+    captions: Annotated[
+        Path | None,
+        typer.Option(
+            help='A captions.jsonl file (the training manifest\'s format: {"video", "caption", "start_s"?, '
+            '"end_s"?} a line): each caption is stored as a training pair of the file it names (a path relative '
+            "to the captions file, or a file name)."
+        ),
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after this many seconds.")] = None,
     json_output: Annotated[
@@ -86,13 +105,16 @@ def ingest(
         raise fail(str(exc)) from exc
     entries = collect_inputs(paths)
     try:
+        drafts = {} if captions is None else captions_by_file(captions, entries)
+    except CaptionFileError as exc:
+        raise fail(str(exc)) from exc
+    work = (entries, user_metadata, drafts)
+    try:
         if api is not None:
-            summary = _run_via_api(
-                api, api_key, collection, adapter, entries, user_metadata, timeout, json_output
-            )
+            summary = _run_via_api(api, api_key, collection, adapter, work, timeout, json_output)
         else:
             assert settings is not None
-            summary = _run_here(settings, collection, adapter, entries, user_metadata, timeout, json_output)
+            summary = _run_here(settings, collection, adapter, work, timeout, json_output)
     except typer.Exit:
         raise
     except ApiError as exc:
@@ -128,12 +150,15 @@ def _send_through(collection: str) -> Callable[[str], str]:
     )
 
 
+# What to ingest: the entries, the metadata every clip gets, and the captions of each file.
+Work = tuple[list[Entry], dict[str, Any], dict[Path, list[PairDraft]]]
+
+
 def _run_here(
     settings: Settings,
     collection: str,
     adapter: Path | None,
-    entries: list[Entry],
-    metadata: dict[str, Any],
+    work: Work,
     timeout: float | None,
     quiet: bool,
 ) -> dict[str, list[dict[str, Any]]]:
@@ -144,25 +169,21 @@ def _run_here(
 
         ensure_model(settings)
     # Room for every file: the command waits for all of them anyway, and must never be refused.
-    runtime = open_runtime(settings, queue_size=max(len(entries), settings.worker.queue_size))
+    runtime = open_runtime(settings, queue_size=max(len(work[0]), settings.worker.queue_size))
     try:
         hold_data_dir(runtime, "videoseek ingest", _send_through(collection))  # embedded: before any write
         ensure_collection(runtime, collection, adapter)
-        return _run(runtime, collection, entries, metadata, timeout, quiet)
+        return _run(runtime, collection, work, timeout, quiet)
     finally:
         runtime.close()
 
 
 def _run(
-    runtime: Runtime,
-    collection: str,
-    entries: list[Entry],
-    metadata: dict[str, Any],
-    timeout: float | None,
-    quiet: bool,
+    runtime: Runtime, collection: str, work: Work, timeout: float | None, quiet: bool
 ) -> dict[str, list[dict[str, Any]]]:
+    entries, metadata, captions = work
     runtime.start()
-    submit_all(runtime, collection, entries, metadata)
+    submit_all(runtime, collection, entries, metadata, captions)
     if runtime.runs_elsewhere:
         runtime.context.release_store()  # the workers write now (an embedded Edge store admits one process)
     jobs = runtime.context.jobs
@@ -176,17 +197,17 @@ def _run_via_api(
     api_key: str | None,
     collection: str,
     adapter: Path | None,
-    entries: list[Entry],
-    metadata: dict[str, Any],
+    work: Work,
     timeout: float | None,
     quiet: bool,
 ) -> dict[str, list[dict[str, Any]]]:
     from videoseek.cli.api_client import ApiClient
     from videoseek.cli.ingest_api import ensure_collection_via_api, job_getter, submit_all_via_api
 
+    entries, metadata, captions = work
     client = ApiClient(url, api_key)
     ensure_collection_via_api(client, collection, adapter)
-    submit_all_via_api(client, collection, entries, metadata)
+    submit_all_via_api(client, collection, entries, metadata, captions)
     get_job = job_getter(client)
     wait_for(get_job, entries, timeout, quiet)
     return summarize(get_job, entries, timeout, "the server keeps running it")

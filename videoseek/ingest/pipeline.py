@@ -21,7 +21,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +29,10 @@ import numpy as np
 from videoseek.collections import remove_video_files
 from videoseek.context import PipelineContext
 from videoseek.embedding import EmbedRequest, ProgressFn, clip_vectors
+from videoseek.ingest.video_pairs import settle_video_pairs
 from videoseek.jobs import Job, JobNotFound, JobStage, JobStore
 from videoseek.layout import DataLayout, thumbnail_relpath
+from videoseek.pairs import PairStore
 from videoseek.store import (
     METADATA_KEY,
     ClipPoint,
@@ -40,6 +42,7 @@ from videoseek.store import (
     InvalidPoint,
     StoreUnavailable,
 )
+from videoseek.subtitle_text import SubtitleCue
 from videoseek.video import (
     ClipPlan,
     FrameCacheMiss,
@@ -83,13 +86,16 @@ def _transient_store_errors() -> Iterator[None]:
 
 @dataclass
 class DecodedVideo:
-    """A video ready to embed: its sampled frames, their times and its clip plan."""
+    """A video ready to embed: its sampled frames, their times and its clip plan; its length and the cues of
+    its subtitle tracks (stored as training pairs once it is indexed)."""
 
     job: Job
     collection: CollectionInfo
     timestamps: np.ndarray  # float64 [N]
     frames: np.ndarray  # uint8 [N, H, W, 3]
     clips: list[ClipPlan]
+    duration_s: float | None = None
+    subtitles: list[SubtitleCue] = field(default_factory=list)
 
 
 def _advance(ctx: PipelineContext, job_id: str, stage: JobStage, **changes: object) -> Job:
@@ -148,14 +154,14 @@ def decode_video(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     cache = ctx.frame_cache(job.collection)
     cache.put(job.video_id, sampled.timestamps, sampled.frames)
     _write_thumbnails(ctx, job, sampled.frames, clips)
-    _write_clip_plan(ctx, job, clips, sampled.duration_s)
+    _write_clip_plan(ctx, job, clips, sampled.duration_s, sampled.subtitles)
     # Recorded on the job (always, so a re-decode replaces an earlier attempt's list): a damaged file that
     # still indexes tells its uploader what is missing from it.
     job = ctx.jobs.update(job_id, progress=0.4, clips=len(clips), problems=list(sampled.problems))
     # Embed the frames as cached (JPEG in the cache is lossy), so a video gets the same vectors whether it
     # is embedded right here, by another worker from the cache, or re-indexed later.
     timestamps, frames = cache.get(job.video_id)
-    return DecodedVideo(job, collection, timestamps, frames, clips)
+    return DecodedVideo(job, collection, timestamps, frames, clips, sampled.duration_s, sampled.subtitles)
 
 
 def _probe_and_sample(ctx: PipelineContext, job_id: str, path: Path) -> SampledVideo | None:
@@ -190,10 +196,21 @@ def _write_thumbnails(ctx: PipelineContext, job: Job, frames: np.ndarray, clips:
         )
 
 
-def _write_clip_plan(ctx: PipelineContext, job: Job, clips: Sequence[ClipPlan], duration_s: float) -> None:
-    """Keep the plan next to the thumbnails: the embed step (maybe another worker) and re-indexing use it."""
+def _write_clip_plan(
+    ctx: PipelineContext,
+    job: Job,
+    clips: Sequence[ClipPlan],
+    duration_s: float,
+    subtitles: Sequence[SubtitleCue] = (),
+) -> None:
+    """Keep the plan next to the thumbnails: the embed step (maybe another worker) and re-indexing use it; and
+    the subtitle cues, which the embed step stores as training pairs."""
     path = ctx.layout.clip_plan(job.collection, job.video_id)
-    document = {"duration_s": float(duration_s), "clips": [asdict(c) for c in clips]}
+    document = {
+        "duration_s": float(duration_s),
+        "clips": [asdict(c) for c in clips],
+        "subtitles": [asdict(cue) for cue in subtitles],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -205,25 +222,51 @@ def _write_clip_plan(ctx: PipelineContext, job: Job, clips: Sequence[ClipPlan], 
         raise
 
 
-def read_clip_plan(layout: DataLayout, collection: str, video_id: str) -> list[ClipPlan] | None:
+@dataclass(frozen=True)
+class ClipPlanFile:
+    """What decoding wrote down about a video: its clips, its length, its subtitle cues."""
+
+    clips: list[ClipPlan]
+    duration_s: float | None
+    subtitles: list[SubtitleCue]
+
+
+def read_clip_plan_file(layout: DataLayout, collection: str, video_id: str) -> ClipPlanFile | None:
     """The clip plan written when the video was decoded, or None if there is none (or it is unreadable)."""
     path = layout.clip_plan(collection, video_id)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        return [ClipPlan(**c) for c in document["clips"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        duration = document.get("duration_s")
+        return ClipPlanFile(
+            clips=[ClipPlan(**c) for c in document["clips"]],
+            duration_s=None if duration is None else float(duration),
+            subtitles=[SubtitleCue(**cue) for cue in document.get("subtitles", [])],  # none in older plans
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
+def read_clip_plan(layout: DataLayout, collection: str, video_id: str) -> list[ClipPlan] | None:
+    """The clips of :func:`read_clip_plan_file`, or None."""
+    plan = read_clip_plan_file(layout, collection, video_id)
+    return None if plan is None else plan.clips
+
+
+def video_duration(layout: DataLayout, collection: str, video_id: str) -> float | None:
+    """How long a decoded video is (what decoded, in seconds), or None when it is not known here."""
+    plan = read_clip_plan_file(layout, collection, video_id)
+    return None if plan is None else plan.duration_s
+
+
 def _from_cache(ctx: PipelineContext, job: Job, collection: CollectionInfo) -> DecodedVideo | None:
-    clips = read_clip_plan(ctx.layout, job.collection, job.video_id)
-    if clips is None:
+    plan = read_clip_plan_file(ctx.layout, job.collection, job.video_id)
+    if plan is None:
         return None
     try:
         timestamps, frames = ctx.frame_cache(job.collection).get(job.video_id)
     except FrameCacheMiss:
         return None
-    return DecodedVideo(job, collection, timestamps, frames, clips)
+    return DecodedVideo(job, collection, timestamps, frames, plan.clips, plan.duration_s, plan.subtitles)
 
 
 def load_decoded(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
@@ -366,6 +409,7 @@ def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray)
             video, frame_vectors = _with_current_adapter(ctx, video, frame_vectors)
             points = build_points(video, frame_vectors)
             ctx.store.upsert(video.job.collection, points)
+        problems = settle_video_pairs(ctx, video.job, video.duration_s, video.subtitles)
     except InvalidPoint as exc:
         fail_job(ctx, job_id, f"could not index the clips: {exc}")
         return
@@ -377,7 +421,8 @@ def _index(ctx: PipelineContext, video: DecodedVideo, frame_vectors: np.ndarray)
             ctx, job_id, f"collection {video.job.collection!r} was deleted before this video was indexed"
         )
         return
-    _advance(ctx, job_id, JobStage.DONE, clips=len(points))
+    noted = {"problems": [*video.job.problems, *problems]} if problems else {}
+    _advance(ctx, job_id, JobStage.DONE, clips=len(points), **noted)
 
 
 def _with_current_adapter(
@@ -416,22 +461,24 @@ def fail_job(ctx: PipelineContext, job_id: str, reason: str) -> None:
     if ctx.jobs.video_owner(job.collection, job.video_id) == job_id:
         with contextlib.suppress(Exception):  # best effort: the store may be the reason we are failing
             ctx.store.delete_video(job.collection, job.video_id)
-    _release(ctx.layout, ctx.jobs, job)
+    _release(ctx.layout, ctx.jobs, ctx.pairs, job)
 
 
-def fail_job_quietly(jobs: JobStore, layout: DataLayout, job_id: str, reason: str) -> None:
+def fail_job_quietly(jobs: JobStore, layout: DataLayout, pairs: PairStore, job_id: str, reason: str) -> None:
     """:func:`fail_job` without touching the clip store or the model: for a Celery parent process."""
     job = jobs.get(job_id)
     if job is None or job.stage.terminal:
         return
     jobs.update(job_id, stage=JobStage.FAILED, reason=reason)
-    _release(layout, jobs, job)
+    _release(layout, jobs, pairs, job)
 
 
-def _release(layout: DataLayout, jobs: JobStore, job: Job) -> None:
-    """Remove a failed job's files and free its claim on the video (unless another job owns it now)."""
+def _release(layout: DataLayout, jobs: JobStore, pairs: PairStore, job: Job) -> None:
+    """Remove a failed job's files and training pairs (the video never joined the collection) and free its
+    claim on the video (unless another job owns it now)."""
     if jobs.video_owner(job.collection, job.video_id) != job.job_id:
         return
     with contextlib.suppress(OSError, ValueError):
         remove_video_files(layout, job.collection, job.video_id)
+    pairs.delete_video(job.collection, job.video_id)
     jobs.release_video(job.collection, job.video_id, job.job_id)

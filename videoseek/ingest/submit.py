@@ -11,14 +11,15 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from videoseek.jobs import Job, JobStage, JobStore, new_job_id
-from videoseek.layout import DataLayout, check_collection_name, stored_suffix
+from videoseek.layout import check_collection_name, stored_suffix
 from videoseek.metadata import check_metadata
+from videoseek.pairs import InvalidPair, PairDraft
 from videoseek.video.identity import video_id_for_file
 
 if TYPE_CHECKING:
@@ -73,8 +74,14 @@ def submit_file(
     metadata: dict[str, Any] | None = None,
     *,
     move: bool = False,
+    pairs: Sequence[PairDraft] = (),
 ) -> SubmitResult:
     """Store ``path`` in the collection and ``enqueue`` its job; re-submitting the same bytes is a no-op.
+
+    ``pairs``: captions (and sidecar subtitle cues) for this video, stored as its training pairs when the job
+    is created, so they are listed at once; the end of its ingest fits them to the video's length (see
+    ``ingest/video_pairs.py``), and a failed ingest removes them with the video. Sent with a file already in
+    the collection, they are stored for it (fitted to its length now, when known).
 
     ``move=True`` moves the file (uploads) instead of copying it (the CLI's local files); a moved duplicate is
     deleted. The collection must exist (:func:`videoseek.collections.create_collection`). Raises
@@ -118,16 +125,43 @@ def submit_file(
     if owner is not None:
         if move:
             source.unlink(missing_ok=True)
-        _mark_duplicate(jobs, job, owner)
+        try:
+            problems = _store_pairs(ctx, job, pairs, known_length=True)
+        except BaseException as exc:  # the pair store is down: a job that never finishes would be worse
+            jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"its captions could not be stored: {exc}")
+            raise
+        _mark_duplicate(jobs, job, owner, problems)
         return SubmitResult(job.job_id, video_id, duplicate=True)
     layout = ctx.layout
     try:
+        _store_pairs(ctx, job, pairs, known_length=False)  # before the job can run and fit them
         _place_file(source, layout.videos_dir(collection) / job.video_file, move=move)
         enqueue(job.job_id)
     except BaseException as exc:
-        _roll_back(jobs, layout, job, source, move, exc)
+        _roll_back(ctx, job, source, move, exc)
         raise
     return SubmitResult(job.job_id, video_id, duplicate=False)
+
+
+def _store_pairs(
+    ctx: PipelineContext, job: Job, drafts: Sequence[PairDraft], *, known_length: bool
+) -> list[str]:
+    """Store the drafts as the video's pairs; what was left out, in words (a start past a known end)."""
+    if not drafts:
+        return []
+    duration = None
+    if known_length:
+        from videoseek.ingest.pipeline import video_duration
+
+        duration = video_duration(ctx.layout, job.collection, job.video_id)
+    pairs, outside = [], 0
+    for draft in drafts:
+        try:
+            pairs.append(draft.for_video(job.collection, job.video_id, duration))
+        except InvalidPair:  # checked when it arrived: only the video's length can refuse it now
+            outside += 1
+    ctx.pairs.add(pairs)
+    return [f"{outside} caption(s) or cue(s) start after the video ends and were left out"] if outside else []
 
 
 def _claim(ctx: PipelineContext, job: Job) -> str | None:
@@ -156,8 +190,8 @@ def _claim_is_stale(ctx: PipelineContext, job: Job, owner_id: str) -> bool:
     return False
 
 
-def _mark_duplicate(jobs: JobStore, job: Job, owner_id: str) -> Job:
-    """Finish ``job`` as a duplicate of ``owner_id``'s video: nothing to do, nothing stored."""
+def _mark_duplicate(jobs: JobStore, job: Job, owner_id: str, problems: list[str]) -> Job:
+    """Finish ``job`` as a duplicate of ``owner_id``'s video: nothing to do, nothing stored but its pairs."""
     owner = jobs.get(owner_id)
     return jobs.update(
         job.job_id,
@@ -166,6 +200,7 @@ def _mark_duplicate(jobs: JobStore, job: Job, owner_id: str) -> Job:
         progress=1.0,
         duplicate_of=owner_id,
         clips=owner.clips if owner else 0,
+        problems=problems,
     )
 
 
@@ -177,14 +212,15 @@ def _record_refusal(jobs: JobStore, job: Job, source: Path, move: bool, reason: 
     return SubmitResult(failed.job_id, failed.video_id, duplicate=False)
 
 
-def _roll_back(
-    jobs: JobStore, layout: DataLayout, job: Job, source: Path, move: bool, exc: BaseException
-) -> None:
+def _roll_back(ctx: PipelineContext, job: Job, source: Path, move: bool, exc: BaseException) -> None:
     """Undo a half-done submission so the same file can be submitted again."""
-    stored = layout.videos_dir(job.collection) / job.video_file
+    jobs = ctx.jobs
+    stored = ctx.layout.videos_dir(job.collection) / job.video_file
     if move and stored.is_file() and not source.exists():
         with contextlib.suppress(OSError):
             stored.replace(source)  # the caller keeps the file it gave us
     stored.unlink(missing_ok=True)
     jobs.update(job.job_id, stage=JobStage.FAILED, reason=f"could not be queued: {exc}")
+    with contextlib.suppress(Exception):  # the video never joined the collection: nor do its pairs
+        ctx.pairs.delete_video(job.collection, job.video_id)
     jobs.release_video(job.collection, job.video_id, job.job_id)

@@ -14,7 +14,7 @@ and a key limited to some collections is checked before anything is read.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # this module is read by Celery's parent process too: no PyAV
     from videoseek.cancel import CancelCheck
     from videoseek.context import PipelineContext
     from videoseek.ingest.submit import SubmitResult
+    from videoseek.pairs import PairDraft
     from videoseek.retraining import RetrainRequest
 
 RunMode = Literal["embedded", "distributed"]
@@ -149,8 +150,10 @@ class Runtime(Protocol):
         metadata: dict[str, Any] | None = None,
         *,
         move: bool = False,
+        pairs: Sequence[PairDraft] = (),
     ) -> SubmitResult:
-        """Store a file in the collection and queue its ingest (``IngestQueueFull`` when there is no room)."""
+        """Store a file in the collection and queue its ingest (``IngestQueueFull`` when there is no room);
+        ``pairs``: captions and subtitle cues for it, stored as its training pairs."""
         ...
 
     def queue_depths(self) -> dict[str, float]:

@@ -1,12 +1,14 @@
 """Embedded mode: all background work on threads of this one process (the API, or a CLI command).
 
 Ingest jobs go through the two ingest threads (``ingest_threads.py``), admin tasks each get a thread
-(``local_tasks.py``); job state is SQLite and the write locks are ``flock`` files in the data directory, and
-the clip store is Qdrant Edge under it (or a Qdrant server when one is configured). No Redis, no Celery.
+(``local_tasks.py``); job state and training pairs are SQLite files and the write locks ``flock`` files in the
+data directory, and the clip store is Qdrant Edge under it (or a Qdrant server when one is configured). No
+Redis, no Celery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +19,8 @@ from videoseek.embedding import FrameEmbedder
 from videoseek.ingest.submit import SubmitResult, submit_file
 from videoseek.jobs import SqliteJobStore
 from videoseek.layout import DataLayout
+from videoseek.pairs import PairDraft
+from videoseek.pairs_sqlite import SqlitePairStore
 from videoseek.runtime.base import AdminWork
 from videoseek.runtime.ingest_threads import EmbeddedRunner
 from videoseek.runtime.local_tasks import LocalAdminTasks
@@ -31,6 +35,7 @@ def embedded_context(settings: Settings) -> PipelineContext:
         settings=settings,
         layout=layout,
         jobs=SqliteJobStore(layout.jobs_db),
+        pairs=SqlitePairStore(layout.pairs_db),
         locks=FileWriteLocks(layout.locks_dir),
         embedder=FrameEmbedder(settings, layout),
         open_store=lambda: open_store(settings),
@@ -71,9 +76,10 @@ class EmbeddedRuntime:
         metadata: dict[str, Any] | None = None,
         *,
         move: bool = False,
+        pairs: Sequence[PairDraft] = (),
     ) -> SubmitResult:
         return submit_file(
-            self.context, self.runner.submit, collection, path, source_name, metadata, move=move
+            self.context, self.runner.submit, collection, path, source_name, metadata, move=move, pairs=pairs
         )
 
     def queue_depths(self) -> dict[str, float]:

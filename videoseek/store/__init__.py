@@ -7,6 +7,7 @@ Import implementations from their modules (``store.edge``, ``store.server``) or 
 from videoseek.store.base import (
     METADATA_KEY,
     ClipPoint,
+    ClipSpan,
     ClipStore,
     CollectionExists,
     CollectionInfo,
@@ -24,6 +25,7 @@ from videoseek.store.factory import open_store
 __all__ = [
     "METADATA_KEY",
     "ClipPoint",
+    "ClipSpan",
     "ClipStore",
     "CollectionExists",
     "CollectionInfo",

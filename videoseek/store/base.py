@@ -386,6 +386,33 @@ def scored_clip(
     )
 
 
+@dataclass(frozen=True)
+class ClipSpan:
+    """Where one stored clip is: its video and time span (what a search result's ``clip_id`` names)."""
+
+    id: str
+    video_id: str
+    clip_index: int
+    start_s: float
+    end_s: float
+
+
+# The payload fields a ClipSpan is read from (both stores fetch only these).
+SPAN_PAYLOAD_KEYS = ["video_id", "clip_index", "start_s", "end_s"]
+
+
+def clip_span(id_: object, payload: dict[str, Any] | None) -> ClipSpan:
+    """A span from a stored payload (its structural fields)."""
+    values = payload or {}
+    return ClipSpan(
+        id=str(id_),
+        video_id=str(values.get("video_id")),
+        clip_index=int(values.get("clip_index") or 0),
+        start_s=float(values.get("start_s") or 0.0),
+        end_s=float(values.get("end_s") or 0.0),
+    )
+
+
 def frames_of(vector: object) -> np.ndarray | None:
     """The 'frames' multivector out of a named-vector dict returned by either backend."""
     if isinstance(vector, dict) and VECTOR_FRAMES in vector:
@@ -536,6 +563,10 @@ class ClipStore(Protocol):
     ) -> list[ScoredClip]: ...
 
     def get_frames(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+    def clip_spans(self, name: str, ids: Sequence[str]) -> dict[str, ClipSpan]:
+        """The video and time span of each stored clip among ``ids`` (ids that name none are left out)."""
+        ...
 
     def delete_video(self, name: str, video_id: str) -> int: ...
 

@@ -37,10 +37,12 @@ from videoseek.store.base import (
     METADATA_KEY,
     POOLED_INT8_QUANTILE,
     POOLED_RESCORE_OVERSAMPLING,
+    SPAN_PAYLOAD_KEYS,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
     ClipPoint,
+    ClipSpan,
     CollectionExists,
     CollectionInfo,
     CollectionNotFound,
@@ -56,6 +58,7 @@ from videoseek.store.base import (
     check_query_vector,
     check_store_name,
     check_version_of,
+    clip_span,
     exclusion_conditions,
     filter_conditions,
     frames_of,
@@ -389,6 +392,16 @@ class EdgeClipStore:
                 records = shard.shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]
         found = {str(r.id): frames_of(r.vector) for r in records}
         return {pid: frames for pid, frames in found.items() if frames is not None}
+
+    def clip_spans(self, name: str, ids: Sequence[str]) -> dict[str, ClipSpan]:
+        with self._lock.shared():
+            shard = self._active(name)
+            wanted = valid_point_ids(ids)
+            if not wanted:
+                return {}
+            with _edge_errors(f"retrieve from {shard.physical}"):
+                records = shard.shard.retrieve(wanted, SPAN_PAYLOAD_KEYS, False)  # type: ignore[arg-type]
+        return {str(r.id): clip_span(r.id, r.payload) for r in records}
 
     def delete_video(self, name: str, video_id: str) -> int:
         with self._lock.shared():

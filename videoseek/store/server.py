@@ -26,10 +26,12 @@ from videoseek.store.base import (
     MAX_METADATA_INDEXES,
     POOLED_INT8_QUANTILE,
     POOLED_RESCORE_OVERSAMPLING,
+    SPAN_PAYLOAD_KEYS,
     VECTOR_FRAMES,
     VECTOR_POOLED,
     AnyCondition,
     ClipPoint,
+    ClipSpan,
     CollectionExists,
     CollectionInfo,
     CollectionNotFound,
@@ -45,6 +47,7 @@ from videoseek.store.base import (
     check_query_vector,
     check_store_name,
     check_version_of,
+    clip_span,
     exclusion_conditions,
     filter_conditions,
     frames_of,
@@ -333,6 +336,17 @@ class ServerClipStore:
             )
         found = {str(r.id): frames_of(r.vector) for r in records}
         return {pid: frames for pid, frames in found.items() if frames is not None}
+
+    def clip_spans(self, name: str, ids: Sequence[str]) -> dict[str, ClipSpan]:
+        self._resolve(name)
+        wanted = valid_point_ids(ids)
+        if not wanted:
+            return {}
+        with self._call(f"retrieve from {name!r}"):
+            records = self._client.retrieve(
+                name, ids=wanted, with_payload=SPAN_PAYLOAD_KEYS, with_vectors=False
+            )
+        return {str(r.id): clip_span(r.id, r.payload) for r in records}
 
     def delete_video(self, name: str, video_id: str) -> int:
         removed = self.count(name, video_id)

@@ -23,6 +23,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from videoseek.settings import IngestSettings
+from videoseek.subtitle_text import SubtitleCue
 from videoseek.video.encryption import refuse_encrypted_packet
 from videoseek.video.errors import DecodeFailed
 from videoseek.video.packet_plan import PLANNABLE_FORMATS, PacketPlan, TickSampler, build_packet_plan
@@ -53,6 +54,7 @@ class SampledVideo:
     duration_s: float
     decoded_frames: int
     problems: list[str] = field(default_factory=list)
+    subtitles: list[SubtitleCue] = field(default_factory=list)  # text subtitle tracks (sandboxed decode only)
 
     def __len__(self) -> int:
         return int(self.timestamps.shape[0])

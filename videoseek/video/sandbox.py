@@ -28,6 +28,7 @@ from videoseek.video.errors import (
     MediaRejected,
     rejection,
 )
+from videoseek.video.subtitles import read_subtitles
 
 T = TypeVar("T")
 
@@ -135,15 +136,21 @@ def _describe_exit(exitcode: int | None) -> str:
 def _sample_to_file(
     path: Path, limits: IngestSettings, fps: float | None, max_side: int, frames_file: Path
 ) -> dict[str, Any]:
-    """Child side: sample, write the frames to ``frames_file``, return everything else (small)."""
+    """Child side: sample, write the frames to ``frames_file``, read the subtitle tracks, return everything
+    else (small)."""
     sampled = sample_frames(path, limits, fps=fps, max_side=max_side)
     np.save(frames_file, sampled.frames, allow_pickle=False)
+    try:
+        subtitles, notes = read_subtitles(path, limits)
+    except Exception as exc:  # the frames decoded: unreadable subtitles cost only themselves
+        subtitles, notes = [], [f"subtitles could not be read: {type(exc).__name__}: {exc}"[:300]]
     return {
         "timestamps": sampled.timestamps,
         "info": sampled.info,
         "duration_s": sampled.duration_s,
         "decoded_frames": sampled.decoded_frames,
-        "problems": sampled.problems,
+        "problems": [*sampled.problems, *notes],
+        "subtitles": subtitles,
     }
 
 
@@ -151,7 +158,8 @@ def sample_frames_sandboxed(
     path: Path, limits: IngestSettings, fps: float | None = None, max_side: int = 256
 ) -> SampledVideo:
     """:func:`sample_frames` in a child process limited to ``limits.decode_timeout_s`` seconds and
-    ``limits.decode_memory_bytes`` of address space. Same result; hangs and crashes become rejections."""
+    ``limits.decode_memory_bytes`` of address space. Same result, with the text subtitle tracks' cues; hangs and
+    crashes become rejections."""
     with tempfile.TemporaryDirectory(prefix="videoseek-decode-") as scratch:
         frames_file = Path(scratch) / "frames.npy"
         meta = run_in_sandbox(
@@ -171,4 +179,5 @@ def sample_frames_sandboxed(
         duration_s=float(meta["duration_s"]),
         decoded_frames=int(meta["decoded_frames"]),
         problems=list(meta["problems"]),
+        subtitles=list(meta["subtitles"]),
     )

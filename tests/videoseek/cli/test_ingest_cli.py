@@ -107,3 +107,98 @@ def test_metadata_the_stores_could_not_read_back_is_refused_before_anything_is_i
     context = embedded_context(embedded)
     assert get_collection(context.store, "films") is None  # refused before the collection was even created
     context.close()
+
+
+def test_captions_from_a_training_manifest_become_pairs_of_the_files_they_name(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from training.data import load_dataset
+    from videoseek.pairs import iter_pairs
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    first, second = (shutil.copyfile(r["path"], folder / f"{i}.mp4") for i, r in enumerate(toy_videos[:2]))
+    manifest = tmp_path / "captions.jsonl"
+    lines = [  # paths relative to the manifest, as training reads them
+        {"video": "clips/0.mp4", "caption": toy_videos[0]["caption"], "start_s": 2, "end_s": 30},
+        {"video": "clips/1.mp4", "caption": "  the second   video "},
+    ]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert len(load_dataset(manifest)) == 2  # the same file trains: `videoseek train --data captions.jsonl`
+
+    code, summary = _invoke("--collection", "films", "--captions", str(manifest), str(first), str(second))
+    assert code == 0 and len(summary["indexed"]) == 2, summary
+    ids = {Path(i["file"]).name: i["video_id"] for i in summary["indexed"]}
+    context = embedded_context(embedded)
+    pairs = list(iter_pairs(context.pairs, "films"))
+    context.close()
+    assert sorted((p.video_id, p.text, p.start_s, p.end_s, p.source) for p in pairs) == sorted(
+        [
+            (ids["0.mp4"], toy_videos[0]["caption"], 2.0, 12.0, "cli"),  # cut to the 12 s video
+            (ids["1.mp4"], "the second video", None, None, "cli"),
+        ]
+    )
+    listed = CliRunner().invoke(app, ["pairs", "list", "-c", "films", "--json", "--video", ids["1.mp4"]])
+    assert listed.exit_code == 0, listed.output
+    assert [json.loads(line)["text"] for line in listed.stdout.splitlines()] == ["the second video"]
+    table = CliRunner().invoke(app, ["pairs", "list", "-c", "films", "--kind", "caption"])
+    assert table.stdout.splitlines()[-1] == "2 caption, 0 feedback_positive, 0 feedback_negative, 0 subtitle"
+    assert "2.00-12.00" in table.stdout and "start-end" in table.stdout
+    refused = CliRunner().invoke(app, ["pairs", "list", "-c", "films", "--kind", "liked"])
+    assert refused.exit_code == 2 and "unknown pair kind 'liked'" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ({"video": "other.mp4", "caption": "t"}, "line 1: 'other.mp4' is not one of the files given"),
+        ({"video": "a.mp4", "caption": ""}, "line 1: caption text is empty"),
+        ({"video": "a.mp4", "caption": "t", "start_s": 3, "end_s": 1}, "line 1: end_s (1) must be after"),
+        ({"caption": "t"}, 'line 1: missing "video"'),
+    ],
+)
+def test_a_bad_captions_line_stops_ingest_before_anything_is_stored(
+    embedded: Settings, toy_videos: list[dict[str, Any]], tmp_path: Path, line: dict[str, Any], said: str
+) -> None:
+    video = shutil.copyfile(toy_videos[0]["path"], tmp_path / "a.mp4")
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text(json.dumps(line) + "\n")
+    result = CliRunner().invoke(
+        app, ["ingest", "--collection", "films", "--captions", str(manifest), str(video)]
+    )
+    assert result.exit_code == 2 and said in " ".join(result.output.split()), result.output
+    context = embedded_context(embedded)
+    assert get_collection(context.store, "films") is None  # nothing was even created
+    context.close()
+
+
+def test_a_captions_line_names_a_file_by_its_path_from_the_manifest_or_by_a_name_no_other_file_has(
+    tmp_path: Path,
+) -> None:
+    from videoseek.cli.ingest_captions import CaptionFileError, captions_by_file
+    from videoseek.cli.ingest_summary import Entry
+
+    for name in ("a/x.mp4", "b/x.mp4", "b/y.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"v")
+    entries = [Entry(str(tmp_path / n), tmp_path / n) for n in ("a/x.mp4", "b/x.mp4", "b/y.mp4")]
+    manifest = tmp_path / "captions.jsonl"
+    manifest.write_text(
+        json.dumps({"video": "a/x.mp4", "caption": "by path"})
+        + "\n"
+        + json.dumps({"video": "y.mp4", "caption": "by name", "start_s": 1})
+        + "\n\n"
+    )
+    found = captions_by_file(manifest, entries)
+    assert {
+        p.relative_to(tmp_path).as_posix(): [(d.text, d.start_s) for d in v] for p, v in found.items()
+    } == {
+        "a/x.mp4": [("by path", None)],
+        "b/y.mp4": [("by name", 1.0)],
+    }
+    manifest.write_text(json.dumps({"video": "x.mp4", "caption": "which one?"}) + "\n")
+    with pytest.raises(CaptionFileError, match="names 2 of the files given"):
+        captions_by_file(manifest, entries)
+    manifest.write_text("{not json\n")
+    with pytest.raises(CaptionFileError, match="line 1: not valid JSON"):
+        captions_by_file(manifest, entries)

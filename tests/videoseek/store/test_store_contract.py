@@ -222,6 +222,21 @@ def test_get_frames_round_trips_multivectors(store: ClipStore) -> None:
     np.testing.assert_allclose(hit.frames, points[1].frames, rtol=1e-6)
 
 
+def test_clip_spans_name_the_video_and_time_span_of_each_stored_clip_id(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m")
+    points = [clip("v1", 0), clip("v1", 3), clip("v2", 1)]
+    store.upsert("clips", points)
+    spans = store.clip_spans("clips", [p.id for p in points] + [point_id("zz", 9), "junk"])
+    assert set(spans) == {p.id for p in points}  # unknown and malformed ids name nothing
+    for p in points:
+        span = spans[p.id]
+        assert (span.id, span.video_id, span.clip_index) == (p.id, p.video_id, p.clip_index)
+        assert (span.start_s, span.end_s) == pytest.approx((p.start_s, p.end_s))
+    assert store.clip_spans("clips", []) == {}
+    with pytest.raises(CollectionNotFound):
+        store.clip_spans("nope", [points[0].id])
+
+
 def test_delete_video_removes_only_that_video(store: ClipStore) -> None:
     store.create_collection("clips", DIM, model="m")
     store.upsert(
