@@ -92,15 +92,19 @@ def _clear_errors() -> Iterator[None]:
 
 
 def _spec(model: str | None) -> ModelSpec:
-    """The model to train or evaluate, its weights on disk (downloaded first if VIDEOSEEK_MODEL_DOWNLOAD=auto)."""
-    from videoseek.clip import check_model_spec
-
-    settings = get_settings()
+    """The model to train or evaluate (``--model`` or the settings'), parsed: a bad spec fails at once."""
     try:
-        spec = settings.model if model is None else ModelSpec.parse(model)
+        return get_settings().model if model is None else ModelSpec.parse(model)
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    check_model_spec(spec, settings.model_download)  # a ModelLoadError: one line (_clear_errors)
+
+
+def _weights(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with its weights on disk (downloaded first if VIDEOSEEK_MODEL_DOWNLOAD=auto): called once the
+    options and data are checked, since a download is work."""
+    from videoseek.clip import check_model_spec
+
+    check_model_spec(spec, get_settings().model_download)  # a ModelLoadError: one line (_clear_errors)
     return spec
 
 
@@ -203,7 +207,7 @@ def train(
             on_bad=on_bad,
             cache_dir=cache_dir,
         )
-        result, version = run_training(spec, cfg, plan, out, resume=resume)
+        result, version = run_training(_weights(spec), cfg, plan, out, resume=resume)
     _print(
         {
             "method": cfg.method,
@@ -240,7 +244,7 @@ def evaluate(
         plan = _plan(
             None, data, split=split, eval_split=split, videos=videos, on_bad=on_bad, cache_dir=cache_dir
         )
-        _print(run_eval(spec, cfg, plan, adapter))
+        _print(run_eval(_weights(spec), cfg, plan, adapter))
 
 
 def compare(
@@ -305,7 +309,7 @@ def compare(
             cache_dir=cache_dir,
         )
         rows = run_compare(
-            spec, cfg, plan, out, methods=chosen, lr_by_method=_method_lrs(method_lr), resume=resume
+            _weights(spec), cfg, plan, out, methods=chosen, lr_by_method=_method_lrs(method_lr), resume=resume
         )
     _print({"out": str(out), "table": str(out / "compare.md"), "rows": rows})
 
