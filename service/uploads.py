@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 FILE_FIELD = "file"
 METADATA_FIELD = "metadata"
+MAX_TEXT_FIELD_BYTES = 1024  # a collection name and the like: small text fields a route asks for by name
 # Room for part headers, boundaries and the metadata field on top of the file itself.
 FORM_OVERHEAD_BYTES = MAX_METADATA_BYTES + 64 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]+")
@@ -52,6 +53,7 @@ class ReceivedUpload:
     filename: str
     content_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # the text fields the route asked for, as sent
 
 
 @dataclass
@@ -62,11 +64,14 @@ class _Part:
 
 
 class _FormReader:
-    """python-multipart callbacks that route the ``file`` part to disk and keep ``metadata`` in memory."""
+    """python-multipart callbacks that route the ``file`` part to disk and keep ``metadata`` (and the small text
+    fields named in ``text_fields``) in memory."""
 
-    def __init__(self, dest_dir: Path, max_bytes: int) -> None:
+    def __init__(self, dest_dir: Path, max_bytes: int, text_fields: frozenset[str] = frozenset()) -> None:
         self.dest_dir = dest_dir
         self.max_bytes = max_bytes
+        self.text_fields = text_fields
+        self.texts: dict[str, bytearray] = {}
         self.file_path: Path | None = None
         self.file_size = 0
         self.file_part: _Part | None = None
@@ -121,6 +126,11 @@ class _FormReader:
             self.metadata.extend(data[start:end])
             if len(self.metadata) > MAX_METADATA_BYTES:
                 raise PayloadTooLarge(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        elif self._part.name in self.text_fields:
+            text = self.texts.setdefault(self._part.name, bytearray())
+            text.extend(data[start:end])
+            if len(text) > MAX_TEXT_FIELD_BYTES:
+                raise InvalidRequest(f"field '{self._part.name}' is longer than {MAX_TEXT_FIELD_BYTES} bytes")
 
     def _end(self) -> None:
         if self._part.name == FILE_FIELD and self._handle is not None:
@@ -149,7 +159,7 @@ def _boundary(request: Request) -> bytes:
     return options[b"boundary"]
 
 
-def _parse_metadata(raw: bytes) -> dict[str, Any]:
+def parse_upload_metadata(raw: bytes) -> dict[str, Any]:
     """The metadata field, checked by every rule the stores need (422 naming the rule and the path)."""
     try:
         return parse_metadata(raw)
@@ -167,12 +177,17 @@ def _check_declared_length(request: Request, max_bytes: int) -> None:
         raise PayloadTooLarge(f"the upload is larger than the {max_bytes}-byte limit")
 
 
-async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> ReceivedUpload:
-    """Stream a multipart upload to a new file in ``dest_dir``; 413/415/422 on bad input, nothing left behind."""
+async def receive_upload(
+    request: Request, dest_dir: Path, max_bytes: int, text_fields: frozenset[str] = frozenset()
+) -> ReceivedUpload:
+    """Stream a multipart upload to a new file in ``dest_dir``; 413/415/422 on bad input, nothing left behind.
+
+    ``text_fields``: other small form fields to return (``fields``), e.g. ``collection`` for ``POST /ingest``.
+    """
     boundary = _boundary(request)
     _check_declared_length(request, max_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    reader = _FormReader(dest_dir, max_bytes)
+    reader = _FormReader(dest_dir, max_bytes, text_fields)
     parser = MultipartParser(boundary, reader.callbacks(), max_size=max_bytes + FORM_OVERHEAD_BYTES)
     try:
         received = 0
@@ -187,7 +202,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
             raise InvalidRequest(f"multipart field '{FILE_FIELD}' is required")
         if reader.file_open:
             raise InvalidRequest("the multipart body ended in the middle of the file: upload it again")
-        metadata = _parse_metadata(bytes(reader.metadata))
+        metadata = parse_upload_metadata(bytes(reader.metadata))
     except MultipartParseError as exc:
         reader.discard()
         raise InvalidRequest(f"malformed multipart body: {exc}") from exc
@@ -200,6 +215,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
         filename=safe_display_name(reader.file_part.filename),
         content_type=reader.file_part.content_type,
         metadata=metadata,
+        fields={name: bytes(value).decode("utf-8", "replace") for name, value in reader.texts.items()},
     )
 
 
