@@ -14,6 +14,13 @@ Generates N 30 fps H.264 videos, then per model (ViT-B-32 with random weights, a
   1/fps tick kept and resized to the same ``frame_max_side`` (probe, clip plan, frame cache, thumbnails and
   job updates are the pipeline's own, so the difference is the sampling alone).
 
+- ``playback``: the cost of browser playback copies. The same videos remuxed (no re-encoding) into MPEG-TS, a
+  container browsers do not play, go through ``submit_ingest`` until every job is done twice: with playback
+  copies off (``without_copy_s``) and on (``with_copy_s``: each video also transcoded to H.264/AAC MP4 after it
+  is indexed, by the runner's playback thread); ``playback_copy_ratio = with_copy_s / without_copy_s``. The copy
+  runs after indexing, so a video is searchable as soon as without it (``searchable_with_copy_s``: the last job
+  done, copies still being written).
+
 Targets: ``end_to_end_s <= 1.2 * max(decode_s, encode_s)`` (``ratio`` below), i.e. the overlap hides the
 smaller of the two almost entirely; and decode-only at 1 fps at least 2x faster than the naive baseline
 (``decode_speedup_vs_naive = naive_s / decode_s``, ``decode_target_met``). ``realtime_factor`` is video
@@ -73,10 +80,25 @@ def generate(path: Path, seconds: float, width: int, height: int, fps: int = 30,
     return path
 
 
-def _settings(data_dir: Path, model: str) -> Any:
+def _settings(data_dir: Path, model: str, copies: bool = True) -> Any:
     from videoseek.settings import load_settings
 
-    return load_settings(data_dir=data_dir, model=model, device="auto", redis_url=None)
+    return load_settings(
+        data_dir=data_dir, model=model, device="auto", redis_url=None, ingest={"playback_copies": copies}
+    )
+
+
+def remux_to_transport_stream(src: Path, dst: Path) -> Path:
+    """The same H.264 packets in MPEG-TS (no re-encoding): a file browsers cannot play as it is."""
+    with av.open(str(src)) as source, av.open(str(dst), "w", format="mpegts") as out:
+        video = source.streams.video[0]
+        stream = out.add_stream_from_template(video)
+        for packet in source.demux(video):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+    return dst
 
 
 def _runtime(settings: Any) -> Any:
@@ -225,6 +247,60 @@ def time_end_to_end(model: str, videos: list[Path], warmup: Path, data_dir: Path
     return end_to_end_s
 
 
+def time_playback(
+    model: str, videos: list[Path], warmup: Path, data_dir: Path, copies: bool
+) -> dict[str, float]:
+    """Submit every video until every job is done and, with ``copies``, every playback copy written."""
+    from videoseek.collections import create_collection
+    from videoseek.jobs import JobStage
+
+    runtime = _runtime(_settings(data_dir, model, copies))
+    create_collection(runtime.context, "bench")
+    runtime.start(recover=False)
+    runtime.submit_ingest("bench", warmup)
+    assert runtime.runner.join(600)
+    jobs = runtime.context.jobs
+    start = time.perf_counter()
+    results = [runtime.submit_ingest("bench", v) for v in videos]
+    searchable_s = None
+    while searchable_s is None or runtime.runner.pending():
+        if searchable_s is None and all(jobs.require(r.job_id).stage.terminal for r in results):
+            searchable_s = time.perf_counter() - start
+        time.sleep(0.05)
+    total_s = time.perf_counter() - start
+    final = [jobs.require(r.job_id) for r in results]
+    assert {j.stage for j in final} == {JobStage.DONE}, [j.reason for j in final]
+    assert {j.playback for j in final} == {"ready" if copies else "disabled"}, [j.problems for j in final]
+    runtime.close()
+    return {"total_s": total_s, "searchable_s": searchable_s}
+
+
+def measure_playback(
+    model: str, videos: list[Path], warmup: Path, root: Path, repeats: int
+) -> dict[str, Any]:
+    """With and without playback copies, interleaved, best of ``repeats``."""
+    streams = [remux_to_transport_stream(v, v.with_suffix(".ts")) for v in videos]
+    warm = remux_to_transport_stream(warmup, warmup.with_suffix(".ts"))
+    tag = model.replace(":", "_")
+    without, with_copy = [], []
+    for r in range(repeats):
+        without.append(time_playback(model, streams, warm, root / f"{tag}-nocopy-{r}", copies=False))
+        with_copy.append(time_playback(model, streams, warm, root / f"{tag}-copy-{r}", copies=True))
+    without_s = min(x["total_s"] for x in without)
+    with_s = min(x["total_s"] for x in with_copy)
+    return {
+        "input": "the same videos remuxed into MPEG-TS",
+        "without_copy_s": round(without_s, 3),
+        "with_copy_s": round(with_s, 3),
+        "playback_copy_ratio": round(with_s / without_s, 2),
+        "searchable_with_copy_s": round(min(x["searchable_s"] for x in with_copy), 3),
+        "all_runs_s": {
+            "without_copy": [round(x["total_s"], 3) for x in without],
+            "with_copy": [round(x["total_s"], 3) for x in with_copy],
+        },
+    }
+
+
 def measure(model: str, videos: list[Path], warmup: Path, root: Path, repeats: int) -> dict[str, Any]:
     """Best of ``repeats`` for each number, the runs interleaved so a change in machine load hits all alike."""
     runs, e2e = [], []
@@ -270,6 +346,9 @@ def main() -> None:
     parser.add_argument("--models", default="toy,ViT-B-32:random")
     parser.add_argument("--repeats", type=int, default=2, help="best of N for every number")
     parser.add_argument(
+        "--no-playback", action="store_true", help="skip the playback copy measurement (with vs without)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=max(1, (os.cpu_count() or 2) - 1),
@@ -290,7 +369,10 @@ def main() -> None:
         results, skipped = [], {}
         for model in args.models.split(","):
             try:
-                results.append(measure(model, videos, warmup, root, args.repeats))
+                result = measure(model, videos, warmup, root, args.repeats)
+                if not args.no_playback:
+                    result["playback"] = measure_playback(model, videos, warmup, root, args.repeats)
+                results.append(result)
             except Exception as exc:  # e.g. the toy checkpoint is not built: report, measure the others
                 skipped[model] = f"{type(exc).__name__}: {exc}"
     print(

@@ -35,7 +35,9 @@ _STATUS_CODES = {
     416: "range_not_satisfiable",
     422: "invalid_request",
     429: "too_many_requests",
+    502: "fetch_failed",
     503: "unavailable",
+    504: "fetch_timeout",
 }
 
 
@@ -104,6 +106,24 @@ class InvalidUploadMetadata(InvalidRequest):
 
 class InvalidAdapter(ServiceError):
     status_code, code = 422, "invalid_adapter"
+
+
+class SourceRefused(InvalidRequest):
+    """A URL or server path given to ingest from that this server will not read (the reason says why)."""
+
+    status_code, code = 422, "source_refused"
+
+
+class FetchFailed(ServiceError):
+    """The remote server of an ingest URL could not be reached, or answered with an error."""
+
+    status_code, code = 502, "fetch_failed"
+
+
+class FetchTimeout(ServiceError):
+    """Fetching an ingest URL took longer than its time limit."""
+
+    status_code, code = 504, "fetch_timeout"
 
 
 class TooManyRequests(ServiceError):

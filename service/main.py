@@ -29,7 +29,7 @@ from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
 from service.redis_lane import RedisLane
-from service.routers import collections, health, jobs, media, pairs, search, tasks, videos
+from service.routers import collections, health, ingest, jobs, media, pairs, search, tasks, videos
 from service.search_engine import SearchEngine
 from service.secret import load_or_create_secret
 from service.state import AppServices
@@ -219,7 +219,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.services = None
     install_error_handlers(app, _library_errors())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (search, collections, tasks, videos, pairs, jobs, media, health):
+    for module in (search, ingest, collections, tasks, videos, pairs, jobs, media, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

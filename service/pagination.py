@@ -1,4 +1,4 @@
-"""Opaque, signed search cursors.
+"""Opaque, signed cursors: of searches, and of listings (videos, jobs).
 
 A cursor remembers which results the client has already been shown (clip ids, or video ids when grouping by
 video) and a fingerprint of the query it belongs to. The next page is the best remaining results with those
@@ -71,3 +71,28 @@ class CursorCodec:
         if body.get("a") != adapter_version:
             raise Conflict("the collection's adapter changed since this cursor was issued: search again")
         return CursorState(fingerprint=fingerprint, adapter_version=adapter_version, seen=list(body["s"]))
+
+
+class ListingCursors:
+    """Cursors of listings ordered newest first: a cursor holds the position of the last item shown (a time in
+    epoch seconds and an id), signed like search cursors and tied to one listing (``listing``: e.g.
+    ``videos:<collection>``), so a cursor of another listing is a clean 400."""
+
+    def __init__(self, codec: CursorCodec) -> None:
+        self._codec = codec
+
+    def encode(self, listing: str, position: tuple[float, str]) -> str:
+        created, key = position
+        return self._codec.encode(
+            CursorState(query_fingerprint({"listing": listing}), None, [repr(created), key])
+        )
+
+    def decode(self, listing: str, cursor: str) -> tuple[float, str]:
+        state = self._codec.decode(cursor, query_fingerprint({"listing": listing}), None)
+        try:
+            created, key = state.seen
+            return float(created), str(key)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(
+                "cursor is not valid: pass next_cursor from a previous response unchanged"
+            ) from exc

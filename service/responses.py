@@ -27,7 +27,9 @@ _MEANING = {
     416: "The requested byte range cannot be served.",
     422: "A parameter or body field breaks its rule, or names something unusable (the reason says which).",
     429: "Too many requests queued: retry after Retry-After seconds.",
+    502: "The server of the URL to ingest from could not be reached, or answered with an error.",
     503: "Starting up, or the vector store, Redis or the model is unavailable: retry after Retry-After seconds.",
+    504: "Fetching the URL to ingest from took longer than its time limit.",
 }
 
 
@@ -69,6 +71,20 @@ SEARCH = keyed(
         "or changed adapter since the cursor was issued."
     },
 )
+INGEST = keyed(
+    400,
+    404,
+    said={
+        413: "The file is over the size limit.",
+        415: "Neither multipart nor JSON, or the file is clearly not a video.",
+        422: "A malformed form or body, metadata that breaks a rule, or a URL or path this server will not read "
+        "(code source_refused: not http(s), a private address, outside the server root, path ingest off...).",
+        429: "The ingest queue is full: retry after Retry-After seconds.",
+        502: "The URL's server could not be reached or answered with an error (the reason has its status).",
+        504: "The download took longer than VIDEOSEEK_INGEST__URL_TIMEOUT_S.",
+    },
+)
+LISTING = keyed(400, 404)
 UPLOAD = keyed(
     404,
     said={

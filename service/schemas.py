@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from videoseek.layout import COLLECTION_NAME_RE, VIDEO_ID_RE, check_collection_name, check_video_id
 from videoseek.pairs import MAX_PAIRS_PER_REQUEST, MAX_TEXT_CHARS
@@ -73,10 +82,39 @@ JobIdPath = Annotated[
     _matches(JOB_ID_RE, "a job id (job ids come from POST /collections/{name}/videos)"),
 ]
 ClipIndexPath = Annotated[int, Path(ge=0, description="The clip's index in its video, from 0.")]
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=4096,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="next_cursor of the previous page, unchanged.",
+    ),
+]
+PageLimit = Annotated[int, Query(ge=1, le=200, description="At most this many, newest first.")]
 SignedExpiry = Annotated[str | None, Query(description=_SIGNED_URL)]
 SignedSignature = Annotated[str | None, Query(description=_SIGNED_URL)]
 
 MetadataScalar = Annotated[str, StringConstraints(max_length=1024)] | int | float | bool
+
+
+def iso_utc(value: datetime) -> str:
+    """One time format in every response: ISO 8601 in UTC, to the millisecond, ``Z`` for UTC."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def from_epoch(seconds: float) -> datetime:
+    """A time kept as seconds since the epoch (the job stores keep floats), as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+UtcTime = Annotated[
+    datetime,
+    PlainSerializer(iso_utc, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2025-01-31T09:30:00.000Z"]}),
+]
+# Every time into a video, in seconds, to the millisecond (a float's last digits are noise to a reader).
+Seconds = Annotated[float, AfterValidator(lambda value: round(value, 3))]
 
 
 class ErrorOut(BaseModel):
@@ -141,14 +179,18 @@ class SearchResult(BaseModel):
     video_id: str
     clip_id: str = Field(description="The clip's id: what POST /collections/{name}/feedback takes.")
     clip_index: int
-    start_s: float
-    end_s: float
-    best_frame_s: float = Field(description="Time of the frame that matched the query best.")
+    start_s: Seconds
+    end_s: Seconds
+    best_frame_s: Seconds = Field(description="Time of the frame that matched the query best.")
     score: float = Field(description="Cosine similarity after text-conditioned pooling, in [-1, 1].")
     source_name: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     thumbnail_url: str
-    playback_url: str = Field(description="Plays the source video from start_s (media fragment #t=).")
+    playback_url: str = Field(
+        description="Plays from start_s (media fragment #t=) in a browser: the browser-playable copy when the "
+        "upload needed one (AVI, MPEG-TS, HEVC, 10-bit...), else the upload itself."
+    )
+    file_url: str = Field(description="The uploaded file itself, to download.")
 
 
 class SearchResponse(BaseModel):
@@ -248,7 +290,7 @@ class CollectionOut(BaseModel):
     adapter_version: str | None
     clips: int
     videos: int | None
-    created_at: datetime
+    created_at: UtcTime
 
 
 class CollectionList(BaseModel):
@@ -266,6 +308,14 @@ class UploadAccepted(BaseModel):
     job_url: str
 
 
+PlaybackState = Literal["", "original", "pending", "ready", "failed", "disabled"]
+_PLAYBACK = (
+    "How browsers play it: original (as uploaded), pending (a browser-playable copy is being written), ready "
+    "(the copy exists), failed (problems says why), disabled (it needs a copy but copies are off); empty until "
+    "decoded."
+)
+
+
 class JobOut(BaseModel):
     job_id: str
     collection: str
@@ -280,25 +330,93 @@ class JobOut(BaseModel):
     )
     clips: int
     problems: list[str] = Field(
-        default_factory=list, description="What did not decode in a file that was still indexed."
+        default_factory=list,
+        description="What did not decode in a file that was still indexed, and why a playback copy failed.",
     )
-    created_at: float
-    updated_at: float
+    playback: PlaybackState = Field(default="", description=_PLAYBACK)
+    created_at: UtcTime
+    updated_at: UtcTime
+
+
+class JobPage(BaseModel):
+    collection: str
+    jobs: list[JobOut] = Field(description="Newest first: every upload, URL or path ingest, duplicates too.")
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+VideoState = Literal["queued", "processing", "indexed", "failed"]
 
 
 class VideoOut(BaseModel):
+    """One video of a collection: where its ingest is, what it holds, where to play or download it."""
+
     collection: str
     video_id: str
+    state: VideoState = Field(
+        description="queued, processing (probing to indexing), indexed (searchable) or failed (see reason)."
+    )
+    reason: str | None = Field(default=None, description="Why its ingest failed.")
     clips: int
+    duration_s: Seconds | None = Field(default=None, description="What decoded, once decoded.")
     source_name: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
-    job: JobOut | None = None
-    file_url: str | None = None
+    job: JobOut | None = Field(
+        default=None, description="Its latest ingest job (null for videos put in by hand)."
+    )
+    thumbnail_url: str | None = Field(default=None, description="A clip's thumbnail, once decoded.")
+    file_url: str | None = Field(default=None, description="The uploaded file, while it is stored.")
+    playback_url: str | None = Field(
+        default=None,
+        description="What a browser plays: the browser-playable copy if there is one, else the upload.",
+    )
+    playback: PlaybackState = Field(default="", description=_PLAYBACK)
+    problems: list[str] = Field(default_factory=list, description="What did not decode, and copy failures.")
+    created_at: UtcTime | None = Field(default=None, description="When it was submitted.")
+    updated_at: UtcTime | None = Field(default=None, description="Its job's last change.")
 
 
-class VideoList(BaseModel):
+class VideoPage(BaseModel):
     collection: str
-    video_ids: list[str]
+    videos: list[VideoOut] = Field(
+        description="Newest first: indexed videos, those still in the works and failed ones with their reason."
+    )
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+class IngestRequest(_Strict):
+    """Ingest from a URL (downloaded by the server) or a file on the server: exactly one of the two."""
+
+    collection: CollectionName
+    url: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="An http(s) URL. Every hop is checked: loopback, private and link-local addresses are "
+        "refused (unless VIDEOSEEK_INGEST__ALLOW_PRIVATE_URLS), redirects too; the size and time are limited.",
+    )
+    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="A file under the server's VIDEOSEEK_INGEST__SERVER_ROOT (absolute, or relative to it); "
+        "refused when that is unset. The file is copied; the original stays.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="As for uploads: filterable by equality on its top-level keys."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestRequest:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of 'url' (an http(s) URL) and 'path' (a file on the server)")
+        return self
+
+
+class ExampleQueries(BaseModel):
+    collection: str
+    examples: list[str] = Field(description="Queries that find something in this collection, for the page.")
+
+
+class ExampleQueriesIn(_Strict):
+    examples: list[Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]] = Field(
+        max_length=24, description="Shown on the page under the search box, in this order."
+    )
 
 
 class Deleted(BaseModel):
@@ -320,7 +438,7 @@ class Health(BaseModel):
 CLIP_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PAIR_ID_RE = CLIP_ID_RE  # pair ids are UUIDs too (videoseek/pairs.py)
 PairText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
-Seconds = Annotated[float, Field(ge=0, le=1e7)]
+SpanSeconds = Annotated[float, Field(ge=0, le=1e7)]  # a time into a video, as a client sends it
 PairKindName = Literal["caption", "feedback_positive", "feedback_negative", "subtitle"]
 
 PairIdPath = Annotated[
@@ -343,10 +461,10 @@ PairVideoQuery = Annotated[
 
 
 class _Timed(_Strict):
-    start_s: Seconds | None = Field(
+    start_s: SpanSeconds | None = Field(
         default=None, description="Where the span starts, in seconds from the video's start (default: 0)."
     )
-    end_s: Seconds | None = Field(
+    end_s: SpanSeconds | None = Field(
         default=None,
         description="Where it ends (default: the video's end); past the video's end it is cut to it.",
     )

@@ -103,9 +103,15 @@ class MediaLinks:
     def video_file(self, collection: str, video_id: str) -> str:
         return self._url(f"/collections/{quote(collection)}/videos/{video_id}/file")
 
-    def playback(self, collection: str, video_id: str, start_s: float) -> str:
-        """Plays from start_s: a W3C media fragment, which <video> elements honour."""
-        return f"{self.video_file(collection, video_id)}#t={round(float(start_s), 3)}"
+    def playback_copy(self, collection: str, video_id: str) -> str:
+        """The browser-playable copy of a video whose upload browsers cannot play."""
+        return self._url(f"/collections/{quote(collection)}/videos/{video_id}/playback.mp4")
+
+    def playback(self, collection: str, video_id: str, start_s: float, *, copy: bool) -> str:
+        """Plays from start_s (a W3C media fragment, which <video> elements honour): the copy when there is one
+        (``copy``), else the upload."""
+        base = self.playback_copy(collection, video_id) if copy else self.video_file(collection, video_id)
+        return f"{base}#t={round(float(start_s), 3)}"
 
     def thumbnail(self, collection: str, video_id: str, clip_index: int) -> str:
         return self._url(

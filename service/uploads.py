@@ -40,6 +40,7 @@ CAPTIONS_FIELD = "captions"  # JSON: [{"text", "start_s"?, "end_s"?}] for the up
 SUBTITLES_FIELD = "subtitles"  # sidecar .srt / .vtt files, one part each
 MAX_CAPTIONS_BYTES = 1024 * 1024  # a thousand captions of a thousand characters
 MAX_SUBTITLE_FILES = 4
+MAX_TEXT_FIELD_BYTES = 1024  # a collection name and the like: small text fields a route asks for by name
 # Room for part headers, boundaries and the small fields on top of the file itself.
 FORM_OVERHEAD_BYTES = (
     MAX_METADATA_BYTES + MAX_CAPTIONS_BYTES + MAX_SUBTITLE_FILES * MAX_SIDECAR_BYTES + 64 * 1024
@@ -65,6 +66,7 @@ class ReceivedUpload:
     content_type: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     pairs: list[PairDraft] = field(default_factory=list)  # captions and sidecar cues for the video
+    fields: dict[str, str] = field(default_factory=dict)  # the text fields the route asked for, as sent
 
 
 @dataclass
@@ -76,11 +78,14 @@ class _Part:
 
 class _FormReader:
     """python-multipart callbacks that route the ``file`` part to disk and keep the small fields (``metadata``,
-    ``captions``, ``subtitles`` files) in memory, each within its limit."""
+    ``captions``, ``subtitles`` files, and the text fields named in ``text_fields``) in memory, each within its
+    limit."""
 
-    def __init__(self, dest_dir: Path, max_bytes: int) -> None:
+    def __init__(self, dest_dir: Path, max_bytes: int, text_fields: frozenset[str] = frozenset()) -> None:
         self.dest_dir = dest_dir
         self.max_bytes = max_bytes
+        self.text_fields = text_fields
+        self.texts: dict[str, bytearray] = {}
         self.file_path: Path | None = None
         self.file_size = 0
         self.file_part: _Part | None = None
@@ -154,6 +159,11 @@ class _FormReader:
                 raise PayloadTooLarge(
                     f"subtitle file {safe_display_name(name)!r} is over {MAX_SIDECAR_BYTES} bytes"
                 )
+        elif self._part.name in self.text_fields:
+            text = self.texts.setdefault(self._part.name, bytearray())
+            text.extend(data[start:end])
+            if len(text) > MAX_TEXT_FIELD_BYTES:
+                raise InvalidRequest(f"field '{self._part.name}' is longer than {MAX_TEXT_FIELD_BYTES} bytes")
 
     def _end(self) -> None:
         if self._part.name == FILE_FIELD and self._handle is not None:
@@ -182,7 +192,7 @@ def _boundary(request: Request) -> bytes:
     return options[b"boundary"]
 
 
-def _parse_metadata(raw: bytes) -> dict[str, Any]:
+def parse_upload_metadata(raw: bytes) -> dict[str, Any]:
     """The metadata field, checked by every rule the stores need (422 naming the rule and the path)."""
     try:
         return parse_metadata(raw)
@@ -245,12 +255,17 @@ def _check_declared_length(request: Request, max_bytes: int) -> None:
         raise PayloadTooLarge(f"the upload is larger than the {max_bytes}-byte limit")
 
 
-async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> ReceivedUpload:
-    """Stream a multipart upload to a new file in ``dest_dir``; 413/415/422 on bad input, nothing left behind."""
+async def receive_upload(
+    request: Request, dest_dir: Path, max_bytes: int, text_fields: frozenset[str] = frozenset()
+) -> ReceivedUpload:
+    """Stream a multipart upload to a new file in ``dest_dir``; 413/415/422 on bad input, nothing left behind.
+
+    ``text_fields``: other small form fields to return (``fields``), e.g. ``collection`` for ``POST /ingest``.
+    """
     boundary = _boundary(request)
     _check_declared_length(request, max_bytes)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    reader = _FormReader(dest_dir, max_bytes)
+    reader = _FormReader(dest_dir, max_bytes, text_fields)
     parser = MultipartParser(boundary, reader.callbacks(), max_size=max_bytes + FORM_OVERHEAD_BYTES)
     try:
         received = 0
@@ -265,7 +280,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
             raise InvalidRequest(f"multipart field '{FILE_FIELD}' is required")
         if reader.file_open:
             raise InvalidRequest("the multipart body ended in the middle of the file: upload it again")
-        metadata = _parse_metadata(bytes(reader.metadata))
+        metadata = parse_upload_metadata(bytes(reader.metadata))
         pairs = _parse_captions(bytes(reader.captions)) + _parse_subtitles(reader.subtitles)
     except MultipartParseError as exc:
         reader.discard()
@@ -280,6 +295,7 @@ async def receive_upload(request: Request, dest_dir: Path, max_bytes: int) -> Re
         content_type=reader.file_part.content_type,
         metadata=metadata,
         pairs=pairs,
+        fields={name: bytes(value).decode("utf-8", "replace") for name, value in reader.texts.items()},
     )
 
 

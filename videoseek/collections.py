@@ -105,8 +105,11 @@ def delete_collection(ctx: PipelineContext, name: str) -> None:
         layout.videos_dir(name),
         layout.frames_dir(name),
         layout.collection_thumbnails_dir(name),
+        layout.playback_dir(name),
     ):
         _remove_tree(directory)
+    with contextlib.suppress(OSError):
+        layout.example_queries(name).unlink(missing_ok=True)
     ctx.jobs.delete_collection(name)
     ctx.pairs.delete_collection(name)
     if missing is not None:
@@ -123,6 +126,8 @@ def remove_video_files(layout: DataLayout, collection: str, video_id: str) -> No
         for stored in videos.glob(f"{video_id}.*"):
             with contextlib.suppress(OSError):
                 stored.unlink()
+    with contextlib.suppress(OSError):
+        layout.playback_file(collection, video_id).unlink(missing_ok=True)
     FrameCache(layout.frames_dir(collection)).delete(video_id)
     _remove_tree(layout.thumbnails_dir(collection, video_id))
 

@@ -45,6 +45,14 @@ class JobNotFound(KeyError):
     """No job with this id (it never existed, or its collection was deleted)."""
 
 
+# Where a job sits in a listing (newest first): its creation time and id (ties broken by id).
+JobPosition = tuple[float, str]
+
+
+def position_of(job: Job) -> JobPosition:
+    return (job.created_at, job.job_id)
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -67,6 +75,8 @@ class Job:
     attempts: int = 0  # starts of the current step (decoding, then embedding) that never returned
     # What did not decode in a file that still indexed (truncated tail, corrupt packets, gaps), in words.
     problems: list[str] = field(default_factory=list)
+    # Browser playback of the stored file (see PLAYBACK_STATES): decided when it is decoded.
+    playback: str = ""
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -84,8 +94,14 @@ class Job:
 
 # Fields a worker may change after creation; everything else is fixed when the job is created.
 _MUTABLE = frozenset(
-    {"stage", "progress", "reason", "clips", "attempts", "duplicate_of", "video_file", "problems"}
+    {"stage", "progress", "reason", "clips", "attempts", "duplicate_of", "video_file", "problems", "playback"}
 )
+
+# Job.playback: how a browser plays the video. "" until decoded (or a job from before the field); "original":
+# browsers play the upload as it is; "pending": a browser-playable copy is still to be written (after indexing);
+# "ready": the copy exists; "failed": writing it failed (``problems`` says why); "disabled": the upload needs a
+# copy but VIDEOSEEK_INGEST__PLAYBACK_COPIES is off.
+PLAYBACK_STATES = ("", "original", "pending", "ready", "failed", "disabled")
 
 
 def check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +114,8 @@ def check_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
         out["stage"] = JobStage(out["stage"])
     if "problems" in out:
         out["problems"] = [str(p) for p in out["problems"]]
+    if "playback" in out and out["playback"] not in PLAYBACK_STATES:
+        raise ValueError(f"job playback {out['playback']!r} is not one of {PLAYBACK_STATES}")
     return out
 
 
@@ -116,8 +134,11 @@ class JobStore(ABC):
         """Change mutable fields (stage, progress, reason, clips, attempts, problems...); returns the new record."""
 
     @abstractmethod
-    def list(self, collection: str | None = None, limit: int = 100) -> list[Job]:
-        """Newest first, optionally of one collection."""
+    def list(
+        self, collection: str | None = None, limit: int = 100, *, after: JobPosition | None = None
+    ) -> list[Job]:
+        """Newest first (by ``created_at``, then job id, both descending), optionally of one collection;
+        ``after``: only jobs that come after this position in that order (the next page of a listing)."""
 
     @abstractmethod
     def claim_video(self, collection: str, video_id: str, job_id: str) -> str | None:
@@ -164,7 +185,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
-    problems TEXT NOT NULL DEFAULT '[]'
+    problems TEXT NOT NULL DEFAULT '[]',
+    playback TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_collection ON jobs (collection, created_at);
 CREATE TABLE IF NOT EXISTS video_claims (
@@ -191,10 +213,11 @@ _COLUMNS = (
     "created_at",
     "updated_at",
     "problems",
+    "playback",
 )
 # Columns added after the first release, with their definition: a database made before them gains them
 # (with the default) when it is opened, so upgrading never needs a manual migration.
-_ADDED_COLUMNS = {"problems": "TEXT NOT NULL DEFAULT '[]'"}
+_ADDED_COLUMNS = {"problems": "TEXT NOT NULL DEFAULT '[]'", "playback": "TEXT NOT NULL DEFAULT ''"}
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -289,11 +312,21 @@ class SqliteJobStore(JobStore):
             row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _job_from_row(row)
 
-    def list(self, collection: str | None = None, limit: int = 100) -> list[Job]:
-        where, params = ("WHERE collection = ?", [collection]) if collection else ("", [])
+    def list(
+        self, collection: str | None = None, limit: int = 100, *, after: JobPosition | None = None
+    ) -> list[Job]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        if collection:
+            conditions.append("collection = ?")
+            params.append(collection)
+        if after is not None:
+            conditions.append("(created_at < ? OR (created_at = ? AND job_id < ?))")
+            params += [after[0], after[0], after[1]]
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM jobs {where} ORDER BY created_at DESC LIMIT ?", [*params, limit]
+                f"SELECT * FROM jobs {where} ORDER BY created_at DESC, job_id DESC LIMIT ?", [*params, limit]
             ).fetchall()
         return [_job_from_row(r) for r in rows]
 

@@ -67,6 +67,18 @@ class DataLayout:
                 return candidate
         return None
 
+    def playback_dir(self, collection: str) -> Path:
+        return self.root / "playback" / check_collection_name(collection)
+
+    def playback_file(self, collection: str, video_id: str) -> Path:
+        """The browser-playable copy (H.264 in MP4) of a video whose upload browsers cannot play, written
+        after the video is indexed."""
+        return self.playback_dir(collection) / f"{check_video_id(video_id)}.mp4"
+
+    def example_queries(self, collection: str) -> Path:
+        """Queries the web page offers for a collection (``videoseek/examples.py``)."""
+        return self.root / "examples" / f"{check_collection_name(collection)}.json"
+
     def frames_dir(self, collection: str) -> Path:
         return self.root / "frames" / check_collection_name(collection)
 

@@ -120,6 +120,43 @@ class IngestSettings(BaseModel):
     shot_threshold: float = Field(
         default=0.45, gt=0, le=1, description="Histogram distance that starts a new shot (clip_mode=shots)."
     )
+    playback_copies: bool = Field(
+        default=True,
+        description="Write a browser-playable copy (H.264 in MP4) of each upload browsers cannot play (AVI, "
+        "MPEG-TS, HEVC, 10-bit...), after it is indexed; off: such videos only download.",
+    )
+    playback_max_side: int = Field(
+        default=1280, ge=64, le=8192, description="Longest side of a playback copy (never upscaled)."
+    )
+    playback_crf: int = Field(
+        default=23, ge=0, le=51, description="x264 quality of a playback copy (lower: better)."
+    )
+    playback_timeout_s: float = Field(
+        default=1800.0, gt=0, description="Hard time limit of writing one playback copy (sandboxed FFmpeg)."
+    )
+    url_connect_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="POST /ingest with a URL: longest wait to connect (and for each read).",
+    )
+    url_timeout_s: float = Field(
+        default=600.0, gt=0, description="POST /ingest with a URL: longest time the whole download may take."
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="POST /ingest with a URL may fetch from loopback, private and link-local addresses (off: "
+        "refused, so the API cannot be used to reach the server's own network).",
+    )
+    server_root: Path | None = Field(
+        default=None,
+        description="POST /ingest with a path may ingest files under this directory (symlinks resolved); "
+        "unset: path ingest is refused.",
+    )
+
+    @field_validator("server_root", mode="before")
+    @classmethod
+    def _server_root_not_empty(cls, value: object) -> object:
+        return _reject_empty_path(value, "unset it to refuse path ingest")
 
 
 class WorkerSettings(BaseModel):

@@ -30,6 +30,7 @@ from worker.names import (
     RESULT_EXPIRES_S,
     TASK_DECODE,
     TASK_EMBED,
+    TASK_PLAYBACK,
 )
 from worker.process import WorkerProcess
 from worker.redis_client import connect_timeout_s, redis_client
@@ -130,6 +131,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_routes": {
             TASK_DECODE: {"queue": QUEUE_INGEST},
             TASK_EMBED: {"queue": QUEUE_EMBED},
+            TASK_PLAYBACK: {"queue": QUEUE_INGEST},
             "videoseek.train.*": {"queue": QUEUE_TRAIN},
         },
         "task_annotations": {TASK_DECODE: retry, TASK_EMBED: retry},

@@ -2,7 +2,8 @@
 
 ``decode`` probes and decodes a job's video into the frame cache, then hands it to the embed queue (and to
 the embed backlog, so an embed task already running can take it into its batch). ``embed`` embeds the job's
-cached frames together with other decoded jobs waiting (``embed_backlog.py``) and indexes them.
+cached frames together with other decoded jobs waiting (``embed_backlog.py``) and indexes them, then queues
+the job's playback copy when browsers cannot play its file (``playback`` task, on the ingest queue).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from typing import Literal
 import redis
 
 from videoseek.ingest.pipeline import decode_video
+from videoseek.ingest.playback import needs_playback_copy
 from worker.embed_backlog import BATCH_FORWARD_PASSES, embed_with_backlog
 from worker.process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
 SendEmbed = Callable[[str], None]  # queues the embed task of a job id
+SendPlayback = Callable[[str], None]  # queues the playback-copy task of a job id
 
 
 def decode(process: WorkerProcess, job_id: str, send_embed: SendEmbed) -> str:
@@ -45,8 +48,13 @@ def _queue_embedding(process: WorkerProcess, job_id: str, frames: int, send_embe
     send_embed(job_id)
 
 
-def embed(process: WorkerProcess, job_id: str, claimant: str) -> str | Literal["claimed"]:
-    """Embed the job (and others waiting) as ``claimant``; "claimed" when another task has it in its batch."""
+def embed(
+    process: WorkerProcess, job_id: str, claimant: str, send_playback: SendPlayback
+) -> str | Literal["claimed"]:
+    """Embed the job (and others waiting) as ``claimant``; "claimed" when another task has it in its batch.
+
+    Once the job is indexed, its playback copy is queued when it needs one (every job taken into the batch
+    meets this line in its own embed task, which finds it done)."""
     context = process.context
     worker = process.settings.worker
     outcome = embed_with_backlog(
@@ -59,4 +67,7 @@ def embed(process: WorkerProcess, job_id: str, claimant: str) -> str | Literal["
     )
     if not outcome.taken:
         return "claimed"
-    return str(context.jobs.require(job_id).stage)
+    job = context.jobs.require(job_id)
+    if needs_playback_copy(job):
+        send_playback(job_id)
+    return str(job.stage)

@@ -12,6 +12,7 @@ QUEUES = (QUEUE_INGEST, QUEUE_EMBED, QUEUE_TRAIN)
 
 TASK_DECODE = "videoseek.ingest.decode"
 TASK_EMBED = "videoseek.ingest.embed"
+TASK_PLAYBACK = "videoseek.ingest.playback"  # a browser-playable copy, after indexing (CPU: the ingest queue)
 # Routed to the ``train`` queue by the "videoseek.train.*" route (celery_app.py).
 TASK_REINDEX = "videoseek.train.reindex"
 TASK_RETRAIN = "videoseek.train.retrain"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from videoseek.jobs import Job, JobNotFound, JobStage, JobStore, check_changes
+from videoseek.jobs import Job, JobNotFound, JobPosition, JobStage, JobStore, check_changes
 from worker.redis_client import redis_client
 
 if TYPE_CHECKING:
@@ -60,9 +60,25 @@ def _job_from_hash(data: Mapping[str, str]) -> Job:
         clips=int(data.get("clips") or 0),
         attempts=int(data.get("attempts") or 0),
         problems=json.loads(data.get("problems") or "[]"),  # absent from jobs written before the field
+        playback=data.get("playback", ""),
         created_at=float(data["created_at"]),
         updated_at=float(data["updated_at"]),
     )
+
+
+def _members_after(client: Any, key: str, after: JobPosition, limit: int) -> list[str]:
+    """Members after ``after`` in (score, member) descending order: a sorted set orders equal scores by
+    member, so those of the same score that sort at or above the position's id are skipped."""
+    score, job_id = after
+    ids: list[str] = []
+    offset = 0
+    while len(ids) < limit:
+        batch = client.zrevrangebyscore(key, score, "-inf", start=offset, num=limit + 16, withscores=True)
+        ids += [member for member, s in batch if s < score or member < job_id][: limit - len(ids)]
+        offset += len(batch)
+        if len(batch) < limit + 16:
+            break
+    return ids
 
 
 class RedisJobStore(JobStore):
@@ -115,8 +131,14 @@ class RedisJobStore(JobStore):
             raise JobNotFound(job_id)
         return self.require(job_id)
 
-    def list(self, collection: str | None = None, limit: int = 100) -> list[Job]:
-        ids = self._redis.zrevrange(self._index_key(collection), 0, max(limit, 1) - 1)
+    def list(
+        self, collection: str | None = None, limit: int = 100, *, after: JobPosition | None = None
+    ) -> list[Job]:
+        limit = max(limit, 1)
+        if after is None:
+            ids = self._redis.zrevrange(self._index_key(collection), 0, limit - 1)
+        else:
+            ids = _members_after(self._redis, self._index_key(collection), after, limit)
         pipe = self._redis.pipeline()
         for job_id in ids:
             pipe.hgetall(self._job_key(job_id))

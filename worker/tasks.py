@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from videoseek.cancel import TaskCancelled
 from worker.admin_state import REINDEX_TIME_LIMIT_S
-from worker.names import TASK_DECODE, TASK_EMBED, TASK_REINDEX, TASK_RETRAIN
+from worker.names import TASK_DECODE, TASK_EMBED, TASK_PLAYBACK, TASK_REINDEX, TASK_RETRAIN
 from worker.process import WorkerProcess
 
 # The pipeline (PyAV, numpy, torch when it embeds) is imported inside the tasks: the Celery parent process
@@ -88,7 +88,12 @@ def embed_task(self: Task, job_id: str) -> str:
 
     process = process_of(self)
     try:
-        outcome = ingest_steps.embed(process, job_id, self.request.id or job_id)
+        outcome = ingest_steps.embed(
+            process,
+            job_id,
+            self.request.id or job_id,
+            lambda job: self.app.send_task(TASK_PLAYBACK, args=[job]),
+        )
     except transient_errors() as exc:
         retry_or_fail(self, process, job_id, exc)
         return "failed"
@@ -100,6 +105,15 @@ def embed_task(self: Task, job_id: str) -> str:
         # dies, its claim runs out and this job is embedded here.
         self.apply_async(args=[job_id], countdown=CLAIM_RECHECK_S)
     return outcome
+
+
+@shared_task(name=TASK_PLAYBACK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def playback_task(self: Task, job_id: str) -> str:
+    """Write the browser-playable copy of an indexed job's video (sandboxed FFmpeg; idempotent)."""
+    from videoseek.ingest.playback import write_playback
+
+    job = write_playback(process_of(self).context, job_id)
+    return job.playback if job is not None else "gone"
 
 
 @shared_task(

@@ -19,9 +19,12 @@ from service.schemas import (
     CollectionOut,
     CreateCollectionRequest,
     Deleted,
+    ExampleQueries,
+    ExampleQueriesIn,
 )
 from service.state import AppServices
 from videoseek.adapter.files import CONFIG_FILE
+from videoseek.examples import read_examples, write_examples
 from videoseek.store import ClipStore, CollectionInfo, CollectionUnreadable
 
 router = APIRouter(tags=["collections"])
@@ -148,3 +151,27 @@ async def delete_collection(
         services.engine.forget(name)
     await services.redis_lane.run(services.tasks.forget, name)  # a new collection of that name has no history
     return Deleted(deleted=name, clips_removed=clips)
+
+
+@router.get("/collections/{name}/examples", response_model=ExampleQueries, responses=responses.ON_COLLECTION)
+async def get_examples(
+    name: CollectionNamePath, principal: SearchPrincipal, services: Services
+) -> ExampleQueries:
+    """Example queries for a collection, which the web page offers (set by an admin, or by `videoseek demo`)."""
+    principal.require_collection(name)
+    await asyncio.to_thread(services.require_store().get_collection, name)  # 404 for no such collection
+    examples = await asyncio.to_thread(read_examples, services.layout, name)
+    return ExampleQueries(collection=name, examples=examples)
+
+
+@router.put(
+    "/collections/{name}/examples", response_model=ExampleQueries, responses=responses.keyed(400, 404)
+)
+async def set_examples(
+    name: CollectionNamePath, body: ExampleQueriesIn, principal: AdminPrincipal, services: Services
+) -> ExampleQueries:
+    """Replace a collection's example queries (at most 24, shown in this order)."""
+    principal.require_collection(name)
+    await asyncio.to_thread(services.require_store().get_collection, name)
+    kept = await asyncio.to_thread(write_examples, services.layout, name, body.examples)
+    return ExampleQueries(collection=name, examples=kept)

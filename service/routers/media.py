@@ -33,13 +33,30 @@ def _served(media_type: str) -> responses.Responses:
 async def video_file(
     name: CollectionNamePath, video_id: VideoIdPath, request: Request, access: MediaAccess, layout: LayoutDep
 ) -> StreamingResponse:
-    """The uploaded video itself; honours Range so players can seek (append #t=<s> to start there)."""
+    """The uploaded video itself, to download or play; honours Range so players can seek (#t=<s> starts there)."""
     if access is not None:
         access.require_collection(name)
     path = layout.video_file(name, video_id)
     if path is None:
         raise NotFound(f"video {video_id} is not stored in collection {name!r}")
     return file_response(request, path)
+
+
+@router.get(
+    "/collections/{name}/videos/{video_id}/playback.mp4",
+    response_class=StreamingResponse,
+    responses=_served("video/mp4"),
+)
+async def playback_copy(
+    name: CollectionNamePath, video_id: VideoIdPath, request: Request, access: MediaAccess, layout: LayoutDep
+) -> StreamingResponse:
+    """The browser-playable copy (H.264 in MP4) of a video whose upload browsers cannot play; honours Range.
+
+    404 while it is being written, and for videos that need none (search results and listings only link to
+    copies that exist)."""
+    if access is not None:
+        access.require_collection(name)
+    return file_response(request, layout.playback_file(name, video_id), media_type="video/mp4")
 
 
 @router.get(

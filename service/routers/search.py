@@ -11,6 +11,7 @@ from service.pagination import MAX_RESULTS_PAGED, CursorState, query_fingerprint
 from service.schemas import SearchFilters, SearchRequest, SearchResponse, SearchResult
 from service.search_engine import RankedClip, SearchQuery
 from service.state import MediaLinks
+from videoseek.layout import DataLayout
 from videoseek.store import SearchFilter
 
 router = APIRouter(tags=["search"])
@@ -33,7 +34,7 @@ def fingerprint(body: SearchRequest) -> str:
     return query_fingerprint(parts)
 
 
-def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks) -> SearchResult:
+def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks, has_copy: bool) -> SearchResult:
     clip = ranked.clip
     metadata = clip.payload.get("metadata")
     return SearchResult(
@@ -47,8 +48,14 @@ def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks) -> Sea
         source_name=clip.payload.get("source_name") or clip.payload.get("source"),
         metadata=metadata if isinstance(metadata, dict) else {},
         thumbnail_url=links.thumbnail(body.collection, clip.video_id, clip.clip_index),
-        playback_url=links.playback(body.collection, clip.video_id, clip.start_s),
+        playback_url=links.playback(body.collection, clip.video_id, clip.start_s, copy=has_copy),
+        file_url=links.video_file(body.collection, clip.video_id),
     )
+
+
+def playback_copies(layout: DataLayout, collection: str, video_ids: set[str]) -> dict[str, bool]:
+    """Which of the videos have a browser-playable copy (one stat each, a page's worth)."""
+    return {video_id: layout.playback_file(collection, video_id).is_file() for video_id in video_ids}
 
 
 def page_query(body: SearchRequest, state: CursorState | None) -> SearchQuery:
@@ -84,13 +91,17 @@ async def search(
         services.cursors.decode(body.cursor, fingerprint(body), info.adapter_version) if body.cursor else None
     )
     outcome = await engine.search(page_query(body, state), info)
+    copies = playback_copies(services.layout, body.collection, {r.clip.video_id for r in outcome.results})
     following = next_state(body, outcome.adapter_version, state, outcome.results)
     more = outcome.has_more and len(following.seen) < MAX_RESULTS_PAGED
     return SearchResponse(
         collection=body.collection,
         query=body.query,
         adapter_version=outcome.adapter_version,
-        results=[to_result(body, ranked, links) for ranked in outcome.results],
+        results=[
+            to_result(body, ranked, links, copies.get(ranked.clip.video_id, False))
+            for ranked in outcome.results
+        ],
         next_cursor=services.cursors.encode(following) if more else None,
         timings_ms=outcome.timings_ms,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -95,6 +95,23 @@ async def start_retrain(
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 
 
+def _seconds_rounded(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A task's report with its seconds (``seconds``, ``*_seconds``, ``*_s``) to the millisecond, as every
+    seconds value the API gives."""
+    if report is None:
+        return None
+    return {
+        key: round(value, 3) if isinstance(value, float) and (key.endswith(("seconds", "_s"))) else value
+        for key, value in report.items()
+    }
+
+
+def task_out(status: TaskStatus) -> TaskStatusOut:
+    out = asdict(status)
+    out["progress"], out["result"] = _seconds_rounded(status.progress), _seconds_rounded(status.result)
+    return TaskStatusOut(**out)
+
+
 def _visible(task_id: str, principal: AdminPrincipal) -> bool:
     """Whether the id is one of ours, of a collection the key may see (otherwise: answered as unknown)."""
     collection = task_collection(task_id)
@@ -119,7 +136,7 @@ async def _task_out(
     status = await services.redis_lane.run(lookup, task_id) if visible else None
     if status is None:
         raise _no_task(task_id)
-    return TaskStatusOut(**asdict(status))
+    return task_out(status)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskStatusOut, responses=responses.ON_TASK)
@@ -159,4 +176,4 @@ async def list_tasks(
         services.require_store().get_collection, name
     )  # 404 if there is no such collection
     statuses = await services.redis_lane.run(services.tasks.recent, name, limit)
-    return TaskList(tasks=[TaskStatusOut(**asdict(status)) for status in statuses])
+    return TaskList(tasks=[task_out(status) for status in statuses])

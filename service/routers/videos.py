@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,19 +10,47 @@ from service import responses
 from service.deps import IngestPrincipal, LinksDep, SearchPrincipal, Services
 from service.errors import NotFound
 from service.ingest import ingest_upload
-from service.routers.jobs import job_out
+from service.pagination import ListingCursors
 from service.schemas import (
     CollectionNamePath,
+    CursorQuery,
     Deleted,
+    PageLimit,
     UploadAccepted,
     VideoIdPath,
-    VideoList,
     VideoOut,
+    VideoPage,
 )
-from service.videos import delete_video_everywhere, describe_video
+from service.state import AppServices, MediaLinks
+from service.videos import delete_video_everywhere, describe_video, video_out, video_page
 
 router = APIRouter(tags=["videos"])
 
+METADATA_FIELD_DOC = (
+    "A JSON object, filterable by equality on its top-level keys; refused (422 invalid_metadata, with rule and "
+    "path) when deeper than 16 levels, over 64 KB or 2048 values, or holding NaN, Infinity or integers beyond "
+    "64 bits."
+)
+CAPTIONS_FIELD_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "description": (
+        "Captions for this video, stored as its training pairs when the upload is "
+        'accepted: a JSON list of {"text", "start_s"?, "end_s"?} (seconds; without '
+        "them, the whole video), at most 1000. Once the video is decoded, a caption "
+        "that starts after its end is removed and one that runs past it is cut (the "
+        "job's problems say so)."
+    ),
+    "examples": ['[{"text": "a dog catches a frisbee", "start_s": 12, "end_s": 19.5}]'],
+}
+SUBTITLES_FIELD_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string", "format": "binary"},
+    "maxItems": 4,
+    "description": (
+        "Sidecar subtitle files (.srt or .vtt, 2 MiB each, one part each): their cues "
+        "become weak, timed training pairs of this video (kind subtitle)."
+    ),
+}
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -34,42 +61,24 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The video file."},
-                        "metadata": {
-                            "type": "string",
-                            "description": (
-                                "A JSON object, filterable by equality on its top-level keys; refused (422 "
-                                "invalid_metadata, with rule and path) when deeper than 16 levels, over 64 KB or "
-                                "2048 values, or holding NaN, Infinity or integers beyond 64 bits."
-                            ),
-                        },
-                        "captions": {
-                            "type": "string",
-                            "description": (
-                                "Captions for this video, stored as its training pairs when the upload is "
-                                'accepted: a JSON list of {"text", "start_s"?, "end_s"?} (seconds; without '
-                                "them, the whole video), at most 1000. Once the video is decoded, a caption "
-                                "that starts after its end is removed and one that runs past it is cut (the "
-                                "job's problems say so)."
-                            ),
-                            "examples": [
-                                '[{"text": "a dog catches a frisbee", "start_s": 12, "end_s": 19.5}]'
-                            ],
-                        },
-                        "subtitles": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "maxItems": 4,
-                            "description": (
-                                "Sidecar subtitle files (.srt or .vtt, 2 MiB each, one part each): their cues "
-                                "become weak, timed training pairs of this video (kind subtitle)."
-                            ),
-                        },
+                        "metadata": {"type": "string", "description": METADATA_FIELD_DOC},
+                        "captions": CAPTIONS_FIELD_SCHEMA,
+                        "subtitles": SUBTITLES_FIELD_SCHEMA,
                     },
                 }
             }
         },
     }
 }
+
+
+def accepted(request: Request, job_id: str, video_id: str, duplicate: bool) -> UploadAccepted:
+    return UploadAccepted(
+        job_id=job_id,
+        video_id=video_id,
+        duplicate=duplicate,
+        job_url=f"{request.scope.get('root_path', '')}/jobs/{job_id}",
+    )
 
 
 @router.post(
@@ -85,20 +94,37 @@ async def upload_video(
     """Upload a video (multipart 'file'; optional 'metadata', 'captions', 'subtitles'); poll job_url."""
     principal.require_collection(name)
     result = await ingest_upload(services, name, request)
-    return UploadAccepted(
-        job_id=result.job_id,
-        video_id=result.video_id,
-        duplicate=result.duplicate,
-        job_url=f"{request.scope.get('root_path', '')}/jobs/{result.job_id}",
+    return accepted(request, result.job_id, result.video_id, result.duplicate)
+
+
+def _page(services: AppServices, links: MediaLinks, name: str, limit: int, cursor: str | None) -> VideoPage:
+    cursors = ListingCursors(services.cursors)
+    after = cursors.decode(f"videos:{name}", cursor) if cursor else None
+    facts, more = video_page(services, name, limit, after)
+    return VideoPage(
+        collection=name,
+        videos=[video_out(services, links, name, f) for f in facts],
+        next_cursor=cursors.encode(f"videos:{name}", more) if more else None,
     )
 
 
-@router.get("/collections/{name}/videos", response_model=VideoList, responses=responses.ON_COLLECTION)
-async def list_videos(name: CollectionNamePath, principal: SearchPrincipal, services: Services) -> VideoList:
-    """Ids of the videos indexed in a collection."""
+@router.get("/collections/{name}/videos", response_model=VideoPage, responses=responses.LISTING)
+async def list_videos(
+    name: CollectionNamePath,
+    principal: SearchPrincipal,
+    services: Services,
+    links: LinksDep,
+    limit: PageLimit = 50,
+    cursor: CursorQuery = None,
+) -> VideoPage:
+    """A collection's videos, newest first: indexed, queued or processing, and failed ones with the reason."""
     principal.require_collection(name)
-    ids = await asyncio.to_thread(services.require_store().list_videos, name)
-    return VideoList(collection=name, video_ids=sorted(ids))
+    return await services.redis_lane.run(_page, services, links, name, limit, cursor)  # jobs: Redis
+
+
+def _one(services: AppServices, links: MediaLinks, name: str, video_id: str) -> VideoOut | None:
+    facts = describe_video(services, name, video_id)
+    return None if facts is None else video_out(services, links, name, facts)
 
 
 @router.get("/collections/{name}/videos/{video_id}", response_model=VideoOut, responses=responses.ON_VIDEO)
@@ -109,28 +135,19 @@ async def get_video(
     services: Services,
     links: LinksDep,
 ) -> VideoOut:
-    """A video: its clip count, source name, metadata and latest ingest job."""
+    """A video: its state, clip count, duration, source name, metadata, latest ingest job and media links."""
     principal.require_collection(name)
-    found = await services.redis_lane.run(describe_video, services, name, video_id)  # owner job: Redis
+    found = await services.redis_lane.run(_one, services, links, name, video_id)  # owner job: Redis
     if found is None:
         raise NotFound(f"no video {video_id} in collection {name!r}")
-    clips, job, has_file = found
-    return VideoOut(
-        collection=name,
-        video_id=video_id,
-        clips=clips,
-        source_name=job.source if job else None,
-        metadata=job.metadata if job else {},
-        job=job_out(job) if job else None,
-        file_url=links.video_file(name, video_id) if has_file else None,
-    )
+    return found
 
 
 @router.delete("/collections/{name}/videos/{video_id}", response_model=Deleted, responses=responses.ON_VIDEO)
 async def delete_video(
     name: CollectionNamePath, video_id: VideoIdPath, principal: IngestPrincipal, services: Services
 ) -> Deleted:
-    """Remove a video: its clips (vectors and frames), thumbnails and the stored file."""
+    """Remove a video: its clips (vectors and frames), thumbnails, the stored file and its playback copy."""
     principal.require_collection(name)
     removed = await services.redis_lane.run(delete_video_everywhere, services, name, video_id)
     if removed is None:

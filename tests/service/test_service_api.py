@@ -154,7 +154,12 @@ def test_collection_lifecycle(client: TestClient) -> None:
     described = client.get("/collections/pets").json()
     assert (described["clips"], described["videos"]) == (6, 2)
     assert [c["name"] for c in client.get("/collections").json()["collections"]] == ["pets"]
-    assert client.get("/collections/pets/videos").json()["video_ids"] == [video_id(0), video_id(1)]
+    listed = client.get("/collections/pets/videos").json()
+    assert {(v["video_id"], v["state"], v["clips"]) for v in listed["videos"]} == {
+        (video_id(0), "indexed", 3),
+        (video_id(1), "indexed", 3),
+    }
+    assert listed["next_cursor"] is None
     assert client.delete("/collections/pets").status_code == 200
     gone = client.get("/collections/pets")
     assert gone.status_code == 404 and gone.json()["code"] == "collection_not_found"

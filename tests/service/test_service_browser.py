@@ -1,6 +1,9 @@
-"""The web page in headless Chromium: type a query, see results, open one, it plays from the clip's start.
+"""The web page in headless Chromium: search and play from a clip's start (also a file that needed a playback
+copy), a player error with a download link, an upload that fails with its reason, the admin view following a
+re-index to its end.
 
 Skips cleanly when Chromium, its driver or selenium are missing (``apt-get install chromium chromium-driver``).
+Each test works on videos of its own in the one collection the module's server holds.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from service_helpers import runtime_for, settings_for
+from video_factory import write_audio_only
 
+from videoseek.layout import DataLayout
 from videoseek.toy.generate import generate_videos
+from videoseek.video.identity import video_id_for_file
 
 webdriver = pytest.importorskip("selenium.webdriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -43,6 +50,7 @@ BROWSER_FLAGS = (
     "--autoplay-policy=no-user-gesture-required",
     "--mute-audio",
 )
+VIDEO = "document.getElementById('player-video')"
 
 
 def free_port() -> int:
@@ -51,17 +59,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Toy:
+    caption: str
+    video_id: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    layout: DataLayout
+    mp4: Toy  # played as uploaded
+    avi: Toy  # MPEG-4 Part 2 in AVI: browsers play its playback copy
+    uncopied: Toy  # another AVI, whose copy the player-error test removes
+    doomed: Toy  # an MP4 whose stored file the player-error test removes
+
+
+def _toys(directory: Path, count: int, seed: int, **kwargs: Any) -> list[Toy]:
+    manifest = generate_videos(directory, count, seed=seed, domain="A", durations_s=(6,), **kwargs)
+    records = [json.loads(line) for line in manifest.read_text().splitlines()]
+    paths = [directory / r["video"] for r in records]
+    return [Toy(r["caption"], video_id_for_file(p), p) for r, p in zip(records, paths, strict=True)]
+
+
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
-    """uvicorn on a free port with collection 'toys': toy videos cut into 2 s clips, so most clips start > 0."""
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """uvicorn on a free port with collection 'toys': toy videos cut into 2 s clips (most clips start > 0),
+    one of them an AVI, indexed and with its playback copy written."""
     import uvicorn
 
     from service.main import create_app
+    from videoseek.collections import create_collection
     from videoseek.runtime.embedded import EmbeddedRuntime
 
     root = tmp_path_factory.mktemp("browser")
-    manifest = generate_videos(root / "videos", 3, seed=5, domain="A", durations_s=(6,))
-    record = json.loads(manifest.read_text().splitlines()[0])
+    mp4s = _toys(root / "mp4", 3, seed=5)
+    avis = _toys(root / "avi", 2, seed=6, codec="mpeg4")
     settings = settings_for(root / "data", ingest={"clip_window_s": 2.0, "clip_stride_s": 2.0})
     port = free_port()
     runtime = runtime_for(settings)
@@ -75,14 +109,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    from videoseek.collections import create_collection
-
     create_collection(runtime.context, "toys")  # in the server's process, on its runtime
-    for line in manifest.read_text().splitlines():
-        runtime.submit_ingest("toys", root / "videos" / json.loads(line)["video"])
-    assert runtime.runner.join(timeout=180)
+    for toy in [*mp4s, *avis]:
+        runtime.submit_ingest("toys", toy.path)
+    assert runtime.runner.join(timeout=300)  # indexed, and the AVI's playback copy written
     try:
-        yield f"http://127.0.0.1:{port}/", record
+        yield LiveServer(
+            f"http://127.0.0.1:{port}/", runtime.context.layout, mp4s[0], avis[0], avis[1], mp4s[1]
+        )
     finally:
         server.should_exit = True
         thread.join(30)
@@ -100,62 +134,147 @@ def browser() -> Iterator[Any]:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
         stack.callback(driver.quit)
         driver.set_page_load_timeout(60)
+        driver.set_window_size(1280, 800)
         yield driver
 
 
-def test_search_then_play_a_result_from_its_start(
-    live_server: tuple[str, dict[str, Any]], browser: Any
-) -> None:
-    url, record = live_server
+def open_page(browser: Any, url: str) -> WebDriverWait:
     browser.get(url)
     wait = WebDriverWait(browser, 60)
     wait.until(
         lambda d: d.execute_script("return document.querySelectorAll('#collection option').length") > 0
     )
-    assert browser.find_element(By.ID, "collection").get_attribute("value") == "toys"
+    return wait
 
+
+def search_for(browser: Any, wait: WebDriverWait, toy: Toy) -> list[Any]:
+    """Search for the toy's caption; its own result cards that start after 0 s."""
     box = browser.find_element(By.ID, "query")
-    box.send_keys(record["caption"], Keys.ENTER)
+    box.clear()
+    box.send_keys(toy.caption, Keys.ENTER)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results .card")) > 0)
-    cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
-    assert "result" in browser.find_element(By.ID, "status").text
-    assert cards[0].find_element(By.CSS_SELECTOR, ".score").text
+    cards = browser.find_elements(By.CSS_SELECTOR, f"#results .card[data-video-id='{toy.video_id}']")
     later = [card for card in cards if float(card.get_attribute("data-start")) > 0]
-    assert later, "expected clips that start after 0 s"
-    card = later[0]
+    assert later, "expected clips of the video that start after 0 s"
+    return later
+
+
+def player(browser: Any, expression: str) -> Any:
+    return browser.execute_script(f"var v = {VIDEO}; return {expression};")
+
+
+def test_search_then_play_a_result_from_its_start(live_server: LiveServer, browser: Any) -> None:
+    wait = open_page(browser, live_server.url)
+    assert browser.find_element(By.ID, "collection").get_attribute("value") == "toys"
+    card = search_for(browser, wait, live_server.mp4)[0]
+    assert "result" in browser.find_element(By.ID, "result-summary").text
+    assert card.find_element(By.CSS_SELECTOR, ".words").text  # relevance in words beside its bar
     start = float(card.get_attribute("data-start"))
-    card.click()
+    card.find_element(By.CSS_SELECTOR, ".thumb").click()
 
     wait.until(lambda d: d.execute_script("return document.getElementById('player').open"))
-    wait.until(lambda d: d.execute_script("return document.getElementById('player-video').readyState") >= 1)
-    position = browser.execute_script("return document.getElementById('player-video').currentTime")
-    error = browser.execute_script(
-        "var e = document.getElementById('player-video').error; return e && e.message"
-    )
-    assert error is None
+    wait.until(lambda d: player(d, "v.readyState") >= 1)
+    position = player(browser, "v.currentTime")
+    assert player(browser, "v.error && v.error.message") is None
     # It starts playing at once, so allow for the moments between the seek and this read.
     assert start - 0.25 <= position <= start + 1.0, (position, start)
-    source = browser.execute_script("return document.getElementById('player-video').currentSrc")
-    assert "/collections/toys/videos/" in source and source.endswith(f"#t={start}")
+    source = player(browser, "v.currentSrc")
+    assert "/collections/toys/videos/" in source and source.endswith(f"/file#t={start}")
+    browser.find_element(By.ID, "player-close").click()
 
 
-def test_upload_form_shows_the_job_finishing(
-    live_server: tuple[str, dict[str, Any]], browser: Any, tmp_path: Path
+def test_a_result_whose_upload_browsers_cannot_play_plays_its_copy_from_start_s(
+    live_server: LiveServer, browser: Any
 ) -> None:
-    url, _ = live_server
-    manifest = generate_videos(tmp_path, 1, seed=99, domain="A", durations_s=(4,))
-    video = tmp_path / json.loads(manifest.read_text().splitlines()[0])["video"]
-    browser.get(url)
-    wait = WebDriverWait(browser, 60)
+    assert live_server.layout.playback_file("toys", live_server.avi.video_id).is_file()
+    wait = open_page(browser, live_server.url)
+    card = search_for(browser, wait, live_server.avi)[0]
+    start = float(card.get_attribute("data-start"))
+    card.find_element(By.CSS_SELECTOR, ".thumb").click()
+
+    # Decoded frames at start_s (readyState >= 2: HAVE_CURRENT_DATA), then playing on from there.
     wait.until(
-        lambda d: d.execute_script("return document.querySelectorAll('#collection option').length") > 0
+        lambda d: player(d, f"v.error !== null || (v.readyState >= 2 && v.currentTime >= {start - 0.25})")
     )
-    browser.find_element(By.CSS_SELECTOR, "#manage summary").click()
-    browser.find_element(By.ID, "upload-file").send_keys(str(video))
-    browser.find_element(By.ID, "upload-metadata").send_keys('{"camera": "browser"}')
+    assert player(browser, "v.error && v.error.message") is None
+    assert player(browser, "v.currentSrc").endswith(
+        f"/videos/{live_server.avi.video_id}/playback.mp4#t={start}"
+    )
+    first = player(browser, "v.currentTime")
+    assert start - 0.25 <= first <= start + 1.5, (first, start)
+    wait.until(lambda d: player(d, "v.currentTime") > first)  # it plays: the copy decodes in Chromium
+    assert browser.find_element(By.ID, "player-error").get_attribute("hidden") is not None
+    browser.find_element(By.ID, "player-close").click()
+
+
+def play_and_read_error(browser: Any, wait: WebDriverWait, toy: Toy) -> str:
+    search_for(browser, wait, toy)[0].find_element(By.CSS_SELECTOR, ".thumb").click()
+    message: str = wait.until(lambda d: d.find_element(By.ID, "player-error-text").text or None)
+    assert not browser.find_element(By.ID, "player-video").is_displayed()
+    return message
+
+
+def test_a_video_the_browser_cannot_play_says_so_and_offers_the_file(
+    live_server: LiveServer, browser: Any
+) -> None:
+    live_server.layout.playback_file("toys", live_server.uncopied.video_id).unlink()  # as if not written yet
+    wait = open_page(browser, live_server.url)
+    message = play_and_read_error(browser, wait, live_server.uncopied)
+    assert "cannot play this video's format" in message
+    download = browser.find_element(By.ID, "player-download")
+    assert download.is_displayed()
+    assert download.get_attribute("href").endswith(f"/videos/{live_server.uncopied.video_id}/file")
+    browser.find_element(By.ID, "player-close").click()
+
+
+def test_a_video_whose_file_is_gone_says_so(live_server: LiveServer, browser: Any) -> None:
+    stored = live_server.layout.video_file("toys", live_server.doomed.video_id)
+    assert stored is not None
+    stored.unlink()  # the clips stay searchable; the file they would play from is gone
+    wait = open_page(browser, live_server.url)
+    message = play_and_read_error(browser, wait, live_server.doomed)
+    assert "no longer stored" in message
+    assert not browser.find_element(By.ID, "player-download").is_displayed()
+    browser.find_element(By.ID, "player-close").click()
+
+
+def test_an_upload_that_fails_shows_its_reason_on_its_row_and_in_the_list(
+    live_server: LiveServer, browser: Any, tmp_path: Path
+) -> None:
+    sound = write_audio_only(tmp_path / "only-sound.m4a", seconds=2.0)
+    wait = open_page(browser, live_server.url + "#videos")
+    browser.find_element(By.ID, "upload-file").send_keys(str(sound))
     browser.find_element(By.CSS_SELECTOR, "#upload-form button[type=submit]").click()
     row = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs li") or None)[0]
     wait.until(lambda d: "ok" in row.get_attribute("class") or "failed" in row.get_attribute("class"))
-    assert "ok" in row.get_attribute("class"), row.text
-    assert row.find_element(By.CSS_SELECTOR, ".stage").text == "done"
-    assert float(row.find_element(By.TAG_NAME, "progress").get_attribute("value")) == 1.0
+    assert "failed" in row.get_attribute("class"), row.text
+    assert "no video stream" in row.find_element(By.CSS_SELECTOR, ".stage").text
+    assert not row.find_elements(By.TAG_NAME, "progress")  # no half-filled bar on a failed row
+
+    video_id = video_id_for_file(sound)
+    listed = wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, f"#video-rows tr[data-video-id='{video_id}']")
+    )
+    assert listed[0].get_attribute("data-state") == "failed"
+    assert "no video stream" in listed[0].find_element(By.CSS_SELECTOR, ".reason").text
+    assert not listed[0].find_elements(By.TAG_NAME, "progress")
+    name = listed[0].find_element(By.CSS_SELECTOR, ".name")
+    assert name.get_attribute("title") == "only-sound.m4a"  # the full name, when the cell cuts it short
+
+
+def test_the_admin_view_follows_a_reindex_to_its_end(live_server: LiveServer, browser: Any) -> None:
+    wait = open_page(browser, live_server.url + "#admin")
+    wait.until(lambda d: d.find_element(By.ID, "task-list").text)
+    browser.find_element(By.CSS_SELECTOR, "#reindex-form button[type=submit]").click()
+    task = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task-list li[data-task-id]") or None)[0]
+    task_id = task.get_attribute("data-task-id")
+    assert task_id.startswith("toys.")
+    # The list refreshes itself every second while the task runs, until it has ended.
+    ended = WebDriverWait(browser, 180).until(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR,
+            f"#task-list li[data-task-id='{task_id}']:is([data-state=done], [data-state=failed])",
+        )
+    )
+    assert ended[0].get_attribute("data-state") == "done", ended[0].text
+    assert "videos" in ended[0].text

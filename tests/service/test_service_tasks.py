@@ -78,6 +78,7 @@ def test_reindex_switches_searches_to_the_new_adapter_without_decoding_again(
     assert (final["collection"], final["kind"], final["reason"]) == ("films", "reindex", None)
     assert final["result"]["new_adapter_version"] == version
     assert (final["result"]["videos"], final["result"]["clips"]) == (2, before["clips"])
+    assert final["result"]["seconds"] == round(final["result"]["seconds"], 3)  # seconds to the millisecond
     for status in statuses[:-1]:
         assert status["state"] in ("queued", "running")
         assert status["progress"] is None or status["progress"]["videos_done"] <= 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from videoseek.jobs import (
     JobStore,
     SqliteJobStore,
     new_job_id,
+    position_of,
 )
 from worker.redis_jobs import RedisJobStore
 
@@ -70,6 +72,35 @@ def test_list_is_newest_first_and_filters_by_collection(store: JobStore) -> None
     assert [j.job_id for j in store.list()] == [c.job_id, b.job_id, a.job_id]
     assert [j.job_id for j in store.list("films")] == [b.job_id, a.job_id]
     assert [j.job_id for j in store.list(limit=1)] == [c.job_id]
+
+
+def test_pages_after_a_position_continue_newest_first_through_ties(store: JobStore) -> None:
+    """Keyset pages: (created_at, job_id) descending, so jobs created in the same instant are neither lost nor
+    repeated at a page boundary."""
+    made = [
+        store.create(replace(_job(created_at=float(t)), job_id=f"{i:032x}"))
+        for i, t in enumerate([1, 2, 2, 2, 3])
+    ]
+    store.create(_job("clips", created_at=2.5))  # another collection's: never in these pages
+    order = [j.job_id for j in sorted(made, key=position_of, reverse=True)]
+    assert [j.job_id for j in store.list("films", limit=10)] == order
+    pages, after = [], None
+    while True:
+        page = store.list("films", limit=2, after=after)
+        if not page:
+            break
+        pages.append([j.job_id for j in page])
+        after = position_of(page[-1])
+    assert [job_id for page in pages for job_id in page] == order and len(pages) == 3
+
+
+def test_playback_is_one_of_its_states(store: JobStore) -> None:
+    job = store.create(_job())
+    assert store.require(job.job_id).playback == ""
+    assert store.update(job.job_id, playback="pending").playback == "pending"
+    assert store.require(job.job_id).playback == "pending"
+    with pytest.raises(ValueError, match="playback"):
+        store.update(job.job_id, playback="sometimes")
 
 
 def test_only_one_job_claims_a_video_and_release_frees_it(store: JobStore) -> None:

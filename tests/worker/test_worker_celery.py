@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 from videoseek.jobs import JobStage, JobStore
 from videoseek.settings import Settings, get_settings, load_settings
 from worker.celery_app import QueueDepths, WorkerConfigError, build_celery_app, celery_config
-from worker.names import QUEUE_EMBED, QUEUE_INGEST, QUEUES, TASK_DECODE, TASK_EMBED, TASK_RETRAIN
+from worker.names import (
+    QUEUE_EMBED,
+    QUEUE_INGEST,
+    QUEUES,
+    TASK_DECODE,
+    TASK_EMBED,
+    TASK_PLAYBACK,
+    TASK_RETRAIN,
+)
 
 
 def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> None:
@@ -47,6 +55,7 @@ def test_config_redelivers_tasks_of_dead_workers_and_keeps_queues_apart() -> Non
     assert len({(q.exchange.name, q.routing_key) for q in queues.values()}) == len(queues)
     assert conf["task_routes"][TASK_DECODE]["queue"] == QUEUE_INGEST
     assert conf["task_routes"][TASK_EMBED]["queue"] == QUEUE_EMBED
+    assert conf["task_routes"][TASK_PLAYBACK]["queue"] == QUEUE_INGEST  # transcoding is CPU work
 
 
 def test_workers_wait_long_on_redis_and_the_api_briefly() -> None:

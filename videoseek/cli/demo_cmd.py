@@ -36,6 +36,8 @@ from videoseek.cli.serve_cmd import (
     run_server,
 )
 from videoseek.context import PipelineContext
+from videoseek.examples import write_examples
+from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
 from videoseek.runtime.embedded import EmbeddedRuntime
 from videoseek.settings import QdrantSettings, Settings
@@ -43,6 +45,7 @@ from videoseek.settings import QdrantSettings, Settings
 DEMO_COLLECTION = "demo"
 DEMO_SEED = 7
 EXAMPLES = 3
+PAGE_EXAMPLES = 8  # checked captions the web page offers under the search box
 READY_TIMEOUT_S = 180.0
 
 
@@ -146,12 +149,16 @@ def working_examples(
     return working
 
 
-def _announce(base: str, records: list[dict[str, Any]], adapter: Path | None, open_browser: bool) -> None:
-    """Print example queries checked against the running server, then open the first in a browser."""
+def _announce(
+    base: str, records: list[dict[str, Any]], adapter: Path | None, open_browser: bool, layout: DataLayout
+) -> None:
+    """Print example queries checked against the running server, offer them on the page (the collection's
+    example queries), then open the first in a browser."""
     if not _wait_ready(base):
         typer.echo(f"\nOpen {base} (the server did not report ready in {READY_TIMEOUT_S:.0f}s)")
         return
     working = working_examples(base, records)
+    write_examples(layout, DEMO_COLLECTION, working[:PAGE_EXAMPLES])
     which = "the toy adapter" if adapter else "no adapter, plain toy CLIP"
     typer.echo(f"\n{len(working)} of {len(records)} demo captions find their own video first ({which}).")
     examples = working[:: max(1, len(working) // EXAMPLES)][:EXAMPLES]
@@ -265,7 +272,9 @@ def demo(
     runtime.start()
     _ingest(runtime, data_dir / "toy-videos", records)
     base = base_url(host, port) + "/"
-    announce = functools.partial(_announce, base, records, adapter, not no_browser)
+    announce = functools.partial(
+        _announce, base, records, adapter, not no_browser, DataLayout(settings.data_dir)
+    )
     run_server(runtime, host, port, "warning", on_started=announce)
 
 

@@ -11,6 +11,7 @@ stores captions of the files as their training pairs (``ingest_captions.py``). E
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -187,7 +188,11 @@ def _run(
     if runtime.runs_elsewhere:
         runtime.context.release_store()  # the workers write now (an embedded Edge store admits one process)
     jobs = runtime.context.jobs
+    started = time.monotonic()
     wait_for(jobs.get, entries, timeout, quiet)
+    # Embedded: the playback copies of videos browsers cannot play are written after indexing; wait for them
+    # too rather than cut one off at the stop (it would be written again at the next start).
+    runtime.wait_idle(None if timeout is None else max(0.0, timeout - (time.monotonic() - started)))
     then = "a worker keeps running it" if runtime.runs_elsewhere else "it resumes at the next run"
     return summarize(jobs.get, entries, timeout, then)
 

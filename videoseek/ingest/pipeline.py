@@ -1,6 +1,7 @@
 """The ingest pipeline as plain functions: one stored video in, its clips in the store out.
 
     queued -> probing -> decoding -> embedding -> indexing -> done      (or failed, with a reason)
+                                                                 -> playback copy, when browsers need one
 
 Two steps, so decoding (CPU, sandboxed child process) and embedding (GPU) can run on different workers or
 overlap on different threads: :func:`decode_video` probes and samples the video, plans its clips, and writes
@@ -29,6 +30,7 @@ import numpy as np
 from videoseek.collections import remove_video_files
 from videoseek.context import PipelineContext
 from videoseek.embedding import EmbedRequest, ProgressFn, clip_vectors
+from videoseek.ingest.playback import playback_decision
 from videoseek.ingest.video_pairs import settle_video_pairs
 from videoseek.jobs import Job, JobNotFound, JobStage, JobStore
 from videoseek.layout import DataLayout, thumbnail_relpath
@@ -157,7 +159,13 @@ def decode_video(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     _write_clip_plan(ctx, job, clips, sampled.duration_s, sampled.subtitles)
     # Recorded on the job (always, so a re-decode replaces an earlier attempt's list): a damaged file that
     # still indexes tells its uploader what is missing from it.
-    job = ctx.jobs.update(job_id, progress=0.4, clips=len(clips), problems=list(sampled.problems))
+    job = ctx.jobs.update(
+        job_id,
+        progress=0.4,
+        clips=len(clips),
+        problems=list(sampled.problems),
+        playback=playback_decision(sampled.info, ctx.settings.ingest),
+    )
     # Embed the frames as cached (JPEG in the cache is lossy), so a video gets the same vectors whether it
     # is embedded right here, by another worker from the cache, or re-indexed later.
     timestamps, frames = cache.get(job.video_id)
@@ -445,10 +453,13 @@ def _with_current_adapter(
 
 
 def ingest_video(job_id: str, ctx: PipelineContext) -> Job:
-    """Run the whole pipeline for one job in this thread; returns the final job record."""
+    """Run the whole pipeline for one job in this thread, playback copy included; returns the final job."""
+    from videoseek.ingest.playback import write_playback
+
     decoded = decode_video(ctx, job_id)
     if decoded is not None:
         embed_and_index(ctx, [decoded])
+    write_playback(ctx, job_id)
     return ctx.jobs.require(job_id)
 
 

@@ -161,6 +161,11 @@ class Runtime(Protocol):
         errors of the service it reads, such as Redis')."""
         ...
 
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """Wait until the work this process runs has finished, playback copies included (embedded: its ingest
+        threads; distributed: nothing runs here); False on timeout."""
+        ...
+
     def health_checks(self) -> dict[str, str]:
         """'ok' or the reason, per service the runtime depends on beyond the clip store (for /readyz)."""
         ...

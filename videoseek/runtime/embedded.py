@@ -85,6 +85,9 @@ class EmbeddedRuntime:
     def queue_depths(self) -> dict[str, float]:
         return {"ingest": float(self.runner.pending()) if self.runner.running else 0.0}
 
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        return self.runner.join(timeout_s)
+
     def health_checks(self) -> dict[str, str]:
         return {}  # the job store is a file of this process: nothing to reach
 

@@ -4,9 +4,11 @@ No Redis and no Celery: the same plain pipeline functions the Celery tasks call,
 small bounded queue, so decoding the next video (in its sandbox process) overlaps embedding the current one:
 
     submit(job_id) -> [jobs queue, bounded] -> decode thread -> [decoded queue, 2] -> embed thread
+                                                                   -> [copies queue] -> playback thread
 
 The embed thread takes every decoded video that is waiting (up to ``worker.embed_batch_videos``) and embeds
-their frames in shared batches. Job state lives in the SQLite job store, so jobs still queued when the process
+their frames in shared batches. A video browsers cannot play goes on, once indexed (searchable), to the
+playback thread, which writes its browser-playable copy (``ingest/playback.py``). Job state lives in the SQLite job store, so jobs still queued when the process
 stops are picked up again by the next :meth:`EmbeddedRunner.start` (``recover=True``). The embedded runtime
 (``runtime/embedded.py``) owns one per process.
 """
@@ -48,6 +50,8 @@ class EmbeddedRunner:
         self.context = context
         self._jobs: queue.Queue[str] = queue.Queue(maxsize=queue_size or settings.worker.queue_size)
         self._decoded: queue.Queue[DecodedVideo] = queue.Queue(maxsize=2)
+        # Ids only, and each job is in the job store as "pending" too: no bound needed, nothing lost at a stop.
+        self._copies: queue.Queue[str] = queue.Queue()
         self._max_batch_videos = max(1, max_batch_videos or settings.worker.embed_batch_videos)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -69,6 +73,7 @@ class EmbeddedRunner:
         self._threads = [
             threading.Thread(target=self._decode_loop, name="videoseek-decode", daemon=True),
             threading.Thread(target=self._embed_loop, name="videoseek-embed", daemon=True),
+            threading.Thread(target=self._playback_loop, name="videoseek-playback", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -82,7 +87,8 @@ class EmbeddedRunner:
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the jobs in hand; queued jobs stay ``queued`` in the job store for the next start."""
+        """Stop after the jobs in hand; queued jobs stay ``queued`` (and copies not written ``pending``) in the
+        job store for the next start."""
         self._stop.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
@@ -113,12 +119,12 @@ class EmbeddedRunner:
             ) from None
 
     def pending(self) -> int:
-        """Jobs submitted and not finished (queued, decoding or embedding)."""
+        """Jobs submitted and not finished (queued, decoding, embedding, or their playback copy)."""
         with self._busy_lock:
             return len(self._busy)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted job has finished; False on timeout."""
+        """Wait until every submitted job has finished, playback copy included; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._busy_lock:
             while self._busy or self._recovering:
@@ -134,14 +140,20 @@ class EmbeddedRunner:
             self._busy_lock.notify_all()
 
     def _recover(self, context: PipelineContext) -> None:
+        from videoseek.ingest.playback import needs_playback_copy
+
         try:
-            unfinished = [
-                j
-                for j in reversed(context.jobs.list(limit=100_000))
-                if not j.stage.terminal and not j.duplicate
-            ]
-            if unfinished:
-                log.info("embedded runner: resuming %d unfinished jobs", len(unfinished))
+            every = list(reversed(context.jobs.list(limit=100_000)))
+            unfinished = [j for j in every if not j.stage.terminal and not j.duplicate]
+            copies = [j.job_id for j in every if needs_playback_copy(j)]
+            if unfinished or copies:
+                log.info(
+                    "embedded runner: resuming %d unfinished jobs, %d playback copies",
+                    len(unfinished),
+                    len(copies),
+                )
+            for job_id in copies:
+                self._queue_copy(job_id)
             for job in unfinished:
                 while self.running:
                     try:
@@ -195,7 +207,46 @@ class EmbeddedRunner:
                 except queue.Empty:
                     break
             self._embed_batch(batch)
-            self._done([d.job.job_id for d in batch])
+            self._after_indexing([d.job.job_id for d in batch])
+
+    def _after_indexing(self, job_ids: list[str]) -> None:
+        """Jobs needing a playback copy go on to the playback thread (still busy); the others are finished."""
+        from videoseek.ingest.playback import needs_playback_copy
+
+        finished = []
+        for job_id in job_ids:
+            try:
+                copy = needs_playback_copy(self.context.jobs.get(job_id))
+            except Exception:  # the job store is failing: the copy waits for the next start ("pending")
+                log.exception("embedded runner: could not read job %s", job_id)
+                copy = False
+            if copy:
+                self._copies.put(job_id)
+            else:
+                finished.append(job_id)
+        self._done(finished)
+
+    def _queue_copy(self, job_id: str) -> None:
+        with self._busy_lock:
+            if job_id in self._busy:
+                return
+            self._busy.add(job_id)
+        self._copies.put(job_id)
+
+    def _playback_loop(self) -> None:
+        from videoseek.ingest.playback import write_playback
+
+        while not self._stop.is_set():
+            try:
+                job_id = self._copies.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            try:
+                write_playback(self.context, job_id)
+            except Exception as exc:  # the video stays indexed; its copy is retried at the next start
+                log.exception("embedded runner: playback copy of job %s failed (%s)", job_id, exc)
+            finally:
+                self._done([job_id])
 
     def _embed_batch(self, batch: list[DecodedVideo]) -> None:
         """Shared forward passes; if anything breaks them, each video again on its own, so that one video's
