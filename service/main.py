@@ -29,7 +29,18 @@ from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
 from service.redis_lane import RedisLane
-from service.routers import collections, health, ingest, jobs, media, pairs, search, tasks, videos
+from service.routers import (
+    collections,
+    health,
+    ingest,
+    jobs,
+    media,
+    pairs,
+    search,
+    tasks,
+    versions,
+    videos,
+)
 from service.search_engine import SearchEngine
 from service.secret import load_or_create_secret
 from service.state import AppServices
@@ -62,6 +73,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
     from videoseek.pair_intake import UnknownClip, UnknownVideos
     from videoseek.pairs import InvalidPair
     from videoseek.retraining import RetrainError
+    from videoseek.versions import NoVersionToRestore
 
     errors: dict[type[Exception], tuple[int, str]] = {
         AdapterFileError: (422, "invalid_adapter"),
@@ -75,6 +87,7 @@ def _library_errors() -> dict[type[Exception], tuple[int, str]]:
         InvalidPair: (422, "invalid_pair"),
         InvalidPoint: (422, "invalid_vector"),
         JobNotFound: (404, "job_not_found"),
+        NoVersionToRestore: (409, "no_version_to_restore"),
         RetrainError: (422, "invalid_training_data"),
         StoreUnavailable: (503, "store_unavailable"),
         TaskConflict: (409, "conflict"),
@@ -219,7 +232,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.services = None
     install_error_handlers(app, _library_errors())
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    for module in (search, ingest, collections, tasks, videos, pairs, jobs, media, health):
+    for module in (search, ingest, collections, tasks, versions, videos, pairs, jobs, media, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -245,10 +245,13 @@ class RetrainRequest(_Strict):
     )
 
 
+TaskKindOut = Literal["reindex", "retrain", "rollback"]
+
+
 class TaskAccepted(BaseModel):
     task_id: str
     collection: str
-    kind: Literal["reindex", "retrain"]
+    kind: TaskKindOut
     adapter_version: str | None = Field(
         default=None, description="Re-index: the version the collection switches to when done."
     )
@@ -258,7 +261,7 @@ class TaskAccepted(BaseModel):
 class TaskStatusOut(BaseModel):
     task_id: str
     collection: str
-    kind: Literal["reindex", "retrain"] | None = Field(
+    kind: TaskKindOut | None = Field(
         description="null while a distributed task waits for a worker (Celery keeps no arguments)."
     )
     state: Literal["queued", "running", "done", "failed", "cancelled"]
@@ -580,4 +583,65 @@ class PairList(BaseModel):
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
     counts: dict[str, int] = Field(
         description="How many pairs of each kind the collection has (all of them, whatever the filters)."
+    )
+
+
+class VersionOut(BaseModel):
+    """One version of a collection: the live one, or an earlier one kept for rollback."""
+
+    physical: str = Field(description="The version's name; pass it to POST /collections/{name}/rollback.")
+    adapter_version: str | None = Field(
+        description="The adapter its vectors were made with; null: plain CLIP."
+    )
+    live: bool = Field(description="True for the version searches use now.")
+    created_at: str = Field(description="When the version was built (ISO 8601 UTC).")
+    activated_at: str = Field(description="When it last went live (ISO 8601 UTC).")
+    points: int = Field(description="Clips it holds.")
+    metrics: dict[str, Any] | None = Field(
+        default=None,
+        description="What the retrain that made its adapter measured: `validation` (the guard's R@1, R@5, "
+        "R@10 of the candidate and of what served before, on held-out pairs), `outcome`, `training_pairs`; "
+        "null for plain CLIP or an adapter made elsewhere.",
+    )
+
+
+class VersionList(BaseModel):
+    collection: str
+    versions: list[VersionOut] = Field(description="The live version first, then kept ones, latest first.")
+    kept_at_most: int = Field(description="Earlier versions kept after a switch (older ones are deleted).")
+
+    model_config = {
+        "json_schema_extra": {
+            "example": {
+                "collection": "holidays",
+                "versions": [
+                    {
+                        "physical": "vs__holidays__3",
+                        "adapter_version": "9f2c…",
+                        "live": True,
+                        "created_at": "2026-12-02T09:14:03.120Z",
+                        "activated_at": "2026-12-02T09:14:05.002Z",
+                        "points": 480,
+                        "metrics": {"outcome": "installed", "validation": {"pairs": 40}},
+                    },
+                    {
+                        "physical": "vs__holidays__1",
+                        "adapter_version": None,
+                        "live": False,
+                        "created_at": "2026-12-01T17:40:00.000Z",
+                        "activated_at": "2026-12-01T17:40:00.000Z",
+                        "points": 480,
+                        "metrics": None,
+                    },
+                ],
+                "kept_at_most": 2,
+            }
+        }
+    }
+
+
+class RollbackRequest(_Strict):
+    version: Annotated[str, StringConstraints(min_length=1, max_length=300)] | None = Field(
+        default=None,
+        description="The kept version to put back (its `physical` name); omitted: the one that served last.",
     )

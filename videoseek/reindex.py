@@ -36,6 +36,7 @@ from videoseek.context import PipelineContext
 from videoseek.embedding import EmbedRequest
 from videoseek.ingest.pipeline import clip_points, read_clip_plan
 from videoseek.store import METADATA_KEY, ClipStore, CollectionInfo, SearchFilter, StoreError
+from videoseek.versions import rollback_target
 from videoseek.video import ClipPlan, FrameCacheMiss
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,24 @@ def reindex_to_version(
     return _Reindex(ctx, name, allow_missing, progress, cancel).run(adapter_version)
 
 
+def rollback_to_version(
+    ctx: PipelineContext,
+    name: str,
+    physical: str,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = not_cancellable,
+) -> ReindexResult:
+    """Put back ``physical``, an earlier version of ``name`` kept after a switch (see ``videoseek/versions.py``).
+
+    Its vectors are used as they are (the same results as when it served, to the clip); only what changed since
+    is carried over, as at the end of a re-index: videos indexed since are embedded from their cached frames with
+    the version's adapter, videos deleted since are dropped. Nothing is decoded. The version that served until
+    now is kept in turn, so a rollback can itself be undone.
+    """
+    return _Reindex(ctx, name, False, progress, cancel).back_to(physical)
+
+
 class _Reindex:
     """One re-index run: the new version being filled and what has been copied into it."""
 
@@ -185,17 +204,47 @@ class _Reindex:
         except BaseException:
             self._drop_unfinished(physical)
             raise
+        return self._finish(old, target, set(videos), removed, started)
+
+    def back_to(self, physical: str) -> ReindexResult:
+        """Switch back to the kept version ``physical``, carrying over what changed since it served."""
+        started = time.monotonic()
+        old = require_collection(self.store, self.name)
+        self.dim = old.dim
+        kept = rollback_target(self.store, self.name, physical)  # NoVersionToRestore: nothing was changed
+        if kept.model != old.model:
+            raise ReindexError(f"{physical!r} was made for another base model ({kept.model})")
+        target = replace(old, physical=physical, adapter_version=kept.adapter_version)
+        self._check_model_and_adapter(old, target.adapter_version)
+        initial = self.store.list_videos(self.name, physical=physical)
+        self.clips = dict.fromkeys(initial, 0)
+        self.total = len(initial)
+        log.info("rolling %r back to %s (adapter %s)", self.name, physical, target.adapter_version)
+        # A failure leaves the kept version kept (never dropped): at worst it holds a few videos more.
+        for _ in range(UNLOCKED_CATCH_UP_PASSES):
+            if not self._copy(target, self._new_videos(), "catching-up"):
+                break
+        removed = self._switch(old, target)
+        return self._finish(old, target, set(initial), removed, started)
+
+    def _finish(
+        self,
+        old: CollectionInfo,
+        target: CollectionInfo,
+        initial: set[str],
+        removed: list[str],
+        started: float,
+    ) -> ReindexResult:
         for video_id in removed:
             self.clips.pop(video_id, None)
         self._report("done")
-        initial = set(videos)
         return ReindexResult(
             collection=self.name,
             old_adapter_version=old.adapter_version,
-            new_adapter_version=adapter_version,
-            physical=physical,
+            new_adapter_version=target.adapter_version,
+            physical=target.physical,
             videos=len(self.clips),
-            clips=sum(self.clips.values()),
+            clips=self.store.count(self.name),
             missing=sorted(self.missing),
             caught_up=sum(v not in initial for v in self.clips),
             removed=len(removed),
@@ -320,7 +369,9 @@ class _Reindex:
             self.missing = [v for v in self.missing if v in live_videos]  # deleted meanwhile: not missing
             self.cancel()  # the last point where stopping leaves the old version serving
             self._report("activating")
-            self.store.activate_version(self.name, target.physical)
+            self.store.activate_version(
+                self.name, target.physical, keep=self.ctx.settings.adapters.versions_kept
+            )
             # The store has no delete on a pending version: drop them right after the switch, still locked.
             for video_id in removed:
                 self.store.delete_video(self.name, video_id)

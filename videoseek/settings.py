@@ -219,6 +219,24 @@ class SearchSettings(BaseModel):
     )
 
 
+class AdapterSettings(BaseModel):
+    """A collection's adapter over time: retraining, the guard that may refuse a candidate, rollback."""
+
+    versions_kept: int = Field(
+        default=2,
+        ge=0,
+        le=20,
+        description="Earlier versions of a collection kept after a switch (rollback puts one back at once). "
+        "Each costs the disk of the collection's vectors.",
+    )
+    validation_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="Share of a collection's videos held out to validate a retrain (and to judge the guard).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of every videoseek process. Built by :func:`get_settings`, never at import."""
 
@@ -244,6 +262,7 @@ class Settings(BaseSettings):
     api_keys: list[ApiKey] = Field(default_factory=list)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    adapters: AdapterSettings = Field(default_factory=AdapterSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -19,6 +19,7 @@ from videoseek.cancel import TaskCancelled
 from videoseek.context import PipelineContext
 from videoseek.retraining import RetrainRequest
 from videoseek.runtime.base import (
+    TASK_KINDS,
     AdminWork,
     TaskKind,
     TaskState,
@@ -29,7 +30,7 @@ from videoseek.runtime.base import (
     task_collection,
 )
 from worker.admin_state import ADMIN_TASK_EXPIRES_S, AdminState
-from worker.names import TASK_REINDEX, TASK_RETRAIN
+from worker.names import TASK_REINDEX, TASK_RETRAIN, TASK_ROLLBACK
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class CeleryAdminTasks:
 
     def start_reindex(self, collection: str, adapter_version: str | None, allow_missing: bool) -> str:
         return self._send(TASK_REINDEX, collection, [collection, adapter_version, allow_missing])
+
+    def start_rollback(self, collection: str, physical: str) -> str:
+        return self._send(TASK_ROLLBACK, collection, [collection, physical])
 
     def start_retrain(self, collection: str, request: RetrainRequest) -> str:
         self._work.check_retrain(self._context, collection, request)
@@ -139,4 +143,4 @@ class CeleryAdminTasks:
 def _kind_of(info: object) -> TaskKind | None:
     """The tasks put their kind in their progress reports and results (Celery keeps no arguments)."""
     kind = info.get("kind") if isinstance(info, dict) else None
-    return kind if kind in ("reindex", "retrain") else None
+    return kind if kind in TASK_KINDS else None

@@ -16,5 +16,6 @@ TASK_PLAYBACK = "videoseek.ingest.playback"  # a browser-playable copy, after in
 # Routed to the ``train`` queue by the "videoseek.train.*" route (celery_app.py).
 TASK_REINDEX = "videoseek.train.reindex"
 TASK_RETRAIN = "videoseek.train.retrain"
+TASK_ROLLBACK = "videoseek.train.rollback"
 
 RESULT_EXPIRES_S = 24 * 3600  # how long the result backend keeps a task's state and result

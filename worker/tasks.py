@@ -18,7 +18,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from videoseek.cancel import TaskCancelled
 from worker.admin_state import REINDEX_TIME_LIMIT_S
-from worker.names import TASK_DECODE, TASK_EMBED, TASK_PLAYBACK, TASK_REINDEX, TASK_RETRAIN
+from worker.names import (
+    TASK_DECODE,
+    TASK_EMBED,
+    TASK_PLAYBACK,
+    TASK_REINDEX,
+    TASK_RETRAIN,
+    TASK_ROLLBACK,
+)
 from worker.process import WorkerProcess
 
 # The pipeline (PyAV, numpy, torch when it embeds) is imported inside the tasks: the Celery parent process
@@ -144,6 +151,32 @@ def reindex_task(
             cancel=cancel,
         )
     return {**result.to_dict(), "kind": "reindex"}
+
+
+@shared_task(
+    name=TASK_ROLLBACK,
+    bind=True,
+    acks_late=False,  # never redelivered, like the re-index: a second copy would race the first
+    throws=(TaskCancelled,),
+    soft_time_limit=REINDEX_TIME_LIMIT_S,
+    time_limit=REINDEX_TIME_LIMIT_S + 60,
+)
+def rollback_task(self: Task, collection: str, physical: str) -> dict[str, Any]:
+    """Put back a version of a collection kept for rollback (its vectors as they were; no decoding)."""
+    from videoseek.reindex import rollback_to_version
+    from worker.admin_slot import cancel_check, collection_slot
+
+    process = process_of(self)
+    report = _progress_reporter(self, "rollback")
+    with collection_slot(self, process.admin, collection):
+        result = rollback_to_version(
+            process.context,
+            collection,
+            physical,
+            progress=lambda step: report(step.to_dict()),
+            cancel=cancel_check(self, process.admin),
+        )
+    return {**result.to_dict(), "kind": "rollback"}
 
 
 @shared_task(

@@ -25,10 +25,11 @@ from videoseek.ingest import pipeline
 from videoseek.ingest.pipeline import embed_and_index, read_clip_plan
 from videoseek.jobs import Job
 from videoseek.layout import DataLayout
-from videoseek.reindex import ReindexError, ReindexProgress, reindex_collection
+from videoseek.reindex import ReindexError, ReindexProgress, reindex_collection, rollback_to_version
 from videoseek.runtime.embedded import EmbeddedRuntime, embedded_context
 from videoseek.settings import Settings
 from videoseek.store import ClipStore, CollectionInfo, SearchFilter, point_id
+from videoseek.versions import NoVersionToRestore, rollback_target
 from videoseek.video import FrameCache, run_in_sandbox, sample_frames_sandboxed
 
 NAME = "films"
@@ -374,3 +375,62 @@ def test_cli_queues_the_reindex_on_the_train_queue_in_distributed_mode(
     assert client.llen(f"{redis_prefix}celery:train") == 1
     client.close()
     admin.close()
+
+
+def test_a_rollback_puts_the_kept_version_back_to_the_clip_and_carries_over_what_changed_since(
+    embedded: Settings,
+    runtime: EmbeddedRuntime,
+    toy_videos: list[dict[str, Any]],
+    tmp_path: Path,
+    decodes: dict[str, int],
+) -> None:
+    ctx = runtime.context
+    create_collection(ctx, NAME)
+    kept_video, dropped_video = ingest_all(runtime, NAME, [r["path"] for r in toy_videos[:2]])
+    store = ctx.store
+    plain = {v: _stored(store, embedded, v) for v in (kept_video.video_id, dropped_video.video_id)}
+    plain_physical = store.get_collection(NAME).physical
+    adapter_dir = make_adapter(embedded, tmp_path / "adapter")
+    adapted = reindex_collection(ctx, NAME, adapter_dir)
+    # Since the switch: one video more (embedded with the adapter), one video less.
+    (added,) = ingest_all(runtime, NAME, [toy_videos[2]["path"]])
+    delete_video(ctx, NAME, dropped_video.video_id)
+    runtime.runner.stop()
+    decodes.update(dict.fromkeys(decodes, 0))
+
+    result = rollback_to_version(ctx, NAME, plain_physical)
+
+    assert decodes == {"sample": 0, "sandbox": 0, "av.open": 0}
+    info = store.get_collection(NAME)
+    assert (info.physical, info.adapter_version) == (plain_physical, None)
+    assert store.list_videos(NAME) == sorted([kept_video.video_id, added.video_id])
+    assert (result.caught_up, result.removed, result.physical) == (1, 1, plain_physical)
+    for index, (frames, payload) in _stored(store, embedded, kept_video.video_id).items():
+        np.testing.assert_array_equal(frames, plain[kept_video.video_id][index][0])  # exactly as it served
+        assert payload == plain[kept_video.video_id][index][1]
+    assert {p["adapter_version"] for _, p in _stored(store, embedded, added.video_id).values()} == {None}
+    # The version it replaced is kept in turn: the rollback itself can be undone.
+    assert [(v.physical, v.live) for v in store.list_versions(NAME)] == [
+        (plain_physical, True),
+        (adapted.physical, False),
+    ]
+    rollback_to_version(ctx, NAME, adapted.physical)
+    assert store.get_collection(NAME).adapter_version == adapted.new_adapter_version
+    _assert_embedded_with(store, embedded, adapter_dir, kept_video.video_id)
+    _assert_embedded_with(store, embedded, adapter_dir, added.video_id)
+
+
+def test_a_rollback_to_a_version_that_is_not_kept_changes_nothing(
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]]
+) -> None:
+    ctx = runtime.context
+    create_collection(ctx, NAME)
+    ingest_all(runtime, NAME, [toy_videos[0]["path"]])
+    runtime.runner.stop()
+    live = ctx.store.get_collection(NAME)
+    with pytest.raises(NoVersionToRestore, match="no earlier version"):
+        rollback_target(ctx.store, NAME)
+    for physical in (live.physical, f"vs__{NAME}__7"):
+        with pytest.raises(NoVersionToRestore):
+            rollback_to_version(ctx, NAME, physical)
+    assert ctx.store.get_collection(NAME) == live

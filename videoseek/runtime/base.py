@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # this module is read by Celery's parent process too: no PyAV
     from videoseek.retraining import RetrainRequest
 
 RunMode = Literal["embedded", "distributed"]
-TaskKind = Literal["reindex", "retrain"]
+TaskKind = Literal["reindex", "retrain", "rollback"]
+TASK_KINDS: tuple[TaskKind, ...] = ("reindex", "retrain", "rollback")
 TaskState = Literal["queued", "running", "done", "failed", "cancelled"]
 FINISHED: tuple[TaskState, ...] = ("done", "failed", "cancelled")
 RECENT_TASKS_LISTED = 20  # at most this many of a collection's tasks are listed, newest first
@@ -77,6 +78,10 @@ class AdminTasks(Protocol):
 
     def start_retrain(self, collection: str, request: RetrainRequest) -> str:
         """Check the request, then train a new adapter for ``collection`` and re-index with it; the task id."""
+        ...
+
+    def start_rollback(self, collection: str, physical: str) -> str:
+        """Put back ``physical``, a version of ``collection`` kept for rollback; returns the task id."""
         ...
 
     def status(self, task_id: str) -> TaskStatus | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from videoseek.cancel import CancelCheck, TaskCancelled
 from videoseek.context import PipelineContext
-from videoseek.reindex import reindex_to_version
+from videoseek.reindex import reindex_to_version, rollback_to_version
 from videoseek.retraining import RetrainRequest
 from videoseek.runtime.base import (
     FINISHED,
@@ -68,6 +68,19 @@ class LocalAdminTasks:
             return self._work.retrain(self._context, collection, request, progress, cancel)
 
         return self._launch(collection, "retrain", work)
+
+    def start_rollback(self, collection: str, physical: str) -> str:
+        def work(progress: Progress, cancel: CancelCheck) -> dict[str, Any]:
+            result = rollback_to_version(
+                self._context,
+                collection,
+                physical,
+                progress=lambda step: progress(step.to_dict()),
+                cancel=cancel,
+            )
+            return result.to_dict()
+
+        return self._launch(collection, "rollback", work)
 
     def status(self, task_id: str) -> TaskStatus | None:
         with self._lock:

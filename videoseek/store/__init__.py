@@ -18,6 +18,7 @@ from videoseek.store.base import (
     SearchFilter,
     StoreError,
     StoreUnavailable,
+    VersionInfo,
     point_id,
 )
 from videoseek.store.factory import open_store
@@ -36,6 +37,7 @@ __all__ = [
     "SearchFilter",
     "StoreError",
     "StoreUnavailable",
+    "VersionInfo",
     "open_store",
     "point_id",
 ]

@@ -15,7 +15,7 @@ import math
 import re
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -246,7 +246,11 @@ class CollectionInfo:
 
 @dataclass(frozen=True)
 class VersionMeta:
-    """What is persisted about one physical collection (Edge: a JSON file; server: collection metadata)."""
+    """What is persisted about one physical collection (Edge: a JSON file; server: collection metadata).
+
+    ``activated_at``: when the version last went live (None: it never did, i.e. a re-index still filling it or
+    one a crash left behind). A version that served once is kept after the next switch, for rollback.
+    """
 
     collection: str
     dim: int
@@ -254,9 +258,10 @@ class VersionMeta:
     adapter_version: str | None
     created_at: datetime  # of the collection; carried over to each new version
     version_created_at: datetime
+    activated_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "collection": self.collection,
             "dim": self.dim,
             "model": self.model,
@@ -264,10 +269,14 @@ class VersionMeta:
             "created_at": self.created_at.isoformat(),
             "version_created_at": self.version_created_at.isoformat(),
         }
+        if self.activated_at is not None:  # left out otherwise: a release without it reads the file as before
+            data["activated_at"] = self.activated_at.isoformat()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> VersionMeta:
         try:
+            activated = data.get("activated_at")
             return cls(
                 collection=str(data["collection"]),
                 dim=int(data["dim"]),
@@ -275,6 +284,7 @@ class VersionMeta:
                 adapter_version=None if data.get("adapter_version") is None else str(data["adapter_version"]),
                 created_at=datetime.fromisoformat(data["created_at"]),
                 version_created_at=datetime.fromisoformat(data["version_created_at"]),
+                activated_at=None if activated is None else datetime.fromisoformat(activated),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"corrupt collection metadata {data!r}: {exc}") from exc
@@ -291,6 +301,48 @@ class VersionMeta:
             videos=videos,
         )
 
+    def activated(self, when: datetime | None = None) -> VersionMeta:
+        """This metadata as of going live (now, unless ``when``)."""
+        return replace(self, activated_at=when or datetime.now(UTC))
+
+    @property
+    def served_at(self) -> datetime:
+        """When the version last went live; a live version written before ``activated_at`` existed: its creation."""
+        return self.activated_at or self.version_created_at
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a collection as listed: the live one, or an earlier one kept for rollback."""
+
+    physical: str
+    adapter_version: str | None
+    model: str
+    live: bool
+    created_at: datetime  # of this version
+    activated_at: datetime  # when it last went live
+    points: int
+
+
+def versions_to_drop(
+    metas: dict[str, VersionMeta], old_live: str | None, new_live: str, keep: int
+) -> list[str]:
+    """The versions a switch from ``old_live`` to ``new_live`` leaves behind to delete.
+
+    Kept: the ``keep`` versions that served most recently besides the new live one (the old live one first),
+    and any version newer than the new live one that never served (it may be a re-index still filling it).
+    Dropped: older versions beyond ``keep``, and never-served versions older than the new one (crash leftovers).
+    """
+    number = parse_physical(new_live)[1]  # type: ignore[index]
+    served = [p for p, m in metas.items() if p != new_live and (m.activated_at is not None or p == old_live)]
+    served.sort(key=lambda p: (p == old_live, metas[p].served_at), reverse=True)
+    unserved_old = [
+        p
+        for p, m in metas.items()
+        if p not in served and p != new_live and parse_physical(p)[1] < number  # type: ignore[index]
+    ]
+    return [*served[keep:], *unserved_old]
+
 
 def new_meta(name: str, dim: int, model: str, adapter_version: str | None) -> VersionMeta:
     if dim <= 0:
@@ -298,7 +350,10 @@ def new_meta(name: str, dim: int, model: str, adapter_version: str | None) -> Ve
     if not model:
         raise ValueError("model fingerprint must be a non-empty string")
     now = datetime.now(UTC)
-    return VersionMeta(name, int(dim), model, adapter_version, created_at=now, version_created_at=now)
+    # a new collection's first version is live from the start
+    return VersionMeta(
+        name, int(dim), model, adapter_version, created_at=now, version_created_at=now, activated_at=now
+    )
 
 
 def next_meta(
@@ -544,7 +599,13 @@ class ClipStore(Protocol):
         self, name: str, adapter_version: str | None, *, model: str | None = None, dim: int | None = None
     ) -> str: ...
 
-    def activate_version(self, name: str, physical: str) -> None: ...
+    def activate_version(self, name: str, physical: str, *, keep: int = 0) -> None:
+        """Switch ``name`` to ``physical`` atomically; keep ``keep`` earlier versions (see :func:`versions_to_drop`)."""
+        ...
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        """The live version and the earlier ones kept for rollback, most recently served first."""
+        ...
 
     def drop_version(self, name: str, physical: str) -> None:
         """Remove a version that never went live (a failed re-index); the live version is refused."""
@@ -574,6 +635,8 @@ class ClipStore(Protocol):
 
     def count(self, name: str, video_id: str | None = None) -> int: ...
 
-    def list_videos(self, name: str) -> list[str]: ...
+    def list_videos(self, name: str, physical: str | None = None) -> list[str]:
+        """The videos of the live version (or of the version ``physical`` of ``name``)."""
+        ...
 
     def close(self) -> None: ...

@@ -53,6 +53,7 @@ from videoseek.store.base import (
     SearchFilter,
     StoreError,
     StoreUnavailable,
+    VersionInfo,
     VersionMeta,
     check_points,
     check_query_vector,
@@ -67,6 +68,7 @@ from videoseek.store.base import (
     parse_physical,
     scored_clip,
     valid_point_ids,
+    versions_to_drop,
 )
 from videoseek.store.edge_catalog import EdgeCatalog
 from videoseek.store.locks import ReadWriteLock
@@ -284,18 +286,69 @@ class EdgeClipStore:
             self._create_shard(physical, next_meta(current, adapter_version, model, dim))
             return physical
 
-    def activate_version(self, name: str, physical: str) -> None:
+    def activate_version(self, name: str, physical: str, *, keep: int = 0) -> None:
         with self._lock.shared():
             target = self._version(name, physical)
             if self._catalog.alias(name) == physical:
                 return
             self._optimize(target)  # before the switch, without blocking searches
         with self._lock.exclusive():
-            self._version(name, physical)  # still there?
+            target = self._version(name, physical)  # still there?
             old = self._catalog.alias(name)
+            target.meta = target.meta.activated()
+            self._catalog.write_meta(physical, target.meta)  # before the alias: a crash leaves it unused
+            if old is not None:
+                self._record_served(old)
             self._catalog.set_alias(name, physical)
-            if old is not None and old != physical:
-                self._drop(old)
+            metas = {p: m for p in self._catalog.versions(name) if (m := self._meta_of(p)) is not None}
+            for stale in versions_to_drop(metas, old, physical, keep):
+                self._drop(stale)
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        with self._lock.shared():
+            live = self._active(name)
+            listed = [(live.physical, live.meta)]
+            for physical in self._catalog.versions(name):
+                meta = self._meta_of(physical)
+                if physical != live.physical and meta is not None and meta.activated_at is not None:
+                    listed.append((physical, meta))
+            return sorted(
+                (self._version_info(p, m, live=p == live.physical) for p, m in listed),
+                key=lambda v: (v.live, v.activated_at),
+                reverse=True,
+            )
+
+    def _record_served(self, physical: str) -> None:
+        """Give a live version written before ``activated_at`` existed its date, so it is kept as served."""
+        shard = self._open(physical)
+        if shard.meta.activated_at is None:
+            shard.meta = shard.meta.activated(shard.meta.version_created_at)
+            self._catalog.write_meta(physical, shard.meta)
+
+    def _meta_of(self, physical: str) -> VersionMeta | None:
+        """A version's metadata (the open shard's, else its file); None when it cannot be read."""
+        shard = self._shards.get(physical)
+        if shard is not None:
+            return shard.meta
+        try:
+            return self._catalog.read_meta(physical)
+        except StoreError:
+            return None
+
+    def _version_info(self, physical: str, meta: VersionMeta, *, live: bool) -> VersionInfo:
+        try:
+            points = self._count(self._open(physical), None)
+        except CollectionUnreadable:
+            points = 0
+        return VersionInfo(
+            physical=physical,
+            adapter_version=meta.adapter_version,
+            model=meta.model,
+            live=live,
+            created_at=meta.version_created_at,
+            activated_at=meta.served_at,
+            points=points,
+        )
 
     def drop_version(self, name: str, physical: str) -> None:
         with self._lock.exclusive():
@@ -420,9 +473,9 @@ class EdgeClipStore:
             shard = self._active(name)
             return self._count(shard, video_id)
 
-    def list_videos(self, name: str) -> list[str]:
+    def list_videos(self, name: str, physical: str | None = None) -> list[str]:
         with self._lock.shared():
-            return self._videos(self._active(name))
+            return self._videos(self._active(name) if physical is None else self._version(name, physical))
 
     # -- internals (callers hold the lock) ------------------------------------------------------------
 

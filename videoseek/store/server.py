@@ -42,6 +42,7 @@ from videoseek.store.base import (
     SearchFilter,
     StoreError,
     StoreUnavailable,
+    VersionInfo,
     VersionMeta,
     check_points,
     check_query_vector,
@@ -57,6 +58,7 @@ from videoseek.store.base import (
     physical_name,
     scored_clip,
     valid_point_ids,
+    versions_to_drop,
 )
 
 META_KEY = "videoseek"  # our entry in Qdrant's collection metadata
@@ -239,12 +241,15 @@ class ServerClipStore:
             self._create_physical(physical, next_meta(current, adapter_version, model, dim))
             return physical
 
-    def activate_version(self, name: str, physical: str) -> None:
+    def activate_version(self, name: str, physical: str, *, keep: int = 0) -> None:
         with self._catalog_lock:
-            self._check_version(name, physical)
-            old, _ = self._resolve(name)
+            meta = self._check_version(name, physical).activated()
+            old, old_meta = self._resolve(name)
             if old == physical:
                 return
+            self._write_meta(physical, meta)  # before the alias: a crash leaves it unused
+            if old_meta.activated_at is None:  # written before activated_at existed: it served all the same
+                self._write_meta(old, old_meta.activated(old_meta.version_created_at))
             self._alias_ops(  # one request: Qdrant applies it atomically
                 f"switching {name!r} to {physical!r}",
                 [
@@ -254,7 +259,43 @@ class ServerClipStore:
                     ),
                 ],
             )
-            self._delete_physical(old)
+            for stale in versions_to_drop(self._readable_metas(name), old, physical, keep):
+                self._delete_physical(stale)
+
+    def list_versions(self, name: str) -> list[VersionInfo]:
+        with self._catalog_lock:
+            live, _ = self._resolve(name)
+            listed = {
+                p: m for p, m in self._readable_metas(name).items() if p == live or m.activated_at is not None
+            }
+        infos = [
+            VersionInfo(
+                physical=p,
+                adapter_version=m.adapter_version,
+                model=m.model,
+                live=p == live,
+                created_at=m.version_created_at,
+                activated_at=m.served_at,
+                points=self._count(p, None),
+            )
+            for p, m in listed.items()
+        ]
+        return sorted(infos, key=lambda v: (v.live, v.activated_at), reverse=True)
+
+    def _readable_metas(self, name: str) -> dict[str, VersionMeta]:
+        metas = {}
+        for physical in self._versions(name):
+            try:
+                metas[physical] = self._meta(physical)
+            except StoreError:  # not ours, or unreadable: neither listed nor dropped
+                continue
+        return metas
+
+    def _write_meta(self, physical: str, meta: VersionMeta) -> None:
+        with self._call(f"updating {physical!r}"):
+            self._client.update_collection(physical, metadata={META_KEY: meta.to_json()})
+        with self._cache_lock:
+            self._metas[physical] = meta
 
     def drop_version(self, name: str, physical: str) -> None:
         with self._catalog_lock:
@@ -364,9 +405,12 @@ class ServerClipStore:
         self._resolve(name)
         return self._count(name, video_id)
 
-    def list_videos(self, name: str) -> list[str]:
-        self._resolve(name)
-        return self._videos(name)
+    def list_videos(self, name: str, physical: str | None = None) -> list[str]:
+        if physical is None:
+            self._resolve(name)
+            return self._videos(name)
+        self._check_version(name, physical)
+        return self._videos(physical)
 
     # -- internals ----------------------------------------------------------------------------------
 

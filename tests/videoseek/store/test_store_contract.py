@@ -273,6 +273,55 @@ def test_version_swap_serves_only_new_version_and_drops_old(store: ClipStore) ->
         store.activate_version("clips", "vs__other__2")
 
 
+def test_a_switch_keeps_the_versions_that_served_before_up_to_keep(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m", adapter_version="a1")
+    store.upsert("clips", [clip("one", 0)])
+    for n, adapter in ((2, "a2"), (3, "a3")):
+        physical = store.new_version("clips", adapter)
+        store.upsert("clips", [clip(f"v{n}", 0, seed=n)], physical=physical)
+        store.activate_version("clips", physical, keep=1)
+
+    versions = store.list_versions("clips")
+    assert [(v.physical, v.live, v.adapter_version) for v in versions] == [
+        ("vs__clips__3", True, "a3"),
+        ("vs__clips__2", False, "a2"),  # the one that served before; version 1 is beyond keep=1
+    ]
+    assert [v.points for v in versions] == [1, 1]
+    assert store.list_videos("clips", physical="vs__clips__2") == ["v2"]
+    with pytest.raises(CollectionNotFound):
+        store.list_videos("clips", physical="vs__clips__1")
+
+    store.activate_version("clips", "vs__clips__2", keep=1)  # a rollback: the version it replaces stays
+    assert [(v.physical, v.live) for v in store.list_versions("clips")] == [
+        ("vs__clips__2", True),
+        ("vs__clips__3", False),
+    ]
+    assert {h.video_id for h in store.search("clips", unit(0), 10)} == {"v2"}
+
+
+def test_a_version_still_being_filled_is_neither_listed_nor_dropped_by_a_switch(store: ClipStore) -> None:
+    store.create_collection("clips", DIM, model="m", adapter_version="a1")
+    first = store.new_version("clips", "a2")
+    pending = store.new_version("clips", "a3")  # a later re-index, not live yet
+    store.activate_version("clips", first, keep=0)
+    assert [v.physical for v in store.list_versions("clips")] == [first]
+    store.upsert("clips", [clip("later", 0)], physical=pending)  # still there to be filled
+    assert store.list_videos("clips", physical=pending) == ["later"]
+
+
+def test_versions_survive_reopening(open_store: Opener) -> None:
+    first = open_store()
+    first.create_collection("clips", DIM, model="m", adapter_version="a1")
+    physical = first.new_version("clips", "a2")
+    first.activate_version("clips", physical, keep=2)
+    first.close()
+    again = open_store()
+    assert [(v.physical, v.live) for v in again.list_versions("clips")] == [
+        ("vs__clips__2", True),
+        ("vs__clips__1", False),
+    ]
+
+
 def test_drop_version_removes_an_unfinished_version_but_never_the_live_one(store: ClipStore) -> None:
     store.create_collection("clips", DIM, model="m", adapter_version="a1")
     store.upsert("clips", [clip("live", 0)])
