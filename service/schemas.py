@@ -223,17 +223,24 @@ class ReindexRequest(_Strict):
 
 
 class RetrainRequest(_Strict):
-    data: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
-        description="Training data on the server: a captions.jsonl manifest ({video, caption, start_s?, end_s?} "
-        "per line) or MSR-VTT's MSRVTT_data.json. Its videos need not be in the collection."
+    """Everything is optional: ``{}`` trains on the collection's own pairs with the recipe for their number."""
+
+    data: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="Omitted: the collection's own training pairs (captions, positive feedback, subtitles). "
+        "Or training data on the server: a captions.jsonl manifest ({video, caption, start_s?, end_s?} per "
+        "line) or MSR-VTT's MSRVTT_data.json; its videos need not be in the collection.",
     )
     method: Literal["cma", "cma-noshare", "vision", "text"] = Field(
         default="cma", description="Adapter method (cma: the Cross-Modal Adapter with shared weights)."
     )
-    epochs: int = Field(default=5, ge=1, le=1000)
-    lr: float | None = Field(default=None, gt=0, lt=1, description="Default: the training package's.")
+    epochs: int | None = Field(
+        default=None, ge=1, le=1000, description="At most this many (early stopping may end sooner). "
+        "Default: the recipe's for the number of pairs."
+    )
+    lr: float | None = Field(default=None, gt=0, lt=1, description="Default: the recipe's for the backbone.")
     batch_size: int | None = Field(
-        default=None, ge=2, le=4096, description="Default: the training package's."
+        default=None, ge=2, le=4096, description="Default: the recipe's for the number of pairs."
     )
     allow_missing: bool = Field(
         default=False, description="Re-index without videos that have no cached frames instead of failing."
@@ -242,6 +249,17 @@ class RetrainRequest(_Strict):
         default=False,
         description="Continue training the collection's current adapter (its method, rank and shared width; "
         "`method` is then ignored) instead of starting from scratch: a few epochs on new captions refine it.",
+    )
+    force: bool = Field(
+        default=False,
+        description="Install the new adapter even when the guard finds it no better than what serves on the "
+        "held-out videos (the result says so; the old version is kept for rollback either way).",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        json_schema_extra={"examples": [{}, {"force": True}, {"data": "/srv/captions.jsonl"}]},
     )
 
 

@@ -60,6 +60,8 @@ class TrainConfig:
     eval_every: int = 1
     checkpoint_every: int = 0
     init_adapter: str | None = None  # an adapter folder to continue training (see methods.continue_from)
+    # > 0: stop after this many evaluations without a better one and keep the best (training/early_stopping.py)
+    patience: int = 0
 
     def __post_init__(self) -> None:
         _check(
@@ -83,6 +85,7 @@ class TrainConfig:
         _check(self.tau > 0, "--tau must be > 0")
         _check(self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}")
         _check(self.eval_every >= 1 and self.checkpoint_every >= 0, "eval/checkpoint intervals must be >= 0")
+        _check(self.patience >= 0, "--patience must be >= 0 (0: no early stopping)")
         SamplingConfig(fps=self.fps, max_frames=self.frames)
         _check(
             self.init_adapter is None or self.method in ADAPTER_METHODS,

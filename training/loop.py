@@ -52,6 +52,7 @@ from training.checkpoint import load_checkpoint as load_checkpoint
 from training.checkpoint import save_checkpoint as save_checkpoint
 from training.config import TrainConfig
 from training.data import ClipDataset, ClipRecord
+from training.early_stopping import BestEpoch
 from training.evaluate import autocast_for, evaluate
 from training.frame_cache import FrameCache
 from training.memory import PeakMemory
@@ -74,7 +75,9 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     step_cpu_seconds: list[float] = field(default_factory=list)  # process CPU time: robust on a busy machine
-    final_metrics: dict[str, Any] | None = None
+    final_metrics: dict[str, Any] | None = None  # of the weights the run ends with (the best, with patience)
+    best_epoch: int | None = None  # with patience: the epoch whose weights were kept (0: none beat the start)
+    stopped_early: bool = False
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,6 +441,10 @@ def train(
         log(f"resumed from {run.checkpoint_path} at step {state.step}/{run.total_steps}")
     if not state.history:  # epoch 0: the model before any training
         state.history.append(history_row(0, 0, [], evaluate_run(run)))
+    best = BestEpoch(cfg.patience, cfg.pooling) if cfg.patience and run.eval_set is not None else None
+    if best is not None:  # a resumed run starts over: the best tensors are not in the checkpoint
+        best.observe(state.history[-1]["epoch"], state.history[-1]["eval"], run.prepared.trainable)
+    stopped_early = False
 
     with PeakMemory(run.device) as peak:
         for epoch in range(state.step // max(1, run.steps_per_epoch), run.epochs):
@@ -458,6 +465,18 @@ def train(
             state.history.append(history_row(epoch + 1, state.step, losses, metrics))
             log(_epoch_line(run.method.name, state.history[-1], cfg.pooling))
             write_checkpoint(run, state)
+            if best is not None and best.observe(epoch + 1, metrics, run.prepared.trainable):
+                stopped_early = epoch + 1 < run.epochs
+                break
+
+    if best is not None and best.epoch is not None:
+        best.restore(run.prepared.trainable)
+        if stopped_early or best.epoch != state.history[-1]["epoch"]:
+            log(f"keeping epoch {best.epoch} (validation {best.score:.1f}, mean T2V R@1/5/10)")
 
     # A method that trains nothing (zero-shot) used no memory for training.
-    return result_of(run, state, peak.bytes if run.total_steps else 0)
+    result = result_of(run, state, peak.bytes if run.total_steps else 0)
+    if best is not None and best.epoch is not None:
+        result.best_epoch, result.stopped_early = best.epoch, stopped_early
+        result.final_metrics = next(r["eval"] for r in state.history if r["epoch"] == best.epoch)
+    return result

@@ -26,6 +26,8 @@ def result_summary(result: TrainResult) -> dict[str, Any]:
         "peak_memory_mib": None if peak is None else round(peak / MIB, 1),
         "history": result.history,
         "final_metrics": result.final_metrics,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
     }
 
 

@@ -1,20 +1,23 @@
-"""Retraining a collection's adapter from captioned clips, then re-indexing the collection with it.
+"""Retraining a collection's adapter, judging it against what serves, and switching to it if it is better.
 
 What an admin's retrain runs (on a thread of the API process in embedded mode, on a ``train`` worker
 otherwise):
 
-    check the manifest -> train (the configured base model) -> install the adapter ->
-    re-index (videoseek/reindex.py: cached frames, no decoding) -> searches switch to the new adapter
+    the collection's pairs (or a manifest) -> held-out splits by video -> the recipe for their size ->
+    train with early stopping -> the guard: candidate vs what serves, on the held-out videos ->
+    installed: install the adapter, re-index (videoseek/reindex.py: cached frames, no decoding), the old
+    version kept for rollback | kept: the collection is left as it was
 
-The training data is a ``captions.jsonl`` manifest (or MSR-VTT) on the machine that runs it; its videos need
-not be in the collection. The run's folder (report, plots, checkpoint) stays under
-``DATA_DIR/training/<collection>/``; the adapter itself is copied into ``DATA_DIR/adapters/<version>``.
+The run's folder (report, plots, checkpoint, the candidate adapter) stays under
+``DATA_DIR/training/<collection>/``; an installed adapter is copied into ``DATA_DIR/adapters/<version>`` with
+what the retrain measured beside it (``training.json``, listed by ``GET /collections/{name}/versions``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +27,9 @@ from videoseek.retraining import ADAPTER_METHODS, RetrainError, RetrainRequest
 if TYPE_CHECKING:
     from training.config import TrainConfig
     from training.data import ClipDataset
+    from training.guard import Verdict
     from training.loop import StepDone
+    from training.splits import ValidationSplits
     from videoseek.context import PipelineContext
 
 ProgressReport = Callable[[dict[str, Any]], None]
@@ -32,14 +37,33 @@ ProgressReport = Callable[[dict[str, Any]], None]
 REPORT_EVERY_S = 1.0
 
 
-def load_training_data(request: RetrainRequest) -> ClipDataset:
-    """The manifest, read and checked (missing videos, empty captions) before anything is queued."""
+@dataclass(frozen=True)
+class TrainingData:
+    """What a retrain learns from: the records, which are weak (subtitles), and the pair counts by kind."""
+
+    dataset: ClipDataset
+    weak: frozenset[int]
+    training_pairs: dict[str, int] | None  # None for a manifest
+
+
+def load_training_data(ctx: PipelineContext, name: str, request: RetrainRequest) -> TrainingData:
+    """The collection's pairs, or the request's manifest, read and checked before anything is queued."""
+    from training.collection_pairs import collection_pairs
     from training.data import DataError, load_dataset
 
     if request.method not in ADAPTER_METHODS:
         raise RetrainError(
             f"method {request.method!r} makes no adapter: choose one of {', '.join(ADAPTER_METHODS)}"
         )
+    if request.data is None:
+        pairs = collection_pairs(ctx.pairs, ctx.layout, name)
+        if len(pairs.dataset) < 2:
+            raise RetrainError(
+                f"collection {name!r} has {len(pairs.dataset)} training pair(s) with a stored video: caption "
+                f"its videos (POST /collections/{name}/captions) or mark search results right "
+                f"(POST /collections/{name}/feedback), then retrain"
+            )
+        return TrainingData(pairs.dataset, pairs.weak, pairs.counts)
     try:
         dataset = load_dataset(Path(request.data))
     except DataError as exc:  # the service maps RetrainError and never imports the training package
@@ -52,27 +76,32 @@ def load_training_data(request: RetrainRequest) -> ClipDataset:
         raise RetrainError(
             f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"
         )
-    return dataset
+    return TrainingData(dataset, frozenset(), None)
 
 
-def training_config(ctx: PipelineContext, name: str, request: RetrainRequest) -> TrainConfig:
-    """The run's settings: the request's, or the collection's current adapter's when it is continued.
+def training_config(ctx: PipelineContext, name: str, request: RetrainRequest, pairs: int) -> TrainConfig:
+    """The recipe for ``pairs`` training pairs on the configured backbone, with the request's overrides; or
+    the collection's current adapter's settings when it is continued.
 
     Raises ``RetrainError`` when ``from_current`` cannot be honoured (no adapter, or one no method makes).
     """
     from training.config import ConfigError, TrainConfig
     from training.methods import continue_from
+    from training.recipe import recommended_config
     from videoseek.adapter import AdapterFileError
     from videoseek.collections import require_collection
 
-    defaults = TrainConfig()
+    recipe = recommended_config(max(2, pairs), ctx.settings.model, TrainConfig(device=ctx.settings.device))
     try:
-        cfg = TrainConfig(
+        cfg = replace(
+            recipe,
             method=request.method,
-            epochs=request.epochs,
-            device=ctx.settings.device,
-            lr=defaults.lr if request.lr is None else request.lr,
-            batch_size=defaults.batch_size if request.batch_size is None else request.batch_size,
+            epochs=recipe.epochs if request.epochs is None else request.epochs,
+            lr=recipe.lr if request.lr is None else request.lr,
+            # a small set: the recipe's batch never exceeds the pairs
+            batch_size=max(2, min(recipe.batch_size, pairs))
+            if request.batch_size is None
+            else request.batch_size,
         )
     except ConfigError as exc:
         raise RetrainError(str(exc)) from exc
@@ -95,8 +124,16 @@ def check_request(ctx: PipelineContext, name: str, request: RetrainRequest) -> N
     from videoseek.collections import require_collection
 
     require_collection(ctx.store, name)
-    load_training_data(request)
-    training_config(ctx, name, request)
+    data = load_training_data(ctx, name, request)
+    training_config(ctx, name, request, len(data.dataset))
+
+
+def _splits(ctx: PipelineContext, data: TrainingData) -> ValidationSplits:
+    from training.guard import MIN_PAIRS
+    from training.splits import validation_splits
+
+    fraction = ctx.settings.adapters.validation_fraction
+    return validation_splits(data.dataset, fraction, min_pairs=MIN_PAIRS, weak=data.weak)
 
 
 def retrain_collection(
@@ -107,35 +144,108 @@ def retrain_collection(
     progress: ProgressReport | None = None,
     cancel: CancelCheck = not_cancellable,
 ) -> dict[str, Any]:
-    """Train an adapter for ``name`` on ``request.data``, install it and re-index the collection with it.
+    """Train a candidate adapter for ``name``; install it and re-index if the guard (or ``force``) says so.
 
     ``cancel`` is checked while frames are cached, at training steps and through the re-index
     (``TaskCancelled``): a cancelled run never switches the collection. Its run folder keeps the last
     checkpoint; cancelled during the re-index, its adapter stays installed (unused) under ``adapters/``.
     """
     from training.run import ADAPTER_DIR, DataPlan, run_training
-    from videoseek.collections import install_adapter, require_collection
-    from videoseek.reindex import ReindexProgress, reindex_to_version
+    from videoseek.collections import require_collection
 
     settings = ctx.settings
     report = progress or (lambda _: None)
-    require_collection(ctx.store, name)  # before hours of training, not after
-    dataset = load_training_data(request)
-    cfg = training_config(ctx, name, request)
+    live = require_collection(ctx.store, name)  # before hours of training, not after
+    data = load_training_data(ctx, name, request)
+    splits = _splits(ctx, data)
+    cfg = training_config(ctx, name, request, len(splits.train))
     cancel()
     out = ctx.layout.training_runs_dir(name) / time.strftime("%Y%m%d-%H%M%S")
     plan = DataPlan(
-        train=dataset, eval=None, cache_dir=ctx.layout.training_frames_dir, limits=settings.ingest
+        train=splits.train,
+        eval=splits.dev,
+        cache_dir=ctx.layout.training_frames_dir,
+        on_bad="skip" if request.data is None else "error",  # a pair's video that no longer decodes: skipped
+        limits=settings.ingest,
     )
-
     training = _TrainingProgress(report, cancel)
-    training.log(f"training {cfg.method} on {len(dataset)} clips")
+    training.log(f"training {cfg.method} on {len(splits.train)} pairs ({cfg.epochs} epochs at most)")
     result, version = run_training(
         settings.model, cfg, plan, out, log=training.log, on_step=training.step, on_video=training.caching
     )
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
     cancel()
-    installed = install_adapter(settings, out / ADAPTER_DIR)
+    report({"stage": "validating", "message": "comparing the new adapter with the one serving now"})
+    verdict = _judge(ctx, cfg, splits, plan, out / ADAPTER_DIR, live.adapter_version)
+    summary: dict[str, Any] = {
+        "collection": name,
+        "outcome": "installed" if verdict.install or request.force else "kept",
+        "why": verdict.why if not request.force or verdict.install else f"forced: {verdict.why}",
+        "validation": verdict.validation(),
+        "training_pairs": data.training_pairs,
+        "training": {
+            "method": cfg.method,
+            "continued_from": Path(cfg.init_adapter).name if cfg.init_adapter else None,
+            "clips": len(splits.train),
+            "steps": result.steps,
+            "epochs": cfg.epochs,
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "train_seconds": round(result.train_seconds, 2),
+            "run_dir": str(out.resolve()),
+            "candidate_version": version,
+        },
+        "adapter_version": live.adapter_version,
+        "reindex": None,
+    }
+    if summary["outcome"] == "kept":
+        return summary
+    return _install(ctx, name, request, out / ADAPTER_DIR, summary, report, cancel)
+
+
+def _judge(
+    ctx: PipelineContext,
+    cfg: TrainConfig,
+    splits: ValidationSplits,
+    plan: Any,
+    candidate_dir: Path,
+    live_adapter: str | None,
+) -> Verdict:
+    """The guard's verdict on the held-out videos (none held out: a verdict that keeps what serves)."""
+    import numpy as np
+
+    from training.guard import held_out_ranks, judge
+
+    if splits.guard is None:
+        return judge(np.zeros(0), np.zeros(0))
+    serving = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
+    base = replace(cfg, init_adapter=None)
+    current = held_out_ranks(ctx.settings.model, base, splits.guard, plan, serving)
+    candidate = held_out_ranks(ctx.settings.model, base, splits.guard, plan, candidate_dir)
+    return judge(current, candidate)
+
+
+def _install(
+    ctx: PipelineContext,
+    name: str,
+    request: RetrainRequest,
+    candidate_dir: Path,
+    summary: dict[str, Any],
+    report: ProgressReport,
+    cancel: CancelCheck,
+) -> dict[str, Any]:
+    """Install the candidate, record what was measured beside it, and re-index the collection with it."""
+    from videoseek.collections import install_adapter
+    from videoseek.reindex import ReindexProgress, reindex_to_version
+    from videoseek.versions import write_training_record
+
+    installed = install_adapter(ctx.settings, candidate_dir)
+    record = {key: summary[key] for key in ("outcome", "why", "validation", "training_pairs", "training")}
+    write_training_record(
+        ctx.layout, installed, {**record, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    )
 
     def reindexing(step: ReindexProgress) -> None:
         report(step.to_dict())
@@ -143,19 +253,7 @@ def retrain_collection(
     reindexed = reindex_to_version(
         ctx, name, installed, allow_missing=request.allow_missing, progress=reindexing, cancel=cancel
     )
-    return {
-        "collection": name,
-        "adapter_version": installed,
-        "training": {
-            "method": cfg.method,
-            "continued_from": Path(cfg.init_adapter).name if cfg.init_adapter else None,
-            "clips": len(dataset),
-            "steps": result.steps,
-            "train_seconds": round(result.train_seconds, 2),
-            "run_dir": str(out.resolve()),
-        },
-        "reindex": reindexed.to_dict(),
-    }
+    return {**summary, "adapter_version": installed, "reindex": reindexed.to_dict()}
 
 
 class _TrainingProgress:

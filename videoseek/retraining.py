@@ -20,21 +20,24 @@ class RetrainError(ValueError):
 
 @dataclass(frozen=True)
 class RetrainRequest:
-    """What to train. ``lr`` and ``batch_size`` default to the training package's (the paper's) values."""
+    """What to train. ``data`` None: the collection's own pairs (captions, feedback, subtitles). ``epochs``,
+    ``lr`` and ``batch_size`` None: the recipe's for the number of pairs and the backbone
+    (``training/recipe.py``). ``force``: install the new adapter even if the guard would keep the old one."""
 
-    data: str
+    data: str | None = None
     method: str = "cma"
-    epochs: int = 5
+    epochs: int | None = None
     lr: float | None = None
     batch_size: int | None = None
     allow_missing: bool = False  # re-index without videos that have no cached frames
     from_current: bool = False  # continue the collection's adapter (its method, rank and width) instead
+    force: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields not at their defaults: a worker one release older still reads a request that uses
         nothing new (the task message of a rolling upgrade)."""
         defaults = {f.name: f.default for f in fields(self)}
-        return {key: value for key, value in asdict(self).items() if value != defaults[key] or key == "data"}
+        return {key: value for key, value in asdict(self).items() if value != defaults[key]}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RetrainRequest:

@@ -87,10 +87,10 @@ async def start_retrain(
     engine: EngineDep,
     links: LinksDep,
 ) -> TaskAccepted:
-    """Train a new adapter for a collection on captioned clips, then re-index the collection with it."""
+    """Train a new adapter on the collection's pairs; installed (and re-indexed) only if it ranks better."""
     await _admin_target(name, principal, engine)
     work = RetrainWork(**body.model_dump())
-    # A bad manifest, or nothing to continue, is a 422 now (the runtime checks first), not a failed task later.
+    # No pairs, a bad manifest or nothing to continue is a 422 now (the runtime checks first), not a failed task.
     task_id = await services.redis_lane.run(services.tasks.start_retrain, name, work)
     return TaskAccepted(task_id=task_id, collection=name, kind="retrain", status_url=links.task(task_id))
 

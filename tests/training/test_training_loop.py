@@ -295,3 +295,46 @@ def test_lean_quickgelu_gives_the_same_outputs_and_gradients_and_keeps_less(tiny
     assert torch.equal(out_plain, out_lean)
     torch.testing.assert_close(grad_lean, grad_plain, rtol=1e-5, atol=1e-7)
     assert kept_lean < kept_plain
+
+
+def test_early_stopping_keeps_the_best_epochs_weights_and_stops_after_patience(
+    tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, cache = toy_data
+    # Validation that peaks at epoch 2 and only falls after it: the run keeps epoch 2 and stops at epoch 4.
+    scores = iter([10.0, 20.0, 40.0, 30.0, 25.0, 99.0, 99.0])
+    snapshots: dict[int, list[torch.Tensor]] = {}
+    run_holder: dict[str, loop.RunSetup] = {}
+
+    def scripted(run: loop.RunSetup) -> dict[str, object]:
+        run_holder["run"] = run
+        value = next(scores)
+        recall = {"R@1": value, "R@5": value, "R@10": value}
+        return {run.cfg.pooling: {"t2v": recall, "v2t": recall}}
+
+    real_history_row = loop.history_row
+
+    def remembering(epoch: int, step: int, losses: list[float], metrics: object) -> dict[str, object]:
+        snapshots[epoch] = [t.detach().clone() for t in run_holder["run"].prepared.trainable]
+        return real_history_row(epoch, step, losses, metrics)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "evaluate_run", scripted)
+    monkeypatch.setattr(loop, "history_row", remembering)
+    cfg = replace(FAST, epochs=6, patience=2)
+    result = train(load_clip(tiny_spec, "cpu"), cfg, dataset, cache, eval_set=dataset, log=lambda _: None)
+
+    assert (result.best_epoch, result.stopped_early) == (2, True)
+    assert [row["epoch"] for row in result.history] == [0, 1, 2, 3, 4]  # epochs 5 and 6 never ran
+    assert result.final_metrics is not None
+    assert result.final_metrics[cfg.pooling]["t2v"]["R@1"] == 40.0
+    for kept, best in zip(result.prepared.trainable, snapshots[2], strict=True):
+        torch.testing.assert_close(kept.detach(), best, rtol=0, atol=0)
+    assert any(not torch.equal(a, b) for a, b in zip(snapshots[2], snapshots[4], strict=True))
+
+
+def test_without_patience_the_run_trains_every_epoch_and_keeps_the_last_weights(
+    tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache]
+) -> None:
+    dataset, cache = toy_data
+    result = train(load_clip(tiny_spec, "cpu"), replace(FAST, epochs=2), dataset, cache, log=lambda _: None)
+    assert (result.best_epoch, result.stopped_early, len(result.history)) == (None, False, 3)

@@ -1,0 +1,105 @@
+"""The guard: a retrained adapter replaces what serves only if it ranks held-out pairs better, beyond noise.
+
+Both sides, the candidate and what serves now (the collection's adapter, or plain CLIP), rank the same held-out
+captions against the same held-out clips with the search's own scoring (text-conditioned pooling at the
+search's tau, ``videoseek/pooling_defaults.py``), so the comparison is the one a user of ``/search`` would see
+on those videos.
+
+The decision is a paired test on reciprocal ranks (1/rank of each caption's own clip: R@1 counts only the top
+place and moves in steps of 100/n on a small split, the reciprocal rank also credits a clip moved from 9th to
+2nd). With ``d`` the per-caption gains, the candidate is installed when ``mean(d) > Z * sd(d) / sqrt(n)``: a
+one-sided test at about 95% (``Z`` = 1.645), so a candidate no better than what serves is installed about one
+time in twenty at most, and one trained on shuffled captions (whose held-out captions are shuffled too) is
+kept. Fewer than ``MIN_PAIRS`` held-out captions cannot tell anything apart: the current version is kept
+(``force`` installs anyway).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.config import TrainConfig
+from training.data import ClipDataset
+from training.evaluate import embed_dataset
+from training.metrics import summarize_ranks, text_to_video_ranks
+from training.run import DataPlan, prepare_run
+from training.similarity import chunked_scores
+from videoseek.adapter import AdaptedClip, load_adapter
+from videoseek.model_spec import ModelSpec
+
+Z_ONE_SIDED_95 = 1.645
+MIN_PAIRS = 5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the guard decided and the numbers it decided on."""
+
+    install: bool
+    why: str
+    current: dict[str, float] | None  # R@1, R@5, R@10, MdR, MnR, MRR on the held-out split
+    candidate: dict[str, float] | None
+    pairs: int
+    gain: float | None = None  # mean reciprocal-rank gain of the candidate
+    noise: float | None = None  # what the gain had to exceed
+
+    def validation(self) -> dict[str, Any]:
+        """The task result's ``validation`` entry."""
+        out: dict[str, Any] = {"current": self.current, "candidate": self.candidate, "pairs": self.pairs}
+        if self.gain is not None:
+            out["mrr_gain"], out["noise"] = round(self.gain, 4), round(float(self.noise or 0.0), 4)
+        return out
+
+
+def held_out_ranks(
+    spec: ModelSpec, cfg: TrainConfig, held_out: ClipDataset, data: DataPlan, adapter_dir: Path | None
+) -> np.ndarray:
+    """1-based rank of each held-out caption's clip among the held-out clips, as the search would score them."""
+    run = prepare_run(
+        spec, cfg, DataPlan(train=None, eval=held_out, cache_dir=data.cache_dir, limits=data.limits)
+    )
+    assert run.eval is not None
+    if adapter_dir is not None:
+        adapter = load_adapter(adapter_dir, expected_base=run.clip.identity)
+        AdaptedClip(run.clip, adapter.config, init=adapter)  # adapts the loaded model in place
+    emb = embed_dataset(run.clip, run.eval, run.cache, context_length=cfg.text_context_length, amp=cfg.amp)
+    sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, "text_conditioned", cfg.tau)
+    return text_to_video_ranks(sim.numpy(), emb.text_to_video)
+
+
+def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
+    metrics = summarize_ranks(ranks)
+    metrics["MRR"] = float(np.mean(1.0 / ranks))
+    return {key: round(value, 4) for key, value in metrics.items()}
+
+
+def judge(current: np.ndarray, candidate: np.ndarray) -> Verdict:
+    """Install the candidate only if its reciprocal ranks beat the current ones beyond the split's noise."""
+    n = len(current)
+    if n != len(candidate):
+        raise ValueError(f"both sides must rank the same captions ({n} vs {len(candidate)})")
+    if n < MIN_PAIRS:
+        return Verdict(
+            False,
+            f"{n} held-out caption(s) cannot tell a better adapter from noise (the guard needs {MIN_PAIRS}): "
+            "caption more videos, or retrain with force",
+            rank_metrics(current) if n else None,
+            rank_metrics(candidate) if n else None,
+            n,
+        )
+    gains = 1.0 / candidate - 1.0 / current
+    gain = float(gains.mean())
+    noise = Z_ONE_SIDED_95 * float(gains.std(ddof=1)) / math.sqrt(n)
+    install = gain > 0 and gain > noise
+    why = (
+        f"the candidate ranks {n} held-out captions better: mean reciprocal rank +{gain:.3f} > noise {noise:.3f}"
+        if install
+        else f"the candidate is not better beyond noise on {n} held-out captions: mean reciprocal rank "
+        f"{gain:+.3f}, needed more than {noise:.3f}"
+    )
+    return Verdict(install, why, rank_metrics(current), rank_metrics(candidate), n, gain, noise)
