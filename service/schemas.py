@@ -235,8 +235,11 @@ class RetrainRequest(_Strict):
         default="cma", description="Adapter method (cma: the Cross-Modal Adapter with shared weights)."
     )
     epochs: int | None = Field(
-        default=None, ge=1, le=1000, description="At most this many (early stopping may end sooner). "
-        "Default: the recipe's for the number of pairs."
+        default=None,
+        ge=1,
+        le=1000,
+        description="At most this many (early stopping may end sooner). "
+        "Default: the recipe's for the number of pairs.",
     )
     lr: float | None = Field(default=None, gt=0, lt=1, description="Default: the recipe's for the backbone.")
     batch_size: int | None = Field(

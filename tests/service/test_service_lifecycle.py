@@ -44,7 +44,8 @@ def test_a_retrain_with_no_options_learns_from_the_pairs_and_keeps_what_serves_w
     _caption_every_video(client, manifest)
     hit = client.post("/search", json={"collection": "films", "query": "a red circle"}).json()["results"][0]
     clicked = client.post(
-        "/collections/films/feedback", json={"query": "a red circle", "clip_id": hit["clip_id"], "relevant": True}
+        "/collections/films/feedback",
+        json={"query": "a red circle", "clip_id": hit["clip_id"], "relevant": True},
     )
     assert clicked.status_code == 201, clicked.text
     before = client.get("/collections/films").json()
@@ -80,7 +81,11 @@ def test_a_forced_retrain_keeps_the_old_version_and_a_rollback_restores_its_resu
         (True, result["adapter_version"]),
         (False, None),
     ]
-    assert versions["versions"][0]["metrics"]["training_pairs"] == {"captions": 3, "feedback": 0, "subtitles": 0}
+    assert versions["versions"][0]["metrics"]["training_pairs"] == {
+        "captions": 3,
+        "feedback": 0,
+        "subtitles": 0,
+    }
     assert versions["versions"][1]["physical"] == plain[0]["physical"]
     assert {q: _search(client, q) for q in queries} != served_before  # the adapter changed the scores
 

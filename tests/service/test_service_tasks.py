@@ -162,7 +162,11 @@ def test_retrain_trains_an_adapter_on_captioned_clips_and_switches_the_collectio
     assert "training" in stages and stages.index("training") < len(stages) - 1  # training, then re-indexing
     result = final["result"]
     version = result["adapter_version"]
-    assert (result["outcome"], result["why"][:7], result["validation"]["pairs"]) == ("installed", "forced:", 0)
+    assert (result["outcome"], result["why"][:7], result["validation"]["pairs"]) == (
+        "installed",
+        "forced:",
+        0,
+    )
     assert version and result["training"]["method"] == "cma" and result["training"]["clips"] == 3
     assert result["training"]["steps"] >= 1 and Path(result["training"]["run_dir"], "report.json").is_file()
     assert (result["reindex"]["new_adapter_version"], result["reindex"]["clips"]) == (
