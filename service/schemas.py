@@ -165,6 +165,13 @@ class SearchRequest(_Strict):
     filters: SearchFilters | None = None
     group_by: Literal["clip", "video"] = "clip"
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0, description="Cosine score cut-off.")
+    min_relevance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Leave out results whose relevance is below this (0.5: clearly above what nonsense "
+        "queries find in this collection; 0.25 keeps weak matches).",
+    )
     cursor: str | None = Field(
         default=None,
         max_length=65536,
@@ -183,6 +190,11 @@ class SearchResult(BaseModel):
     end_s: Seconds
     best_frame_s: Seconds = Field(description="Time of the frame that matched the query best.")
     score: float = Field(description="Cosine similarity after text-conditioned pooling, in [-1, 1].")
+    relevance: float | None = Field(
+        default=None,
+        description="The score calibrated for this collection and adapter version, in [0, 1]: the best hit of "
+        "a nonsense query reads about 0.1, a clear match above 0.75. Comparable across collections.",
+    )
     source_name: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     thumbnail_url: str

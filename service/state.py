@@ -13,6 +13,7 @@ from service.metrics import ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
 from service.redis_lane import RedisLane
+from service.relevance import RelevanceCalibrator
 from service.search_engine import SearchEngine
 from videoseek.context import PipelineContext
 from videoseek.jobs import JobStore
@@ -43,6 +44,8 @@ class AppServices:
     store: ClipStore | None = None
     store_error: str | None = None
     engine: SearchEngine | None = None
+    # Relevance calibrations of the collection versions searched lately (service/relevance.py).
+    relevance: RelevanceCalibrator = field(default_factory=RelevanceCalibrator)
     _last_attempt: float = field(default=0.0, repr=False)
 
     @property

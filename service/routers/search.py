@@ -8,6 +8,7 @@ from service import responses
 from service.deps import EngineDep, LinksDep, SearchPrincipal, Services
 from service.errors import BadRequest, InvalidRequest
 from service.pagination import MAX_RESULTS_PAGED, CursorState, query_fingerprint
+from service.relevance import Calibration
 from service.schemas import SearchFilters, SearchRequest, SearchResponse, SearchResult
 from service.search_engine import RankedClip, SearchQuery
 from service.state import MediaLinks
@@ -30,11 +31,24 @@ def store_filter(filters: SearchFilters | None) -> SearchFilter | None:
 
 def fingerprint(body: SearchRequest) -> str:
     filters = body.filters.model_dump(mode="json") if body.filters else None
-    parts = {"c": body.collection, "q": body.query, "f": filters, "g": body.group_by, "m": body.min_score}
+    parts = {
+        "c": body.collection,
+        "q": body.query,
+        "f": filters,
+        "g": body.group_by,
+        "m": body.min_score,
+        "r": body.min_relevance,
+    }
     return query_fingerprint(parts)
 
 
-def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks, has_copy: bool) -> SearchResult:
+def to_result(
+    body: SearchRequest,
+    ranked: RankedClip,
+    links: MediaLinks,
+    has_copy: bool,
+    calibration: Calibration | None,
+) -> SearchResult:
     clip = ranked.clip
     metadata = clip.payload.get("metadata")
     return SearchResult(
@@ -45,6 +59,7 @@ def to_result(body: SearchRequest, ranked: RankedClip, links: MediaLinks, has_co
         end_s=clip.end_s,
         best_frame_s=ranked.best_frame_s,
         score=round(ranked.score, 6),
+        relevance=round(calibration.relevance(ranked.score), 3) if calibration else None,
         source_name=clip.payload.get("source_name") or clip.payload.get("source"),
         metadata=metadata if isinstance(metadata, dict) else {},
         thumbnail_url=links.thumbnail(body.collection, clip.video_id, clip.clip_index),
@@ -58,7 +73,15 @@ def playback_copies(layout: DataLayout, collection: str, video_ids: set[str]) ->
     return {video_id: layout.playback_file(collection, video_id).is_file() for video_id in video_ids}
 
 
-def page_query(body: SearchRequest, state: CursorState | None) -> SearchQuery:
+def min_score(body: SearchRequest, calibration: Calibration | None) -> float | None:
+    """The score cut-off: ``min_score``, raised to where ``min_relevance`` is for this collection version."""
+    if body.min_relevance is None or calibration is None:
+        return body.min_score
+    at = calibration.score_at(body.min_relevance)
+    return at if body.min_score is None else max(at, body.min_score)
+
+
+def page_query(body: SearchRequest, state: CursorState | None, cut: float | None) -> SearchQuery:
     seen = frozenset(state.seen) if state else frozenset()
     if len(seen) >= MAX_RESULTS_PAGED:
         raise BadRequest(f"paging is limited to {MAX_RESULTS_PAGED} results: refine the query or filters")
@@ -68,7 +91,7 @@ def page_query(body: SearchRequest, state: CursorState | None) -> SearchQuery:
         limit=min(body.limit, MAX_RESULTS_PAGED - len(seen)),
         flt=store_filter(body.filters),
         group_by=body.group_by,
-        min_score=body.min_score,
+        min_score=cut,
         seen=seen,
     )
 
@@ -90,7 +113,8 @@ async def search(
     state = (
         services.cursors.decode(body.cursor, fingerprint(body), info.adapter_version) if body.cursor else None
     )
-    outcome = await engine.search(page_query(body, state), info)
+    calibration = await services.relevance.get(engine, info)
+    outcome = await engine.search(page_query(body, state, min_score(body, calibration)), info)
     copies = playback_copies(services.layout, body.collection, {r.clip.video_id for r in outcome.results})
     following = next_state(body, outcome.adapter_version, state, outcome.results)
     more = outcome.has_more and len(following.seen) < MAX_RESULTS_PAGED
@@ -99,7 +123,7 @@ async def search(
         query=body.query,
         adapter_version=outcome.adapter_version,
         results=[
-            to_result(body, ranked, links, copies.get(ranked.clip.video_id, False))
+            to_result(body, ranked, links, copies.get(ranked.clip.video_id, False), calibration)
             for ranked in outcome.results
         ],
         next_cursor=services.cursors.encode(following) if more else None,
