@@ -45,6 +45,17 @@ CacheOpt = Annotated[
     Path | None, typer.Option("--cache-dir", help="Frame cache (default: DATA_DIR/cache/training-frames).")
 ]
 EpochsOpt = Annotated[int, typer.Option("--epochs", help="Passes over the training pairs.")]
+RecipeEpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", help="At most this many passes (default: the recipe's for the data)."),
+]
+RecipeBatchOpt = Annotated[
+    int | None, typer.Option("--batch-size", help="Pairs per step (default: the recipe's for the data).")
+]
+RecipeLrOpt = Annotated[
+    float | None,
+    typer.Option("--lr", help="Peak learning rate (default: the recipe's for the backbone; paper: 1e-5)."),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Global contrastive batch (pairs per step).")]
 MicroOpt = Annotated[
     int | None,
@@ -142,6 +153,43 @@ def _plan(
     )
 
 
+def _with_validation_split(plan: Any) -> Any:
+    """``plan`` with about a fifth of its training videos held out as its evaluation set (none if too few)."""
+    from dataclasses import replace
+
+    from training.guard import MIN_PAIRS
+    from training.splits import validation_splits
+
+    splits = validation_splits(plan.train, 0.2, min_pairs=MIN_PAIRS)
+    return replace(plan, train=splits.train, eval=splits.guard)
+
+
+def _recipe(
+    spec: ModelSpec,
+    base: TrainConfig,
+    pairs: int,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    patience: int | None,
+    on_validation: bool,
+) -> TrainConfig:
+    """The recipe for ``pairs`` on ``spec`` (training/recipe.py), with the options given replacing its values."""
+    from dataclasses import replace
+
+    from training.recipe import recommended_config
+
+    cfg = recommended_config(max(2, pairs), spec, base)
+    return replace(
+        cfg,
+        epochs=cfg.epochs if epochs is None else epochs,
+        batch_size=cfg.batch_size if batch_size is None else batch_size,
+        lr=cfg.lr if lr is None else lr,
+        # early stopping on --eval-data would pick the epoch by test scores: only when asked for
+        patience=patience if patience is not None else cfg.patience if on_validation else 0,
+    )
+
+
 def _print(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
 
@@ -157,10 +205,18 @@ def train(
     split: SplitOpt = "train_9k",
     eval_split: EvalSplitOpt = "test_1k-A",
     videos: VideosOpt = None,
-    epochs: EpochsOpt = 5,
-    batch_size: BatchOpt = 128,
+    epochs: RecipeEpochsOpt = None,
+    batch_size: RecipeBatchOpt = None,
     micro_batch: MicroOpt = None,
-    lr: LrOpt = 1e-5,
+    lr: RecipeLrOpt = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            "--patience",
+            help="Stop after N evaluations without a better one, keeping the best (default: the recipe's on "
+            "the automatic validation split; off with --eval-data, which is test data).",
+        ),
+    ] = None,
     rank: RankOpt = 8,
     shared_dim: SharedOpt = 16,
     frames: FramesOpt = 12,
@@ -191,13 +247,14 @@ def train(
 
     with _clear_errors():
         spec = _spec(model)
-        cfg = TrainConfig(
-            method=method, epochs=epochs, batch_size=batch_size, micro_batch=micro_batch, lr=lr, rank=rank,
-            shared_dim=shared_dim, frames=frames, fps=fps, pooling=_pooling(pooling), seed=seed, device=device,
-            checkpoint_every=checkpoint_every,
+        paper = TrainConfig()
+        base = TrainConfig(  # checks the options given before the data is read
+            method=method, micro_batch=micro_batch, rank=rank, shared_dim=shared_dim, frames=frames, fps=fps,
+            pooling=_pooling(pooling), seed=seed, device=device, checkpoint_every=checkpoint_every,
+            epochs=paper.epochs if epochs is None else epochs, lr=paper.lr if lr is None else lr,
+            batch_size=paper.batch_size if batch_size is None else batch_size,
+            patience=0 if patience is None else patience,
         )  # fmt: skip
-        if init_adapter is not None:
-            cfg = continue_from(cfg, init_adapter)
         plan = _plan(
             data,
             eval_data,
@@ -207,6 +264,11 @@ def train(
             on_bad=on_bad,
             cache_dir=cache_dir,
         )
+        if eval_data is None:  # hold out some videos of --data: evaluation and early stopping need them
+            plan = _with_validation_split(plan)
+        cfg = _recipe(spec, base, len(plan.train), epochs, batch_size, lr, patience, eval_data is None)
+        if init_adapter is not None:
+            cfg = continue_from(cfg, init_adapter)
         result, version = run_training(_weights(spec), cfg, plan, out, resume=resume)
     _print(
         {
@@ -217,6 +279,14 @@ def train(
             "trainable_params": result.trainable_params,
             "steps": result.steps,
             "train_seconds": round(result.train_seconds, 2),
+            "recipe": {
+                "epochs": cfg.epochs,
+                "batch_size": cfg.batch_size,
+                "lr": cfg.lr,
+                "patience": cfg.patience,
+            },
+            "best_epoch": result.best_epoch,
+            "evaluated_on": plan.eval.source if plan.eval is not None else None,
             "metrics": result.final_metrics,
         }
     )
