@@ -1,5 +1,6 @@
-// videoseek web page: search and play from the matching moment; add videos and follow them; run a collection
-// (collections, re-index / retrain tasks with live progress, example queries).
+// videoseek web page: search and play from the matching moment, say which results were right and describe
+// moments; add videos and follow them; run a collection (collections, re-index / retrain / rollback tasks with
+// live progress, versions, example queries).
 // Plain browser JavaScript, no build step. URLs are relative so the page works behind a path prefix.
 "use strict";
 
@@ -16,8 +17,9 @@ const state = {
   videosCursor: null,
   videosTimer: null,
   tasksTimer: null,
+  tasksWereLive: false,
   // What the API offers beyond the basics, read from its OpenAPI document once (see detectFeatures).
-  features: { feedback: false, captions: false, versions: false },
+  features: { feedback: false, captions: false, versions: false, minRelevance: false, ownPairs: false, force: false },
 };
 
 // ------------------------------------------------------------------------------------------ basics
@@ -70,6 +72,11 @@ function formatTime(seconds) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${rest}` : `${m}:${rest}`;
 }
 
+function percent(value) {
+  // Recall figures come in percent, as the training reports write them.
+  return typeof value === "number" ? `${value.toFixed(1)}%` : "–";
+}
+
 function formatDate(iso) {
   if (!iso) return "";
   const date = new Date(iso);
@@ -98,19 +105,44 @@ function path(collection, rest = "") {
 }
 
 async function detectFeatures() {
-  // The lifecycle endpoints (training pairs, versions) come with some servers only: their controls stay hidden
-  // unless the OpenAPI document names them.
+  // The lifecycle endpoints (training pairs, versions, calibrated relevance, retraining on the collection's own
+  // pairs) come with some servers only: their controls stay hidden unless the OpenAPI document names them.
   try {
-    const schema = await api("openapi.json");
-    const paths = Object.keys(schema.paths || {});
+    const doc = await api("openapi.json");
+    const paths = Object.keys(doc.paths || {});
     state.features.feedback = paths.includes("/collections/{name}/feedback");
     state.features.captions = paths.includes("/collections/{name}/captions");
     state.features.versions = paths.includes("/collections/{name}/versions");
+    state.features.minRelevance = "min_relevance" in (requestSchema(doc, "/search").properties || {});
+    const retrain = requestSchema(doc, "/collections/{name}/retrain");
+    state.features.ownPairs = !(retrain.required || []).includes("data");
+    state.features.force = "force" in (retrain.properties || {});
   } catch (_) {
     // An API without its document: the basic page still works.
   }
   $("caption-form").hidden = !state.features.captions;
   $("versions-panel").hidden = !state.features.versions;
+  $("cutoff-label").hidden = !state.features.minRelevance;
+  showRetrainOptions();
+}
+
+function requestSchema(doc, route) {
+  // The JSON body a POST takes, its $ref (#/components/schemas/...) followed; {} when there is none.
+  const schema = doc.paths?.[route]?.post?.requestBody?.content?.["application/json"]?.schema || {};
+  if (!schema.$ref) return schema;
+  return schema.$ref.split("/").slice(1).reduce((node, key) => node?.[key], doc) || {};
+}
+
+function showRetrainOptions() {
+  // A server that trains only on a manifest needs its path: then that field is required and in view.
+  const own = state.features.ownPairs;
+  $("retrain-own").hidden = !own;
+  $("retrain-data").required = !own;
+  if (!own) {
+    $("retrain-data").placeholder = "";
+    $("retrain-advanced").open = true;
+  }
+  $("retrain-force-label").hidden = !state.features.force;
 }
 
 // ------------------------------------------------------------------------------------------ views
@@ -166,6 +198,7 @@ function onCollectionChanged() {
   if (name) localStorage.setItem(COLLECTION_STORAGE, name);
   $("videos-collection").textContent = name || "–";
   $("tasks-collection").textContent = name || "–";
+  $("versions-collection").textContent = name || "–";
   loadExamples();
   const view = location.hash.replace("#", "");
   if (view === "videos") loadVideos(false);
@@ -335,8 +368,6 @@ async function runSearch(body, append) {
       grid.replaceChildren();
       state.top = data.results.length ? data.results[0].score : 0;
     }
-    const hasRelevance = data.results.some((r) => typeof r.relevance === "number");
-    $("cutoff-label").hidden = !hasRelevance;
     for (const result of data.results) grid.append(renderResult(result, body.collection, state.top, body.query));
     state.cursor = data.next_cursor;
     state.lastBody = body;
@@ -347,7 +378,7 @@ async function runSearch(body, append) {
     const ms = Math.round(performance.now() - started);
     setStatus("");
     const summary = $("result-summary");
-    summary.textContent = shown ? `${shown} result${shown === 1 ? "" : "s"} (${ms} ms)` : "No matching clips.";
+    summary.textContent = shown ? `${shown} result${shown === 1 ? "" : "s"} (${ms} ms)` : noResults(body);
     summary.hidden = false;
   } catch (error) {
     setStatus(explain(error), true);
@@ -355,6 +386,11 @@ async function runSearch(body, append) {
     state.busy = false;
     $("search-button").disabled = false;
   }
+}
+
+function noResults(body) {
+  if (!body.min_relevance) return "No matching clips.";
+  return "No matches above the cut-off: set “Hide weak matches” to “no” to see weaker ones.";
 }
 
 function onSearch(event) {
@@ -366,8 +402,13 @@ function onSearch(event) {
   if (location.hash && location.hash !== "#search") location.hash = "#search";
   const body = { collection, query, limit: 24, group_by: $("group-video").checked ? "video" : "clip" };
   const cutoff = Number($("cutoff").value);
-  if (!$("cutoff-label").hidden && cutoff > 0) body.min_relevance = cutoff;
+  if (state.features.minRelevance && cutoff > 0) body.min_relevance = cutoff;
   runSearch(body, false);
+}
+
+function onCutoff() {
+  // A new cut-off applies to the query on screen at once.
+  if ($("query").value.trim() && state.lastBody) $("search-form").requestSubmit();
 }
 
 function onMore() {
@@ -394,6 +435,7 @@ function play(item, collection) {
     : "";
   $("player-range").textContent = [collection, range].filter(Boolean).join(" · ");
   $("player-error").hidden = true;
+  setCaptionStatus("");
   video.hidden = false;
   state.playing = { item, collection };
   const download = $("player-download");
@@ -459,22 +501,33 @@ function closePlayer() {
   $("player").close();
 }
 
+function setCaptionStatus(text, isError = false) {
+  // Inside the player: the page's status line sits behind the modal dialog.
+  const el = $("caption-status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+function momentSpan(seconds) {
+  // The moment on screen, two seconds either side (to a tenth of a second): a span as long as a typical clip.
+  const tenth = (x) => Math.round(x * 10) / 10;
+  return { start_s: tenth(Math.max(0, seconds - 2)), end_s: tenth(seconds + 2) };
+}
+
 async function onCaption(event) {
-  // Phase 2 wires this to the training pairs (POST /collections/{name}/captions); hidden until the API has it.
+  // The caption becomes a training pair of the collection (POST /collections/{name}/captions).
   event.preventDefault();
   const { item, collection } = state.playing || {};
-  const caption = $("caption-text").value.trim();
-  if (!item || !caption) return;
-  const video = $("player-video");
+  const text = $("caption-text").value.trim();
+  if (!item || !text) return;
+  const caption = { video_id: item.video_id, text, ...momentSpan($("player-video").currentTime) };
   try {
-    await api(path(collection, "/captions"), {
-      method: "POST",
-      json: { video_id: item.video_id, caption, start_s: Math.max(0, video.currentTime - 2), end_s: video.currentTime + 2 },
-    });
+    await api(path(collection, "/captions"), { method: "POST", json: { captions: [caption] } });
     $("caption-text").value = "";
-    setStatus("Caption saved: it will train the collection's next adapter.");
+    const span = `${formatTime(caption.start_s)}–${formatTime(caption.end_s)}`;
+    setCaptionStatus(`Saved for ${span}: it trains the collection's next adapter.`);
   } catch (error) {
-    setStatus(explain(error), true);
+    setCaptionStatus(explain(error), true);
   }
 }
 
@@ -675,6 +728,7 @@ function loadAdmin() {
   const info = state.collections.find((c) => c.name === current());
   $("reindex-adapter").value = info && info.adapter_version ? info.adapter_version : "";
   loadTasks();
+  loadVersions();
 }
 
 function taskProgress(task) {
@@ -684,34 +738,62 @@ function taskProgress(task) {
   return { value: null, text: p.stage || p.message || "" };
 }
 
-const TASK_NAMES = { reindex: "Re-index", retrain: "Retrain" };
+const TASK_NAMES = { reindex: "Re-index", retrain: "Retrain", rollback: "Rollback" };
+
+function taskName(kind) {
+  return TASK_NAMES[kind] || "Task";
+}
+
+function retrainOutcome(r) {
+  // The server validated the new adapter against the live one on held-out pairs and kept the better one.
+  const v = r.validation || {};
+  const before = percent(v.current?.["R@1"]);
+  const after = percent(v.candidate?.["R@1"]);
+  const held = v.pairs ? ` on ${v.pairs} held-out pairs` : "";
+  const verdict =
+    r.outcome === "installed"
+      ? `Installed the new adapter: R@1 from ${before} to ${after}${held}`
+      : `Kept the current adapter: R@1 ${before}, the new one ${after}${held}`;
+  const p = r.training_pairs;
+  const trained = p ? `; trained on ${p.captions} captions, ${p.feedback} feedback, ${p.subtitles} subtitles` : "";
+  return verdict + trained;
+}
+
+function taskSummary(task) {
+  const r = task.result || {};
+  if (task.kind === "retrain" && r.outcome) return retrainOutcome(r);
+  const counts = [r.videos !== undefined ? `${r.videos} videos` : null, r.clips !== undefined ? `${r.clips} clips` : null];
+  return counts.filter(Boolean).join(", ") || "finished";
+}
 
 function taskRow(task) {
-  const li = element("li", { class: `task ${task.state}`, dataset: { taskId: task.task_id, state: task.state } });
+  const li = element("li", {
+    class: `task ${task.state}`,
+    dataset: { taskId: task.task_id, state: task.state, kind: task.kind || "" },
+  });
   li.append(
-    element("span", { class: "name", text: TASK_NAMES[task.kind] || "task", title: task.task_id }),
+    element("span", { class: "name", text: taskName(task.kind), title: task.task_id }),
     element("span", { class: "badge", text: task.cancel_requested && task.state === "running" ? "stopping" : task.state }),
   );
   const running = task.state === "running" || task.state === "queued";
   if (running) {
     const { value, text } = taskProgress(task);
-    const bar = element("progress", { max: "1", "aria-label": `${task.kind || "task"} progress` });
+    const bar = element("progress", { max: "1", "aria-label": `${taskName(task.kind)} progress` });
     if (value !== null) bar.value = value;
-    li.append(bar, element("span", { class: "muted", text }));
+    // Bar and words share the row's third column, so that Cancel stays in the fourth.
+    li.append(element("span", { class: "task-progress" }, bar, element("span", { class: "muted", text, title: text })));
     li.append(
       element("button", {
         type: "button",
         class: "ghost danger",
         text: "Cancel",
         disabled: task.cancel_requested,
-        "aria-label": `Cancel ${task.kind || "task"}`,
+        "aria-label": `Cancel ${taskName(task.kind).toLowerCase()}`,
         onclick: () => cancelTask(task.task_id),
       }),
     );
   } else if (task.state === "done") {
-    const r = task.result || {};
-    const summary = [r.videos !== undefined ? `${r.videos} videos` : null, r.clips !== undefined ? `${r.clips} clips` : null].filter(Boolean).join(", ");
-    li.append(element("span", { class: "muted", text: summary || "finished" }));
+    li.append(element("span", { class: "muted", text: taskSummary(task) }));
   } else {
     li.append(element("span", { class: "reason", text: task.reason || task.state }));
   }
@@ -731,8 +813,9 @@ async function loadTasks() {
     if (live && location.hash === "#admin") state.tasksTimer = setTimeout(loadTasks, POLL_MS);
     if (!live && state.tasksWereLive) {
       const last = data.tasks[0];
-      if (last) setStatus(`The ${last.kind === "retrain" ? "retrain" : "re-index"} of “${name}” ended: ${last.state}.`, last.state === "failed");
-      loadCollections(name); // a finished task changes the adapter and counts
+      const ended = last && (last.state === "done" ? taskSummary(last) : last.reason || last.state);
+      if (last) setStatus(`${taskName(last.kind)} of “${name}” ended: ${ended}.`, last.state === "failed");
+      loadCollections(name); // a finished task changes the adapter, the counts and the versions
     }
     state.tasksWereLive = live;
   } catch (error) {
@@ -745,7 +828,7 @@ async function startTask(kind, body) {
   if (!name) return setStatus("Pick a collection first.", true);
   try {
     const accepted = await api(path(name, `/${kind}`), { method: "POST", json: body });
-    setStatus(`${kind === "reindex" ? "Re-index" : "Retrain"} of “${name}” started.`);
+    setStatus(`${taskName(kind)} of “${name}” started.`);
     state.tasksWereLive = true;
     await loadTasks();
     return accepted;
@@ -760,14 +843,58 @@ function onReindex(event) {
   startTask("reindex", { adapter, allow_missing: $("reindex-missing").checked });
 }
 
+function retrainBody() {
+  // Only what the admin filled in: the server's defaults (the collection's own pairs) cover the rest.
+  const body = {};
+  const data = $("retrain-data").value.trim();
+  if (data) body.data = data;
+  if ($("retrain-method").value) body.method = $("retrain-method").value;
+  if ($("retrain-epochs").value) body.epochs = Number($("retrain-epochs").value);
+  if ($("retrain-current").checked) body.from_current = true;
+  if ($("retrain-force").checked) body.force = true;
+  return body;
+}
+
 function onRetrain(event) {
   event.preventDefault();
-  startTask("retrain", {
-    data: $("retrain-data").value.trim(),
-    method: $("retrain-method").value,
-    epochs: Number($("retrain-epochs").value) || 5,
-    from_current: $("retrain-current").checked,
+  startTask("retrain", retrainBody());
+}
+
+// ------------------------------------------------------------------------------------------ versions
+
+function versionRow(version) {
+  const adapter = version.adapter_version ? `adapter ${version.adapter_version.slice(0, 12)}` : "plain CLIP";
+  const recall = version.metrics && typeof version.metrics["R@1"] === "number" ? `R@1 ${percent(version.metrics["R@1"])}` : null;
+  const facts = [adapter, `${version.points} clips`, recall, `created ${formatDate(version.created_at)}`];
+  const rollback = element("button", {
+    type: "button",
+    class: "ghost",
+    text: "Roll back to this",
+    "aria-label": `Roll back to this: ${version.physical}`,
+    onclick: () => startTask("rollback", { version: version.physical }),
   });
+  return element(
+    "li",
+    { class: `version${version.live ? " live" : ""}`, dataset: { physical: version.physical, live: String(version.live) } },
+    element("span", { class: "name", title: version.physical, text: version.physical }),
+    // The badge column stays in place on every row, so that the facts line up.
+    element("span", { class: "badge", text: version.live ? "live" : "standby" }),
+    element("span", { class: "muted", text: facts.filter(Boolean).join(" · ") }),
+    version.live ? null : rollback,
+  );
+}
+
+async function loadVersions() {
+  const name = current();
+  if (!state.features.versions || !name) return;
+  try {
+    const data = await api(path(name, "/versions"));
+    const list = $("version-list");
+    list.replaceChildren(...data.versions.map(versionRow));
+    if (!data.versions.length) list.append(element("li", { class: "muted", text: "No versions yet." }));
+  } catch (error) {
+    setStatus(explain(error), true);
+  }
 }
 
 async function cancelTask(taskId) {
@@ -816,6 +943,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("videos-refresh").addEventListener("click", () => loadVideos(false));
   $("videos-more").addEventListener("click", () => loadVideos(true));
   $("tasks-refresh").addEventListener("click", loadTasks);
+  $("versions-refresh").addEventListener("click", loadVersions);
+  $("cutoff").addEventListener("change", onCutoff);
   $("player-close").addEventListener("click", closePlayer);
   $("player").addEventListener("cancel", closePlayer);
   $("player-video").addEventListener("error", onPlayerError);

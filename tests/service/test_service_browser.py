@@ -1,6 +1,6 @@
 """The web page in headless Chromium: search and play from a clip's start (also a file that needed a playback
-copy), a player error with a download link, an upload that fails with its reason, the admin view following a
-re-index to its end.
+copy), a player error with a download link, an upload that fails with its reason, a thumbs-up and a described
+moment becoming training pairs, the admin view following a re-index, a rollback and a retrain to their end.
 
 Skips cleanly when Chromium, its driver or selenium are missing (``apt-get install chromium chromium-driver``).
 Each test works on videos of its own in the one collection the module's server holds.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from service_helpers import runtime_for, settings_for
 from video_factory import write_audio_only
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None,
     reason="headless Chromium not installed (chromium, chromium-driver)",
 )
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -74,6 +76,7 @@ class LiveServer:
     avi: Toy  # MPEG-4 Part 2 in AVI: browsers play its playback copy
     uncopied: Toy  # another AVI, whose copy the player-error test removes
     doomed: Toy  # an MP4 whose stored file the player-error test removes
+    toys: tuple[Toy, ...]  # all of them, for the tests that caption the collection
 
 
 def _toys(directory: Path, count: int, seed: int, **kwargs: Any) -> list[Toy]:
@@ -115,7 +118,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     assert runtime.runner.join(timeout=300)  # indexed, and the AVI's playback copy written
     try:
         yield LiveServer(
-            f"http://127.0.0.1:{port}/", runtime.context.layout, mp4s[0], avis[0], avis[1], mp4s[1]
+            f"http://127.0.0.1:{port}/",
+            runtime.context.layout,
+            mp4s[0],
+            avis[0],
+            avis[1],
+            mp4s[1],
+            (*mp4s, *avis),
         )
     finally:
         server.should_exit = True
@@ -161,6 +170,68 @@ def search_for(browser: Any, wait: WebDriverWait, toy: Toy) -> list[Any]:
 
 def player(browser: Any, expression: str) -> Any:
     return browser.execute_script(f"var v = {VIDEO}; return {expression};")
+
+
+def api_get(server: LiveServer, route: str, **params: Any) -> Any:
+    response = httpx.get(server.url + route, params=params, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def require_route(server: LiveServer, route: str) -> None:
+    """Skip where the live server's API has no ``route`` yet: asked at run time, of the app under test."""
+    if route not in api_get(server, "openapi.json")["paths"]:
+        pytest.skip(f"this API has no {route} yet")
+
+
+def task_ids(browser: Any) -> list[str]:
+    ids: list[str] = browser.execute_script(
+        "return [...document.querySelectorAll('#task-list li[data-task-id]')].map((li) => li.dataset.taskId)"
+    )
+    return ids
+
+
+def new_task_id(browser: Any, known: list[str]) -> str | None:
+    return next((task_id for task_id in task_ids(browser) if task_id not in known), None)
+
+
+def ended_task(browser: Any, task_id: str) -> dict[str, str] | None:
+    """The task's row (state, kind, text) once it has ended, read in one go: the list re-renders every second."""
+    row: dict[str, str] | None = browser.execute_script(
+        """const li = [...document.querySelectorAll('#task-list li[data-task-id]')]
+             .find((node) => node.dataset.taskId === arguments[0]);
+           const ended = li && ['done', 'failed', 'cancelled'].includes(li.dataset.state);
+           return ended ? {state: li.dataset.state, kind: li.dataset.kind, text: li.textContent} : null;""",
+        task_id,
+    )
+    return row
+
+
+def click(browser: Any, selector: str) -> None:
+    """Click what ``selector`` finds, again if a re-render replaced it in the meantime."""
+
+    def clicked(driver: Any) -> bool:
+        driver.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(clicked)
+
+
+def run_task_from(browser: Any, button: str, timeout_s: float) -> dict[str, str]:
+    """Click the button (a CSS selector) that starts a task, then follow the task's new row to its end."""
+    known = task_ids(browser)
+    click(browser, button)
+    task_id: str = WebDriverWait(browser, 60).until(lambda d: new_task_id(d, known))
+    assert task_id.startswith("toys.")
+    # The list refreshes itself every second while the task runs, until it has ended.
+    ended: dict[str, str] = WebDriverWait(browser, timeout_s).until(lambda d: ended_task(d, task_id))
+    return ended
+
+
+def open_admin(browser: Any, server: LiveServer) -> WebDriverWait:
+    wait = open_page(browser, server.url + "#admin")
+    wait.until(lambda d: d.find_element(By.ID, "task-list").text)  # tasks listed (or "No tasks yet.")
+    return wait
 
 
 def test_search_then_play_a_result_from_its_start(live_server: LiveServer, browser: Any) -> None:
@@ -262,19 +333,81 @@ def test_an_upload_that_fails_shows_its_reason_on_its_row_and_in_the_list(
     assert name.get_attribute("title") == "only-sound.m4a"  # the full name, when the cell cuts it short
 
 
+def test_a_thumbs_up_on_a_result_becomes_a_positive_feedback_pair(
+    live_server: LiveServer, browser: Any
+) -> None:
+    wait = open_page(browser, live_server.url)
+    card = search_for(browser, wait, live_server.mp4)[0]
+    clip_id = card.get_attribute("data-clip-id")
+    up = card.find_element(By.CSS_SELECTOR, ".feedback .up")
+    up.click()
+    wait.until(lambda d: up.get_attribute("aria-pressed") == "true")  # set once the API stored it
+
+    pairs = api_get(live_server, "collections/toys/feedback", kind="feedback_positive")["pairs"]
+    assert [(p["text"], p["video_id"]) for p in pairs if p["clip_id"] == clip_id] == [
+        (live_server.mp4.caption, live_server.mp4.video_id)
+    ], pairs
+
+
+def test_describing_a_moment_in_the_player_adds_a_caption_pair(live_server: LiveServer, browser: Any) -> None:
+    wait = open_page(browser, live_server.url)
+    search_for(browser, wait, live_server.mp4)[0].find_element(By.CSS_SELECTOR, ".thumb").click()
+    wait.until(lambda d: player(d, "v.readyState") >= 1)
+    text = "the moment the browser test described"
+    browser.find_element(By.ID, "caption-text").send_keys(text, Keys.ENTER)
+    wait.until(lambda d: "Saved" in d.find_element(By.ID, "caption-status").text)
+
+    pairs = api_get(live_server, "collections/toys/captions", video_id=live_server.mp4.video_id)["pairs"]
+    assert [(p["kind"], p["source"]) for p in pairs if p["text"] == text] == [("caption", "api")], pairs
+    browser.find_element(By.ID, "player-close").click()
+
+
 def test_the_admin_view_follows_a_reindex_to_its_end(live_server: LiveServer, browser: Any) -> None:
-    wait = open_page(browser, live_server.url + "#admin")
-    wait.until(lambda d: d.find_element(By.ID, "task-list").text)
-    browser.find_element(By.CSS_SELECTOR, "#reindex-form button[type=submit]").click()
-    task = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task-list li[data-task-id]") or None)[0]
-    task_id = task.get_attribute("data-task-id")
-    assert task_id.startswith("toys.")
-    # The list refreshes itself every second while the task runs, until it has ended.
-    ended = WebDriverWait(browser, 180).until(
-        lambda d: d.find_elements(
-            By.CSS_SELECTOR,
-            f"#task-list li[data-task-id='{task_id}']:is([data-state=done], [data-state=failed])",
+    open_admin(browser, live_server)
+    ended = run_task_from(browser, "#reindex-form button[type=submit]", timeout_s=180)
+    assert (ended["state"], ended["kind"]) == ("done", "reindex"), ended
+    assert "videos" in ended["text"]
+
+
+def test_the_admin_view_rolls_back_to_an_earlier_version(live_server: LiveServer, browser: Any) -> None:
+    require_route(live_server, "/collections/{name}/versions")
+    started = httpx.post(live_server.url + "collections/toys/reindex", json={"adapter": None}, timeout=30)
+    assert started.status_code == 202, started.text  # a version of its own to roll back from
+    wait = open_admin(browser, live_server)
+    ended = WebDriverWait(browser, 180).until(lambda d: ended_task(d, started.json()["task_id"]))
+    assert ended["state"] == "done", ended
+    browser.find_element(By.ID, "versions-refresh").click()
+    physical: str = wait.until(
+        lambda d: d.execute_script(
+            "const li = document.querySelector('#version-list li[data-live=false]');"
+            "return li && li.dataset.physical;"
         )
     )
-    assert ended[0].get_attribute("data-state") == "done", ended[0].text
-    assert "videos" in ended[0].text
+
+    rollback = f"#version-list li[data-physical='{physical}'] button"
+    ended = run_task_from(browser, rollback, timeout_s=180)
+    assert (ended["state"], ended["kind"]) == ("done", "rollback"), ended
+    # A finished task reloads the versions: the one rolled back to is the live one now.
+    wait.until(
+        lambda d: d.find_elements(
+            By.CSS_SELECTOR, f"#version-list li[data-physical='{physical}'][data-live=true]"
+        )
+    )
+
+
+@pytest.mark.timeout(600)
+def test_the_admin_view_retrains_on_the_collections_own_pairs_and_says_what_it_kept(
+    live_server: LiveServer, browser: Any
+) -> None:
+    require_route(live_server, "/collections/{name}/versions")
+    captions = [{"video_id": toy.video_id, "text": toy.caption} for toy in live_server.toys]
+    added = httpx.post(live_server.url + "collections/toys/captions", json={"captions": captions}, timeout=30)
+    assert added.status_code == 201, added.text
+    open_admin(browser, live_server)
+    assert browser.find_element(By.ID, "retrain-advanced").get_attribute("open") is None  # defaults: send {}
+
+    ended = run_task_from(browser, "#retrain-form button[type=submit]", timeout_s=480)
+    assert (ended["state"], ended["kind"]) == ("done", "retrain"), ended
+    words = ended["text"].lower()
+    assert "installed the new adapter" in words or "kept the current adapter" in words, words
+    assert "r@1" in words
