@@ -8,6 +8,7 @@ const $ = (id) => document.getElementById(id);
 const KEY_STORAGE = "videoseek.apiKey";
 const COLLECTION_STORAGE = "videoseek.collection";
 const POLL_MS = 1000;
+const IDLE_POLL_MS = 5000;
 const VIEWS = ["search", "videos", "admin"];
 const state = {
   cursor: null,
@@ -810,7 +811,9 @@ async function loadTasks() {
     list.replaceChildren(...data.tasks.map(taskRow));
     if (!data.tasks.length) list.append(element("li", { class: "muted", text: "No tasks yet." }));
     const live = data.tasks.some((t) => t.state === "running" || t.state === "queued");
-    if (live && location.hash === "#admin") state.tasksTimer = setTimeout(loadTasks, POLL_MS);
+    // Live tasks every second; otherwise every few seconds, so a task started elsewhere (the CLI, another
+    // admin) shows up without a reload.
+    if (location.hash === "#admin") state.tasksTimer = setTimeout(loadTasks, live ? POLL_MS : IDLE_POLL_MS);
     if (!live && state.tasksWereLive) {
       const last = data.tasks[0];
       const ended = last && (last.state === "done" ? taskSummary(last) : last.reason || last.state);
