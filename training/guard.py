@@ -17,14 +17,15 @@ kept. Fewer than ``MIN_PAIRS`` held-out captions cannot tell anything apart: the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.config import TrainConfig
-from training.data import ClipDataset
+from training.data import ClipDataset, ClipRecord
 from training.evaluate import embed_dataset
 from training.metrics import summarize_ranks, text_to_video_ranks
 from training.run import DataPlan, prepare_run
@@ -34,6 +35,9 @@ from videoseek.model_spec import ModelSpec
 
 Z_ONE_SIDED_95 = 1.645
 MIN_PAIRS = 5
+# Other videos of the collection ranked among the held-out clips: a larger gallery, finer ranks.
+MAX_DISTRACTORS = 100
+DISTRACTOR_CAPTION = "[videoseek distractor]"  # its text is encoded and then dropped
 
 
 @dataclass(frozen=True)
@@ -57,19 +61,31 @@ class Verdict:
 
 
 def held_out_ranks(
-    spec: ModelSpec, cfg: TrainConfig, held_out: ClipDataset, data: DataPlan, adapter_dir: Path | None
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    held_out: ClipDataset,
+    data: DataPlan,
+    adapter_dir: Path | None,
+    distractors: Sequence[ClipRecord] = (),
 ) -> np.ndarray:
-    """1-based rank of each held-out caption's clip among the held-out clips, as the search would score them."""
-    run = prepare_run(
-        spec, cfg, DataPlan(train=None, eval=held_out, cache_dir=data.cache_dir, limits=data.limits)
+    """1-based rank of each held-out caption's clip among the held-out clips and ``distractors`` (other videos
+    of the collection, as the search would have them among its candidates), scored as the search scores."""
+    gallery = ClipDataset(
+        [*held_out.records, *(replace(r, caption=DISTRACTOR_CAPTION) for r in distractors)], held_out.source
     )
+    plan = DataPlan(train=None, eval=gallery, cache_dir=data.cache_dir, on_bad="skip", limits=data.limits)
+    run = prepare_run(spec, cfg, plan)
     assert run.eval is not None
     if adapter_dir is not None:
         adapter = load_adapter(adapter_dir, expected_base=run.clip.identity)
         AdaptedClip(run.clip, adapter.config, init=adapter)  # adapts the loaded model in place
     emb = embed_dataset(run.clip, run.eval, run.cache, context_length=cfg.text_context_length, amp=cfg.amp)
     sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, "text_conditioned", cfg.tau)
-    return text_to_video_ranks(sim.numpy(), emb.text_to_video)
+    asked = [
+        i for i, r in enumerate(run.eval.records) if r.caption != DISTRACTOR_CAPTION
+    ]  # the distractors' rows go
+    owners = [emb.text_to_video[i] for i in asked]
+    return text_to_video_ranks(sim.numpy()[asked], owners)
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:

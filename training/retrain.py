@@ -26,7 +26,7 @@ from videoseek.retraining import ADAPTER_METHODS, RetrainError, RetrainRequest
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
-    from training.data import ClipDataset
+    from training.data import ClipDataset, ClipRecord
     from training.guard import Verdict
     from training.loop import StepDone
     from training.splits import ValidationSplits
@@ -176,7 +176,7 @@ def retrain_collection(
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
     cancel()
     report({"stage": "validating", "message": "comparing the new adapter with the one serving now"})
-    verdict = _judge(ctx, cfg, splits, plan, out / ADAPTER_DIR, live.adapter_version)
+    verdict = _judge(ctx, name, cfg, splits, plan, out / ADAPTER_DIR, live.adapter_version)
     summary: dict[str, Any] = {
         "collection": name,
         "outcome": "installed" if verdict.install or request.force else "kept",
@@ -207,6 +207,7 @@ def retrain_collection(
 
 def _judge(
     ctx: PipelineContext,
+    name: str,
     cfg: TrainConfig,
     splits: ValidationSplits,
     plan: Any,
@@ -222,9 +223,26 @@ def _judge(
         return judge(np.zeros(0), np.zeros(0))
     serving = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
     base = replace(cfg, init_adapter=None)
-    current = held_out_ranks(ctx.settings.model, base, splits.guard, plan, serving)
-    candidate = held_out_ranks(ctx.settings.model, base, splits.guard, plan, candidate_dir)
+    others = _distractors(ctx, name, splits)
+    current = held_out_ranks(ctx.settings.model, base, splits.guard, plan, serving, others)
+    candidate = held_out_ranks(ctx.settings.model, base, splits.guard, plan, candidate_dir, others)
     return judge(current, candidate)
+
+
+def _distractors(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:
+    """Whole videos of the collection that no split uses (a fixed sample of them), for the guard's gallery."""
+    import hashlib
+
+    from training.data import ClipRecord
+    from training.guard import MAX_DISTRACTORS
+
+    used = {r.video for part in (splits.train, splits.dev, splits.guard) if part for r in part.records}
+    files = [ctx.layout.video_file(name, video_id) for video_id in ctx.store.list_videos(name)]
+    free = sorted(
+        (f for f in files if f is not None and f not in used),
+        key=lambda f: hashlib.sha256(f.name.encode()).digest(),
+    )
+    return [ClipRecord(f, "") for f in free[:MAX_DISTRACTORS]]
 
 
 def _install(
