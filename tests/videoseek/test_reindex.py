@@ -434,3 +434,19 @@ def test_a_rollback_to_a_version_that_is_not_kept_changes_nothing(
         with pytest.raises(NoVersionToRestore):
             rollback_to_version(ctx, NAME, physical)
     assert ctx.store.get_collection(NAME) == live
+
+
+def test_the_celery_rollback_task_puts_the_kept_version_back(
+    embedded: Settings, runtime: EmbeddedRuntime, toy_videos: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from worker.names import TASK_ROLLBACK
+
+    ctx = runtime.context
+    create_collection(ctx, NAME)
+    ingest_all(runtime, NAME, [toy_videos[0]["path"]])
+    plain = ctx.store.get_collection(NAME).physical
+    reindex_collection(ctx, NAME, make_adapter(embedded, tmp_path / "adapter"))
+    runtime.runner.stop()
+    done = eager_app(ctx).tasks[TASK_ROLLBACK].apply(args=[NAME, plain]).get()
+    assert (done["kind"], done["physical"], done["new_adapter_version"]) == ("rollback", plain, None)
+    assert ctx.store.get_collection(NAME).physical == plain

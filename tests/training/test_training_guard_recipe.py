@@ -1,0 +1,70 @@
+"""The guard's decision, the recipe's scaling with data, and held-out splits that never cut through a video."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from training.data import ClipDataset, ClipRecord
+from training.guard import MIN_PAIRS, judge
+from training.recipe import PAPER, PAPER_SCALE_PAIRS, recommended_config
+from training.splits import split_by_video, validation_splits
+from videoseek.model_spec import ModelSpec
+
+
+def test_the_guard_installs_only_a_candidate_better_beyond_noise() -> None:
+    rng = np.random.default_rng(0)
+    current = rng.integers(1, 20, size=40)
+    assert judge(current, np.maximum(1, current // 4)).install  # clearly better ranks
+    assert not judge(current, current).install  # the same ranks: no gain
+    assert not judge(current, current + 3).install  # worse
+    noisy = np.where(rng.random(40) < 0.5, np.maximum(1, current - 2), current + 2)  # gains and losses alike
+    verdict = judge(current, noisy)
+    assert verdict.install == (verdict.gain is not None and verdict.gain > (verdict.noise or 0) > 0)
+    assert not verdict.install
+
+
+def test_too_few_held_out_pairs_keep_what_serves() -> None:
+    few = np.arange(1, MIN_PAIRS)
+    verdict = judge(few + 5, few * 0 + 1)
+    assert not verdict.install and "cannot tell" in verdict.why and verdict.pairs == MIN_PAIRS - 1
+
+
+def test_the_recipe_takes_enough_steps_on_small_sets_and_the_papers_values_at_its_scale() -> None:
+    toy, clip = ModelSpec.parse("toy"), ModelSpec.parse("ViT-B-32:openai")
+    small = recommended_config(80, toy)
+    steps = small.epochs * -(-80 // small.batch_size)
+    assert small.batch_size <= 16 and steps >= 250 and small.patience > 0 and small.lr > 1e-3
+    large = recommended_config(PAPER_SCALE_PAIRS, clip)
+    assert (large.batch_size, large.epochs, large.lr) == (PAPER.batch_size, PAPER.epochs, PAPER.lr)
+    assert recommended_config(2000, clip).lr > PAPER.lr  # the paper's 1e-5 learns nothing on small sets
+
+
+def _dataset(videos: int, captions: int) -> ClipDataset:
+    records = [
+        ClipRecord(Path(f"/v/{v:03d}.mp4"), f"caption {c} of {v}")
+        for v in range(videos)
+        for c in range(captions)
+    ]
+    return ClipDataset(records, "test")
+
+
+def test_a_split_keeps_every_record_of_a_video_on_one_side_and_is_the_same_every_time() -> None:
+    data = _dataset(100, 3)
+    kept, held = split_by_video(data, 0.2, "guard")
+    assert {r.video for r in kept.records}.isdisjoint({r.video for r in held.records})
+    assert len(kept) + len(held) == len(data) and 30 <= len(held) <= 90
+    assert split_by_video(data, 0.2, "guard")[1].records == held.records
+
+
+def test_validation_splits_are_distinct_videos_and_weak_records_never_validate() -> None:
+    data = _dataset(100, 2)
+    weak = frozenset(i for i in range(len(data)) if i % 2)  # every second caption is a subtitle
+    splits = validation_splits(data, 0.2, min_pairs=MIN_PAIRS, weak=weak)
+    assert splits.guard is not None and splits.dev is not None
+    guard, dev = {r.video for r in splits.guard.records}, {r.video for r in splits.dev.records}
+    assert guard.isdisjoint(dev) and guard.isdisjoint({r.video for r in splits.train.records})
+    assert all(" 0 of " in r.caption for r in [*splits.guard.records, *splits.dev.records])
+    tiny = validation_splits(_dataset(3, 1), 0.2, min_pairs=MIN_PAIRS)
+    assert (tiny.dev, tiny.guard, len(tiny.train)) == (None, None, 3)  # too small to spare any
