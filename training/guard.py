@@ -8,7 +8,7 @@ on those videos.
 The decision is a paired test on reciprocal ranks (1/rank of each caption's own clip: R@1 counts only the top
 place and moves in steps of 100/n on a small split, the reciprocal rank also credits a clip moved from 9th to
 2nd). With ``d`` the per-caption gains, the candidate is installed when ``mean(d) > Z * sd(d) / sqrt(n)``: a
-one-sided test at about 95% (``Z`` = 1.645), so a candidate no better than what serves is installed about one
+one-sided test at about 95% (``Z`` = 1.645), and by at least ``MIN_GAIN``, so a candidate no better than what serves is installed about one
 time in twenty at most, and one trained on shuffled captions (whose held-out captions are shuffled too) is
 kept. Fewer than ``MIN_PAIRS`` held-out captions cannot tell anything apart: the current version is kept
 (``force`` installs anyway).
@@ -35,6 +35,8 @@ from videoseek.model_spec import ModelSpec
 
 Z_ONE_SIDED_95 = 1.645
 MIN_PAIRS = 5
+# A gain smaller than this is no gain, whatever the noise (float round-off of an unchanged model is not one).
+MIN_GAIN = 0.005
 # Other videos of the collection ranked among the held-out clips: a larger gallery, finer ranks.
 MAX_DISTRACTORS = 100
 DISTRACTOR_CAPTION = "[videoseek distractor]"  # its text is encoded and then dropped
@@ -111,7 +113,7 @@ def judge(current: np.ndarray, candidate: np.ndarray) -> Verdict:
     gains = 1.0 / candidate - 1.0 / current
     gain = float(gains.mean())
     noise = Z_ONE_SIDED_95 * float(gains.std(ddof=1)) / math.sqrt(n)
-    install = gain > 0 and gain > noise
+    install = gain > max(noise, MIN_GAIN)
     why = (
         f"the candidate ranks {n} held-out captions better: mean reciprocal rank +{gain:.3f} > noise {noise:.3f}"
         if install

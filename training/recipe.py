@@ -32,7 +32,10 @@ TARGET_STEPS = 300
 MIN_EPOCHS = 5
 MAX_EPOCHS = 100
 MIN_BATCH = 8
-PATIENCE = 5  # evaluations without a better validation score before a run stops
+# Evaluations without a better validation score before a run stops: at least PATIENCE, and at least half the
+# run's evaluations, since warmup and a small learning rate can leave the first epochs flat (the toy world: 5
+# evaluations stopped every 240-video retrain at epoch 0).
+PATIENCE = 5
 EVALUATIONS = 25  # about this many over a long run (each embeds the validation clips once)
 TOY_LR_AT_BATCH_32 = 1e-2
 PRETRAINED_SMALL_DATA_LR = 1e-4
@@ -69,5 +72,5 @@ def recommended_config(pairs: int, spec: ModelSpec, base: TrainConfig | None = N
         epochs=epochs,
         lr=recommended_lr(spec, pairs, batch),
         eval_every=max(1, epochs // EVALUATIONS),
-        patience=PATIENCE,
+        patience=max(PATIENCE, epochs // max(1, epochs // EVALUATIONS) // 2),
     )
