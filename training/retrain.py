@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from training.data import ClipDataset, ClipRecord
     from training.guard import Verdict
     from training.loop import StepDone
+    from training.run import DataPlan
     from training.splits import ValidationSplits
     from videoseek.context import PipelineContext
 
@@ -177,10 +178,11 @@ def retrain_collection(
     cancel()
     report({"stage": "validating", "message": "comparing the new adapter with the one serving now"})
     verdict = _judge(ctx, name, cfg, splits, plan, out / ADAPTER_DIR, live.adapter_version)
+    forced = request.force and not verdict.install
     summary: dict[str, Any] = {
         "collection": name,
-        "outcome": "installed" if verdict.install or request.force else "kept",
-        "why": verdict.why if not request.force or verdict.install else f"forced: {verdict.why}",
+        "outcome": "installed" if verdict.install or forced else "kept",
+        "why": f"forced: {verdict.why}" if forced else verdict.why,
         "validation": verdict.validation(),
         "training_pairs": data.training_pairs,
         "training": {
@@ -210,7 +212,7 @@ def _judge(
     name: str,
     cfg: TrainConfig,
     splits: ValidationSplits,
-    plan: Any,
+    plan: DataPlan,
     candidate_dir: Path,
     live_adapter: str | None,
 ) -> Verdict:
@@ -237,12 +239,16 @@ def _distractors(ctx: PipelineContext, name: str, splits: ValidationSplits) -> l
     from training.guard import MAX_DISTRACTORS
 
     used = {r.video for part in (splits.train, splits.dev, splits.guard) if part for r in part.records}
-    files = [ctx.layout.video_file(name, video_id) for video_id in ctx.store.list_videos(name)]
-    free = sorted(
-        (f for f in files if f is not None and f not in used),
-        key=lambda f: hashlib.sha256(f.name.encode()).digest(),
-    )
-    return [ClipRecord(f, "") for f in free[:MAX_DISTRACTORS]]
+    # A fixed order by id hash, and files looked up only until enough are found: not one per video of the collection.
+    ordered = sorted(ctx.store.list_videos(name), key=lambda v: hashlib.sha256(v.encode()).digest())
+    free: list[Path] = []
+    for video_id in ordered:
+        path = ctx.layout.video_file(name, video_id)
+        if path is not None and path not in used:
+            free.append(path)
+        if len(free) == MAX_DISTRACTORS:
+            break
+    return [ClipRecord(f, "") for f in free]
 
 
 def _install(

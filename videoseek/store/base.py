@@ -324,6 +324,11 @@ class VersionInfo:
     points: int
 
 
+def served_order(versions: Sequence[VersionInfo]) -> list[VersionInfo]:
+    """The live version first, then the kept ones, most recently served first (both stores list this way)."""
+    return sorted(versions, key=lambda v: (v.live, v.activated_at), reverse=True)
+
+
 def versions_to_drop(
     metas: dict[str, VersionMeta], old_live: str | None, new_live: str, keep: int
 ) -> list[str]:

@@ -67,6 +67,7 @@ from videoseek.store.base import (
     next_meta,
     parse_physical,
     scored_clip,
+    served_order,
     valid_point_ids,
     versions_to_drop,
 )
@@ -312,11 +313,7 @@ class EdgeClipStore:
                 meta = self._meta_of(physical)
                 if physical != live.physical and meta is not None and meta.activated_at is not None:
                     listed.append((physical, meta))
-            return sorted(
-                (self._version_info(p, m, live=p == live.physical) for p, m in listed),
-                key=lambda v: (v.live, v.activated_at),
-                reverse=True,
-            )
+            return served_order([self._version_info(p, m, live=p == live.physical) for p, m in listed])
 
     def _record_served(self, physical: str) -> None:
         """Give a live version written before ``activated_at`` existed its date, so it is kept as served."""

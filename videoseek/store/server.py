@@ -57,6 +57,7 @@ from videoseek.store.base import (
     parse_physical,
     physical_name,
     scored_clip,
+    served_order,
     valid_point_ids,
     versions_to_drop,
 )
@@ -280,7 +281,7 @@ class ServerClipStore:
             )
             for p, m in listed.items()
         ]
-        return sorted(infos, key=lambda v: (v.live, v.activated_at), reverse=True)
+        return served_order(infos)
 
     def _readable_metas(self, name: str) -> dict[str, VersionMeta]:
         metas = {}
