@@ -596,7 +596,7 @@ class PairOut(BaseModel):
     source: str | None = Field(
         default=None, description="Where it came from: api, upload, cli, a subtitle track, a sidecar file."
     )
-    created_at: float = Field(description="When it was last written (seconds since the epoch).")
+    created_at: UtcTime = Field(description="When it was last written (ISO 8601 UTC).")
 
 
 class PairsAdded(BaseModel):

@@ -149,15 +149,20 @@ def describe_video(services: AppServices, collection: str, video_id: str) -> Vid
 
 
 def delete_video_everywhere(services: AppServices, collection: str, video_id: str) -> int | None:
-    """Delete a video's points (vectors and frames), thumbnails, frame cache, files and dedup claim.
+    """Delete a video's points (vectors and frames), thumbnails, frame cache, files and dedup claim; returns
+    the points removed, None when the collection knows nothing of it.
 
-    None when the collection holds nothing of it (a failed upload stored nothing: its job stays listed as the
-    record of what failed).
+    A failed upload is listed until it is deleted (its job is the record of what failed): deleting it
+    forgets its ended jobs too, so it leaves the listing.
     """
     from videoseek.collections import delete_video
 
     facts = describe_video(services, collection, video_id)
-    stored = services.layout.video_file(collection, video_id) is not None
-    if facts is None or (not facts.indexed and not stored and video_state(facts.job, False) == "failed"):
+    if facts is None:
         return None
-    return delete_video(services.context, collection, video_id)
+    failed = not facts.indexed and video_state(facts.job, False) == "failed"
+    stored = services.layout.video_file(collection, video_id) is not None
+    removed = delete_video(services.context, collection, video_id) if stored or not failed else 0
+    if failed:
+        services.jobs.forget_ended_jobs(collection, video_id)
+    return removed

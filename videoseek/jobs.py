@@ -156,6 +156,11 @@ class JobStore(ABC):
         """Forget every job and claim of a collection; returns how many jobs were removed."""
 
     @abstractmethod
+    def forget_ended_jobs(self, collection: str, video_id: str) -> int:
+        """Forget the jobs of one video that have ended (done or failed; a running one stays): how a failed
+        upload leaves the listing once its owner has read why. Returns how many were removed."""
+
+    @abstractmethod
     def ping(self) -> None:
         """Raise if the backing store cannot be reached."""
 
@@ -360,6 +365,15 @@ class SqliteJobStore(JobStore):
         with self._tx() as db:
             db.execute("DELETE FROM video_claims WHERE collection = ?", (collection,))
             return db.execute("DELETE FROM jobs WHERE collection = ?", (collection,)).rowcount
+
+    def forget_ended_jobs(self, collection: str, video_id: str) -> int:
+        ended = [str(stage) for stage in JobStage if stage.terminal]
+        marks = ", ".join("?" * len(ended))
+        with self._tx() as db:
+            return db.execute(
+                f"DELETE FROM jobs WHERE collection = ? AND video_id = ? AND stage IN ({marks})",
+                (collection, video_id, *ended),
+            ).rowcount
 
     def ping(self) -> None:
         with self._lock:

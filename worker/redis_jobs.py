@@ -172,6 +172,26 @@ class RedisJobStore(JobStore):
         pipe.execute()
         return len(ids)
 
+    def forget_ended_jobs(self, collection: str, video_id: str) -> int:
+        # Every job of the collection is read: a per-video index would cost every upload a write for an
+        # action a person takes now and then.
+        ids = self._redis.zrange(self._index_key(collection), 0, -1)
+        pipe = self._redis.pipeline()
+        for job_id in ids:
+            pipe.hmget(self._job_key(job_id), "video_id", "stage")
+        ended = [
+            job_id
+            for job_id, (vid, stage) in zip(ids, pipe.execute(), strict=True)
+            if vid == video_id and stage is not None and JobStage(stage).terminal
+        ]
+        if ended:
+            pipe = self._redis.pipeline()
+            pipe.delete(*(self._job_key(job_id) for job_id in ended))
+            pipe.zrem(self._index_key(None), *ended)
+            pipe.zrem(self._index_key(collection), *ended)
+            pipe.execute()
+        return len(ended)
+
     def ping(self) -> None:
         self._redis.ping()
 

@@ -567,7 +567,8 @@ function videoRow(video) {
   if (video.file_url) {
     actions.append(element("a", { href: video.file_url, download: name, class: "button ghost", text: "Download", "aria-label": `Download ${name}` }));
   }
-  if (video.state === "indexed") {
+  if (video.state === "indexed" || video.state === "failed") {
+    // A failed row is deleted to dismiss it (and whatever file it left).
     actions.append(
       element("button", {
         type: "button",
@@ -760,11 +761,25 @@ function retrainOutcome(r) {
   return verdict + trained;
 }
 
+function adapterName(version) {
+  return version ? `adapter ${version.slice(0, 12)}` : "plain CLIP";
+}
+
+function switchSummary(task, r) {
+  // A re-index or rollback: which version serves now, what it holds, and what changed while it ran.
+  const verb = task.kind === "rollback" ? "Rolled back to" : "Re-indexed with";
+  const counts = [`${r.videos} videos`, `${r.clips} clips`];
+  if (r.caught_up) counts.push(`${r.caught_up} added meanwhile`);
+  if (r.removed) counts.push(`${r.removed} deleted meanwhile`);
+  if (r.missing?.length) counts.push(`${r.missing.length} left out (no cached frames)`);
+  return `${verb} ${adapterName(r.new_adapter_version)} (version ${r.physical}): ${counts.join(", ")}`;
+}
+
 function taskSummary(task) {
   const r = task.result || {};
   if (task.kind === "retrain" && r.outcome) return retrainOutcome(r);
-  const counts = [r.videos !== undefined ? `${r.videos} videos` : null, r.clips !== undefined ? `${r.clips} clips` : null];
-  return counts.filter(Boolean).join(", ") || "finished";
+  if (r.physical !== undefined && r.videos !== undefined) return switchSummary(task, r);
+  return "finished";
 }
 
 function taskRow(task) {

@@ -332,6 +332,10 @@ def test_an_upload_that_fails_shows_its_reason_on_its_row_and_in_the_list(
     name = listed[0].find_element(By.CSS_SELECTOR, ".name")
     assert name.get_attribute("title") == "only-sound.m4a"  # the full name, when the cell cuts it short
 
+    listed[0].find_element(By.CSS_SELECTOR, "button.danger").click()  # read why: dismiss it
+    browser.switch_to.alert.accept()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"#video-rows tr[data-video-id='{video_id}']"))
+
 
 def test_a_thumbs_up_on_a_result_becomes_a_positive_feedback_pair(
     live_server: LiveServer, browser: Any
@@ -366,7 +370,7 @@ def test_the_admin_view_follows_a_reindex_to_its_end(live_server: LiveServer, br
     open_admin(browser, live_server)
     ended = run_task_from(browser, "#reindex-form button[type=submit]", timeout_s=180)
     assert (ended["state"], ended["kind"]) == ("done", "reindex"), ended
-    assert "videos" in ended["text"]
+    assert "Re-indexed with" in ended["text"] and "videos" in ended["text"], ended
 
 
 def test_the_admin_view_rolls_back_to_an_earlier_version(live_server: LiveServer, browser: Any) -> None:
@@ -387,6 +391,7 @@ def test_the_admin_view_rolls_back_to_an_earlier_version(live_server: LiveServer
     rollback = f"#version-list li[data-physical='{physical}'] button"
     ended = run_task_from(browser, rollback, timeout_s=180)
     assert (ended["state"], ended["kind"]) == ("done", "rollback"), ended
+    assert "Rolled back to" in ended["text"] and f"(version {physical})" in ended["text"], ended
     # A finished task reloads the versions: the one rolled back to is the live one now.
     wait.until(
         lambda d: d.find_elements(

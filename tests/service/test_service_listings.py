@@ -103,6 +103,17 @@ def test_a_deleted_video_leaves_the_listing(library: tuple[TestClient, dict[str,
     assert names == ["radio.m4a", "attic.avi", "kitchen.mp4"]
 
 
+def test_deleting_a_failed_upload_dismisses_it_and_nothing_else(library: tuple[TestClient, dict[str, str]]) -> None:
+    client, ids = library
+    answer = client.delete(f"/collections/home/videos/{ids['radio.m4a']}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["clips_removed"] == 0
+    names = [v["source_name"] for v in client.get("/collections/home/videos").json()["videos"]]
+    assert names == ["attic.avi", "garden.mp4", "kitchen.mp4"]
+    assert [j["stage"] for j in client.get("/collections/home/jobs").json()["jobs"]] == ["done"] * 3
+    assert client.delete(f"/collections/home/videos/{ids['radio.m4a']}").status_code == 404  # gone for good
+
+
 def test_pages_of_videos_and_jobs_follow_each_other_without_repeats(
     library: tuple[TestClient, dict[str, str]],
 ) -> None:

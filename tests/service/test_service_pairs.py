@@ -4,6 +4,7 @@ the edge, paging, scopes, what deleting a video or a collection takes with it, a
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -57,6 +58,7 @@ def test_captions_for_indexed_videos_are_stored_once_listed_in_pages_and_deleted
         (c["video_id"], c["text"], c.get("start_s"), c.get("end_s")) for c in sent
     ]
     assert all(p["kind"] == "caption" and not p["weak"] and p["source"] == "api" for p in listed)
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", p["created_at"]) for p in listed)
     assert [p["text"] for p in _all(client, "/collections/shapes/captions", video_id=V1)] == [
         "a blue cube slides"
     ]

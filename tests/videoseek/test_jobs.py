@@ -135,6 +135,19 @@ def test_delete_collection_forgets_jobs_and_claims(store: JobStore) -> None:
     assert store.get(b.job_id) == b and [j.job_id for j in store.list()] == [b.job_id]
 
 
+def test_forgetting_a_videos_ended_jobs_leaves_running_ones_and_other_videos(store: JobStore) -> None:
+    failed = store.create(_job(stage=JobStage.FAILED, reason="no video stream"))
+    done = store.create(_job(stage=JobStage.DONE))
+    running = store.create(_job(stage=JobStage.EMBEDDING))
+    other = store.create(_job(video_id="cd" * 32, stage=JobStage.FAILED))
+    elsewhere = store.create(_job("clips", stage=JobStage.FAILED))
+    assert store.forget_ended_jobs("films", "ab" * 32) == 2
+    assert store.get(failed.job_id) is None and store.get(done.job_id) is None
+    assert {j.job_id for j in store.list()} == {running.job_id, other.job_id, elsewhere.job_id}
+    assert {j.job_id for j in store.list("films")} == {running.job_id, other.job_id}
+    assert store.forget_ended_jobs("films", "ab" * 32) == 0
+
+
 def test_sqlite_state_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "jobs.sqlite3"
     first = SqliteJobStore(path)
