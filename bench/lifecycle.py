@@ -114,18 +114,34 @@ def upload_all(server: Server, videos: list[Path]) -> dict[str, str]:
         return dict(pool.map(one, videos))
 
 
-def search_ranks(server: Server, queries: list[tuple[str, str]]) -> dict[str, float]:
-    """Held-out R@1 and R@5 (percent) of (query, right video id) pairs through POST /search."""
+def search_ranks(server: Server, queries: list[tuple[str, str]]) -> list[int]:
+    """The rank of the right video for each (query, right video id) pair through POST /search (11: not in the
+    top 10)."""
     ranks = []
     for query, video_id in queries:
         body = {"collection": COLLECTION, "query": query, "limit": 10, "group_by": "video"}
         found = [r["video_id"] for r in _ok(server.http.post("/search", json=body))["results"]]
         ranks.append(found.index(video_id) + 1 if video_id in found else 11)
+    return ranks
+
+
+def recall(ranks: list[int]) -> dict[str, float]:
+    """R@1 and R@5 (percent) of these ranks."""
     return {
         "R@1": round(100 * sum(r == 1 for r in ranks) / len(ranks), 1),
         "R@5": round(100 * sum(r <= 5 for r in ranks) / len(ranks), 1),
         "queries": len(ranks),
     }
+
+
+def r1_change(before: list[int], after: list[int]) -> dict[str, float]:
+    """The change in R@1 (points) on the same queries and its noise: the paired standard error times 1.96
+    (a change larger than ``noise`` is beyond chance at about 95%)."""
+    gains = [float(a == 1) - float(b == 1) for b, a in zip(before, after, strict=True)]
+    n = len(gains)
+    mean = sum(gains) / n
+    sd = (sum((g - mean) ** 2 for g in gains) / max(1, n - 1)) ** 0.5
+    return {"r1_gain": round(100 * mean, 1), "noise": round(100 * 1.96 * sd / n**0.5, 1)}
 
 
 def clear_pairs(server: Server) -> None:
@@ -214,7 +230,7 @@ def run(videos: int, wrong_clicks: float, scenarios: list[str], work: Path) -> d
         out: dict[str, Any] = {
             "videos": len(names),
             "held_out_videos": len(held_names),
-            "held_out_before": baseline,
+            "held_out_before": recall(baseline),
             "setup_seconds": round(time.monotonic() - started, 1),
             "scenarios": {},
         }
@@ -245,14 +261,16 @@ def run(videos: int, wrong_clicks: float, scenarios: list[str], work: Path) -> d
                 "recipe": {
                     k: result["training"][k] for k in ("epochs", "best_epoch", "lr", "batch_size", "steps")
                 },
-                "held_out_after": after,
-                "r1_gain": round(after["R@1"] - baseline["R@1"], 1),
+                "held_out_after": recall(after),
+                **r1_change(baseline, after),
                 "seconds": round(time.monotonic() - t0, 1),
             }
             print(json.dumps({scenario: out["scenarios"][scenario]}), file=sys.stderr)
         clear_pairs(server)
         roll_back_to_plain(server)
-        out["held_out_after_rollback"] = search_ranks(server, held)  # the rollback is exact: as before
+        rolled_back = search_ranks(server, held)
+        out["held_out_after_rollback"] = recall(rolled_back)
+        out["rollback_ranks_as_before"] = rolled_back == baseline  # exact: every query's rank as before
         out["total_seconds"] = round(time.monotonic() - started, 1)
         return out
     finally:

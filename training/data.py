@@ -13,8 +13,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,16 @@ class ClipRecord:
         return (str(self.video), self.start_s, self.end_s)
 
 
+# The caption of a clip that is a candidate only, never a query (a distractor among held-out clips): its text is
+# encoded like any other and its row dropped before ranking.
+GALLERY_ONLY = "[videoseek gallery only]"
+
+
+def as_gallery_only(records: Sequence[ClipRecord]) -> list[ClipRecord]:
+    """These clips as candidates only (whatever their captions)."""
+    return [replace(r, caption=GALLERY_ONLY) for r in records]
+
+
 @dataclass(frozen=True)
 class BadEntry:
     """An entry left out of a dataset, with where it came from and why."""
@@ -88,6 +98,10 @@ class ClipDataset:
                 firsts.append(record)
             owner.append(index[key])
         return firsts, owner
+
+    def query_rows(self) -> list[int]:
+        """The records whose captions are asked (all but :data:`GALLERY_ONLY` ones)."""
+        return [i for i, r in enumerate(self.records) if r.caption != GALLERY_ONLY]
 
     def without(self, bad_videos: dict[ClipKey, str]) -> ClipDataset:
         """A copy without the records whose clip is in ``bad_videos`` (clip key -> reason), counted as skipped."""

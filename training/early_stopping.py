@@ -1,8 +1,9 @@
 """Early stopping on a validation set: keep the trainable tensors of the best epoch, stop when it stays best.
 
 Small collections make the step budget hard to guess: too few steps learn nothing, too many overfit a few
-dozen captions. With ``TrainConfig.patience`` set, every evaluation is scored (mean of text-to-video R@1, R@5
-and R@10 with the run's pooling: R@1 alone moves in steps of 100/n on a small set), the best epoch's tensors
+dozen captions. With ``TrainConfig.patience`` set, every evaluation is scored (text-to-video mean reciprocal
+rank with the run's pooling, in percent: R@1 moves in steps of 100/n on a small set, and a retrain ranks its
+few validation captions among other videos of the collection too, ``training/metrics.py``), the best epoch's tensors
 are kept (an adapter's are a few MB), the run stops after ``patience`` evaluations without a better one, and
 the best tensors are put back before the adapter is saved.
 """
@@ -15,13 +16,10 @@ from typing import Any
 
 import torch
 
-from training.metrics import RECALL_AT
-
 
 def selection_score(metrics: dict[str, Any], pooling: str) -> float:
-    """What "better" means for early stopping: mean text-to-video recall at 1, 5 and 10 (percent)."""
-    t2v = metrics[pooling]["t2v"]
-    return sum(float(t2v[f"R@{k}"]) for k in RECALL_AT) / len(RECALL_AT)
+    """What "better" means for early stopping: text-to-video mean reciprocal rank, in percent."""
+    return 100.0 * float(metrics[pooling]["t2v"]["MRR"])
 
 
 @dataclass

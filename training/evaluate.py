@@ -25,12 +25,14 @@ POOLINGS = ("mean", "text_conditioned")
 
 @dataclass
 class Embeddings:
-    """text [T, D], frames [V, F, D], mask [V, F]; caption i belongs to clip ``text_to_video[i]``."""
+    """text [T, D], frames [V, F, D], mask [V, F]; caption i belongs to clip ``text_to_video[i]``; ``queries``:
+    the captions asked (None: all; gallery-only clips' are not)."""
 
     text: torch.Tensor
     frames: torch.Tensor
     mask: torch.Tensor
     text_to_video: list[int]
+    queries: list[int] | None = None
 
 
 def autocast_for(device: torch.device, enabled: bool) -> Any:
@@ -66,7 +68,9 @@ def embed_dataset(
             tokens = clip.tokenize(captions[i : i + batch_size * 4], context_length)
             texts.append(encode_texts(model, tokens).float().cpu())
     model.train(was_training)
-    return Embeddings(torch.cat(texts), torch.cat(frames), torch.cat(masks), owner)
+    asked = dataset.query_rows()
+    queries = None if len(asked) == len(captions) else asked
+    return Embeddings(torch.cat(texts), torch.cat(frames), torch.cat(masks), owner, queries)
 
 
 def score_embeddings(
@@ -76,7 +80,7 @@ def score_embeddings(
     out = {}
     for pooling in poolings:
         sim = chunked_scores(emb.text, emb.frames, emb.mask, logit_scale, pooling, tau)  # type: ignore[arg-type]
-        out[pooling] = retrieval_metrics(sim.numpy(), emb.text_to_video)
+        out[pooling] = retrieval_metrics(sim.numpy(), emb.text_to_video, emb.queries)
     return out
 
 

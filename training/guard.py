@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.config import TrainConfig
-from training.data import ClipDataset, ClipRecord
+from training.data import ClipDataset, ClipRecord, as_gallery_only
 from training.evaluate import embed_dataset
 from training.metrics import summarize_ranks, text_to_video_ranks
 from training.run import DataPlan, prepare_run
@@ -39,7 +39,6 @@ MIN_PAIRS = 5
 MIN_GAIN = 0.005
 # Other videos of the collection ranked among the held-out clips: a larger gallery, finer ranks.
 MAX_DISTRACTORS = 100
-DISTRACTOR_CAPTION = "[videoseek distractor]"  # its text is encoded and then dropped
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,7 @@ def held_out_ranks(
 ) -> np.ndarray:
     """1-based rank of each held-out caption's clip among the held-out clips and ``distractors`` (other videos
     of the collection, as the search would have them among its candidates), scored as the search scores."""
-    gallery = ClipDataset(
-        [*held_out.records, *(replace(r, caption=DISTRACTOR_CAPTION) for r in distractors)], held_out.source
-    )
+    gallery = ClipDataset([*held_out.records, *as_gallery_only(distractors)], held_out.source)
     plan = DataPlan(train=None, eval=gallery, cache_dir=data.cache_dir, on_bad="skip", limits=data.limits)
     run = prepare_run(spec, cfg, plan)
     assert run.eval is not None
@@ -83,17 +80,13 @@ def held_out_ranks(
         AdaptedClip(run.clip, adapter.config, init=adapter)  # adapts the loaded model in place
     emb = embed_dataset(run.clip, run.eval, run.cache, context_length=cfg.text_context_length, amp=cfg.amp)
     sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, "text_conditioned", cfg.tau)
-    asked = [
-        i for i, r in enumerate(run.eval.records) if r.caption != DISTRACTOR_CAPTION
-    ]  # the distractors' rows go
+    asked = run.eval.query_rows()  # the distractors' rows go
     owners = [emb.text_to_video[i] for i in asked]
     return text_to_video_ranks(sim.numpy()[asked], owners)
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:
-    metrics = summarize_ranks(ranks)
-    metrics["MRR"] = float(np.mean(1.0 / ranks))
-    return {key: round(value, 4) for key, value in metrics.items()}
+    return {key: round(value, 4) for key, value in summarize_ranks(ranks).items()}
 
 
 def judge(current: np.ndarray, candidate: np.ndarray) -> Verdict:

@@ -472,7 +472,7 @@ def train(
     if best is not None and best.epoch is not None:
         best.restore(run.prepared.trainable)
         if stopped_early or best.epoch != state.history[-1]["epoch"]:
-            log(f"keeping epoch {best.epoch} (validation {best.score:.1f}, mean T2V R@1/5/10)")
+            log(f"keeping epoch {best.epoch} (validation T2V MRR {best.score:.1f}%)")
 
     # A method that trains nothing (zero-shot) used no memory for training.
     result = result_of(run, state, peak.bytes if run.total_steps else 0)

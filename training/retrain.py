@@ -4,7 +4,8 @@ What an admin's retrain runs (on a thread of the API process in embedded mode, o
 otherwise):
 
     the collection's pairs (or a manifest) -> held-out splits by video -> the recipe for their size ->
-    train with early stopping -> the guard: candidate vs what serves, on the held-out videos ->
+    train with early stopping (on the dev videos) -> the guard: candidate vs what serves, on the guard's videos
+    (both ranked among up to 100 other clips of the collection, as the search would rank them) ->
     installed: install the adapter, re-index (videoseek/reindex.py: cached frames, no decoding), the old
     version kept for rollback | kept: the collection is left as it was
 
@@ -162,9 +163,10 @@ def retrain_collection(
     cfg = training_config(ctx, name, request, len(splits.train))
     cancel()
     out = ctx.layout.training_runs_dir(name) / time.strftime("%Y%m%d-%H%M%S")
+    gallery = _gallery(ctx, name, splits)
     plan = DataPlan(
         train=splits.train,
-        eval=splits.dev,
+        eval=_among(splits.dev, gallery),
         cache_dir=ctx.layout.training_frames_dir,
         on_bad="skip" if request.data is None else "error",  # a pair's video that no longer decodes: skipped
         limits=settings.ingest,
@@ -177,7 +179,7 @@ def retrain_collection(
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
     cancel()
     report({"stage": "validating", "message": "comparing the new adapter with the one serving now"})
-    verdict = _judge(ctx, name, cfg, splits, plan, out / ADAPTER_DIR, live.adapter_version)
+    verdict = _judge(ctx, cfg, splits.guard, gallery, plan, out / ADAPTER_DIR, live.adapter_version)
     forced = request.force and not verdict.install
     summary: dict[str, Any] = {
         "collection": name,
@@ -209,9 +211,9 @@ def retrain_collection(
 
 def _judge(
     ctx: PipelineContext,
-    name: str,
     cfg: TrainConfig,
-    splits: ValidationSplits,
+    guard: ClipDataset | None,
+    gallery: list[ClipRecord],
     plan: DataPlan,
     candidate_dir: Path,
     live_adapter: str | None,
@@ -221,18 +223,18 @@ def _judge(
 
     from training.guard import held_out_ranks, judge
 
-    if splits.guard is None:
+    if guard is None:
         return judge(np.zeros(0), np.zeros(0))
     serving = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
     base = replace(cfg, init_adapter=None)
-    others = _distractors(ctx, name, splits)
-    current = held_out_ranks(ctx.settings.model, base, splits.guard, plan, serving, others)
-    candidate = held_out_ranks(ctx.settings.model, base, splits.guard, plan, candidate_dir, others)
+    current = held_out_ranks(ctx.settings.model, base, guard, plan, serving, gallery)
+    candidate = held_out_ranks(ctx.settings.model, base, guard, plan, candidate_dir, gallery)
     return judge(current, candidate)
 
 
-def _distractors(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:
-    """Whole videos of the collection that no split uses (a fixed sample of them), for the guard's gallery."""
+def _gallery(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:
+    """Up to ``MAX_DISTRACTORS`` other clips to rank held-out captions among, as the search would: whole
+    videos of the collection that no split uses first (a fixed sample of them), then training clips."""
     import hashlib
 
     from training.data import ClipRecord
@@ -243,12 +245,22 @@ def _distractors(ctx: PipelineContext, name: str, splits: ValidationSplits) -> l
     ordered = sorted(ctx.store.list_videos(name), key=lambda v: hashlib.sha256(v.encode()).digest())
     free: list[Path] = []
     for video_id in ordered:
+        if len(free) == MAX_DISTRACTORS:
+            break
         path = ctx.layout.video_file(name, video_id)
         if path is not None and path not in used:
             free.append(path)
-        if len(free) == MAX_DISTRACTORS:
-            break
-    return [ClipRecord(f, "") for f in free]
+    trained = list({r.clip_key: r for r in splits.train.records}.values())
+    return [*(ClipRecord(f, "") for f in free), *trained][:MAX_DISTRACTORS]
+
+
+def _among(held_out: ClipDataset | None, gallery: list[ClipRecord]) -> ClipDataset | None:
+    """The held-out set with the gallery's clips as candidates only (None stays None)."""
+    from training.data import ClipDataset, as_gallery_only
+
+    if held_out is None:
+        return None
+    return ClipDataset([*held_out.records, *as_gallery_only(gallery)], held_out.source)
 
 
 def _install(

@@ -103,7 +103,9 @@ def test_a_deleted_video_leaves_the_listing(library: tuple[TestClient, dict[str,
     assert names == ["radio.m4a", "attic.avi", "kitchen.mp4"]
 
 
-def test_deleting_a_failed_upload_dismisses_it_and_nothing_else(library: tuple[TestClient, dict[str, str]]) -> None:
+def test_deleting_a_failed_upload_dismisses_it_and_nothing_else(
+    library: tuple[TestClient, dict[str, str]],
+) -> None:
     client, ids = library
     answer = client.delete(f"/collections/home/videos/{ids['radio.m4a']}")
     assert answer.status_code == 200, answer.text

@@ -309,7 +309,7 @@ def test_early_stopping_keeps_the_best_epochs_weights_and_stops_after_patience(
     def scripted(run: loop.RunSetup) -> dict[str, object]:
         run_holder["run"] = run
         value = next(scores)
-        recall = {"R@1": value, "R@5": value, "R@10": value}
+        recall = {"R@1": value, "R@5": value, "R@10": value, "MRR": value / 100}
         return {run.cfg.pooling: {"t2v": recall, "v2t": recall}}
 
     real_history_row = loop.history_row

@@ -12,7 +12,14 @@ def test_perfect_similarity_gives_rank_one_everywhere() -> None:
     sim = np.eye(20) + 0.01 * np.random.default_rng(0).random((20, 20))
     metrics = retrieval_metrics(sim)
     for direction in ("t2v", "v2t"):
-        assert metrics[direction] == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0, "MdR": 1.0, "MnR": 1.0}
+        assert metrics[direction] == {
+            "R@1": 100.0,
+            "R@5": 100.0,
+            "R@10": 100.0,
+            "MdR": 1.0,
+            "MnR": 1.0,
+            "MRR": 1.0,
+        }
 
 
 def test_reversed_similarity_gives_the_worst_ranks() -> None:
@@ -69,3 +76,14 @@ def test_bad_inputs_are_refused_with_a_reason() -> None:
         text_to_video_ranks(np.zeros((3, 3)), [0, 1])
     with pytest.raises(ValueError, match="at least one caption"):
         video_to_text_ranks(np.zeros((2, 3)), [0, 1])
+
+
+def test_gallery_only_clips_are_candidates_never_queries() -> None:
+    # captions 0, 1 ask for clips 0, 1; caption 2 belongs to clip 2, a distractor (candidate only)
+    sim = np.array([[0.5, 0.1, 0.9], [0.2, 0.8, 0.1], [0.0, 0.0, 1.0]])
+    metrics = retrieval_metrics(sim, [0, 1, 2], queries=[0, 1])
+    assert metrics["t2v"]["R@1"] == 50.0  # the distractor beats clip 0 for caption 0
+    assert metrics["t2v"]["MRR"] == pytest.approx((1 / 2 + 1) / 2)
+    assert metrics["v2t"]["R@1"] == 100.0  # clips 0 and 1 ranked among the asked captions only
+    everything = retrieval_metrics(sim, [0, 1, 2])
+    assert everything["t2v"]["MRR"] == pytest.approx((1 / 2 + 1 + 1) / 3)
