@@ -322,3 +322,33 @@ def test_training_pairs_live_in_redis_with_the_same_api_and_go_with_their_collec
     assert client.delete("/collections/dist").status_code == 200
     prefix = services_of(client).settings.worker.redis_prefix
     assert list(redis_client(services_of(client).settings).scan_iter(match=f"{prefix}pairs:dist:*")) == []
+
+
+def test_versions_and_rollback_over_http_read_the_server_store_and_queue_a_celery_rollback(
+    distributed: Callable[..., TestClient],
+) -> None:
+    from videoseek.reindex import reindex_to_version
+    from worker.celery_app import QueueDepths
+    from worker.names import QUEUE_TRAIN
+
+    client = distributed()
+    assert client.post("/collections", json={"name": "dist"}).status_code == 201
+    seed_clips(client, "dist")
+    services = services_of(client)
+    depths = QueueDepths(services.settings)
+    refused = client.post("/collections/dist/rollback", json={})
+    assert refused.status_code == 409 and refused.json()["code"] == "no_version_to_restore", refused.text
+    assert depths(QUEUE_TRAIN) == 0  # refused before anything was queued
+
+    first = client.get("/collections/dist/versions").json()["versions"]
+    # A switch as a train worker makes it (on the shared store): the first version is kept for rollback.
+    reindex_to_version(services.context, "dist", None, allow_missing=True)
+    versions = client.get("/collections/dist/versions").json()["versions"]
+    assert [v["live"] for v in versions] == [True, False], versions
+    assert versions[1]["physical"] == first[0]["physical"]
+
+    started = client.post("/collections/dist/rollback", json={})
+    assert started.status_code == 202 and started.json()["kind"] == "rollback", started.text
+    assert depths(QUEUE_TRAIN) == 1  # waits for a train worker
+    busy = client.post("/collections/dist/rollback", json={})
+    assert busy.status_code == 409 and started.json()["task_id"] in busy.json()["reason"]
