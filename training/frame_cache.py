@@ -258,15 +258,18 @@ def _atomic_write(path: Path, payload: bytes) -> None:
 def warm_dataset(
     dataset: ClipDataset, cache: FrameCache, on_bad: OnBad = "error", on_video: VideoHook | None = None
 ) -> ClipDataset:
-    """Decode whatever is not cached yet; clips that cannot be decoded stop the run or are skipped (counted)."""
+    """Decode whatever is not cached yet; clips that cannot be decoded stop the run or are skipped (counted).
+
+    A gallery-only clip (a distractor) that cannot be decoded is left out whatever ``on_bad`` says: it is no
+    entry of the data the run was given."""
     clips, _ = dataset.clips()
     failed = cache.warm(clips, desc=f"caching frames of {Path(dataset.source).name}", on_video=on_video)
     if not failed:
         return dataset
-    if on_bad == "error":
-        reason = next(iter(failed.values()))
+    asked = {dataset.records[i].clip_key for i in dataset.query_rows()}
+    if on_bad == "error" and (given := [reason for key, reason in failed.items() if key in asked]):
         raise FrameError(
-            f"{len(failed)} clip(s) of {dataset.source} cannot be decoded, e.g. {reason}. Fix or remove them, "
+            f"{len(given)} clip(s) of {dataset.source} cannot be decoded, e.g. {given[0]}. Fix or remove them, "
             "or pass --on-bad skip to leave them out."
         )
     kept = dataset.without(failed)

@@ -10,7 +10,7 @@ import pytest
 from training_helpers import write_manifest, write_video
 
 from training.config import SamplingConfig, TrainConfig
-from training.data import ClipRecord, load_dataset
+from training.data import ClipDataset, ClipRecord, as_gallery_only, load_dataset
 from training.frame_cache import FrameCache, FrameError, warm_dataset
 from training.loop import train
 from videoseek.cancel import TaskCancelled
@@ -117,6 +117,18 @@ def test_undecodable_videos_stop_the_run_or_are_skipped_with_a_count(tmp_path: P
     kept = warm_dataset(dataset, cache, "skip")
     assert [r.caption for r in kept.records] == ["fine"]
     assert kept.summary()["skipped"] == 1 and "junk.mp4" in kept.skipped[0].where
+
+
+def test_an_undecodable_gallery_only_clip_is_left_out_even_when_bad_entries_stop_the_run(tmp_path: Path) -> None:
+    write_video(tmp_path / "good.mp4", 2.0)
+    (tmp_path / "junk.mp4").write_bytes(os.urandom(4096))
+    manifest = write_manifest(tmp_path / "captions.jsonl", [{"video": "good.mp4", "caption": "fine"}])
+    given = load_dataset(manifest)
+    with_distractor = ClipDataset(
+        [*given.records, *as_gallery_only([ClipRecord(tmp_path / "junk.mp4", "")])], given.source
+    )
+    kept = warm_dataset(with_distractor, FrameCache(tmp_path / "cache", SAMPLING), "error")
+    assert [r.caption for r in kept.records] == ["fine"]
 
 
 def test_a_window_without_frames_names_the_video_span(tmp_path: Path) -> None:
