@@ -119,7 +119,9 @@ def test_undecodable_videos_stop_the_run_or_are_skipped_with_a_count(tmp_path: P
     assert kept.summary()["skipped"] == 1 and "junk.mp4" in kept.skipped[0].where
 
 
-def test_an_undecodable_gallery_only_clip_is_left_out_even_when_bad_entries_stop_the_run(tmp_path: Path) -> None:
+def test_an_undecodable_gallery_only_clip_is_left_out_even_when_bad_entries_stop_the_run(
+    tmp_path: Path,
+) -> None:
     write_video(tmp_path / "good.mp4", 2.0)
     (tmp_path / "junk.mp4").write_bytes(os.urandom(4096))
     manifest = write_manifest(tmp_path / "captions.jsonl", [{"video": "good.mp4", "caption": "fine"}])
