@@ -246,7 +246,8 @@ def run(videos: int, per_video: int, wrong_clicks: float, scenarios: list[str], 
         ids = upload_all(server, [work / "toy" / name for name in names])
         video_id = {name: ids[Path(name).name] for name in names}
         train_names, held_names = names[: len(names) // 2], names[len(names) // 2 :]
-        held = [(by_video[n][0], video_id[n]) for n in held_names]
+        # every caption of the held-out videos is a query: n captions per video, the noise / sqrt(n)
+        held = [(text, video_id[n]) for n in held_names for text in by_video[n]]
         # what users wrote down for a training video, and the words they search for it with
         captions = [(text, video_id[n]) for n in train_names for text in by_video[n]]
         searches = captions

@@ -3,7 +3,11 @@
 What ``POST /collections/{name}/retrain`` with no ``data`` trains on (``videoseek/pairs.py`` says where each
 kind comes from). Every pair names a video of the collection; its frames come from the stored copy of that
 video, decoded once into the training frame cache. Used: captions, positive feedback (the query and the clip
-a user marked right) and subtitles (weak: they train, they never validate). Hard negatives ("not this") are
+a user marked right) and subtitles (weak: they train, they never validate). Clicks train, and validate only
+when a collection has too few captions to judge by: a user can only click what the serving version already
+showed in its top results, so held-out clicks are, by how they were made, the queries it ranks well, and a
+candidate judged on them is judged on what serves' home ground (the toy world: R@5 of 89% for plain CLIP on
+held-out clicks, 23% on held-out captions). Hard negatives ("not this") are
 kept with the collection but not used by this objective yet: the in-batch contrastive loss has no slot for
 them.
 """
@@ -30,10 +34,11 @@ COUNT_NAMES: dict[PairKind, str] = {
 
 @dataclass(frozen=True)
 class CollectionPairs:
-    """The training set, which of its records are weak (subtitles), and how many pairs of each kind it has."""
+    """The training set, which of its records are weak (subtitles) and clicks, and how many of each kind."""
 
     dataset: ClipDataset
     weak: frozenset[int]
+    clicked: frozenset[int]
     counts: dict[str, int]  # {"captions": n, "feedback": m, "subtitles": k}: the task result's training_pairs
 
 
@@ -50,6 +55,7 @@ def collection_pairs(pairs: PairStore, layout: DataLayout, collection: str) -> C
     """Every trainable pair of ``collection`` whose video file is still stored (the others are skipped)."""
     records: list[ClipRecord] = []
     weak: set[int] = set()
+    clicked: set[int] = set()
     skipped: list[BadEntry] = []
     counts = dict.fromkeys(COUNT_NAMES.values(), 0)
     files: dict[str, Path | None] = {}
@@ -63,7 +69,9 @@ def collection_pairs(pairs: PairStore, layout: DataLayout, collection: str) -> C
         start, end = _window(pair)
         if pair.weak:
             weak.add(len(records))
+        if pair.kind == "feedback_positive":
+            clicked.add(len(records))
         records.append(ClipRecord(video, pair.text, start, end))
         counts[COUNT_NAMES[pair.kind]] += 1
     dataset = ClipDataset(records, f"collection {collection!r}: {counts}", skipped)
-    return CollectionPairs(dataset, frozenset(weak), counts)
+    return CollectionPairs(dataset, frozenset(weak), frozenset(clicked), counts)

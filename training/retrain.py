@@ -41,10 +41,12 @@ REPORT_EVERY_S = 1.0
 
 @dataclass(frozen=True)
 class TrainingData:
-    """What a retrain learns from: the records, which are weak (subtitles), and the pair counts by kind."""
+    """What a retrain learns from: the records, which are weak (subtitles) and clicks, and the pair counts by
+    kind (``training/collection_pairs.py`` says why clicks validate only when captions cannot)."""
 
     dataset: ClipDataset
     weak: frozenset[int]
+    clicked: frozenset[int]
     training_pairs: dict[str, int] | None  # None for a manifest
 
 
@@ -65,7 +67,7 @@ def load_training_data(ctx: PipelineContext, name: str, request: RetrainRequest)
                 f"its videos (POST /collections/{name}/captions) or mark search results right "
                 f"(POST /collections/{name}/feedback), then retrain"
             )
-        return TrainingData(pairs.dataset, pairs.weak, pairs.counts)
+        return TrainingData(pairs.dataset, pairs.weak, pairs.clicked, pairs.counts)
     try:
         dataset = load_dataset(Path(request.data))
     except DataError as exc:  # the service maps RetrainError and never imports the training package
@@ -78,7 +80,7 @@ def load_training_data(ctx: PipelineContext, name: str, request: RetrainRequest)
         raise RetrainError(
             f"{request.data} holds {len(dataset)} captioned clip(s): training needs at least 2"
         )
-    return TrainingData(dataset, frozenset(), None)
+    return TrainingData(dataset, frozenset(), frozenset(), None)
 
 
 def training_config(ctx: PipelineContext, name: str, request: RetrainRequest, pairs: int) -> TrainConfig:
@@ -130,12 +132,21 @@ def check_request(ctx: PipelineContext, name: str, request: RetrainRequest) -> N
     training_config(ctx, name, request, len(data.dataset))
 
 
-def _splits(ctx: PipelineContext, data: TrainingData) -> ValidationSplits:
+def _splits(ctx: PipelineContext, data: TrainingData) -> tuple[ValidationSplits, str]:
+    """The splits, and what the guard judges on: captions, or captions and clicks when captions alone are
+    too few to hold any out."""
     from training.guard import MIN_PAIRS
     from training.splits import validation_splits
 
     fraction = ctx.settings.adapters.validation_fraction
-    return validation_splits(data.dataset, fraction, min_pairs=MIN_PAIRS, weak=data.weak)
+    on_captions = validation_splits(
+        data.dataset, fraction, min_pairs=MIN_PAIRS, weak=data.weak | data.clicked
+    )
+    if on_captions.guard is not None or not data.clicked:
+        return on_captions, "captions"
+    return validation_splits(
+        data.dataset, fraction, min_pairs=MIN_PAIRS, weak=data.weak
+    ), "captions and clicks"
 
 
 def retrain_collection(
@@ -159,7 +170,7 @@ def retrain_collection(
     report = progress or (lambda _: None)
     live = require_collection(ctx.store, name)  # before hours of training, not after
     data = load_training_data(ctx, name, request)
-    splits = _splits(ctx, data)
+    splits, judged_on = _splits(ctx, data)
     cfg = training_config(ctx, name, request, len(splits.train))
     cancel()
     out = ctx.layout.training_runs_dir(name) / time.strftime("%Y%m%d-%H%M%S")
@@ -185,7 +196,7 @@ def retrain_collection(
         "collection": name,
         "outcome": "installed" if verdict.install or forced else "kept",
         "why": f"forced: {verdict.why}" if forced else verdict.why,
-        "validation": verdict.validation(),
+        "validation": {**verdict.validation(), "judged_on": judged_on},
         "training_pairs": data.training_pairs,
         "training": {
             "method": cfg.method,
@@ -234,24 +245,34 @@ def _judge(
 
 def _gallery(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:
     """Up to ``MAX_DISTRACTORS`` other clips to rank held-out captions among, as the search would: whole
-    videos of the collection that no split uses first (a fixed sample of them), then training clips."""
+    videos of the collection that no split uses and training clips, in the shares the collection has them
+    (the training videos are the ones a new adapter pulls queries towards), each a fixed sample."""
     import hashlib
 
     from training.data import ClipRecord
     from training.guard import MAX_DISTRACTORS
 
+    def fixed_order(key: str) -> bytes:
+        return hashlib.sha256(key.encode()).digest()
+
     used = {r.video for part in (splits.train, splits.dev, splits.guard) if part for r in part.records}
-    # A fixed order by id hash, and files looked up only until enough are found: not one per video of the collection.
-    ordered = sorted(ctx.store.list_videos(name), key=lambda v: hashlib.sha256(v.encode()).digest())
+    videos = sorted(ctx.store.list_videos(name), key=fixed_order)
+    trained = sorted(
+        {r.clip_key: r for r in splits.train.records}.values(), key=lambda r: fixed_order(str(r.clip_key))
+    )
+    free_videos = max(0, len(videos) - len(used))
+    share = len(trained) / max(1, len(trained) + free_videos)
+    take_trained = min(len(trained), round(MAX_DISTRACTORS * share))
     free: list[Path] = []
-    for video_id in ordered:
-        if len(free) == MAX_DISTRACTORS:
+    for (
+        video_id
+    ) in videos:  # files looked up only until enough are found, not one per video of the collection
+        if len(free) == MAX_DISTRACTORS - take_trained:
             break
         path = ctx.layout.video_file(name, video_id)
         if path is not None and path not in used:
             free.append(path)
-    trained = list({r.clip_key: r for r in splits.train.records}.values())
-    return [*(ClipRecord(f, "") for f in free), *trained][:MAX_DISTRACTORS]
+    return [*(ClipRecord(f, "") for f in free), *trained[: MAX_DISTRACTORS - len(free)]]
 
 
 def _among(held_out: ClipDataset | None, gallery: list[ClipRecord]) -> ClipDataset | None:

@@ -52,8 +52,8 @@ def validation_splits(
 ) -> ValidationSplits:
     """Split off the guard's videos, then a smaller dev set for early stopping, when each gets ``min_pairs``.
 
-    ``weak``: indices of records (subtitles) that may train but never validate: a held-out video's weak
-    records are dropped rather than trained on.
+    ``weak``: indices of records that may train but never validate (subtitles; clicks, when captions can
+    validate): a held-out video's weak records are dropped rather than trained on.
     """
     strong = ClipDataset([r for i, r in enumerate(dataset.records) if i not in weak], dataset.source)
     rest, guard = split_by_video(strong, guard_fraction, "guard")

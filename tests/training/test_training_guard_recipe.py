@@ -68,3 +68,25 @@ def test_validation_splits_are_distinct_videos_and_weak_records_never_validate()
     assert all(" 0 of " in r.caption for r in [*splits.guard.records, *splits.dev.records])
     tiny = validation_splits(_dataset(3, 1), 0.2, min_pairs=MIN_PAIRS)
     assert (tiny.dev, tiny.guard, len(tiny.train)) == (None, None, 3)  # too small to spare any
+
+
+def _judged(data: ClipDataset, clicked: frozenset[int]) -> tuple[list[str], str]:
+    from types import SimpleNamespace
+
+    from training.retrain import TrainingData, _splits
+
+    ctx = SimpleNamespace(settings=SimpleNamespace(adapters=SimpleNamespace(validation_fraction=0.2)))
+    splits, judged_on = _splits(ctx, TrainingData(data, frozenset(), clicked, None))  # type: ignore[arg-type]
+    assert splits.guard is not None
+    return [r.caption for r in splits.guard.records], judged_on
+
+
+def test_clicks_train_but_the_guard_judges_on_captions_unless_there_are_too_few() -> None:
+    data = _dataset(100, 2)
+    clicks = frozenset(i for i in range(len(data)) if i % 2)  # every second pair is a click (" 1 of ")
+    guard, judged_on = _judged(data, clicks)
+    assert judged_on == "captions" and all(" 0 of " in caption for caption in guard)
+    few = ClipDataset(data.records[:8] + data.records[9::2], "test")  # 4 videos captioned, 96 clicked
+    only_clicks = frozenset(range(8, len(few)))  # too few captions to hold any out
+    guard, judged_on = _judged(few, only_clicks)
+    assert judged_on == "captions and clicks" and any(" 1 of " in caption for caption in guard)
