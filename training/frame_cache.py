@@ -132,12 +132,11 @@ class FrameCache:
         self.root = Path(root)
         self.sampling = sampling
         self._decoder = decoder or partial(decode_video, limits=limits)
-        # The sample mode changes which frames come out (ingest.sample_mode), so it is part of every key.
+        # The sample mode changes which frames come out (ingest.sample_mode), so it is part of the key; left out
+        # for exact, so entries made before there were modes still match.
         chosen = limits or IngestSettings()
         self._sampling_key: dict[str, object] = {}
-        if (
-            chosen.sample_mode != "exact"
-        ):  # absent for exact, so entries made before modes existed still match
+        if chosen.sample_mode != "exact":
             self._sampling_key = {"mode": chosen.sample_mode, "tolerance": chosen.keyframe_tolerance}
         self._content: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self.decodes = 0

@@ -16,8 +16,7 @@ keyframe), and its exact frame otherwise. A keyframe nearest to two ticks is kep
 longer than the tick interval fewer frames come out than ticks (one per keyframe where every tick is near
 one). A tick whose exact frame is a keyframe itself, or is decoded anyway on the way to a later exact frame
 of the same run, keeps its exact frame: that costs next to nothing and is the frame ``exact`` would keep
-(so an all-intra video samples exactly). Ticks far from every keyframe (long
-GOPs) therefore sample exactly as ``exact`` mode does.
+(so an all-intra video samples exactly). Ticks far from every keyframe (long GOPs) sample as ``exact`` does.
 """
 
 from __future__ import annotations
