@@ -132,6 +132,12 @@ class FrameCache:
         self.root = Path(root)
         self.sampling = sampling
         self._decoder = decoder or partial(decode_video, limits=limits)
+        # The sample mode changes which frames come out (ingest.sample_mode), so it is part of the key; left out
+        # for exact, so entries made before there were modes still match.
+        chosen = limits or IngestSettings()
+        self._sampling_key: dict[str, object] = {}
+        if chosen.sample_mode != "exact":
+            self._sampling_key = {"mode": chosen.sample_mode, "tolerance": chosen.keyframe_tolerance}
         self._content: dict[str, tuple[tuple[int, int, int, int], str]] = {}
         self.decodes = 0
         self.hits = 0
@@ -197,6 +203,7 @@ class FrameCache:
             "image_size": self.sampling.image_size,
             "start_s": record.start_s,
             "end_s": record.end_s,
+            **self._sampling_key,
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
         return self.root / "frames" / digest[:2] / f"{digest}.npz"

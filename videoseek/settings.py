@@ -41,6 +41,8 @@ SECRET_MASK = "**********"
 _SECRET_QUERY_KEY = re.compile(r"pass|key|token|secret", re.IGNORECASE)
 
 Scope = Literal["search", "ingest", "admin"]
+# How frames are chosen for the sampling ticks (see videoseek/video/packet_plan.py).
+SampleMode = Literal["exact", "keyframes"]
 
 
 class SettingsError(RuntimeError):
@@ -104,6 +106,18 @@ class IngestSettings(BaseModel):
     max_duration_s: float = Field(default=4 * 3600.0, gt=0)
     max_pixels: int = Field(default=4096 * 2160, gt=0, description="Largest width x height decoded.")
     sample_fps: float = Field(default=1.0, gt=0, le=30)
+    sample_mode: SampleMode = Field(
+        default="exact",
+        description="exact: the first frame at or after each 1/sample_fps tick; keyframes: the nearest keyframe "
+        "when one is within keyframe_tolerance of the tick (far fewer frames decoded), else the exact frame.",
+    )
+    keyframe_tolerance: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="sample_mode=keyframes: how far a keyframe may be from its tick, as a fraction of the tick "
+        "interval (1.0 at 1 fps: 1 s either side).",
+    )
     clip_window_s: float = Field(default=10.0, gt=0)
     clip_stride_s: float = Field(default=5.0, gt=0)
     max_frames_per_clip: int = Field(default=12, ge=1, le=64)

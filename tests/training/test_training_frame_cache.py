@@ -163,3 +163,22 @@ def test_training_epochs_after_the_first_decode_nothing(
     assert result.steps == 4
     assert cache.decodes == len(dataset.records)  # each video once, during the first epoch
     assert cache.hits == len(dataset.records)  # the second epoch: every clip from disk
+
+
+def test_a_clip_cached_in_one_sample_mode_is_decoded_again_in_the_other(tmp_path: Path) -> None:
+    from videoseek.settings import IngestSettings
+
+    video = write_video(tmp_path / "v.mp4", 10.0)  # MPEG-4, 8 fps: keyframes between the ticks
+    record = ClipRecord(video, "x")
+    exact = FrameCache(tmp_path / "cache", SAMPLING, limits=IngestSettings())
+    keyframes = FrameCache(tmp_path / "cache", SAMPLING, limits=IngestSettings(sample_mode="keyframes"))
+    exact_frames = exact.get(record)
+    keyframe_frames = keyframes.get(record)
+    assert keyframes.decodes == 1 and keyframes.hits == 0  # not served the exact mode's entry
+    assert keyframe_frames.timestamps.tolist() != exact_frames.timestamps.tolist()
+    assert keyframes.get(record).timestamps.tolist() == keyframe_frames.timestamps.tolist()
+    assert keyframes.hits == 1
+    # Exact mode keeps the key it always had, so caches made before the modes existed are still used.
+    assert FrameCache(tmp_path / "cache", SAMPLING).get(record).timestamps.tolist() == pytest.approx(
+        exact_frames.timestamps.tolist()
+    )

@@ -35,6 +35,7 @@ from videoseek.ingest.video_pairs import settle_video_pairs
 from videoseek.jobs import Job, JobNotFound, JobStage, JobStore
 from videoseek.layout import DataLayout, thumbnail_relpath
 from videoseek.pairs import PairStore
+from videoseek.settings import SampleMode
 from videoseek.store import (
     METADATA_KEY,
     ClipPoint,
@@ -133,7 +134,8 @@ def decode_video(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     if collection is None:
         return None
     if job.stage in (JobStage.EMBEDDING, JobStage.INDEXING):  # redelivered after decoding finished
-        cached = _from_cache(ctx, job, collection)
+        # Frames of another sample mode (the setting changed since) are decoded again, in this one.
+        cached = _from_cache(ctx, job, collection, ctx.settings.ingest.sample_mode)
         if cached is not None:
             return cached
     if job.attempts >= MAX_DECODE_ATTEMPTS:  # a file that keeps killing its worker must not loop forever
@@ -154,7 +156,7 @@ def decode_video(ctx: PipelineContext, job_id: str) -> DecodedVideo | None:
     if sampled.problems:
         log.info("job %s (%s): decoded with problems: %s", job_id, job.source, "; ".join(sampled.problems))
     cache = ctx.frame_cache(job.collection)
-    cache.put(job.video_id, sampled.timestamps, sampled.frames)
+    cache.put(job.video_id, sampled.timestamps, sampled.frames, ctx.settings.ingest.sample_mode)
     _write_thumbnails(ctx, job, sampled.frames, clips)
     _write_clip_plan(ctx, job, clips, sampled.duration_s, sampled.subtitles)
     # Recorded on the job (always, so a re-decode replaces an earlier attempt's list): a damaged file that
@@ -266,12 +268,17 @@ def video_duration(layout: DataLayout, collection: str, video_id: str) -> float 
     return None if plan is None else plan.duration_s
 
 
-def _from_cache(ctx: PipelineContext, job: Job, collection: CollectionInfo) -> DecodedVideo | None:
+def _from_cache(
+    ctx: PipelineContext, job: Job, collection: CollectionInfo, sample_mode: SampleMode | None = None
+) -> DecodedVideo | None:
+    """The decoded video from the frame cache; None when missing (or sampled in another ``sample_mode``).
+
+    The embed step asks for no mode: it embeds what the decode step wrote, with the clip plan made from it."""
     plan = read_clip_plan_file(ctx.layout, job.collection, job.video_id)
     if plan is None:
         return None
     try:
-        timestamps, frames = ctx.frame_cache(job.collection).get(job.video_id)
+        timestamps, frames = ctx.frame_cache(job.collection).get(job.video_id, sample_mode)
     except FrameCacheMiss:
         return None
     return DecodedVideo(job, collection, timestamps, frames, plan.clips, plan.duration_s, plan.subtitles)

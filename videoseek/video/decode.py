@@ -26,7 +26,13 @@ from videoseek.settings import IngestSettings
 from videoseek.subtitle_text import SubtitleCue
 from videoseek.video.encryption import refuse_encrypted_packet
 from videoseek.video.errors import DecodeFailed
-from videoseek.video.packet_plan import PLANNABLE_FORMATS, PacketPlan, TickSampler, build_packet_plan
+from videoseek.video.packet_plan import (
+    PLANNABLE_FORMATS,
+    PacketPlan,
+    PlannedFrames,
+    TickSampler,
+    build_packet_plan,
+)
 from videoseek.video.probe import VideoInfo, chosen_stream, describe, normalize_rotation, open_media
 
 _TICK_EPS = 1e-6
@@ -159,7 +165,10 @@ def sample_frames(
     """Decode ``path`` and keep one RGB frame per 1/``fps`` seconds (default ``limits.sample_fps``).
 
     ``skip_unneeded`` decodes only the packets the kept frames depend on where the container allows it
-    (same frames, much faster); False decodes every frame. Raises a ``MediaRejected`` subclass for files
+    (same frames, much faster); False decodes every frame. ``limits.sample_mode="keyframes"`` lets each tick
+    take a keyframe within ``limits.keyframe_tolerance`` tick intervals instead (see ``packet_plan``); it
+    needs a planned decode, so where there is none (other containers, ``skip_unneeded=False``, a file the plan
+    does not match) the frames are the exact ones. Raises a ``MediaRejected`` subclass for files
     refused by :func:`probe`'s checks, and ``DecodeFailed`` when not a single frame decoded. Anything less
     is kept and described in ``problems``.
     """
@@ -174,7 +183,15 @@ def sample_frames(
         stream = _prepared_stream(container, info, limits)
         if not (skip_unneeded and container.format.name in PLANNABLE_FORMATS):
             return _Decoder(stream, info, limits, fps, max_side).run_all(container)
-        plan = build_packet_plan(container, stream, fps, info.start_time_s, limits.max_duration_s)
+        plan = build_packet_plan(
+            container,
+            stream,
+            fps,
+            info.start_time_s,
+            limits.max_duration_s,
+            mode=limits.sample_mode,
+            keyframe_tolerance_s=limits.keyframe_tolerance / fps,
+        )
     # The planning pass consumed the demuxer: decode from a fresh one (cheaper and safer than seeking).
     if plan is not None:
         with open_media(path, limits) as (container, _):
@@ -214,7 +231,7 @@ class _Decoder:
         self.origin = info.start_time_s
         self.rate = info.frame_rate or 25.0
         self.step = 1.0 / self.rate
-        self.sampler = TickSampler(fps)
+        self.sampler: TickSampler | PlannedFrames = TickSampler(fps)
         self.clock = _BestEffortClock()
         self.convert = _FrameConverter(info, max_side)
         self.log = _DecodeLog()
@@ -245,6 +262,8 @@ class _Decoder:
     def run_planned(self, container: InputContainer, plan: PacketPlan) -> SampledVideo | None:
         """Decode only what ``plan`` says; None when the decoded frames are not the planned ones."""
         self.track_gaps = False  # decoded frames are sparse by design; gaps come from the plan
+        if plan.mode != "exact":
+            self.sampler = PlannedFrames(plan.kept_times)  # keyframes are not what the tick rule would keep
         ctx = self.stream.codec_context
         skip: Literal["DEFAULT", "NONREF"] = "DEFAULT"
         try:

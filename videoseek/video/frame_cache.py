@@ -5,6 +5,11 @@ One file per video, ``<root>/<id[:2]>/<id>.frames.npz``: the timestamps plus eit
 (the default: ~10x smaller than raw) or the raw uint8 array (``encoding="raw"``: lossless). Writes go to a
 temporary file in the same directory and are renamed into place, so a reader sees the old file or the new
 one, never half of one, and a crashed writer leaves no corrupt entry.
+
+An entry records the ``ingest.sample_mode`` its frames were sampled in (entries written before there were modes
+are ``exact``). A reader that decodes again on a miss (a redelivered ingest job) asks for its own mode and
+gets a miss for the other, so frames of one mode never pass for another; re-indexing asks for none, because
+it re-embeds a video's frames together with the clip plan made from those same frames.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from videoseek.layout import check_video_id
+from videoseek.settings import SampleMode
 
 Encoding = Literal["jpeg", "raw"]
 _SUFFIX = ".frames.npz"
@@ -47,8 +53,11 @@ class FrameCache:
     def has(self, video_id: str) -> bool:
         return self.path_for(video_id).is_file()
 
-    def put(self, video_id: str, timestamps: np.ndarray, frames: np.ndarray) -> None:
-        """Store (replacing) the frames of ``video_id``: ``timestamps`` float [N], ``frames`` uint8 [N,H,W,3]."""
+    def put(
+        self, video_id: str, timestamps: np.ndarray, frames: np.ndarray, sample_mode: SampleMode = "exact"
+    ) -> None:
+        """Store (replacing) the frames of ``video_id``: ``timestamps`` float [N], ``frames`` uint8 [N,H,W,3],
+        sampled in ``sample_mode``."""
         timestamps = np.asarray(timestamps, dtype=np.float64)
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -60,6 +69,7 @@ class FrameCache:
         arrays: dict[str, np.ndarray] = {
             "timestamps": timestamps,
             "shape": np.asarray(frames.shape, dtype=np.int64),
+            "sample_mode": np.asarray(sample_mode),  # a unicode array: no pickling
         }
         if self.encoding == "raw":
             arrays["frames"] = frames
@@ -78,14 +88,20 @@ class FrameCache:
             Path(tmp_name).unlink(missing_ok=True)
             raise
 
-    def get(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(timestamps float64 [N], frames uint8 [N,H,W,3])``; ``FrameCacheMiss`` when not cached."""
+    def get(self, video_id: str, sample_mode: SampleMode | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(timestamps float64 [N], frames uint8 [N,H,W,3])``; ``FrameCacheMiss`` when not cached, or when
+        ``sample_mode`` is given and the frames were sampled in another mode."""
         path = self.path_for(video_id)
         try:
             data = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise FrameCacheMiss(f"no cached frames for video {video_id}") from None
         with data:
+            stored_mode = str(data["sample_mode"]) if "sample_mode" in data.files else "exact"
+            if sample_mode is not None and stored_mode != sample_mode:
+                raise FrameCacheMiss(
+                    f"the cached frames of video {video_id} were sampled in {stored_mode} mode, not {sample_mode}"
+                )
             timestamps = data["timestamps"]
             shape = tuple(int(x) for x in data["shape"])
             if "frames" in data.files:

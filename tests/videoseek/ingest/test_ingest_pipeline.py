@@ -16,7 +16,13 @@ from PIL import Image
 
 from videoseek.collections import create_collection, delete_collection, delete_video
 from videoseek.context import PipelineContext
-from videoseek.ingest.pipeline import MAX_EMBED_ATTEMPTS, embed_and_index, load_decoded, read_clip_plan
+from videoseek.ingest.pipeline import (
+    MAX_EMBED_ATTEMPTS,
+    decode_video,
+    embed_and_index,
+    load_decoded,
+    read_clip_plan,
+)
 from videoseek.jobs import Job, JobStage, new_job_id
 from videoseek.metadata import MAX_METADATA_DEPTH, InvalidMetadata, MetadataRule
 from videoseek.runtime.embedded import EmbeddedRuntime, embedded_context
@@ -235,6 +241,27 @@ def test_embedding_killed_too_often_fails_instead_of_being_redelivered_forever(
         assert f"embedding was interrupted {killed} times" in (job.reason or "")
         assert "VIDEOSEEK_WORKER__EMBED_BATCH_SIZE" in (job.reason or "")
         assert ctx.store.count("films") == 0
+
+
+def test_a_redelivered_decode_samples_again_when_the_sample_mode_changed(
+    ctx: PipelineContext, toy_videos: list[dict[str, Any]]
+) -> None:
+    """Cached frames of one ingest.sample_mode are not reused by a decode step running in the other."""
+    create_collection(ctx, "films")
+    decoded = decoded_but_not_indexed(ctx, Path(toy_videos[0]["path"]))  # sampled in the default, exact
+    job_id, video_id = decoded.job.job_id, decoded.job.video_id
+    ctx.jobs.update(job_id, stage=JobStage.EMBEDDING)  # the decode message comes back after the step
+    attempts = ctx.jobs.require(job_id).attempts
+    assert decode_video(ctx, job_id) is not None and ctx.jobs.require(job_id).attempts == attempts  # cached
+    ingest = ctx.settings.ingest.model_copy(update={"sample_mode": "keyframes"})
+    ctx.settings = ctx.settings.model_copy(update={"ingest": ingest})
+    again = decode_video(ctx, job_id)
+    assert again is not None and ctx.jobs.require(job_id).attempts == attempts + 1  # decoded again
+    cache = ctx.frame_cache("films")
+    cache.get(video_id, sample_mode="keyframes")  # the entry is now the keyframes mode's
+    # The embed step embeds whatever the decode step wrote, in whichever mode: it never asks for one.
+    ctx.jobs.update(job_id, stage=JobStage.EMBEDDING)
+    assert load_decoded(ctx, job_id) is not None
 
 
 def test_delete_video_and_collection_remove_points_files_and_claims(
