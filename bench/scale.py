@@ -14,7 +14,8 @@ optimized, then queried. Prints one JSON line ``{"runs": [...]}``, one entry per
 * ``upsert_s``, ``optimize_s``: wall time of the writes (in batches of 500) and of the optimize;
 * ``query_p50_ms`` / ``query_p95_ms``: top-40 searches (``ClipStore.search``: int8 HNSW walk, rescored);
   ``filtered_query_p50_ms``: the same with one video and one metadata value as the filter;
-* ``recall_at_10``: the top 10 against exact (brute-force, float64 cosine) search over all pooled vectors.
+* ``recall_at_10``: the top 10 against exact (brute-force, float64 cosine) search over all pooled vectors;
+* ``get_frames_40_p50_ms``: reading the frame vectors of a query's 40 candidates (what re-ranking reads).
 
 ``--layout legacy`` builds the layout stores had before issue 17 (float32 vectors held in RAM), to compare.
 Targets at 1,000,000 clips: RSS <= 3 KiB and disk <= 16 KiB per clip, query p50 <= 1.5x the p50 at 20k,
@@ -150,6 +151,8 @@ def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, roo
             lambda qf: store.search(NAME, qf[0], TOP_K, qf[1]), list(zip(qs, filters, strict=True))
         )
         found = [[h.id for h in store.search(NAME, q, RECALL_K)] for q in qs]
+        candidates = [[h.id for h in store.search(NAME, q, TOP_K)] for q in qs]
+        fetch = _timed_ms(lambda ids: store.get_frames(NAME, ids), candidates)
         queried = memory()
         count = store.count(NAME)
     finally:
@@ -169,6 +172,7 @@ def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, roo
         "query_p95_ms": _p(plain, 95),
         "filtered_query_p50_ms": _p(filtered, 50),
         "recall_at_10": round(recall_at_k(found, exact.truth()), 4),
+        "get_frames_40_p50_ms": _p(fetch, 50),
     }
 
 
