@@ -86,7 +86,8 @@ def _assert_embedded_with(store: ClipStore, settings: Settings, adapter_dir: Pat
     version = load_adapter(adapter_dir).version
     for clip in plan:
         frames, payload = stored[clip.index]
-        np.testing.assert_allclose(frames, expected[clip.frame_indices], rtol=1e-4, atol=1e-4)
+        # the store keeps frames in float16 (rounding error 2**-11 of the value)
+        np.testing.assert_allclose(frames, expected[clip.frame_indices], rtol=1e-3, atol=1e-4)
         assert payload["adapter_version"] == version
         pooled = expected[clip.frame_indices].mean(axis=0)
         scores = {h.clip_index: h.score for h in store.search(NAME, pooled, 10, SearchFilter([video_id]))}

@@ -18,7 +18,9 @@ on ``<root>/.lock`` from open to :meth:`EdgeClipStore.close` and a second open i
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import json
 import os
 import shutil
 import threading
@@ -75,6 +77,7 @@ from videoseek.store.edge_catalog import EdgeCatalog
 from videoseek.store.locks import ReadWriteLock
 
 STORE_LOCK_FILE = ".lock"
+EDGE_CONFIG_FILE = "edge_config.json"  # where Edge keeps a shard's layout
 
 _SCHEMA = {
     "keyword": qe.PayloadSchemaType.Keyword,
@@ -119,9 +122,52 @@ def _edge_errors(what: str) -> Iterator[None]:
 
 
 def edge_config(dim: int) -> qe.EdgeConfig:
-    """Shard layout: pooled vectors with an HNSW graph over an int8 copy; frame multivectors for re-ranking.
+    """Shard layout for scale (issue 17): only what every query walks stays in RAM.
 
-    Only new shards get it: an existing shard keeps the layout it was created with (a re-index makes a new one).
+    * pooled: Cosine, an HNSW graph (in RAM) over an int8 copy pinned in RAM; the float originals are on disk
+      (memory-mapped, ``Cold``), read only to rescore the few candidates the int8 walk found;
+    * frames: a MaxSim multivector in float16 on disk (``Cold``), with no graph: read back for re-ranking only;
+    * payloads on disk (``Cold``); payload indexes only on the fields filters use (``BASE_PAYLOAD_INDEXES`` and
+      the metadata keys, see :meth:`EdgeClipStore._ensure_metadata_indexes`).
+
+    Measured with ``bench/scale.py`` (12 frames x 512-d per clip): 2.6 KB of RSS and 17.5 KB of disk per clip at
+    20k clips, 1.3 KB and 15.8 KB at 200k, against 34 KB and 30 KB at 20k in :func:`legacy_edge_config`'s layout.
+    The price is reading from the page cache what used to be in RAM: at 20k a top-40 search took 3.6 ms instead
+    of 1.7 ms, and reading 40 clips' frames for re-ranking 29 ms instead of 15 ms (docs/benchmarks.md).
+    Only new shards get it: an existing shard keeps the layout it was created with (Edge stores it beside the
+    shard), and a re-index makes a new one.
+    """
+    return qe.EdgeConfig(
+        vectors={
+            VECTOR_POOLED: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Cosine,
+                memory=qe.Memory.Cold,
+                quantization_config=qe.ScalarQuantizationConfig(
+                    type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
+                ),
+            ),
+            # Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored
+            # (to float16 precision, which moved no toy-world R@1 through /search: docs/benchmarks.md).
+            # m=0: no graph is ever searched on frames, and building one made optimizing ~20x slower.
+            VECTOR_FRAMES: qe.EdgeVectorParams(
+                size=dim,
+                distance=qe.Distance.Dot,
+                datatype=qe.VectorStorageDatatype.Float16,
+                memory=qe.Memory.Cold,
+                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+            ),
+        },
+        payload_memory=qe.Memory.Cold,
+    )
+
+
+def legacy_edge_config(dim: int) -> qe.EdgeConfig:
+    """The layout shards created before issue 17 have (float32 frames and pooled vectors held in RAM).
+
+    Such shards still open and serve as they are (:meth:`EdgeClipStore._load` never passes a config, so Edge
+    keeps the one stored with the shard); kept here so tests and ``bench/scale.py --layout legacy`` can make one.
     """
     return qe.EdgeConfig(
         vectors={
@@ -132,16 +178,38 @@ def edge_config(dim: int) -> qe.EdgeConfig:
                     type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
                 ),
             ),
-            # Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored.
-            # m=0: no graph is ever searched on frames, and building one made optimizing ~20x slower.
             VECTOR_FRAMES: qe.EdgeVectorParams(
                 size=dim,
                 distance=qe.Distance.Dot,
                 multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
                 hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-            ),  # default memory (Cached): Cold made fetching 40 clips' frames 20x slower once optimized
+            ),
         }
     )
+
+
+def shard_layout(shard_dir: Path) -> dict[str, Any]:
+    """The layout a shard was created with, as Edge stored it beside the shard (``edge_config.json``).
+
+    Edge has no call that returns a shard's config; this file is what ``EdgeShard.load`` reads it from.
+    """
+    return dict(json.loads((shard_dir / EDGE_CONFIG_FILE).read_text()))
+
+
+def release_free_heap() -> None:
+    """Hand memory the engine freed back to the OS (glibc only; elsewhere nothing happens).
+
+    Optimizing and loading a shard allocate and free far more than the shard then keeps: measured at 20k clips,
+    3.8 KB of heap per clip stayed resident after an optimize and 6.5 KB after a load, of which 1.1 KB and
+    0.75 KB were still in use (what this call leaves). glibc keeps such freed memory in its per-thread arenas
+    and rarely trims them on its own.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 _RESCORED = qe.SearchParams(
@@ -527,6 +595,7 @@ class EdgeClipStore:
         # indexed_vectors_count covers both named vectors; what is left was written since the last
         # optimize (possibly by an earlier process) and counts towards the next one
         unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
+        release_free_heap()
         return _Shard(
             physical,
             meta,
@@ -594,6 +663,7 @@ class EdgeClipStore:
             shard.shard.optimize()
             shard.shard.flush()
         shard.unoptimized = 0
+        release_free_heap()
 
     def _count(self, shard: _Shard, video_id: str | None) -> int:
         flt = None if video_id is None else _video_filter(video_id)

@@ -98,11 +98,17 @@ _RESCORED = qm.SearchParams(
 
 
 def vectors_config(dim: int) -> dict[str, qm.VectorParams]:
-    """Same layout as the Edge store: pooled with HNSW; frames as a MAX_SIM multivector with no graph."""
+    """Same layout as the Edge store (:func:`videoseek.store.edge.edge_config`): pooled with HNSW over an int8
+    copy kept in RAM and its float originals on disk; frames as a float16 MAX_SIM multivector on disk, no graph.
+
+    A Qdrant server applies all of it; qdrant-client's local mode records it (``get_collection`` reports it
+    back) but keeps every vector as float32 in memory. Collections created before this layout keep theirs.
+    """
     return {
         VECTOR_POOLED: qm.VectorParams(
             size=dim,
             distance=qm.Distance.COSINE,
+            on_disk=True,  # the originals only rescore the int8 walk's candidates
             quantization_config=qm.ScalarQuantization(
                 # always_ram, not memory=PINNED: the pinned server (v1.16) predates memory tiers
                 scalar=qm.ScalarQuantizationConfig(
@@ -113,8 +119,35 @@ def vectors_config(dim: int) -> dict[str, qm.VectorParams]:
         VECTOR_FRAMES: qm.VectorParams(
             size=dim,
             distance=qm.Distance.DOT,  # Cosine would normalise on write; get_frames returns what was stored
+            datatype=qm.Datatype.FLOAT16,
             multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM),
             hnsw_config=qm.HnswConfigDiff(m=0),  # read back for re-ranking only, never searched
+            on_disk=True,
+        ),
+    }
+
+
+def legacy_vectors_config(dim: int) -> dict[str, qm.VectorParams]:
+    """The layout collections created before issue 17 have (float32 frames, pooled originals in RAM).
+
+    They keep it and keep working: the store never changes a collection's vectors config. Kept here so tests can
+    make one.
+    """
+    return {
+        VECTOR_POOLED: qm.VectorParams(
+            size=dim,
+            distance=qm.Distance.COSINE,
+            quantization_config=qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=POOLED_INT8_QUANTILE, always_ram=True
+                )
+            ),
+        ),
+        VECTOR_FRAMES: qm.VectorParams(
+            size=dim,
+            distance=qm.Distance.DOT,
+            multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM),
+            hnsw_config=qm.HnswConfigDiff(m=0),
             on_disk=True,
         ),
     }
@@ -495,7 +528,10 @@ class ServerClipStore:
     def _create_physical(self, physical: str, meta: VersionMeta) -> None:
         with self._call(f"creating {physical!r}"):
             self._client.create_collection(
-                physical, vectors_config=vectors_config(meta.dim), metadata={META_KEY: meta.to_json()}
+                physical,
+                vectors_config=vectors_config(meta.dim),
+                on_disk_payload=True,
+                metadata={META_KEY: meta.to_json()},
             )
         with self._cache_lock:
             self._metas[physical] = meta

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,10 +25,13 @@ from videoseek.store import (
     point_id,
 )
 from videoseek.store.base import POOLED_INT8_QUANTILE
-from videoseek.store.edge import EdgeClipStore
+from videoseek.store.edge import EdgeClipStore, shard_layout
 from videoseek.store.server import ServerClipStore
 
 Opener = Callable[[], ClipStore]
+
+FLOAT16_RTOL = 2.0**-10  # twice float16's rounding error (11 significant bits)
+FLOAT16_ATOL = 1e-6
 
 
 def _opener(kind: str, root: Path) -> Opener:
@@ -214,12 +216,13 @@ def test_get_frames_round_trips_multivectors(store: ClipStore) -> None:
     store.upsert("clips", points)
     frames = store.get_frames("clips", [p.id for p in points] + [point_id("zz", 9), "junk"])
     assert set(frames) == {p.id for p in points}
+    # to float16 precision: the layout stores frames in half precision (a server does; local mode keeps float32)
     for p in points:
         assert frames[p.id].dtype == np.float32
-        np.testing.assert_allclose(frames[p.id], p.frames, rtol=1e-6)
+        np.testing.assert_allclose(frames[p.id], p.frames, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
     hit = store.search("clips", points[1].pooled, 1, with_frames=True)[0]
     assert hit.frames is not None
-    np.testing.assert_allclose(hit.frames, points[1].frames, rtol=1e-6)
+    np.testing.assert_allclose(hit.frames, points[1].frames, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
 
 
 def test_clip_spans_name_the_video_and_time_span_of_each_stored_clip_id(store: ClipStore) -> None:
@@ -443,7 +446,12 @@ def test_reopen_finds_the_same_data(open_store: Opener) -> None:
     assert (
         second.search("clips", points[1].pooled, 1, SearchFilter(metadata={"cam": "x"}))[0].id == points[1].id
     )
-    np.testing.assert_allclose(second.get_frames("clips", [points[0].id])[points[0].id], points[0].frames)
+    np.testing.assert_allclose(
+        second.get_frames("clips", [points[0].id])[points[0].id],
+        points[0].frames,
+        rtol=FLOAT16_RTOL,
+        atol=FLOAT16_ATOL,
+    )
 
 
 def test_concurrent_searches_and_upserts(store: ClipStore) -> None:
@@ -481,7 +489,8 @@ def test_concurrent_searches_and_upserts(store: ClipStore) -> None:
 class Layout:
     """What a backend reports about one collection's physical layout."""
 
-    # name -> distance, multivector comparator, hnsw m (None: default graph), int8 quantile (None: no int8 copy)
+    # name -> distance, multivector comparator, hnsw m (None: default graph), int8 quantile (None: no int8 copy),
+    # datatype (None: float32), on_disk (the originals memory-mapped, not held in RAM), int8_in_ram
     vectors: dict[str, dict[str, Any]]
     default_hnsw_m: int | None  # the collection-wide graph setting, where the backend reports one
     indexed: set[str]  # payload fields with an index
@@ -490,15 +499,18 @@ class Layout:
 def _edge_layout(store: EdgeClipStore, name: str) -> Layout:
     """Edge keeps its config next to the shard and reports its payload indexes itself."""
     shard = store._active(name)
-    config = json.loads((store._catalog.shard_dir(shard.physical) / "edge_config.json").read_text())
+    config = shard_layout(store._catalog.shard_dir(shard.physical))
     vectors = {
         vec: {
             "distance": params["distance"].lower(),
             "multivector": (params.get("multivector_config") or {}).get("comparator"),
             "hnsw_m": (params.get("hnsw_config") or {}).get("m"),
             "int8_quantile": _edge_int8_quantile(params.get("quantization_config")),
+            "datatype": params.get("datatype"),
+            "on_disk": params.get("memory") == "cold" or params.get("on_disk") is True,
+            "int8_in_ram": _edge_int8_in_ram(params.get("quantization_config")),
         }
-        for vec, params in config["vectors"].items()
+        for vec, params in shard_layout(store._catalog.shard_dir(shard.physical))["vectors"].items()
     }
     default_m = (config.get("hnsw_config") or {}).get("m")
     return Layout(vectors, default_m, {_path(key) for key in shard.shard.info().payload_schema})
@@ -507,6 +519,18 @@ def _edge_layout(store: EdgeClipStore, name: str) -> Layout:
 def _edge_int8_quantile(config: dict[str, Any] | None) -> float | None:
     scalar = (config or {}).get("scalar") or {}
     return scalar.get("quantile") if scalar.get("type") == "int8" else None
+
+
+def _edge_int8_in_ram(config: dict[str, Any] | None) -> bool | None:
+    scalar = (config or {}).get("scalar")
+    if not scalar:
+        return None
+    return scalar.get("memory") == "pinned" or scalar.get("always_ram") is True
+
+
+def _server_int8_in_ram(config: object) -> bool | None:
+    scalar = getattr(config, "scalar", None)
+    return None if scalar is None else scalar.always_ram is True
 
 
 def _server_int8_quantile(config: object) -> float | None:
@@ -532,6 +556,9 @@ def _server_layout(store: ServerClipStore, name: str) -> Layout:
             "multivector": p.multivector_config.comparator.value if p.multivector_config else None,
             "hnsw_m": p.hnsw_config.m if p.hnsw_config else None,
             "int8_quantile": _server_int8_quantile(p.quantization_config),
+            "datatype": p.datatype.value if p.datatype is not None else None,
+            "on_disk": p.on_disk is True,
+            "int8_in_ram": _server_int8_in_ram(p.quantization_config),
         }
         for vec, p in params.items()
     }
@@ -565,6 +592,56 @@ def test_pooled_is_a_cosine_hnsw_vector_on_int8_and_frames_a_maxsim_multivector_
     # A re-index's new version is laid out the same way.
     store.activate_version("clips", store.new_version("clips", "a2"))
     assert _layout(store, "clips").vectors == layout.vectors
+
+
+def test_only_the_int8_copy_stays_in_ram_and_frames_are_stored_in_half_precision(store: ClipStore) -> None:
+    """The layout for scale (issue 17): at 512-d x 12 frames, float32 frames held in RAM were 24.6 KB per clip."""
+    store.create_collection("clips", DIM, model="m")
+    layout = _layout(store, "clips")
+    pooled, frames = layout.vectors["pooled"], layout.vectors["frames"]
+    assert frames["datatype"] == "float16"
+    assert frames["on_disk"] is True
+    # pooled: the int8 copy the graph walks in RAM, the float originals (rescoring only) on disk
+    assert pooled["datatype"] is None
+    assert (pooled["int8_in_ram"], pooled["on_disk"]) == (True, True)
+    store.activate_version("clips", store.new_version("clips", "a2"))
+    assert _layout(store, "clips").vectors == layout.vectors
+
+
+def test_a_store_made_with_the_layout_before_half_precision_frames_opens_and_keeps_it(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store a user already has must keep working: its collections keep their layout, new ones get the new."""
+    import videoseek.store.edge as edge_module
+    import videoseek.store.server as server_module
+
+    with monkeypatch.context() as old_code:  # the store as the code before issue 17 created it
+        old_code.setattr(edge_module, "edge_config", edge_module.legacy_edge_config)
+        old_code.setattr(server_module, "vectors_config", server_module.legacy_vectors_config)
+        first = open_store()
+        first.create_collection("clips", DIM, model="m")
+        points = [clip("v1", i, seed=i, metadata={"cam": "x"}) for i in range(6)]
+        first.upsert("clips", points[:4])
+        old_layout = _layout(first, "clips").vectors
+        first.close()
+    assert old_layout["frames"]["datatype"] is None and old_layout["pooled"]["on_disk"] is False
+
+    second = open_store()
+    assert _layout(second, "clips").vectors == old_layout  # detected as it is, never rewritten
+    second.upsert("clips", points[4:])
+    if isinstance(second, EdgeClipStore):
+        second.optimize("clips")
+    assert second.count("clips") == 6
+    hits = second.search("clips", points[5].pooled, 1, SearchFilter(metadata={"cam": "x"}), with_frames=True)
+    assert hits[0].id == points[5].id
+    frames = second.get_frames("clips", [p.id for p in points])
+    for p in points:  # float32 as before: exactly what was written
+        np.testing.assert_array_equal(frames[p.id], p.frames)
+    # what is created from now on, a re-index's version or a new collection, gets the new layout
+    second.activate_version("clips", second.new_version("clips", "a2"))
+    assert _layout(second, "clips").vectors["frames"]["datatype"] == "float16"
+    second.create_collection("fresh", DIM, model="m")
+    assert _layout(second, "fresh").vectors["frames"]["datatype"] == "float16"
 
 
 def test_every_field_a_search_filter_uses_has_a_payload_index(store: ClipStore) -> None:
