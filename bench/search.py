@@ -326,6 +326,9 @@ def main() -> None:
         help="instead: the latency of the default candidate floor (search.min_candidates) against none, "
         "side by side on two servers (docs/benchmarks.md, ranking recall)",
     )
+    parser.add_argument(
+        "--floor", type=int, default=None, help="--floor-cost's floor (default: the setting's)"
+    )
     args = parser.parse_args()
     # Like `videoseek serve`, before torch loads: a spinning OpenMP team here would take the server's cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -337,7 +340,7 @@ def main() -> None:
     if args.floor_cost:
         from videoseek.settings import SearchSettings
 
-        floor = SearchSettings().min_candidates
+        floor = SearchSettings().min_candidates if args.floor is None else args.floor
         costs = [
             floor_cost(m, n, args.queries, args.port, threads, floor) for m in args.models for n in args.clips
         ]
