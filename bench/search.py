@@ -14,6 +14,11 @@ this process acts as the clients. Reported per configuration (milliseconds, p50/
 * ``throughput``: queries/s with 1 client and with 8 concurrent clients (distinct queries, so micro-batching
   is what helps), in alternating rounds; target median ratio >= 1.5.
 
+``--floor-cost`` measures instead what the floor on re-ranked candidates (``search.min_candidates``) costs:
+two servers on copies of one index, with the default floor and without (``limit x oversample`` only), the same
+never-seen and repeated queries sent to each in turn; ``search_p50_ratio`` and ``cached_p50_ratio`` are floor /
+no floor.
+
 Prints one JSON object. Absolute numbers depend on the machine; the ratios are the point.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -88,11 +94,19 @@ def timed(fn: Callable[[], Any]) -> float:
 class Server:
     """``videoseek serve`` in a subprocess (the clients must not share its interpreter and GIL)."""
 
-    def __init__(self, data_dir: Path, model: str, port: int, threads: int, workers: int = 1) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        model: str,
+        port: int,
+        threads: int,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
         env.update(VIDEOSEEK_DATA_DIR=str(data_dir), VIDEOSEEK_MODEL=model, VIDEOSEEK_DEVICE="cpu")
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        env.update(VIDEOSEEK_SEARCH__ENCODER_WORKERS=str(workers))
+        env.update(VIDEOSEEK_SEARCH__ENCODER_WORKERS=str(workers), **(extra_env or {}))
         self.url = f"http://127.0.0.1:{port}"
         self.log = (data_dir / "server.log").open("w")
         self.proc = subprocess.Popen(
@@ -231,6 +245,66 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
     }
 
 
+def floor_cost(model: str, n: int, n_queries: int, port: int, threads: int, floor: int) -> dict[str, Any]:
+    """What the candidate floor costs: two servers on copies of one index, one with
+    ``search.min_candidates = floor`` (the new default), one with 0 (``limit x oversample`` only, the old
+    rule), the same queries sent to each in turn. Ratios of medians, floor / no floor."""
+    from videoseek.clip import get_clip
+
+    clip = get_clip(ModelSpec.parse(model), "cpu")
+    with tempfile.TemporaryDirectory(prefix="videoseek-bench-") as tmp:
+        base, copy = Path(tmp) / "floor", Path(tmp) / "no-floor"
+        base.mkdir()
+        build_index(base, n, clip.embed_dim, clip.identity.fingerprint)
+        shutil.copytree(base, copy)
+        servers = {
+            "floor": Server(
+                base, model, port, threads, extra_env={"VIDEOSEEK_SEARCH__MIN_CANDIDATES": str(floor)}
+            ),
+            "no_floor": Server(
+                copy, model, port + 1, threads, extra_env={"VIDEOSEEK_SEARCH__MIN_CANDIDATES": "0"}
+            ),
+        }
+        try:
+            for server in servers.values():
+                server.wait_ready()
+            clients = {k: httpx.Client(base_url=s.url, timeout=60) for k, s in servers.items()}
+            new: dict[str, list[float]] = {k: [] for k in servers}
+            cached: dict[str, list[float]] = {k: [] for k in servers}
+            stages: dict[str, list[dict[str, float]]] = {k: [] for k in servers}
+            for text in queries(5, salt=9):  # warm-up
+                for client in clients.values():
+                    search_once(client, text)
+            for i, text in enumerate(queries(n_queries, salt=3)):
+                order = list(servers) if i % 2 == 0 else list(reversed(servers))  # neither always goes first
+                for k in order:
+                    new[k].append(timed(lambda t=text, c=clients[k], st=stages[k]: search_once(c, t, st)))
+            repeated = queries(1, salt=3)[0]
+            for i in range(n_queries):
+                order = list(servers) if i % 2 == 0 else list(reversed(servers))
+                for k in order:
+                    cached[k].append(timed(lambda c=clients[k]: search_once(c, repeated)))
+            for client in clients.values():
+                client.close()
+        finally:
+            for server in servers.values():
+                server.stop()
+    result: dict[str, Any] = {"model": model, "clips": n, "min_candidates": floor}
+    for k in servers:
+        result[k] = {
+            "search_ms": pct(new[k]),
+            "cached_ms": pct(cached[k]),
+            "search_stage_ms_p50": stage_medians(stages[k], new[k]),
+        }
+    result["search_p50_ratio"] = round(
+        result["floor"]["search_ms"]["p50"] / result["no_floor"]["search_ms"]["p50"], 3
+    )
+    result["cached_p50_ratio"] = round(
+        result["floor"]["cached_ms"]["p50"] / result["no_floor"]["cached_ms"]["p50"], 3
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -246,6 +320,15 @@ def main() -> None:
         help="torch threads for the server and the bare encoder (0: torch default)",
     )
     parser.add_argument("--encoder-workers", type=int, default=1, help="the server's search.encoder_workers")
+    parser.add_argument(
+        "--floor-cost",
+        action="store_true",
+        help="instead: the latency of the default candidate floor (search.min_candidates) against none, "
+        "side by side on two servers (docs/benchmarks.md, ranking recall)",
+    )
+    parser.add_argument(
+        "--floor", type=int, default=None, help="--floor-cost's floor (default: the setting's)"
+    )
     args = parser.parse_args()
     # Like `videoseek serve`, before torch loads: a spinning OpenMP team here would take the server's cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -254,6 +337,26 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
+    if args.floor_cost:
+        from videoseek.settings import SearchSettings
+
+        floor = SearchSettings().min_candidates if args.floor is None else args.floor
+        costs = [
+            floor_cost(m, n, args.queries, args.port, threads, floor) for m in args.models for n in args.clips
+        ]
+        print(
+            json.dumps(
+                {
+                    "benchmark": "search_floor_cost",
+                    "torch_threads": threads,
+                    "cpus": os.cpu_count(),
+                    "load_average_1m": round(os.getloadavg()[0], 2),
+                    "results": costs,
+                },
+                indent=2,
+            )
+        )
+        return
     results = [
         bench_config(m, n, args.queries, args.port, threads, args.encoder_workers)
         for m in args.models

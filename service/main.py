@@ -167,6 +167,7 @@ def _build_engine(services: AppServices) -> SearchEngine:
         embedder,
         scoring.score_candidates,
         oversample=services.settings.search.oversample,
+        min_candidates=services.settings.search.min_candidates,
         tau=services.settings.search.pooling_tau,
         model_fingerprint=services.model.loaded_fingerprint,
         metrics=metrics,

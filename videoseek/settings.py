@@ -225,6 +225,13 @@ class SearchSettings(BaseModel):
 
     text_context_length: int = Field(default=32, ge=4, le=77)
     oversample: int = Field(default=4, ge=1, description="ANN candidates per result, re-ranked exactly.")
+    min_candidates: int = Field(
+        default=160,
+        ge=0,
+        le=4096,
+        description="Fewest ANN candidates re-ranked per query, whatever the limit: text-conditioned pooling "
+        "lifts clips that mean pooling ranks far down (bench/ranking_recall.py).",
+    )
     pooling_tau: float = Field(default=POOLING_TAU, gt=0)
     query_cache_size: int = Field(default=4096, ge=0)
     frame_cache_mb: int = Field(default=256, ge=0, description="RAM for frame vectors of recent candidates.")

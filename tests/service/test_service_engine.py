@@ -154,3 +154,88 @@ def test_paging_by_video_reaches_videos_behind_one_with_many_better_clips(
     finally:
         engine.embedder.close()
         store.close()
+
+
+class RecordingStore:
+    """A real Edge store that records how many candidates each search asked for."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.limits: list[int] = []
+
+    def search(self, name: str, vector: np.ndarray, limit: int, *args: Any) -> list[ScoredClip]:
+        self.limits.append(limit)
+        result: list[ScoredClip] = self.inner.search(name, vector, limit, *args)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _blinking_collection(tmp_path: Any) -> tuple[Any, np.ndarray, set[str]]:
+    """300 clips where mean pooling and text-conditioned pooling disagree, like the toy world's blinking
+    objects: 10 clips show the query's object in 1 frame of 8 (mean-pooled cosine 0.14, exact score ~1),
+    100 clips are a little like it in every frame (0.3 either way) and outrank them in stage one."""
+    from videoseek.store import ClipPoint
+    from videoseek.store.edge import EdgeClipStore
+
+    dim = 16
+    eye = np.eye(dim, dtype=np.float32)
+    query = 10 * eye[0]
+
+    def mixed(cos: float, j: int) -> np.ndarray:
+        return 10 * (cos * eye[0] + np.sqrt(1 - cos**2) * eye[j])
+
+    def point(k: int, frames: np.ndarray) -> ClipPoint:
+        return ClipPoint(f"{k:016x}", 0, 0.0, 8.0, frames.mean(axis=0), frames, [float(f) for f in range(8)])
+
+    targets = [point(k, np.stack([10 * eye[0]] + [10 * eye[1 + k % 15]] * 7)) for k in range(10)]
+    near = [point(k, np.stack([mixed(0.3, 1 + f + k % 8) for f in range(8)])) for k in range(10, 110)]
+    far = [point(k, np.stack([mixed(0.05, 1 + f + k % 8) for f in range(8)])) for k in range(110, 300)]
+    store = EdgeClipStore(tmp_path / "edge")
+    store.create_collection("blink", dim, model="model")
+    store.upsert("blink", targets + near + far)
+    return store, query, {p.id for p in targets}
+
+
+def test_the_default_candidate_rule_finds_clips_mean_pooling_ranks_far_down(tmp_path: Any) -> None:
+    # Regression guard for the floor on candidates (settings.search.min_candidates): the exhaustive top 10
+    # sits at mean-pooled ranks 101-110, beyond limit x oversample = 40 but within the default floor.
+    from videoseek.settings import SearchSettings
+
+    settings = SearchSettings()
+    inner, query, targets = _blinking_collection(tmp_path)
+    store = RecordingStore(inner)
+
+    def top(engine: SearchEngine, limit: int, group_by: str = "clip") -> set[str]:
+        outcome = asyncio.run(engine.search(SearchQuery("blink", "x", limit=limit, group_by=group_by)))  # type: ignore[arg-type]
+        return {r.clip.id for r in outcome.results}
+
+    def engine(min_candidates: int) -> SearchEngine:
+        return SearchEngine(
+            store,  # type: ignore[arg-type]
+            QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
+            score_candidates,
+            oversample=settings.oversample,
+            min_candidates=min_candidates,
+            tau=settings.pooling_tau,
+            model_fingerprint=lambda: "model",
+        )
+
+    default, without_floor = engine(settings.min_candidates), engine(0)
+    try:
+        assert top(default, 10) == targets
+        assert store.limits[-1] == max(10 * settings.oversample, settings.min_candidates)
+        assert len(top(default, 1) & targets) == 1  # a one-result page gets the floor too
+        assert store.limits[-1] == settings.min_candidates
+        assert store.limits[-1] >= 110
+        top(default, 100)
+        assert store.limits[-1] == max(100 * settings.oversample, settings.min_candidates)
+        top(default, 10, "video")  # by video: twice the clips, a video's clips crowd each other out
+        assert store.limits[-1] == 2 * max(10 * settings.oversample, settings.min_candidates)
+        assert not top(without_floor, 10) & targets  # what limit x oversample alone returned
+        assert store.limits[-1] == 10 * settings.oversample
+    finally:
+        default.embedder.close()
+        without_floor.embedder.close()
+        inner.close()
