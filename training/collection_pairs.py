@@ -6,7 +6,7 @@ video, decoded once into the training frame cache. Used: captions, positive feed
 a user marked right) and subtitles (weak: they train, they never validate). Clicks train, and validate only
 when a collection has too few captions to judge by: a user can only click what the serving version already
 showed in its top results, so held-out clicks are, by how they were made, the queries it ranks well, and a
-candidate judged on them is judged on what serves' home ground (the toy world: R@5 of 89% for plain CLIP on
+candidate judged on them is judged on what serves' home ground (the toy world: R@5 of 77% for plain CLIP on
 held-out clicks, 23% on held-out captions). Hard negatives ("not this") are
 kept with the collection but not used by this objective yet: the in-batch contrastive loss has no slot for
 them.
