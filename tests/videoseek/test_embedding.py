@@ -88,7 +88,8 @@ def test_a_collection_with_an_adapter_is_indexed_through_it(
     for hit in hits:
         assert hit.payload["adapter_version"] == info.adapter_version
         indices = plan[hit.clip_index].frame_indices
-        np.testing.assert_allclose(hit.frames, adapted[indices], rtol=1e-4, atol=1e-4)
+        # frame vectors are stored in float16 (about 3 significant digits)
+        np.testing.assert_allclose(hit.frames, adapted[indices], rtol=1e-3, atol=1e-3)
         assert not np.allclose(hit.frames, plain[indices], atol=1e-3)
 
 
