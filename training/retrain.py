@@ -260,13 +260,12 @@ def _gallery(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[
     trained = sorted(
         {r.clip_key: r for r in splits.train.records}.values(), key=lambda r: fixed_order(str(r.clip_key))
     )
-    free_videos = max(0, len(videos) - len(used))
-    share = len(trained) / max(1, len(trained) + free_videos)
+    trained_videos = len({r.video for r in splits.train.records})
+    share = trained_videos / max(1, trained_videos + max(0, len(videos) - len(used)))
     take_trained = min(len(trained), round(MAX_DISTRACTORS * share))
     free: list[Path] = []
-    for (
-        video_id
-    ) in videos:  # files looked up only until enough are found, not one per video of the collection
+    # Files looked up only until enough are found, not one per video of the collection.
+    for video_id in videos:
         if len(free) == MAX_DISTRACTORS - take_trained:
             break
         path = ctx.layout.video_file(name, video_id)
