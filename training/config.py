@@ -10,8 +10,8 @@ from videoseek.pooling_defaults import POOLING_TAU
 Pooling = Literal["mean", "text_conditioned"]
 OnBad = Literal["skip", "error"]
 
-METHODS = ("zero-shot", "full", "vision", "text", "cma-noshare", "cma")
-ADAPTER_METHODS = METHODS[2:]  # the ones that make an adapter
+METHODS = ("zero-shot", "full", "lora", "vision", "text", "cma-noshare", "cma")
+ADAPTER_METHODS = METHODS[3:]  # the ones that make an adapter (LoRA is a study baseline, training/lora.py)
 DEVICES = ("auto", "cpu", "cuda")
 
 

@@ -4,6 +4,7 @@
 |---------------|-----------------------------------------------------|
 | zero-shot     | nothing (evaluation only)                           |
 | full          | every CLIP weight except ``logit_scale`` (CLIP4Clip) |
+| lora          | peft LoRA on both towers' MLPs, the adapter's budget |
 | vision        | adapters in the image tower only                    |
 | text          | adapters in the text tower only                     |
 | cma-noshare   | adapters in both towers, no shared weights          |
@@ -19,6 +20,7 @@ from torch import nn
 
 from training.activations import use_lean_activations
 from training.config import METHODS, ConfigError, TrainConfig
+from training.lora import inject_lora, lora_rank_for_budget
 from videoseek.adapter import AdaptedClip, AdapterConfig, load_adapter
 from videoseek.adapter.config import Towers
 from videoseek.clip import LoadedClip
@@ -33,10 +35,11 @@ class Method:
     towers: Towers | None = None
     share: bool = False
     trains_backbone: bool = False
+    lora: bool = False  # peft LoRA at the Cross-Modal Adapter's parameter budget (training/lora.py)
 
     @property
     def trains(self) -> bool:
-        return self.towers is not None or self.trains_backbone
+        return self.towers is not None or self.trains_backbone or self.lora
 
     def adapter_config(self, cfg: TrainConfig) -> AdapterConfig | None:
         if self.towers is None:
@@ -49,6 +52,9 @@ REGISTRY: dict[str, Method] = {
     for m in (
         Method("zero-shot", "frozen CLIP, no training"),
         Method("full", "full fine-tuning of every CLIP weight (CLIP4Clip-style)", trains_backbone=True),
+        Method(
+            "lora", "LoRA (peft) on both towers' MLP layers, rank matched to the adapter's size", lora=True
+        ),
         Method("vision", "adapters in the image tower only", towers="vision"),
         Method("text", "adapters in the text tower only", towers="text"),
         Method("cma-noshare", "Cross-Modal Adapter without weight sharing", towers="both", share=False),
@@ -123,6 +129,8 @@ def prepare(clip: LoadedClip, method: Method, cfg: TrainConfig) -> Prepared:
     adapted = AdaptedClip(clip, adapter_cfg, init=init) if adapter_cfg is not None else None
     if adapted is not None:
         trainable = adapted.parameters()
+    elif method.lora:
+        trainable = inject_lora(model, lora_rank_for_budget(model, cfg.rank, cfg.shared_dim))
     elif method.trains_backbone:
         model.requires_grad_(True)
         trainable = [p for name, p in model.named_parameters() if name != "logit_scale"]

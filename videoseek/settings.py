@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlparse, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -59,6 +59,42 @@ class QdrantSettings(BaseModel):
         default=None, description="Embedded store directory (default: DATA_DIR/qdrant)."
     )
     api_key: SecretStr | None = None
+    # How the server store lays out each collection it creates on a Qdrant cluster (docs/deploy.md, scale.md).
+    # Unset: the server's own defaults. Collections that exist keep their layout; a re-index makes new ones.
+    shard_number: int | None = Field(
+        default=None, ge=1, le=1024, description="Shards of each new collection (e.g. 2 per cluster node)."
+    )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Copies of each shard (2: a node can fail without losing data).",
+    )
+    write_consistency_factor: int | None = Field(
+        default=None, ge=1, le=16, description="Replicas that must confirm a write (at most the replication)."
+    )
+    on_disk_payload: bool = Field(
+        default=True, description="Keep payloads on disk (the scale layout); false holds them in RAM."
+    )
+
+    @model_validator(mode="after")
+    def _consistency_within_replication(self) -> QdrantSettings:
+        if self.write_consistency_factor is not None and self.write_consistency_factor > (
+            self.replication_factor or 1
+        ):
+            raise ValueError(
+                f"write_consistency_factor {self.write_consistency_factor} exceeds replication_factor "
+                f"{self.replication_factor or 1}: a write could never be confirmed; lower it or raise the replication"
+            )
+        return self
+
+    def collection_layout(self) -> dict[str, int | bool]:
+        """The ``create_collection`` arguments these settings set (the unset ones left to the server)."""
+        layout: dict[str, int | bool] = {"on_disk_payload": self.on_disk_payload}
+        for key in ("shard_number", "replication_factor", "write_consistency_factor"):
+            if (value := getattr(self, key)) is not None:
+                layout[key] = value
+        return layout
 
     @field_validator("path", mode="before")
     @classmethod

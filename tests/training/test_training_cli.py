@@ -154,7 +154,7 @@ def test_bad_input_exits_2_with_one_line_saying_what_to_fix(tiny_spec: ModelSpec
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--method", "lora"], "--method 'lora' is unknown"),
+        (["--method", "dora"], "--method 'dora' is unknown"),
         (["--lr", "5"], "--lr must be in (0, 1)"),
         (["--on-bad", "ignore"], "--on-bad must be skip or error"),
         (["--model", "nonsense"], "needs NAME:TAG"),

@@ -17,7 +17,7 @@ from training.config import ConfigError, SamplingConfig, TrainConfig
 from training.data import ClipDataset, load_dataset
 from training.frame_cache import FrameCache
 from training.loop import Batch, lr_at, symmetric_infonce, train, train_step
-from training.methods import continue_from, get_method, prepare
+from training.methods import continue_from, count_parameters, get_method, prepare
 from training.run import DataPlan, run_training
 from training.similarity import pairwise_scores
 from videoseek.adapter import AdaptedClip, AdapterConfig, load_adapter
@@ -57,7 +57,7 @@ def test_symmetric_infonce_averages_both_directions() -> None:
     assert symmetric_infonce(logits).item() == pytest.approx(expected.item())
 
 
-@pytest.mark.parametrize("method", ["cma", "vision", "text", "full"])
+@pytest.mark.parametrize("method", ["cma", "vision", "text", "full", "lora"])
 def test_only_the_methods_tensors_are_updated(
     method: str, tiny_spec: ModelSpec, toy_data: tuple[ClipDataset, FrameCache]
 ) -> None:
@@ -85,6 +85,25 @@ def test_only_the_methods_tensors_are_updated(
         assert all(n.startswith(tower_prefix[method]) for n in names)
     if method == "full":
         assert len(names) == len(dict(clip.model.named_parameters())) - 1
+    if method == "lora":  # peft's low-rank pairs on both towers' MLPs, nothing else
+        assert all(".lora_A." in n or ".lora_B." in n for n in names)
+        assert {n.split(".")[0] for n in names} == {"visual", "transformer"}
+        assert {n.split(".mlp.")[1].split(".")[0] for n in names} == {"c_fc", "c_proj"}
+
+
+def test_lora_starts_at_the_zero_shot_model_with_the_adapters_budget(tiny_spec: ModelSpec) -> None:
+    from training.lora import lora_params_per_rank, lora_rank_for_budget
+
+    plain, wrapped = load_clip(tiny_spec, "cpu"), load_clip(tiny_spec, "cpu")
+    cma = prepare(load_clip(tiny_spec, "cpu"), get_method("cma"), FAST)
+    lora = prepare(wrapped, get_method("lora"), FAST)
+    budget, per_rank = count_parameters(cma.trainable), lora_params_per_rank(plain.model)
+    rank = lora_rank_for_budget(plain.model, FAST.rank, FAST.shared_dim)
+    assert count_parameters(lora.trainable) == rank * per_rank
+    assert abs(rank * per_rank - budget) <= per_rank / 2  # the nearest rank to the adapter's size
+    tokens = plain.tokenize(["a red circle", "two blue squares"], 16)
+    with torch.no_grad():  # lora_B starts at zero: the wrapped model is the zero-shot one until it trains
+        assert torch.allclose(plain.model.encode_text(tokens), wrapped.model.encode_text(tokens), atol=1e-6)
 
 
 def test_sharing_ties_the_shared_slice_of_both_towers(tiny_spec: ModelSpec) -> None:

@@ -16,7 +16,8 @@ def open_store(settings: Settings) -> ClipStore:
         from videoseek.store.server import ServerClipStore  # qdrant-client only when used
 
         api_key = settings.qdrant.api_key.get_secret_value() if settings.qdrant.api_key else None
-        return ServerClipStore.connect(settings.qdrant.url, api_key=api_key)
+        layout = settings.qdrant.collection_layout()
+        return ServerClipStore.connect(settings.qdrant.url, api_key=api_key, layout=layout)
     from videoseek.store.edge import EdgeClipStore  # Edge bindings only when used
 
     return EdgeClipStore(settings.qdrant_path)

@@ -10,7 +10,7 @@ indexes, so there the store serialises calls and skips index creation.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -178,8 +178,19 @@ def _video_filter(video_id: str) -> qm.Filter:
 class ServerClipStore:
     """:class:`~videoseek.store.base.ClipStore` on a Qdrant server (or qdrant-client local mode)."""
 
-    def __init__(self, client: QdrantClient, *, local: bool = False, batch_size: int = 128) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        *,
+        local: bool = False,
+        batch_size: int = 128,
+        layout: Mapping[str, int | bool] | None = None,
+    ) -> None:
+        """``layout``: extra ``create_collection`` arguments for every collection this store creates (a
+        cluster's ``shard_number``, ``replication_factor``, ``write_consistency_factor``, ``on_disk_payload``;
+        ``QdrantSettings.collection_layout``)."""
         self._client = client
+        self._layout = {"on_disk_payload": True, **(layout or {})}
         self._local = local
         self._batch_size = batch_size
         self._call_lock = threading.RLock() if local else None
@@ -190,12 +201,18 @@ class ServerClipStore:
         self._closed = False
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None, timeout_s: int = 10) -> ServerClipStore:
+    def connect(
+        cls,
+        url: str,
+        api_key: str | None = None,
+        timeout_s: int = 10,
+        layout: Mapping[str, int | bool] | None = None,
+    ) -> ServerClipStore:
         """A store on the server at ``url``. Connects lazily: an unreachable server fails the first call."""
         # The client checks the server's version in the background and warns if major.minor are more than one
         # apart (docker-compose.yml runs the server release that matches the pinned client).
         client = QdrantClient(url=url, api_key=api_key, timeout=timeout_s)
-        return cls(client)
+        return cls(client, layout=layout)
 
     @classmethod
     def local(cls, path: Path | None = None) -> ServerClipStore:
@@ -530,8 +547,8 @@ class ServerClipStore:
             self._client.create_collection(
                 physical,
                 vectors_config=vectors_config(meta.dim),
-                on_disk_payload=True,
                 metadata={META_KEY: meta.to_json()},
+                **self._layout,  # type: ignore[arg-type]  # checked by QdrantSettings
             )
         with self._cache_lock:
             self._metas[physical] = meta

@@ -1,0 +1,328 @@
+"""Data-size study: held-out R@1 against the number of training videos, one line per method.
+
+    .venv/bin/python bench/study.py --out runs/study [--variants b known] [--sizes 40 120 400 1200]
+        [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--quick]
+
+Every cell (variant, method, training videos, learning rate, seed) is one run of the real training loop on the
+toy CLIP, with the product's recipe for that many pairs (``training/recipe.py``: batch, step budget, evaluation
+and early stopping on the validation split), only the learning rate set by the study:
+
+* data: the toy world's domain B (``b``, 65% of the concept words new) or the same videos with every concept
+  named by its pre-training word (``known``); 1,200 train-split videos x 3 captions, of which each seed draws its
+  own ``n`` videos (so the spread covers which videos a collection happens to have); a validation split of 100
+  and a test split of 200 test-split videos, one caption each, generated here on first use;
+* learning rate: each method's grid (``LR_GRID``, three points half a decade apart around the method's usual
+  value, scaled with the square root of the batch like the recipe) is run at seed 0; the point with the best
+  validation score (T2V MRR, the early-stopping score) is then run at every other seed. Test metrics are never
+  used to choose anything;
+* reported per (variant, method, size): the chosen lr, test T2V R@1 mean and standard deviation over seeds,
+  R@5, MRR, trainable parameters, train seconds.
+
+Resumable: each finished cell writes ``OUT/cells/<variant>/<method>/n<size>/lr<lr>-s<seed>.json`` (atomically)
+and a rerun with the same settings skips it, so a long study survives a stop. ``OUT/study.json``,
+``OUT/study.md`` (the table) and ``OUT/study.png`` (R@1 vs training videos) are rewritten after every cell. Prints
+one JSON object at the end: ``{"out", "cells", "rows"}``.
+
+``--quick``: 96 training videos, sizes 24 and 48, seeds 0 and 1, a one-point grid, 40 validation and 60 test
+videos: a smoke run of the whole pipeline, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from training.config import METHODS, SamplingConfig, TrainConfig
+from training.data import ClipDataset, load_dataset
+from training.early_stopping import selection_score
+from training.evaluate import evaluate
+from training.frame_cache import FrameCache, warm_dataset
+from training.loop import train
+from training.recipe import recommended_config
+from videoseek.clip import load_clip
+from videoseek.model_spec import ModelSpec
+
+SPEC = ModelSpec.parse("toy")
+VARIANTS = {"b": 0.35, "known": 1.0}  # known-word rate of the captions
+CAPTIONS_PER_VIDEO = 3
+SEEDS = {"train": 1, "val": 3, "test": 2}  # the test seed is docs/training.md's held-out set
+# Three points half a decade apart around each method's usual toy-CLIP lr at batch 32 (docs/training.md).
+LR_AT_BATCH_32 = {"full": 1e-4, "lora": 1e-2, "vision": 1e-2, "text": 1e-2, "cma-noshare": 1e-2, "cma": 1e-2}
+LR_STEPS = (1 / 3, 1.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Scale:
+    train_videos: int
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    lr_steps: tuple[float, ...]
+    val_videos: int
+    test_videos: int
+
+
+FULL = Scale(1200, (40, 120, 400, 1200), (0, 1), LR_STEPS, 100, 200)
+QUICK = Scale(96, (24, 48), (0, 1), (1.0,), 40, 60)
+
+
+@dataclass(frozen=True)
+class Data:
+    train: ClipDataset
+    val: ClipDataset
+    test: ClipDataset
+    cache: FrameCache
+
+
+def generate(folder: Path, n: int, seed: int, split: str, captions: int, known_word_rate: float) -> Path:
+    """The toy world's videos and ``captions.jsonl`` in ``folder`` (generated once; same seed, same files)."""
+    from videoseek.toy.generate import generate_videos
+
+    manifest = folder / "captions.jsonl"
+    if not manifest.is_file():
+        generate_videos(
+            folder, n, seed, "B", split=split, captions_per_item=captions, known_word_rate=known_word_rate
+        )  # writes captions.jsonl last: a generation cut short is redone
+    return manifest
+
+
+def load_data(root: Path, variant: str, scale: Scale, cache_dir: Path) -> Data:
+    rate = VARIANTS[variant]
+    folder = root / "data" / variant
+    sets = {
+        "train": load_dataset(
+            generate(
+                folder / f"train-{scale.train_videos}",
+                scale.train_videos,
+                SEEDS["train"],
+                "train",
+                CAPTIONS_PER_VIDEO,
+                rate,
+            )
+        ),
+        "val": load_dataset(
+            generate(folder / f"val-{scale.val_videos}", scale.val_videos, SEEDS["val"], "test", 1, rate)
+        ),
+        "test": load_dataset(
+            generate(folder / f"test-{scale.test_videos}", scale.test_videos, SEEDS["test"], "test", 1, rate)
+        ),
+    }
+    image_size = load_clip(SPEC, "cpu").image_size
+    cache = FrameCache(cache_dir, SamplingConfig(max_frames=TrainConfig().frames, image_size=image_size))
+    warmed = {name: warm_dataset(dataset, cache) for name, dataset in sets.items()}
+    return Data(warmed["train"], warmed["val"], warmed["test"], cache)
+
+
+def videos_subset(dataset: ClipDataset, n: int, seed: int) -> ClipDataset:
+    """All captions of ``n`` of the dataset's videos, drawn by ``seed``."""
+    clips, _ = dataset.clips()
+    if n > len(clips):
+        raise SystemExit(f"--sizes {n}: the training split has only {len(clips)} videos")
+    chosen = {c.clip_key for c in random.Random(seed).sample(clips, n)}
+    return ClipDataset([r for r in dataset.records if r.clip_key in chosen], f"{dataset.source}[{n}@{seed}]")
+
+
+def cell_config(method: str, pairs: int, lr_step: float, seed: int) -> TrainConfig:
+    """The recipe for ``pairs`` pairs (batch, epochs, evaluation, patience), the method's lr for this grid point."""
+    cfg = recommended_config(pairs, SPEC, TrainConfig(method=method, seed=seed, device="cpu"))
+    if method == "zero-shot":
+        return replace(cfg, epochs=0)
+    lr = LR_AT_BATCH_32[method] * math.sqrt(cfg.batch_size / 32) * lr_step
+    return replace(cfg, lr=float(f"{lr:.3g}"))
+
+
+def run_cell(data: Data, method: str, size: int, cfg: TrainConfig) -> dict[str, Any]:
+    """Train one cell on a fresh CLIP (early stopping on validation), then score the kept weights on test."""
+    clip = load_clip(SPEC, "cpu")
+    subset = videos_subset(data.train, size, cfg.seed)
+    started = time.perf_counter()
+    result = train(clip, cfg, subset, data.cache, eval_set=data.val, log=lambda _: None)
+    seconds = time.perf_counter() - started
+    val = result.final_metrics or evaluate(clip, data.val, data.cache, tau=cfg.tau)
+    test = evaluate(clip, data.test, data.cache, tau=cfg.tau)[cfg.pooling]["t2v"]
+    return {
+        "method": method,
+        "size": size,
+        "pairs": len(subset),
+        "config": cfg.to_dict(),
+        "val_score": selection_score(val, cfg.pooling),
+        "test": {"R@1": test["R@1"], "R@5": test["R@5"], "MRR": 100.0 * test["MRR"]},
+        "steps": result.steps,
+        "best_epoch": result.best_epoch,
+        "trainable_params": result.trainable_params,
+        "train_s": round(seconds, 1),
+    }
+
+
+def cell_path(out: Path, variant: str, method: str, size: int, cfg: TrainConfig) -> Path:
+    return out / "cells" / variant / method / f"n{size}" / f"lr{cfg.lr:g}-s{cfg.seed}.json"
+
+
+def cached_cell(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The finished cell at ``path`` if it was run with exactly ``cfg``, else None (rerun)."""
+    try:
+        cell: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cell if cell.get("config") == json.loads(json.dumps(cfg.to_dict())) else None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
+
+
+def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (variant, method, size): the lr picked on validation at seed 0, test metrics over seeds."""
+    rows = []
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault((cell["variant"], cell["method"], cell["size"]), []).append(cell)
+    for (variant, method, size), group in sorted(
+        groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]), g[0][2])
+    ):
+        lr = pick_lr(group)
+        runs = [c for c in group if c["config"]["lr"] == lr]
+        r1 = [c["test"]["R@1"] for c in runs]
+        rows.append({
+            "variant": variant, "method": method, "size": size, "lr": lr, "seeds": len(runs),
+            "R@1": round(statistics.mean(r1), 2), "R@1_sd": round(statistics.stdev(r1), 2) if len(r1) > 1 else None,
+            "R@5": round(statistics.mean(c["test"]["R@5"] for c in runs), 2),
+            "MRR": round(statistics.mean(c["test"]["MRR"] for c in runs), 2),
+            "trainable_params": runs[0]["trainable_params"],
+            "train_s": round(statistics.mean(c["train_s"] for c in runs), 1),
+        })  # fmt: skip
+    return rows
+
+
+def pick_lr(group: Sequence[dict[str, Any]]) -> float:
+    """The grid point with the best seed-0 validation score (ties: the smaller lr)."""
+    first = [c for c in group if c["config"]["seed"] == 0] or list(group)
+    best = max(first, key=lambda c: (c["val_score"], -c["config"]["lr"]))
+    return float(best["config"]["lr"])
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [
+        "| variant | method | training videos | lr (picked on validation) | seeds | test R@1 | sd | R@5 | MRR | "
+        "trainable params | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        sd = "-" if r["R@1_sd"] is None else f"{r['R@1_sd']:.1f}"
+        lines.append(
+            f"| {r['variant']} | {r['method']} | {r['size']} | {r['lr']:.1e} | {r['seeds']} | {r['R@1']:.1f} | {sd} | "
+            f"{r['R@5']:.1f} | {r['MRR']:.1f} | {r['trainable_params']:,} | {r['train_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """R@1 against training videos (log axis), one line per method, one panel per variant, sd as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = sorted({r["variant"] for r in rows})
+    fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), squeeze=False)
+    for ax, variant in zip(axes[0], variants, strict=True):
+        for method in METHODS:
+            points = [r for r in rows if r["variant"] == variant and r["method"] == method]
+            if points:
+                ax.errorbar(
+                    [r["size"] for r in points], [r["R@1"] for r in points],
+                    yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=method,
+                )  # fmt: skip
+        ax.set(xscale="log", xlabel="training videos (3 captions each)", ylabel="held-out T2V R@1 (%)")
+        ax.set_title(f"toy domain B, {'known words' if variant == 'known' else 'new words'}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(out: Path, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = summarize(cells)
+    write_atomically(out / "study.json", json.dumps({"cells": cells, "rows": rows}, indent=1))
+    write_atomically(out / "study.md", table(rows))
+    plot(rows, out / "study.png")
+    return rows
+
+
+def planned(method: str, scale: Scale) -> list[tuple[int, float, int]]:
+    """(size, lr step, seed) of a method's cells: the grid at seed 0 first; zero-shot once (it trains nothing)."""
+    if method == "zero-shot":
+        return [(size, 1.0, 0) for size in scale.sizes]  # one row per size, so its line spans the plot
+    return [(size, step, 0) for size in scale.sizes for step in scale.lr_steps]
+
+
+def run_variant(
+    out: Path, variant: str, methods: Sequence[str], scale: Scale, cells: list[dict[str, Any]]
+) -> None:
+    data = load_data(out, variant, scale, out / "frame-cache")
+    for size in scale.sizes:
+        for method in methods:
+            done = []
+            for _, step, seed in [p for p in planned(method, scale) if p[0] == size]:
+                done.append(run_or_reuse(out, data, variant, method, size, step, seed, cells))
+            if method == "zero-shot":
+                continue
+            lr = pick_lr(done)
+            for seed in scale.seeds[1:]:  # the other seeds at the lr validation chose
+                cfg = replace(
+                    cell_config(method, len(videos_subset(data.train, size, seed)), 1.0, seed), lr=lr
+                )
+                run_or_reuse(out, data, variant, method, size, None, seed, cells, cfg)
+
+
+def run_or_reuse(
+    out: Path, data: Data, variant: str, method: str, size: int, step: float | None, seed: int,
+    cells: list[dict[str, Any]], cfg: TrainConfig | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    cfg = cfg or cell_config(method, len(videos_subset(data.train, size, seed)), step or 1.0, seed)
+    path = cell_path(out, variant, method, size, cfg)
+    cell = cached_cell(path, cfg)
+    if cell is None:
+        cell = {"variant": variant, **run_cell(data, method, size, cfg)}
+        write_atomically(path, json.dumps(cell, indent=1))
+        print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
+              f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    cells.append(cell)
+    write_outputs(out, cells)
+    return cell
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["b", "known"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--sizes", nargs="+", type=int)
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--quick", action="store_true", help="a smoke run of the pipeline, not a measurement")
+    args = parser.parse_args(argv)
+    scale = QUICK if args.quick else FULL
+    scale = replace(scale, sizes=tuple(args.sizes or scale.sizes), seeds=tuple(args.seeds or scale.seeds))
+    if scale.seeds[0] != 0:
+        parser.error("--seeds must start with 0: the learning rate is picked at seed 0")
+    cells: list[dict[str, Any]] = []
+    for variant in args.variants:
+        run_variant(args.out, variant, args.methods, scale, cells)
+    rows = write_outputs(args.out, cells)
+    return {"out": str(args.out), "cells": len(cells), "rows": rows}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
