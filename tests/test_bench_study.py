@@ -1,0 +1,96 @@
+"""bench/study.py's bookkeeping: the lr is picked on validation at seed 0, rows average the other seeds at it,
+a finished cell is reused only with the same settings, and each seed draws its own videos."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from training.config import TrainConfig
+from training.data import ClipDataset, ClipRecord
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "study.py"
+
+
+@pytest.fixture(scope="module")
+def study() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("study", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["study"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def cell(lr: float, seed: int, val: float, r1: float, method: str = "cma", size: int = 40) -> dict[str, Any]:
+    return {
+        "variant": "b", "method": method, "size": size, "config": {"lr": lr, "seed": seed},
+        "val_score": val, "test": {"R@1": r1, "R@5": 2 * r1, "MRR": r1 + 1},
+        "trainable_params": 33792, "train_s": 10.0,
+    }  # fmt: skip
+
+
+def test_the_lr_is_picked_on_seed_0_validation_never_on_test(study: ModuleType) -> None:
+    group = [
+        cell(1e-3, 0, val=20.0, r1=50.0),  # the best test score, the worse validation score
+        cell(3e-3, 0, val=25.0, r1=10.0),
+        cell(1e-3, 1, val=99.0, r1=50.0),  # another seed's validation does not vote
+    ]
+    assert study.pick_lr(group) == 3e-3
+
+
+def test_a_row_averages_every_seed_at_the_picked_lr_and_only_those(study: ModuleType) -> None:
+    cells = [
+        cell(1e-3, 0, val=20.0, r1=50.0),
+        cell(3e-3, 0, val=25.0, r1=10.0),
+        cell(3e-3, 1, val=21.0, r1=14.0),
+        cell(1e-4, 0, val=30.0, r1=5.0, method="full"),
+    ]
+    rows = study.summarize(cells)
+    assert [(r["method"], r["lr"], r["seeds"]) for r in rows] == [("full", 1e-4, 1), ("cma", 3e-3, 2)]
+    cma = rows[1]
+    assert cma["R@1"] == 12.0 and cma["R@1_sd"] == pytest.approx(2.83, abs=0.01) and cma["R@5"] == 24.0
+    assert rows[0]["R@1_sd"] is None  # one seed has no spread
+    assert "| b | cma | 40 | 3.0e-03 | 2 | 12.0 | 2.8 |" in study.table(rows)
+
+
+def test_a_finished_cell_is_reused_only_with_exactly_its_settings(study: ModuleType, tmp_path: Path) -> None:
+    cfg = TrainConfig(method="cma", lr=3e-3, seed=0)
+    path = tmp_path / "cell.json"
+    study.write_atomically(path, '{"config": ' + json.dumps(cfg.to_dict()) + ', "val_score": 1}')
+    assert study.cached_cell(path, cfg) == {
+        "config": cfg.to_dict() | {"betas": list(cfg.betas)},
+        "val_score": 1,
+    }
+    assert study.cached_cell(path, TrainConfig(method="cma", lr=1e-2, seed=0)) is None
+    path.write_text("{cut short")
+    assert study.cached_cell(path, cfg) is None
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_each_seed_draws_its_own_videos_with_all_their_captions(study: ModuleType) -> None:
+    records = [ClipRecord(Path(f"v{v}.mp4"), f"caption {c} of {v}") for v in range(30) for c in range(3)]
+    dataset = ClipDataset(records, "train")
+    first, again, other = (study.videos_subset(dataset, 10, seed) for seed in (0, 0, 1))
+    videos = [{r.video for r in d.records} for d in (first, again, other)]
+    assert len(videos[0]) == 10 and len(first.records) == 30  # three captions for each chosen video
+    assert videos[0] == videos[1] and videos[0] != videos[2]
+    with pytest.raises(SystemExit, match="only 30 videos"):
+        study.videos_subset(dataset, 31, 0)
+
+
+def test_the_step_budget_is_the_recipes_and_the_grid_scales_with_the_batch(study: ModuleType) -> None:
+    from training.recipe import recommended_config
+
+    cfg = study.cell_config("cma", 120, 1.0, 0)
+    recipe = recommended_config(120, study.SPEC)
+    assert (cfg.batch_size, cfg.epochs, cfg.patience) == (recipe.batch_size, recipe.epochs, recipe.patience)
+    assert study.cell_config("cma", 120, 3.0, 0).lr == pytest.approx(3 * cfg.lr, rel=1e-2)
+    assert study.cell_config("full", 120, 1.0, 0).lr == pytest.approx(cfg.lr / 100, rel=1e-2)
+    assert study.cell_config("zero-shot", 120, 1.0, 0).epochs == 0
