@@ -3,29 +3,21 @@ a finished cell is reused only with the same settings, and each seed draws its o
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from bench_scripts import load_bench
 
 from training.config import TrainConfig
 from training.data import ClipDataset, ClipRecord
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "study.py"
-
 
 @pytest.fixture(scope="module")
 def study() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("study", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("study")
 
 
 def cell(lr: float, seed: int, val: float, r1: float, method: str = "cma", size: int = 40) -> dict[str, Any]:
