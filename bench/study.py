@@ -19,7 +19,9 @@ and early stopping on the validation split), only the learning rate set by the s
   R@5, MRR, trainable parameters, train seconds.
 
 Resumable: each finished cell writes ``OUT/cells/<variant>/<method>/n<size>/lr<lr>-s<seed>.json`` (atomically)
-and a rerun with the same settings skips it, so a long study survives a stop. ``OUT/study.json``,
+and a rerun with the same settings skips it, so a long study survives a stop; the tables cover every finished
+cell under ``OUT``, and the other seeds run at the lr that is best on validation among all grid points run so
+far (``--lr-steps`` runs fewer, or more, of them). ``OUT/study.json``,
 ``OUT/study.md`` (the table) and ``OUT/study.png`` (R@1 vs training videos) are rewritten after every cell. Prints
 one JSON object at the end: ``{"out", "cells", "rows"}``.
 
@@ -50,6 +52,7 @@ from training.loop import train
 from training.recipe import recommended_config
 from videoseek.clip import load_clip
 from videoseek.model_spec import ModelSpec
+from videoseek.toy.scene import Split
 
 SPEC = ModelSpec.parse("toy")
 VARIANTS = {"b": 0.35, "known": 1.0}  # known-word rate of the captions
@@ -82,7 +85,7 @@ class Data:
     cache: FrameCache
 
 
-def generate(folder: Path, n: int, seed: int, split: str, captions: int, known_word_rate: float) -> Path:
+def generate(folder: Path, n: int, seed: int, split: Split, captions: int, known_word_rate: float) -> Path:
     """The toy world's videos and ``captions.jsonl`` in ``folder`` (generated once; same seed, same files)."""
     from videoseek.toy.generate import generate_videos
 
@@ -253,9 +256,27 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_outputs(out: Path, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = summarize(cells)
-    write_atomically(out / "study.json", json.dumps({"cells": cells, "rows": rows}, indent=1))
+Cells = dict[str, dict[str, Any]]  # by the path of the cell's file
+
+
+def load_cells(out: Path) -> Cells:
+    """Every finished cell under ``out`` (earlier runs' too: the tables cover all of them)."""
+    cells: Cells = {}
+    for path in sorted((out / "cells").glob("*/*/n*/*.json")):
+        try:
+            cells[str(path)] = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:  # cut short while written: that cell runs again
+            continue
+    return cells
+
+
+def group_of(cells: Cells, variant: str, method: str, size: int) -> list[dict[str, Any]]:
+    return [c for c in cells.values() if (c["variant"], c["method"], c["size"]) == (variant, method, size)]
+
+
+def write_outputs(out: Path, cells: Cells) -> list[dict[str, Any]]:
+    rows = summarize(list(cells.values()))
+    write_atomically(out / "study.json", json.dumps({"cells": list(cells.values()), "rows": rows}, indent=1))
     write_atomically(out / "study.md", table(rows))
     plot(rows, out / "study.png")
     return rows
@@ -268,18 +289,15 @@ def planned(method: str, scale: Scale) -> list[tuple[int, float, int]]:
     return [(size, step, 0) for size in scale.sizes for step in scale.lr_steps]
 
 
-def run_variant(
-    out: Path, variant: str, methods: Sequence[str], scale: Scale, cells: list[dict[str, Any]]
-) -> None:
+def run_variant(out: Path, variant: str, methods: Sequence[str], scale: Scale, cells: Cells) -> None:
     data = load_data(out, variant, scale, out / "frame-cache")
     for size in scale.sizes:
         for method in methods:
-            done = []
             for _, step, seed in [p for p in planned(method, scale) if p[0] == size]:
-                done.append(run_or_reuse(out, data, variant, method, size, step, seed, cells))
+                run_or_reuse(out, data, variant, method, size, step, seed, cells)
             if method == "zero-shot":
                 continue
-            lr = pick_lr(done)
+            lr = pick_lr(group_of(cells, variant, method, size))  # every grid point run so far, any run
             for seed in scale.seeds[1:]:  # the other seeds at the lr validation chose
                 cfg = replace(
                     cell_config(method, len(videos_subset(data.train, size, seed)), 1.0, seed), lr=lr
@@ -289,7 +307,7 @@ def run_variant(
 
 def run_or_reuse(
     out: Path, data: Data, variant: str, method: str, size: int, step: float | None, seed: int,
-    cells: list[dict[str, Any]], cfg: TrainConfig | None = None,
+    cells: Cells, cfg: TrainConfig | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     cfg = cfg or cell_config(method, len(videos_subset(data.train, size, seed)), step or 1.0, seed)
     path = cell_path(out, variant, method, size, cfg)
@@ -299,7 +317,7 @@ def run_or_reuse(
         write_atomically(path, json.dumps(cell, indent=1))
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    cells.append(cell)
+    cells[str(path)] = cell
     write_outputs(out, cells)
     return cell
 
@@ -311,13 +329,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--sizes", nargs="+", type=int)
     parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--lr-steps", nargs="+", type=float, help="grid points, x the method's lr (1/3 1 3)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of the pipeline, not a measurement")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
-    scale = replace(scale, sizes=tuple(args.sizes or scale.sizes), seeds=tuple(args.seeds or scale.seeds))
+    scale = replace(
+        scale,
+        sizes=tuple(args.sizes or scale.sizes),
+        seeds=tuple(args.seeds or scale.seeds),
+        lr_steps=tuple(args.lr_steps or scale.lr_steps),
+    )
     if scale.seeds[0] != 0:
         parser.error("--seeds must start with 0: the learning rate is picked at seed 0")
-    cells: list[dict[str, Any]] = []
+    cells = load_cells(args.out)
     for variant in args.variants:
         run_variant(args.out, variant, args.methods, scale, cells)
     rows = write_outputs(args.out, cells)

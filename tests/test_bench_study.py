@@ -86,3 +86,15 @@ def test_the_step_budget_is_the_recipes_and_the_grid_scales_with_the_batch(study
     assert study.cell_config("cma", 120, 3.0, 0).lr == pytest.approx(3 * cfg.lr, rel=1e-2)
     assert study.cell_config("full", 120, 1.0, 0).lr == pytest.approx(cfg.lr / 100, rel=1e-2)
     assert study.cell_config("zero-shot", 120, 1.0, 0).epochs == 0
+
+
+def test_the_tables_cover_every_finished_cell_of_every_run(study: ModuleType, tmp_path: Path) -> None:
+    first, second = cell(1e-3, 0, val=20.0, r1=5.0), cell(3e-3, 0, val=25.0, r1=7.0)
+    for one in (first, second):
+        path = tmp_path / "cells" / "b" / "cma" / "n40" / f"lr{one['config']['lr']:g}-s0.json"
+        study.write_atomically(path, json.dumps(one))
+    (tmp_path / "cells" / "b" / "cma" / "n40" / "lr0.01-s0.json").write_text("{cut short")
+    cells = study.load_cells(tmp_path)
+    assert sorted(c["config"]["lr"] for c in cells.values()) == [1e-3, 3e-3]
+    assert study.pick_lr(study.group_of(cells, "b", "cma", 40)) == 3e-3
+    assert study.group_of(cells, "b", "cma", 120) == []
