@@ -247,7 +247,10 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                     [r["size"] for r in points], [r["R@1"] for r in points],
                     yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=method,
                 )  # fmt: skip
+        sizes = sorted({r["size"] for r in rows if r["variant"] == variant})
         ax.set(xscale="log", xlabel="training videos (3 captions each)", ylabel="held-out T2V R@1 (%)")
+        ax.set_xticks(sizes, [str(n) for n in sizes])  # the sizes run, not powers of ten
+        ax.minorticks_off()
         ax.set_title(f"toy domain B, {'known words' if variant == 'known' else 'new words'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
