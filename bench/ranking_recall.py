@@ -1,14 +1,17 @@
 """Ranking recall: does the two-stage search return the top 10 that scoring every clip exactly would?
 
     .venv/bin/python bench/ranking_recall.py [--quick] [--toy-videos 1200] [--clips 10000 100000]
-        [--dim 128 512] [--queries 100] [--oversample 1 2 4 8 16] [--no-local]
+        [--dim 128 512] [--queries 100] [--oversample 1 2 4 8 16] [--maxsim 320:40 640:40 1280:40]
+        [--no-local]
 
-The service ranks in two stages (``service/search_engine.py``): an ANN search on each clip's mean-pooled
-vector in the store fetches ``candidate_count`` candidates (``max(limit x search.oversample,
-search.min_candidates)``), and the paper's text-conditioned pooling
-(``service.scoring.score_candidates``) re-ranks them exactly. Text-conditioned scores are not monotone in the
-mean-pooled cosine, so a clip the exhaustive ranking puts in its top 10 can be missing from the candidates.
-This measures how often, as ``recall@10 = |two-stage top 10 & exhaustive top 10| / 10`` averaged over queries.
+The service ranks in two stages (``service/search_engine.py``). Stage one, in the store: an ANN search on
+each clip's mean-pooled vector, whose top ``search.maxsim_prefetch`` the store re-scores by MaxSim over the
+clips' frame vectors, keeping the best ``max(limit x search.oversample, search.maxsim_candidates)``; or, with
+no MaxSim stage (the rule before it, measured beside it), the pooled top ``max(limit x oversample,
+search.min_candidates)``. Stage two: the paper's text-conditioned pooling (``service.scoring.score_candidates``)
+re-ranks those exactly. Text-conditioned scores are not monotone in the mean-pooled cosine, so a clip the
+exhaustive ranking puts in its top 10 can be missing from the candidates. This measures how often, as
+``recall@10 = |two-stage top 10 & exhaustive top 10| / 10`` averaged over queries.
 
 * Two-stage: the real :class:`~service.search_engine.SearchEngine` (its candidate rule, its re-ranking)
   over the real store: the embedded Qdrant Edge store, and qdrant-client local mode (the server store's
@@ -26,12 +29,13 @@ Sources:
   one stored frame of one clip: text that describes one moment, where text-conditioned pooling departs most
   from the mean).
 
-Every candidate rule is measured on the same store: the service's defaults, and ``--oversample`` values
-without a floor (the rule before ``min_candidates``). qdrant-client local mode runs on the toy set only (it
+Every candidate rule is measured on the same store: the service's defaults, its pooled-only rule
+(``maxsim_prefetch`` 0), ``--oversample`` values without a floor (the rule before ``min_candidates``) and
+``--maxsim PREFETCH:CANDIDATES`` rules (at the default oversample). qdrant-client local mode runs on the toy set only (it
 took minutes to write 10k clips). ``--quick`` (<= 10 minutes on 2 cores): 300 toy videos, synthetic 10k and
-100k clips at dim 128, 40 queries per kind, oversample 1, 4 and 16. Prints one JSON object: ``recall_at_10``
+100k clips at dim 128, 40 queries per kind, oversample 1, 4 and 16, no extra MaxSim rules. Prints one JSON object: ``recall_at_10``
 at the service's defaults (overall, every query counted once; the worst case; per source; per source, size
-and store) and, per rule, overall; ``target_met`` is the worst case >= 0.98.
+and store) and, per rule, overall and worst case; ``target_met`` is the default's worst case >= 0.98.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `synthetic`, also wh
 
 from service.batching import QueryEmbedder
 from service.scoring import score_candidates
-from service.search_engine import SearchEngine, SearchQuery, candidate_count
+from service.search_engine import CandidateRule, SearchEngine, SearchQuery, stage_one
 from synthetic import clustered_clips, unit_rows, video_centers
 from videoseek.settings import SearchSettings
 from videoseek.store import ClipPoint, ClipStore
@@ -125,18 +129,34 @@ def exhaustive_top(text: np.ndarray, corpus: Corpus, tau: float, k: int = K, chu
 
 @dataclass(frozen=True)
 class Rule:
-    """Stage one's candidate rule: ``max(limit x oversample, min_candidates)`` (``candidate_count``)."""
+    """Stage one's candidate rule (``service.search_engine.stage_one``): ``max(limit x oversample,
+    min_candidates)`` candidates, by pooled alone (``prefetch`` 0) or the best by MaxSim of a pooled prefetch."""
 
     oversample: int
-    min_candidates: int = 0
+    min_candidates: int = 0  # the floor on re-ranked candidates (search.maxsim_candidates with a prefetch)
+    prefetch: int = 0  # search.maxsim_prefetch; 0: no MaxSim stage
 
     @property
     def name(self) -> str:
-        return f"{self.oversample}x" + (f", >={self.min_candidates}" if self.min_candidates else "")
+        name = f"{self.oversample}x" + (f", >={self.min_candidates}" if self.min_candidates else "")
+        return name + (f" of MaxSim {self.prefetch}" if self.prefetch else "")
+
+    @property
+    def candidate_rule(self) -> CandidateRule:
+        return CandidateRule(self.oversample, self.min_candidates, self.prefetch, self.min_candidates)
 
     @property
     def candidates(self) -> int:
-        return candidate_count(K, self.oversample, self.min_candidates)
+        return stage_one(self.candidate_rule, K).candidates
+
+    @classmethod
+    def parse_maxsim(cls, text: str, oversample: int) -> Rule:
+        """``PREFETCH:CANDIDATES`` (``--maxsim 640:40``)."""
+        prefetch, _, candidates = text.partition(":")
+        try:
+            return cls(oversample, int(candidates), int(prefetch))
+        except ValueError:
+            raise SystemExit(f"--maxsim {text!r}: expected PREFETCH:CANDIDATES, e.g. 640:40") from None
 
 
 class TwoStage:
@@ -153,6 +173,8 @@ class TwoStage:
             score_candidates,
             oversample=rule.oversample,
             min_candidates=rule.min_candidates,
+            maxsim_prefetch=rule.prefetch,
+            maxsim_candidates=rule.min_candidates,
             tau=tau,
             model_fingerprint=lambda: MODEL,
         )
@@ -212,6 +234,7 @@ def measure(
         recalls = [recall_at_k(got, truth[t]) for got, t in zip(tops, texts, strict=True)]
         out[rule.name] = {
             "candidates": rule.candidates,
+            "maxsim_prefetch": rule.prefetch,
             "recall_at_10": round(statistics.mean(recalls), 4),
             "worst_query": round(min(recalls), 2),
             "queries_below_1": sum(r < 1.0 for r in recalls),
@@ -295,6 +318,14 @@ def synthetic_queries(corpus: Corpus, n_queries: int, seed: int = 10**6) -> dict
 # ------------------------------------------------------------------------------------------- the run
 
 
+def default_rules(settings: SearchSettings) -> tuple[Rule, Rule]:
+    """The service's rule as configured, and the pooled-only rule it falls back to (the rule before MaxSim)."""
+    pooled_only = Rule(settings.oversample, settings.min_candidates)
+    if settings.maxsim_prefetch <= 0:
+        return pooled_only, pooled_only
+    return Rule(settings.oversample, settings.maxsim_candidates, settings.maxsim_prefetch), pooled_only
+
+
 def run_case(
     name: str,
     corpus: Corpus,
@@ -352,14 +383,25 @@ def main() -> None:
         default=[1, 2, 4, 8, 16],
         help="oversample values swept without a floor (the service's own rule is always measured)",
     )
+    parser.add_argument(
+        "--maxsim",
+        nargs="*",
+        default=["320:40", "640:40", "1280:40"],
+        metavar="PREFETCH:CANDIDATES",
+        help="MaxSim rules swept beside the defaults: a pooled prefetch re-scored by MaxSim, its best "
+        "CANDIDATES (at least; limit x oversample when more) re-ranked exactly",
+    )
     parser.add_argument("--no-local", action="store_true", help="skip qdrant-client local mode")
     args = parser.parse_args()
     if args.quick:
         args.toy_videos, args.clips, args.dim, args.queries = 300, [10_000, 100_000], [128], 40
-        args.oversample = [1, 4, 16]
+        args.oversample, args.maxsim = [1, 4, 16], []
     settings = SearchSettings()
-    default = Rule(settings.oversample, settings.min_candidates)
-    rules = [Rule(o) for o in args.oversample if Rule(o) != default] + [default]
+    default, pooled_only = default_rules(settings)
+    swept = [Rule(o) for o in args.oversample] + [
+        Rule.parse_maxsim(m, settings.oversample) for m in args.maxsim
+    ]
+    rules = [*dict.fromkeys(r for r in swept if r not in (default, pooled_only)), pooled_only, default]
     tau = settings.pooling_tau
     began = time.perf_counter()
 
@@ -384,6 +426,9 @@ def main() -> None:
         values = [r["by_rule"][rule.name]["recall_at_10"] for r in chosen]
         return round(float(np.average(values, weights=weights)), 4)
 
+    def worst(rule: Rule) -> float | None:
+        return min((r["by_rule"][rule.name]["recall_at_10"] for r in rows), default=None)
+
     by_case = {
         f"{r['case']}/{r['store']}/{r['queries']}": r["by_rule"][default.name]["recall_at_10"] for r in rows
     }
@@ -393,7 +438,10 @@ def main() -> None:
                 "benchmark": "ranking_recall",
                 "quick": args.quick,
                 "oversample": default.oversample,
-                "min_candidates": default.min_candidates,
+                "min_candidates": settings.min_candidates,
+                "maxsim_prefetch": settings.maxsim_prefetch,
+                "maxsim_candidates": settings.maxsim_candidates,
+                "default_rule": default.name,
                 "candidates_for_limit_10": default.candidates,
                 "tau": tau,
                 "recall_at_10": {
@@ -404,6 +452,7 @@ def main() -> None:
                     "synthetic": overall(default, lambda r: r["case"].startswith("synthetic")),
                     "by_case": by_case,
                     "overall_by_rule": {rule.name: overall(rule) for rule in rules},
+                    "worst_case_by_rule": {rule.name: worst(rule) for rule in rules},
                 },
                 "target": 0.98,
                 "target_met": bool(by_case) and min(by_case.values()) >= 0.98,

@@ -14,10 +14,11 @@ this process acts as the clients. Reported per configuration (milliseconds, p50/
 * ``throughput``: queries/s with 1 client and with 8 concurrent clients (distinct queries, so micro-batching
   is what helps), in alternating rounds; target median ratio >= 1.5.
 
-``--floor-cost`` measures instead what the floor on re-ranked candidates (``search.min_candidates``) costs:
-two servers on copies of one index, with the default floor and without (``limit x oversample`` only), the same
-never-seen and repeated queries sent to each in turn; ``search_p50_ratio`` and ``cached_p50_ratio`` are floor /
-no floor.
+``--floor-cost`` measures instead what the candidate rules cost: three servers on copies of one index, with
+the default MaxSim stage (``search.maxsim_prefetch``, ``search.maxsim_candidates``), with the pooled floor alone
+(``search.min_candidates``, the default before MaxSim) and with neither (``limit x oversample`` only), the same
+never-seen and repeated queries sent to each in turn; ``maxsim_vs_floor_*_p50_ratio`` are MaxSim / floor,
+``search_p50_ratio`` and ``cached_p50_ratio`` floor / no floor.
 
 Prints one JSON object. Absolute numbers depend on the machine; the ratios are the point.
 """
@@ -245,25 +246,40 @@ def bench_config(model: str, n: int, n_queries: int, port: int, threads: int, wo
     }
 
 
-def floor_cost(model: str, n: int, n_queries: int, port: int, threads: int, floor: int) -> dict[str, Any]:
-    """What the candidate floor costs: two servers on copies of one index, one with
-    ``search.min_candidates = floor`` (the new default), one with 0 (``limit x oversample`` only, the old
-    rule), the same queries sent to each in turn. Ratios of medians, floor / no floor."""
+def cost_variants(floor: int, prefetch: int, candidates: int) -> dict[str, dict[str, str]]:
+    """The servers ``--floor-cost`` compares, as their search settings: the MaxSim stage (the default), the
+    pooled floor alone (the default before MaxSim) and neither (``limit x oversample`` only)."""
+    return {
+        "maxsim": {
+            "VIDEOSEEK_SEARCH__MAXSIM_PREFETCH": str(prefetch),
+            "VIDEOSEEK_SEARCH__MAXSIM_CANDIDATES": str(candidates),
+        },
+        "floor": {"VIDEOSEEK_SEARCH__MAXSIM_PREFETCH": "0", "VIDEOSEEK_SEARCH__MIN_CANDIDATES": str(floor)},
+        "no_floor": {"VIDEOSEEK_SEARCH__MAXSIM_PREFETCH": "0", "VIDEOSEEK_SEARCH__MIN_CANDIDATES": "0"},
+    }
+
+
+def p50_ratio(result: dict[str, Any], what: str, num: str, den: str) -> float:
+    return round(result[num][what]["p50"] / result[den][what]["p50"], 3)
+
+
+def floor_cost(
+    model: str, n: int, n_queries: int, port: int, threads: int, variants: dict[str, dict[str, str]]
+) -> dict[str, Any]:
+    """What each candidate rule costs: one server per variant (``cost_variants``) on copies of one index, the
+    same queries sent to each in turn (the order rotating, so none always goes first). Ratios of medians."""
     from videoseek.clip import get_clip
 
     clip = get_clip(ModelSpec.parse(model), "cpu")
     with tempfile.TemporaryDirectory(prefix="videoseek-bench-") as tmp:
-        base, copy = Path(tmp) / "floor", Path(tmp) / "no-floor"
-        base.mkdir()
-        build_index(base, n, clip.embed_dim, clip.identity.fingerprint)
-        shutil.copytree(base, copy)
+        names = list(variants)
+        dirs = {k: Path(tmp) / k for k in names}
+        dirs[names[0]].mkdir()
+        build_index(dirs[names[0]], n, clip.embed_dim, clip.identity.fingerprint)
+        for k in names[1:]:
+            shutil.copytree(dirs[names[0]], dirs[k])
         servers = {
-            "floor": Server(
-                base, model, port, threads, extra_env={"VIDEOSEEK_SEARCH__MIN_CANDIDATES": str(floor)}
-            ),
-            "no_floor": Server(
-                copy, model, port + 1, threads, extra_env={"VIDEOSEEK_SEARCH__MIN_CANDIDATES": "0"}
-            ),
+            k: Server(dirs[k], model, port + i, threads, extra_env=variants[k]) for i, k in enumerate(names)
         }
         try:
             for server in servers.values():
@@ -276,32 +292,32 @@ def floor_cost(model: str, n: int, n_queries: int, port: int, threads: int, floo
                 for client in clients.values():
                     search_once(client, text)
             for i, text in enumerate(queries(n_queries, salt=3)):
-                order = list(servers) if i % 2 == 0 else list(reversed(servers))  # neither always goes first
-                for k in order:
+                for k in names[i % len(names) :] + names[: i % len(names)]:
                     new[k].append(timed(lambda t=text, c=clients[k], st=stages[k]: search_once(c, t, st)))
             repeated = queries(1, salt=3)[0]
             for i in range(n_queries):
-                order = list(servers) if i % 2 == 0 else list(reversed(servers))
-                for k in order:
+                for k in names[i % len(names) :] + names[: i % len(names)]:
                     cached[k].append(timed(lambda c=clients[k]: search_once(c, repeated)))
             for client in clients.values():
                 client.close()
         finally:
             for server in servers.values():
                 server.stop()
-    result: dict[str, Any] = {"model": model, "clips": n, "min_candidates": floor}
+    result: dict[str, Any] = {"model": model, "clips": n, "variants": variants}
     for k in servers:
         result[k] = {
             "search_ms": pct(new[k]),
             "cached_ms": pct(cached[k]),
             "search_stage_ms_p50": stage_medians(stages[k], new[k]),
         }
-    result["search_p50_ratio"] = round(
-        result["floor"]["search_ms"]["p50"] / result["no_floor"]["search_ms"]["p50"], 3
-    )
-    result["cached_p50_ratio"] = round(
-        result["floor"]["cached_ms"]["p50"] / result["no_floor"]["cached_ms"]["p50"], 3
-    )
+    if "floor" in result and "no_floor" in result:  # the floor's own cost, as measured before MaxSim
+        result["search_p50_ratio"] = p50_ratio(result, "search_ms", "floor", "no_floor")
+        result["cached_p50_ratio"] = p50_ratio(result, "cached_ms", "floor", "no_floor")
+    if "maxsim" in result and "floor" in result:  # the new default against the old one
+        result["maxsim_vs_floor_search_p50_ratio"] = p50_ratio(result, "search_ms", "maxsim", "floor")
+        result["maxsim_vs_floor_cached_p50_ratio"] = p50_ratio(result, "cached_ms", "maxsim", "floor")
+    if "maxsim" in result and "no_floor" in result:
+        result["maxsim_vs_no_floor_cached_p50_ratio"] = p50_ratio(result, "cached_ms", "maxsim", "no_floor")
     return result
 
 
@@ -323,11 +339,24 @@ def main() -> None:
     parser.add_argument(
         "--floor-cost",
         action="store_true",
-        help="instead: the latency of the default candidate floor (search.min_candidates) against none, "
-        "side by side on two servers (docs/benchmarks.md, ranking recall)",
+        help="instead: the latency of the default candidate rule (the MaxSim stage) against the pooled floor "
+        "(search.min_candidates, the default before it) and against neither, side by side on three servers "
+        "(docs/benchmarks.md, ranking recall)",
     )
     parser.add_argument(
         "--floor", type=int, default=None, help="--floor-cost's floor (default: the setting's)"
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=None,
+        help="--floor-cost's MaxSim prefetch (default: search.maxsim_prefetch)",
+    )
+    parser.add_argument(
+        "--maxsim-candidates",
+        type=int,
+        default=None,
+        help="--floor-cost's MaxSim survivors (default: search.maxsim_candidates)",
     )
     args = parser.parse_args()
     # Like `videoseek serve`, before torch loads: a spinning OpenMP team here would take the server's cores.
@@ -340,9 +369,16 @@ def main() -> None:
     if args.floor_cost:
         from videoseek.settings import SearchSettings
 
-        floor = SearchSettings().min_candidates if args.floor is None else args.floor
+        settings = SearchSettings()
+        variants = cost_variants(
+            settings.min_candidates if args.floor is None else args.floor,
+            settings.maxsim_prefetch if args.prefetch is None else args.prefetch,
+            settings.maxsim_candidates if args.maxsim_candidates is None else args.maxsim_candidates,
+        )
         costs = [
-            floor_cost(m, n, args.queries, args.port, threads, floor) for m in args.models for n in args.clips
+            floor_cost(m, n, args.queries, args.port, threads, variants)
+            for m in args.models
+            for n in args.clips
         ]
         print(
             json.dumps(

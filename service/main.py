@@ -168,6 +168,8 @@ def _build_engine(services: AppServices) -> SearchEngine:
         scoring.score_candidates,
         oversample=services.settings.search.oversample,
         min_candidates=services.settings.search.min_candidates,
+        maxsim_prefetch=services.settings.search.maxsim_prefetch,
+        maxsim_candidates=services.settings.search.maxsim_candidates,
         tau=services.settings.search.pooling_tau,
         model_fingerprint=services.model.loaded_fingerprint,
         metrics=metrics,

@@ -1,10 +1,25 @@
 """Two-stage text-to-clip ranking.
 
-1. ANN: the query embedding against each clip's ``pooled`` vector, fetching ``oversample`` x more candidates
-   than asked for, and at least ``min_candidates`` (with their per-frame vectors): :func:`candidate_count`.
+1. Candidates from the store, with their per-frame vectors (:func:`stage_one`):
+
+   * MaxSim (the default, ``search.maxsim_prefetch`` > 0): an ANN search on each clip's ``pooled`` vector
+     fetches a prefetch of ``max(maxsim_prefetch, candidates)`` clips, the store re-scores them by MaxSim of the
+     query against their ``frames`` (``max_j <t, f_j>``, the best single frame) and returns the best
+     ``candidates = max(limit x oversample, maxsim_candidates)``. Only those come back with payload and frames.
+   * Pooled only (``maxsim_prefetch`` 0, or a collection whose ``frames`` cannot MaxSim:
+     ``CollectionInfo.frames_maxsim``): the pooled ANN's ``candidates = max(limit x oversample,
+     min_candidates)``, as before MaxSim re-scoring existed.
+
+   Grouping by video doubles every count (a video's clips crowd each other out); a page that comes up short
+   (``min_score``, grouping) asks again with 4x each, up to ``MAX_CANDIDATES`` candidates.
 2. Exact re-ranking of those candidates with the paper's text-conditioned pooling: frame weights
    ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``. The frame that weighs
    most gives ``best_frame_s``.
+
+Why MaxSim in between: text-conditioned pooling lifts a clip whose frames match the text only for a moment,
+which mean pooling ranks far down; the best frame sees it. At 1,200 toy videos the pooled top 160 held 0.956 of
+the exhaustive top 10, MaxSim's best 40 of a pooled 640-prefetch more, for fewer hits read back
+(``bench/ranking_recall.py``, docs/benchmarks.md "Ranking recall").
 
 The query is always embedded with the adapter version the collection's vectors were made with (read from the
 store on every query; a re-index that switches versions mid-query is detected from the hits and retried).
@@ -31,6 +46,7 @@ GroupBy = Literal["clip", "video"]
 ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
 
 MAX_CANDIDATES = 4096
+MAX_PREFETCH = 16384  # pooled clips one MaxSim stage re-scores, at most (4 growths of the default)
 # Collection info is read per query; a short cache keeps the store's count/facet work off the hot path.
 INFO_TTL_S = 2.0
 ADAPTER_PAYLOAD_KEY = "adapter_version"
@@ -67,14 +83,49 @@ class SearchOutcome:
 
 
 def candidate_count(limit: int, oversample: int, min_candidates: int, by_video: bool = False) -> int:
-    """How many ANN candidates stage one fetches for a page of ``limit``: ``limit x oversample``, at least
+    """How many candidates stage two re-ranks for a page of ``limit``: ``limit x oversample``, at least
     ``min_candidates`` (doubled when grouping by video: a video's clips crowd each other out).
 
     The floor is what makes the exact re-ranking rank like exhaustive scoring: text-conditioned pooling can
     lift a clip that mean pooling puts far down (a blinking object, a moment of a longer clip), and on the toy
-    world's videos 40 candidates kept 0.89 of the exhaustive top 10 (``bench/ranking_recall.py``).
+    world's videos 40 pooled candidates kept 0.89 of the exhaustive top 10 (``bench/ranking_recall.py``).
     """
     return max(limit * oversample, min_candidates) * (2 if by_video else 1)
+
+
+@dataclass(frozen=True)
+class StageOne:
+    """What stage one asks the store for: ``candidates`` hits, re-scored by MaxSim from a pooled prefetch of
+    ``prefetch`` (None: ranked by pooled alone)."""
+
+    candidates: int
+    prefetch: int | None
+
+    def grown(self) -> StageOne:
+        """The next, deeper ask of a page that came up short: 4x each, within the caps."""
+        candidates = min(self.candidates * 4, MAX_CANDIDATES)
+        if self.prefetch is None:
+            return StageOne(candidates, None)
+        return StageOne(candidates, max(min(self.prefetch * 4, MAX_PREFETCH), candidates))
+
+
+@dataclass(frozen=True)
+class CandidateRule:
+    """The knobs of stage one (``SearchSettings``): see the module docstring."""
+
+    oversample: int
+    min_candidates: int = 0  # floor without MaxSim
+    maxsim_prefetch: int = 0  # 0: no MaxSim stage
+    maxsim_candidates: int = 0  # floor with MaxSim
+
+
+def stage_one(rule: CandidateRule, limit: int, by_video: bool = False, maxsim: bool = True) -> StageOne:
+    """Stage one's sizes for a page of ``limit``; ``maxsim``: whether the collection's frames can MaxSim."""
+    if rule.maxsim_prefetch <= 0 or not maxsim:
+        return StageOne(candidate_count(limit, rule.oversample, rule.min_candidates, by_video), None)
+    candidates = candidate_count(limit, rule.oversample, rule.maxsim_candidates, by_video)
+    prefetch = min(rule.maxsim_prefetch * (2 if by_video else 1), MAX_PREFETCH)
+    return StageOne(candidates, max(prefetch, candidates))
 
 
 def rerank(text: np.ndarray, hits: Sequence[ScoredClip], score_fn: ScoreFn, tau: float) -> list[RankedClip]:
@@ -126,14 +177,15 @@ class SearchEngine:
         tau: float,
         model_fingerprint: Callable[[], str],
         min_candidates: int = 0,
+        maxsim_prefetch: int = 0,
+        maxsim_candidates: int = 0,
         metrics: ServiceMetrics | None = None,
         frames: FrameVectorCache | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.score_fn = score_fn
-        self.oversample = oversample
-        self.min_candidates = min_candidates
+        self.rule = CandidateRule(oversample, min_candidates, maxsim_prefetch, maxsim_candidates)
         self.tau = tau
         self._model_fingerprint = model_fingerprint  # blocking: loads the model if needed
         self._fingerprint: str | None = None
@@ -189,16 +241,17 @@ class SearchEngine:
         query: SearchQuery,
         info: CollectionInfo,
         text: np.ndarray,
-        wanted: int,
+        ask: StageOne,
         exclude: Collection[str],
     ) -> list[ScoredClip]:
         """ANN hits with their frame vectors (blocking: one thread hop for both reads)."""
         flt = query.flt
         if query.group_by == "video" and query.seen:  # shown videos must not use up the candidates
             flt = replace(flt or SearchFilter(), exclude_video_ids=tuple(sorted(query.seen)))
+        wanted, prefetch = ask.candidates, ask.prefetch
         if self.frames is None:
-            return self.store.search(query.collection, text, wanted, flt, True, exclude)
-        hits = self.store.search(query.collection, text, wanted, flt, False, exclude)
+            return self.store.search(query.collection, text, wanted, flt, True, exclude, prefetch)
+        hits = self.store.search(query.collection, text, wanted, flt, False, exclude, prefetch)
         # A deleted and re-created collection may reuse a physical name, never its creation time.
         generation = f"{info.physical}@{info.created_at.isoformat()}"
         frames = self.frames.fetch(
@@ -226,10 +279,10 @@ class SearchEngine:
         self._observe("embed", started, timings)
         by_video = query.group_by == "video"
         exclude = () if by_video else query.seen
-        wanted = candidate_count(query.limit, self.oversample, self.min_candidates, by_video)
+        ask = stage_one(self.rule, query.limit, by_video, info.frames_maxsim)
         while True:
             started = time.perf_counter()
-            hits = await asyncio.to_thread(self._candidates, query, info, text, wanted, exclude)
+            hits = await asyncio.to_thread(self._candidates, query, info, text, ask, exclude)
             self._observe("ann", started, timings)
             if any(
                 hit.payload.get(ADAPTER_PAYLOAD_KEY, info.adapter_version) != info.adapter_version
@@ -246,10 +299,12 @@ class SearchEngine:
             # Once candidates fall under min_score, fetching deeper ANN candidates would rarely help.
             below_min = len(ranked) < before_cut
             self._observe("rerank", started, timings)
-            exhausted = len(hits) < wanted
-            if len(ranked) >= query.limit or exhausted or below_min or wanted >= MAX_CANDIDATES:
+            exhausted = (
+                len(hits) < ask.candidates
+            )  # the store had no more clips (a prefetch is never smaller)
+            if len(ranked) >= query.limit or exhausted or below_min or ask.candidates >= MAX_CANDIDATES:
                 break
-            wanted = min(wanted * 4, MAX_CANDIDATES)
+            ask = ask.grown()
         more_upstream = not exhausted and not below_min
         return SearchOutcome(
             results=ranked[: query.limit],

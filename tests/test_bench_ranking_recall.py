@@ -71,3 +71,41 @@ def test_candidates_covering_every_clip_give_recall_exactly_one(
         assert rr.measure(store, moments, truth, [few], TAU)[few.name]["recall_at_10"] < 1.0
     finally:
         store.close()
+
+
+def test_a_maxsim_rule_whose_prefetch_and_candidates_cover_every_clip_gives_recall_exactly_one(
+    rr: ModuleType, tiny: tuple, tmp_path: Path
+) -> None:
+    corpus, queries = tiny
+    store = rr.load_store("edge", tmp_path, corpus)
+    try:
+        moments = queries["moment"]
+        truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in moments.items()}
+        every = rr.Rule(oversample=1, min_candidates=300, prefetch=300)
+        assert rr.measure(store, moments, truth, [every], TAU)[every.name]["recall_at_10"] == 1.0
+        # and a prefetch of 10 leaves MaxSim only the pooled top 10 to choose from: what 1x alone finds
+        narrow, pooled = rr.Rule(oversample=1, min_candidates=10, prefetch=10), rr.Rule(oversample=1)
+        got = rr.measure(store, moments, truth, [narrow, pooled], TAU)
+        assert got[narrow.name]["recall_at_10"] == got[pooled.name]["recall_at_10"] < 1.0
+    finally:
+        store.close()
+
+
+def test_rules_are_named_and_sized_like_the_services_stage_one(rr: ModuleType) -> None:
+    from videoseek.settings import SearchSettings
+
+    rule = rr.Rule.parse_maxsim("640:40", oversample=4)
+    assert (rule.prefetch, rule.min_candidates, rule.candidates) == (640, 40, 40)
+    assert rule.name == "4x, >=40 of MaxSim 640"
+    assert rr.Rule(oversample=4, min_candidates=160).name == "4x, >=160"
+    with pytest.raises(SystemExit, match="PREFETCH:CANDIDATES"):
+        rr.Rule.parse_maxsim("640", oversample=4)
+    settings = SearchSettings()
+    default, pooled_only = rr.default_rules(settings)
+    assert (default.prefetch, default.min_candidates) == (
+        settings.maxsim_prefetch,
+        settings.maxsim_candidates,
+    )
+    assert (pooled_only.prefetch, pooled_only.min_candidates) == (0, settings.min_candidates)
+    off = settings.model_copy(update={"maxsim_prefetch": 0})
+    assert rr.default_rules(off) == (pooled_only, pooled_only)

@@ -265,8 +265,24 @@ class SearchSettings(BaseModel):
         default=160,
         ge=0,
         le=4096,
-        description="Fewest ANN candidates re-ranked per query, whatever the limit: text-conditioned pooling "
-        "lifts clips that mean pooling ranks far down (bench/ranking_recall.py).",
+        description="Without a MaxSim stage (maxsim_prefetch 0, or a collection whose frames cannot MaxSim): "
+        "fewest pooled ANN candidates re-ranked per query, whatever the limit: text-conditioned pooling lifts "
+        "clips that mean pooling ranks far down (bench/ranking_recall.py).",
+    )
+    maxsim_prefetch: int = Field(
+        default=640,
+        ge=0,
+        le=16384,
+        description="Pooled ANN candidates the store re-scores by MaxSim over their frame vectors (the best "
+        "single frame) before the best maxsim_candidates go to the exact re-ranking; 0: no MaxSim stage, "
+        "min_candidates pooled candidates instead (bench/ranking_recall.py, docs/benchmarks.md).",
+    )
+    maxsim_candidates: int = Field(
+        default=40,
+        ge=1,
+        le=4096,
+        description="With the MaxSim stage: fewest of its best clips re-ranked exactly per query, whatever "
+        "the limit (the role min_candidates has without it).",
     )
     pooling_tau: float = Field(default=POOLING_TAU, gt=0)
     query_cache_size: int = Field(default=4096, ge=0)

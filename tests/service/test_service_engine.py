@@ -29,7 +29,14 @@ class FakeStore:
         return CollectionInfo(name, name, DIM, self.versions[name], "model", datetime.now(UTC), points=2)
 
     def search(
-        self, name: str, vector: np.ndarray, limit: int, flt: Any, with_frames: bool, exclude: Any
+        self,
+        name: str,
+        vector: np.ndarray,
+        limit: int,
+        flt: Any,
+        with_frames: bool,
+        exclude: Any,
+        prefetch: int | None = None,
     ) -> list[ScoredClip]:
         self.searched.append(name)
         rng = np.random.default_rng(len(self.searched))
@@ -157,14 +164,16 @@ def test_paging_by_video_reaches_videos_behind_one_with_many_better_clips(
 
 
 class RecordingStore:
-    """A real Edge store that records how many candidates each search asked for."""
+    """A real Edge store that records how many candidates (and prefetched clips) each search asked for."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.limits: list[int] = []
+        self.prefetches: list[int | None] = []
 
     def search(self, name: str, vector: np.ndarray, limit: int, *args: Any) -> list[ScoredClip]:
         self.limits.append(limit)
+        self.prefetches.append(args[3] if len(args) > 3 else None)  # (flt, with_frames, exclude, prefetch)
         result: list[ScoredClip] = self.inner.search(name, vector, limit, *args)
         return result
 
@@ -198,9 +207,10 @@ def _blinking_collection(tmp_path: Any) -> tuple[Any, np.ndarray, set[str]]:
     return store, query, {p.id for p in targets}
 
 
-def test_the_default_candidate_rule_finds_clips_mean_pooling_ranks_far_down(tmp_path: Any) -> None:
-    # Regression guard for the floor on candidates (settings.search.min_candidates): the exhaustive top 10
-    # sits at mean-pooled ranks 101-110, beyond limit x oversample = 40 but within the default floor.
+def test_the_pooled_only_candidate_rule_finds_clips_mean_pooling_ranks_far_down(tmp_path: Any) -> None:
+    # Regression guard for the floor on candidates without a MaxSim stage (settings.search.min_candidates,
+    # what a collection whose frames cannot MaxSim gets): the exhaustive top 10 sits at mean-pooled ranks
+    # 101-110, beyond limit x oversample = 40 but within the floor.
     from videoseek.settings import SearchSettings
 
     settings = SearchSettings()
@@ -225,6 +235,7 @@ def test_the_default_candidate_rule_finds_clips_mean_pooling_ranks_far_down(tmp_
     default, without_floor = engine(settings.min_candidates), engine(0)
     try:
         assert top(default, 10) == targets
+        assert store.prefetches[-1] is None
         assert store.limits[-1] == max(10 * settings.oversample, settings.min_candidates)
         assert len(top(default, 1) & targets) == 1  # a one-result page gets the floor too
         assert store.limits[-1] == settings.min_candidates
@@ -238,4 +249,102 @@ def test_the_default_candidate_rule_finds_clips_mean_pooling_ranks_far_down(tmp_
     finally:
         default.embedder.close()
         without_floor.embedder.close()
+        inner.close()
+
+
+def _maxsim_engine(store: Any, query: np.ndarray, prefetch: int, candidates: int) -> SearchEngine:
+    from videoseek.settings import SearchSettings
+
+    settings = SearchSettings()
+    return SearchEngine(
+        store,
+        QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
+        score_candidates,
+        oversample=settings.oversample,
+        min_candidates=settings.min_candidates,
+        maxsim_prefetch=prefetch,
+        maxsim_candidates=candidates,
+        tau=settings.pooling_tau,
+        model_fingerprint=lambda: "model",
+    )
+
+
+def _top(engine: SearchEngine, limit: int, group_by: str = "clip") -> set[str]:
+    outcome = asyncio.run(engine.search(SearchQuery("blink", "x", limit=limit, group_by=group_by)))  # type: ignore[arg-type]
+    return {r.clip.id for r in outcome.results}
+
+
+def test_the_default_rule_re_scores_a_pooled_prefetch_by_maxsim_and_re_ranks_only_its_best(
+    tmp_path: Any,
+) -> None:
+    # The exhaustive top 10 sits at mean-pooled ranks 101-110; by MaxSim (their one matching frame) it is the
+    # top 10, so the default rule finds it re-ranking only max(limit x oversample, maxsim_candidates) clips.
+    from videoseek.settings import SearchSettings
+
+    settings = SearchSettings()
+    assert settings.maxsim_prefetch >= 110 and settings.maxsim_candidates < 110
+    inner, query, targets = _blinking_collection(tmp_path)
+    store = RecordingStore(inner)
+    engine = _maxsim_engine(store, query, settings.maxsim_prefetch, settings.maxsim_candidates)
+    try:
+        assert _top(engine, 10) == targets
+        assert store.limits[-1] == max(10 * settings.oversample, settings.maxsim_candidates)
+        assert store.prefetches[-1] == settings.maxsim_prefetch
+        assert len(_top(engine, 1) & targets) == 1  # a one-result page gets the floor too
+        assert store.limits[-1] == settings.maxsim_candidates
+        _top(engine, 10, "video")  # by video: twice of each, a video's clips crowd each other out
+        assert store.limits[-1] == 2 * max(10 * settings.oversample, settings.maxsim_candidates)
+        assert store.prefetches[-1] == 2 * settings.maxsim_prefetch
+        _top(engine, 1000)  # a page larger than the prefetch: the prefetch grows to the candidates
+        assert store.prefetches[-1] == store.limits[-1] >= 1000 * settings.oversample
+    finally:
+        engine.embedder.close()
+        inner.close()
+
+
+def test_maxsim_needs_only_as_many_candidates_as_results_but_cannot_see_beyond_its_prefetch(
+    tmp_path: Any,
+) -> None:
+    inner, query, targets = _blinking_collection(tmp_path)
+    tight = _maxsim_engine(inner, query, prefetch=110, candidates=10)  # the targets' pooled ranks end at 110
+    short = _maxsim_engine(inner, query, prefetch=100, candidates=10)
+    try:
+        assert _top(tight, 10) == targets
+        assert not _top(short, 10) & targets  # re-scoring is bounded by the pooled prefetch's own recall
+    finally:
+        tight.embedder.close()
+        short.embedder.close()
+        inner.close()
+
+
+def test_a_collection_whose_frames_cannot_maxsim_is_searched_with_the_pooled_floor(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    import qdrant_edge as qe
+
+    import videoseek.store.edge as edge_module
+    from videoseek.settings import SearchSettings
+
+    layout_for_scale = edge_module.edge_config
+
+    def cosine_frames(dim: int) -> qe.EdgeConfig:
+        frames = qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,  # MaxSim over normalised frames: not what the re-ranking weighs
+            multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+            hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+        )
+        return qe.EdgeConfig(vectors={"pooled": layout_for_scale(dim).vectors["pooled"], "frames": frames})
+
+    settings = SearchSettings()
+    monkeypatch.setattr(edge_module, "edge_config", cosine_frames)
+    inner, query, targets = _blinking_collection(tmp_path)
+    assert not inner.get_collection("blink").frames_maxsim
+    store = RecordingStore(inner)
+    engine = _maxsim_engine(store, query, settings.maxsim_prefetch, settings.maxsim_candidates)
+    try:
+        assert _top(engine, 10) == targets
+        assert (store.limits[-1], store.prefetches[-1]) == (settings.min_candidates, None)
+    finally:
+        engine.embedder.close()
         inner.close()

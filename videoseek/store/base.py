@@ -26,7 +26,8 @@ from videoseek.metadata import INT64_MAX, INT64_MIN, InvalidMetadata, check_meta
 
 # Named vectors of every physical collection.
 VECTOR_POOLED = "pooled"  # one vector per clip, cosine, HNSW: the ANN stage
-VECTOR_FRAMES = "frames"  # per-frame multivector, MAX_SIM, no graph: read back for exact re-ranking
+VECTOR_FRAMES = "frames"  # per-frame multivector, MAX_SIM, no graph: re-scores a pooled prefetch, read back
+MAXSIM_COMPARATOR = "max_sim"  # how both backends spell the multivector comparator in a stored layout
 # The pooled vectors also get an int8 copy kept in RAM, which the HNSW search walks; the top hits are rescored
 # with the float vectors. 512-d, 100k clips: 1.1 ms instead of 4.8 ms per query, same recall against exact
 # search (docs/benchmarks.md). The extremes beyond this quantile are clipped when building the int8 scale.
@@ -242,6 +243,9 @@ class CollectionInfo:
     created_at: datetime  # when the collection (not this version) was created
     points: int
     videos: int | None = None
+    # Whether the live version's frames vector is a MaxSim multivector, so ``ClipStore.search(prefetch=...)``
+    # can re-score by it (every layout so far is; see :func:`frames_maxsim`).
+    frames_maxsim: bool = True
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,9 @@ class VersionMeta:
         except (KeyError, TypeError, ValueError) as exc:
             raise StoreError(f"corrupt collection metadata {data!r}: {exc}") from exc
 
-    def info(self, physical: str, points: int, videos: int | None) -> CollectionInfo:
+    def info(
+        self, physical: str, points: int, videos: int | None, frames_maxsim: bool = True
+    ) -> CollectionInfo:
         return CollectionInfo(
             name=self.collection,
             physical=physical,
@@ -299,6 +305,7 @@ class VersionMeta:
             created_at=self.created_at,
             points=points,
             videos=videos,
+            frames_maxsim=frames_maxsim,
         )
 
     def activated(self, when: datetime | None = None) -> VersionMeta:
@@ -473,6 +480,18 @@ def clip_span(id_: object, payload: dict[str, Any] | None) -> ClipSpan:
     )
 
 
+def frames_maxsim(multivector_comparator: object, distance: object) -> bool:
+    """Whether a frames vector stored with this comparator and distance can re-score a prefetch by MaxSim.
+
+    MaxSim of a one-vector query is ``max_j <q, f_j>`` only under the Dot distance the layouts use; a vector
+    without the comparator is no multivector and cannot be scored against a clip's frames at all. Both backends
+    report enums or strings (``max_sim``, ``Dot``/``dot``), hence the lower-cased text comparison.
+    """
+    text = str(getattr(multivector_comparator, "value", multivector_comparator)).lower()
+    dist = str(getattr(distance, "value", distance)).lower()
+    return text == MAXSIM_COMPARATOR and dist == "dot"
+
+
 def frames_of(vector: object) -> np.ndarray | None:
     """The 'frames' multivector out of a named-vector dict returned by either backend."""
     if isinstance(vector, dict) and VECTOR_FRAMES in vector:
@@ -626,7 +645,16 @@ class ClipStore(Protocol):
         flt: SearchFilter | None = None,
         with_frames: bool = False,
         exclude_ids: Collection[str] = (),
-    ) -> list[ScoredClip]: ...
+        prefetch: int | None = None,
+    ) -> list[ScoredClip]:
+        """The ``limit`` clips nearest to ``vector``, best first; ``flt`` and ``exclude_ids`` always apply.
+
+        ``prefetch`` None: by the ``pooled`` cosine. ``prefetch`` N: the pooled top ``max(N, limit)``, re-scored
+        by MaxSim over their ``frames`` (``max_j <vector, f_j>``, the query as a one-vector multivector); the
+        hits' ``score`` is then that MaxSim. A collection whose ``frames`` cannot do it
+        (``CollectionInfo.frames_maxsim`` False) ignores ``prefetch`` and ranks by ``pooled`` as without it.
+        """
+        ...
 
     def get_frames(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
 

@@ -65,6 +65,7 @@ from videoseek.store.base import (
     clip_span,
     exclusion_conditions,
     filter_conditions,
+    frames_maxsim,
     frames_of,
     new_meta,
     next_meta,
@@ -197,6 +198,13 @@ def shard_layout(shard_dir: Path) -> dict[str, Any]:
     return dict(json.loads((shard_dir / EDGE_CONFIG_FILE).read_text()))
 
 
+def layout_frames_maxsim(layout: dict[str, Any]) -> bool:
+    """Whether a shard's stored layout (:func:`shard_layout`) lets ``frames`` re-score a prefetch by MaxSim."""
+    frames = layout.get("vectors", {}).get(VECTOR_FRAMES, {})
+    comparator = (frames.get("multivector_config") or {}).get("comparator")
+    return frames_maxsim(comparator, frames.get("distance"))
+
+
 def release_free_heap() -> None:
     """Hand memory the engine freed back to the OS (glibc only; elsewhere nothing happens).
 
@@ -247,6 +255,29 @@ def _edge_filter(flt: SearchFilter | None, exclude_ids: Collection[str] = ()) ->
     return qe.Filter(must=must or None, must_not=must_not or None)  # type: ignore[arg-type]
 
 
+WithVector = bool | list[str]
+
+
+def _maxsim_request(
+    query: np.ndarray, limit: int, prefetch: int, flt: qe.Filter | None, with_vector: WithVector
+) -> qe.QueryRequest:
+    """The pooled top ``prefetch`` (filtered there: the outer query only re-scores what the prefetch found),
+    re-scored by MaxSim of the query, as a one-vector multivector, against each candidate's frames."""
+    pooled = qe.Prefetch(
+        limit=prefetch,
+        query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
+        filter=flt,
+        params=_RESCORED,
+    )
+    return qe.QueryRequest(
+        limit=limit,
+        query=qe.Query.Nearest([query.tolist()], using=VECTOR_FRAMES),
+        prefetches=[pooled],
+        with_payload=True,
+        with_vector=with_vector,
+    )
+
+
 def _edge_point(point: ClipPoint) -> qe.Point:
     vectors: dict[str, Any] = {VECTOR_POOLED: point.pooled, VECTOR_FRAMES: point.frames}  # numpy is accepted
     return qe.Point(point.id, vectors, point.stored_payload())
@@ -274,6 +305,7 @@ class _Shard:
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     indexed: set[str] = field(default_factory=set)
     unoptimized: int = 0
+    frames_maxsim: bool = True  # read from the shard's stored layout: see layout_frames_maxsim
 
 
 class EdgeClipStore:
@@ -313,9 +345,9 @@ class EdgeClipStore:
             if self._catalog.alias(name) is not None:
                 raise CollectionExists(f"collection {name!r} already exists; delete it first or pick a name")
             physical = self._catalog.next_physical(name)
-            self._create_shard(physical, meta)
+            shard = self._create_shard(physical, meta)
             self._catalog.set_alias(name, physical)
-            return meta.info(physical, points=0, videos=0)
+            return meta.info(physical, points=0, videos=0, frames_maxsim=shard.frames_maxsim)
 
     def get_collection(self, name: str) -> CollectionInfo:
         with self._lock.shared():
@@ -487,20 +519,26 @@ class EdgeClipStore:
         flt: SearchFilter | None = None,
         with_frames: bool = False,
         exclude_ids: Collection[str] = (),
+        prefetch: int | None = None,
     ) -> list[ScoredClip]:
         with self._lock.shared():
             shard = self._active(name)
             query = check_query_vector(vector, shard.meta.dim)
             if limit <= 0 or (flt is not None and flt.matches_nothing):
                 return []
-            request = qe.QueryRequest(
-                limit=limit,
-                query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
-                filter=_edge_filter(flt, exclude_ids),
-                params=_RESCORED,
-                with_payload=True,
-                with_vector=[VECTOR_FRAMES] if with_frames else False,
-            )
+            flt_edge = _edge_filter(flt, exclude_ids)
+            frames: WithVector = [VECTOR_FRAMES] if with_frames else False
+            if prefetch is not None and shard.frames_maxsim:
+                request = _maxsim_request(query, limit, max(prefetch, limit), flt_edge, frames)
+            else:
+                request = qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
+                    filter=flt_edge,
+                    params=_RESCORED,
+                    with_payload=True,
+                    with_vector=frames,
+                )
             with _edge_errors(f"search in {shard.physical}"):
                 hits = shard.shard.query(request)
         return [
@@ -609,7 +647,16 @@ class EdgeClipStore:
             edge,
             indexed={_index_path(reported) for reported in info.payload_schema},
             unoptimized=unoptimized,
+            frames_maxsim=self._layout_maxsim(physical),
         )
+
+    def _layout_maxsim(self, physical: str) -> bool:
+        """MaxSim on a shard's frames as its stored layout says; a layout file that cannot be read says no
+        (searches then rank by pooled alone, as before MaxSim re-scoring) rather than failing the shard."""
+        try:
+            return layout_frames_maxsim(shard_layout(self._catalog.shard_dir(physical)))
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def _unreadable_error(self, physical: str, exc: StoreError) -> CollectionUnreadable:
         parsed = parse_physical(physical)
@@ -633,7 +680,13 @@ class EdgeClipStore:
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
-        shard = _Shard(physical, meta, edge, indexed=set(BASE_PAYLOAD_INDEXES))
+        shard = _Shard(
+            physical,
+            meta,
+            edge,
+            indexed=set(BASE_PAYLOAD_INDEXES),
+            frames_maxsim=self._layout_maxsim(physical),
+        )
         with self._open_mutex:
             self._shards[physical] = shard
         return shard
@@ -688,5 +741,8 @@ class EdgeClipStore:
 
     def _info(self, shard: _Shard) -> CollectionInfo:
         return shard.meta.info(
-            shard.physical, points=self._count(shard, None), videos=len(self._videos(shard))
+            shard.physical,
+            points=self._count(shard, None),
+            videos=len(self._videos(shard)),
+            frames_maxsim=shard.frames_maxsim,
         )

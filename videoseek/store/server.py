@@ -51,6 +51,7 @@ from videoseek.store.base import (
     clip_span,
     exclusion_conditions,
     filter_conditions,
+    frames_maxsim,
     frames_of,
     new_meta,
     next_meta,
@@ -153,6 +154,14 @@ def legacy_vectors_config(dim: int) -> dict[str, qm.VectorParams]:
     }
 
 
+def params_frames_maxsim(vectors: object) -> bool:
+    """Whether a collection's vectors config (``config.params.vectors``) lets ``frames`` re-score by MaxSim."""
+    frames = vectors.get(VECTOR_FRAMES) if isinstance(vectors, dict) else None
+    if not isinstance(frames, qm.VectorParams) or frames.multivector_config is None:
+        return False
+    return frames_maxsim(frames.multivector_config.comparator, frames.distance)
+
+
 def _condition(cond: Condition) -> qm.FieldCondition:
     if isinstance(cond, AnyCondition):
         return qm.FieldCondition(key=cond.key, match=qm.MatchAny(any=list(cond.values)))
@@ -198,6 +207,9 @@ class ServerClipStore:
         self._cache_lock = threading.Lock()
         self._metas: dict[str, VersionMeta] = {}  # physical -> meta; a version's meta never changes
         self._indexed: dict[str, set[str]] = {}  # physical -> payload fields known to be indexed
+        self._maxsim: dict[
+            str, bool
+        ] = {}  # physical -> its frames can re-score by MaxSim (config never changes)
         self._closed = False
 
     @classmethod
@@ -247,7 +259,7 @@ class ServerClipStore:
             except StoreError:
                 self._delete_physical(physical)
                 raise
-        return meta.info(physical, points=0, videos=0)
+        return meta.info(physical, points=0, videos=0, frames_maxsim=self._frames_maxsim(physical))
 
     def get_collection(self, name: str) -> CollectionInfo:
         physical, meta = self._resolve(name)
@@ -397,22 +409,47 @@ class ServerClipStore:
         flt: SearchFilter | None = None,
         with_frames: bool = False,
         exclude_ids: Collection[str] = (),
+        prefetch: int | None = None,
     ) -> list[ScoredClip]:
-        _, meta = self._resolve(name)
+        physical, meta = self._resolve(name)
         query = check_query_vector(vector, meta.dim)
         if limit <= 0 or (flt is not None and flt.matches_nothing):
             return []
+        frames: bool | list[str] = [VECTOR_FRAMES] if with_frames else False
+        params = None if self._local else _RESCORED  # local mode is exact search anyway
         with self._call(f"search in {name!r}"):  # by alias: a concurrent swap cannot make it miss
-            hits = self._client.query_points(
-                name,
-                query=query.tolist(),
-                using=VECTOR_POOLED,
-                query_filter=_filter(flt, exclude_ids),
-                search_params=None if self._local else _RESCORED,  # local mode is exact search anyway
-                limit=limit,
-                with_payload=True,
-                with_vectors=[VECTOR_FRAMES] if with_frames else False,
-            ).points
+            if prefetch is not None and self._frames_maxsim(physical):
+                # The filter goes on the prefetch: the outer query only re-scores what the prefetch found.
+                # A swap between resolving and querying leaves `physical`'s answer for the new version; every
+                # version gets the same layout from this code, so it holds.
+                pooled = qm.Prefetch(
+                    query=query.tolist(),
+                    using=VECTOR_POOLED,
+                    filter=_filter(flt, exclude_ids),
+                    params=params,
+                    limit=max(prefetch, limit),
+                )
+                response = self._client.query_points(
+                    name,
+                    prefetch=pooled,
+                    query=[query.tolist()],  # a one-vector multivector: MaxSim = max_j <query, f_j>
+                    using=VECTOR_FRAMES,
+                    limit=limit,
+                    with_payload=True,
+                    with_vectors=frames,
+                )
+            else:
+                response = self._client.query_points(
+                    name,
+                    query=query.tolist(),
+                    using=VECTOR_POOLED,
+                    query_filter=_filter(flt, exclude_ids),
+                    search_params=params,
+                    limit=limit,
+                    with_payload=True,
+                    with_vectors=frames,
+                )
+            hits = response.points
         return [
             scored_clip(h.id, h.score, h.payload, frames_of(h.vector) if with_frames else None) for h in hits
         ]
@@ -527,7 +564,18 @@ class ServerClipStore:
         with self._cache_lock:
             self._metas[physical] = meta
             self._indexed.setdefault(physical, set(info.payload_schema or {}))
+            self._maxsim.setdefault(physical, params_frames_maxsim(info.config.params.vectors))
         return meta
+
+    def _frames_maxsim(self, physical: str) -> bool:
+        with self._cache_lock:
+            known = self._maxsim.get(physical)
+        if known is not None:
+            return known
+        with self._call(f"reading {physical!r}"):
+            vectors = self._client.get_collection(physical).config.params.vectors
+        with self._cache_lock:
+            return self._maxsim.setdefault(physical, params_frames_maxsim(vectors))
 
     def _check_version(self, name: str, physical: str) -> VersionMeta:
         check_version_of(name, physical)
@@ -553,6 +601,7 @@ class ServerClipStore:
         with self._cache_lock:
             self._metas[physical] = meta
             self._indexed[physical] = set()
+            self._maxsim[physical] = params_frames_maxsim(vectors_config(meta.dim))
         self._create_indexes(physical, dict(BASE_PAYLOAD_INDEXES))
 
     def _delete_physical(self, physical: str) -> None:
@@ -561,6 +610,7 @@ class ServerClipStore:
         with self._cache_lock:
             self._metas.pop(physical, None)
             self._indexed.pop(physical, None)
+            self._maxsim.pop(physical, None)
 
     def _alias_ops(self, what: str, ops: list[qm.AliasOperations]) -> None:
         with self._call(what):
@@ -599,4 +649,9 @@ class ServerClipStore:
         return sorted(str(h.value) for h in hits if h.count > 0)
 
     def _info(self, physical: str, meta: VersionMeta) -> CollectionInfo:
-        return meta.info(physical, points=self._count(physical, None), videos=len(self._videos(physical)))
+        return meta.info(
+            physical,
+            points=self._count(physical, None),
+            videos=len(self._videos(physical)),
+            frames_maxsim=self._frames_maxsim(physical),
+        )

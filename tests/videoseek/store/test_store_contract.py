@@ -16,6 +16,7 @@ from store_testdata import DIM, clip, unit
 from videoseek.layout import InvalidName
 from videoseek.metadata import INT64_MAX, INT64_MIN, MAX_METADATA_DEPTH, MAX_METADATA_STRING_CHARS
 from videoseek.store import (
+    ClipPoint,
     ClipStore,
     CollectionExists,
     CollectionNotFound,
@@ -659,3 +660,157 @@ def test_every_field_a_search_filter_uses_has_a_payload_index(store: ClipStore) 
     # A new version (re-index) is laid out the same way before any point reaches it.
     store.activate_version("clips", store.new_version("clips", "a2"))
     assert {"video_id", "start_s", "end_s"} <= _layout(store, "clips").indexed
+
+
+# ------------------------------------------------------------------------ MaxSim re-scoring of a prefetch
+
+
+def _axis(i: int) -> np.ndarray:
+    return np.eye(DIM, dtype=np.float32)[i]
+
+
+def _clip_of(video_id: str, index: int, frames: list[np.ndarray]) -> ClipPoint:
+    stacked = np.stack(frames).astype(np.float32)
+    pooled = stacked.mean(axis=0)
+    return ClipPoint(
+        video_id=video_id,
+        clip_index=index,
+        start_s=index * 5.0,
+        end_s=index * 5.0 + 4.0,
+        pooled=pooled if np.any(pooled) else _axis(7),
+        frames=stacked,
+        frame_times=[index * 5.0 + f for f in range(len(frames))],
+        payload={"metadata": {}},
+    )
+
+
+@dataclass(frozen=True)
+class MomentWorld:
+    """Query axis 0. By pooled cosine: 6 ``steady`` clips (0.8), then ``moment`` (0.5), 3 ``filler`` (~0.2),
+    ``far`` (0) last; by their best frame: far (4), moment (2), steady (0.8), filler (0.2)."""
+
+    query: np.ndarray
+    steady: list[ClipPoint]
+    moment: ClipPoint
+    filler: list[ClipPoint]
+    far: ClipPoint
+
+    @property
+    def by_pooled(self) -> list[ClipPoint]:
+        return [*self.steady, self.moment, *self.filler, self.far]
+
+
+def _moment_world(store: ClipStore) -> MomentWorld:
+    e = _axis
+    steady = [_clip_of("steady", k, [0.8 * e(0) + 0.6 * e(1 + k)] * 3) for k in range(6)]
+    moment = _clip_of("moment", 0, [2 * e(0), 2 * e(1), 2 * e(2), 2 * e(3)])  # one frame shows it
+    filler = [_clip_of("filler", k, [0.2 * e(0) + 0.98 * e(4 + k)] * 3) for k in range(3)]
+    far = _clip_of("far", 0, [4 * e(0), -4 * e(0) + e(7)])  # the mean hides its best frame entirely
+    world = MomentWorld(e(0), steady, moment, filler, far)
+    store.create_collection("clips", DIM, model="m")
+    store.upsert("clips", world.by_pooled)
+    return world
+
+
+def test_the_maxsim_stage_returns_the_clip_whose_best_frame_matches_though_its_pooled_rank_is_beyond_the_limit(
+    store: ClipStore,
+) -> None:
+    world = _moment_world(store)
+    assert store.get_collection("clips").frames_maxsim
+    by_pooled = store.search("clips", world.query, limit=6)
+    assert {h.id for h in by_pooled} == {c.id for c in world.steady}  # the moment is 7th by pooled
+    hits = store.search("clips", world.query, limit=3, prefetch=7, with_frames=True)
+    assert [h.id for h in hits][:1] == [world.moment.id]
+    assert len(hits) == 3 and all(a.score >= b.score for a, b in itertools.pairwise(hits))
+    # the score is MaxSim, max_j <q, f_j>, of the stored (half-precision) frames
+    assert hits[0].score == pytest.approx(2.0, rel=FLOAT16_RTOL)
+    assert hits[1].score == pytest.approx(0.8, rel=FLOAT16_RTOL)
+    assert hits[0].frames is not None
+    np.testing.assert_allclose(hits[0].frames, world.moment.frames, rtol=FLOAT16_RTOL, atol=FLOAT16_ATOL)
+    assert (hits[0].video_id, hits[0].frame_times) == ("moment", world.moment.frame_times)
+
+
+def test_the_maxsim_stage_re_scores_only_the_pooled_prefetch(store: ClipStore) -> None:
+    world = _moment_world(store)
+    assert store.search("clips", world.query, limit=1, prefetch=10)[0].id == world.moment.id
+    assert store.search("clips", world.query, limit=1, prefetch=11)[0].id == world.far.id
+    # a prefetch smaller than the limit still returns `limit` hits: the prefetch is at least the limit
+    assert len(store.search("clips", world.query, limit=11, prefetch=2)) == 11
+
+
+def test_filters_and_excluded_ids_apply_to_the_maxsim_prefetch(store: ClipStore) -> None:
+    world = _moment_world(store)
+    no_moment = SearchFilter(exclude_video_ids=("moment",))
+    assert store.search("clips", world.query, 1, no_moment, prefetch=7)[0].video_id == "steady"
+    assert store.search("clips", world.query, 1, prefetch=7, exclude_ids={world.moment.id})[0].video_id == (
+        "steady"
+    )
+    # filtered in the prefetch, not after it: unfiltered, the pooled top 4 are all steady clips
+    only = SearchFilter(video_ids=["filler", "far"])
+    assert [h.video_id for h in store.search("clips", world.query, 3, only, prefetch=3)] == ["filler"] * 3
+    assert [h.video_id for h in store.search("clips", world.query, 3, only, prefetch=4)][:1] == ["far"]
+    assert store.search("clips", world.query, 5, SearchFilter(video_ids=[]), prefetch=7) == []
+
+
+def test_a_store_in_the_layout_before_half_precision_frames_re_scores_by_maxsim_too(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import videoseek.store.edge as edge_module
+    import videoseek.store.server as server_module
+
+    with monkeypatch.context() as old_code:
+        old_code.setattr(edge_module, "edge_config", edge_module.legacy_edge_config)
+        old_code.setattr(server_module, "vectors_config", server_module.legacy_vectors_config)
+        first = open_store()
+        world = _moment_world(first)
+        first.close()
+    second = open_store()
+    assert second.get_collection("clips").frames_maxsim
+    hit = second.search("clips", world.query, 1, prefetch=7)[0]
+    assert (hit.id, hit.score) == (world.moment.id, pytest.approx(2.0, rel=1e-6))  # float32 frames: exact
+
+
+def _cosine_frames_edge(dim: int) -> Any:
+    import qdrant_edge as qe
+
+    from videoseek.store.edge import legacy_edge_config
+
+    frames = qe.EdgeVectorParams(
+        size=dim,
+        distance=qe.Distance.Cosine,
+        multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+        hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+    )
+    return qe.EdgeConfig(vectors={"pooled": legacy_edge_config(dim).vectors["pooled"], "frames": frames})
+
+
+def _cosine_frames_server(dim: int) -> Any:
+    from qdrant_client import models as qm
+
+    from videoseek.store.server import legacy_vectors_config
+
+    config = legacy_vectors_config(dim)
+    config["frames"] = config["frames"].model_copy(update={"distance": qm.Distance.COSINE})
+    return config
+
+
+def test_a_collection_whose_frames_cannot_maxsim_ignores_the_prefetch_and_ranks_by_pooled(
+    open_store: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cosine frames would MaxSim over normalised frames, not the dot products the re-ranking weighs: such a
+    layout (none videoseek ever made) is searched by pooled alone, and says so in ``frames_maxsim``."""
+    import videoseek.store.edge as edge_module
+    import videoseek.store.server as server_module
+
+    with monkeypatch.context() as other_layout:
+        other_layout.setattr(edge_module, "edge_config", _cosine_frames_edge)
+        other_layout.setattr(server_module, "vectors_config", _cosine_frames_server)
+        first = open_store()
+        world = _moment_world(first)
+        assert not first.get_collection("clips").frames_maxsim
+        first.close()
+    second = open_store()  # detected from the stored layout after a reopen too
+    assert not second.get_collection("clips").frames_maxsim
+    plain = second.search("clips", world.query, 6)
+    assert [h.id for h in second.search("clips", world.query, 6, prefetch=11)] == [h.id for h in plain]
+    assert world.moment.id not in {h.id for h in plain}
