@@ -142,10 +142,9 @@ def cell_config(method: str, pairs: int, lr_step: float, seed: int) -> TrainConf
     return replace(cfg, lr=float(f"{lr:.3g}"))
 
 
-def run_cell(data: Data, method: str, size: int, cfg: TrainConfig) -> dict[str, Any]:
+def run_cell(data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig) -> dict[str, Any]:
     """Train one cell on a fresh CLIP (early stopping on validation), then score the kept weights on test."""
     clip = load_clip(SPEC, "cpu")
-    subset = videos_subset(data.train, size, cfg.seed)
     started = time.perf_counter()
     result = train(clip, cfg, subset, data.cache, eval_set=data.val, log=lambda _: None)
     seconds = time.perf_counter() - started
@@ -302,21 +301,22 @@ def run_variant(out: Path, variant: str, methods: Sequence[str], scale: Scale, c
                 continue
             lr = pick_lr(group_of(cells, variant, method, size))  # every grid point run so far, any run
             for seed in scale.seeds[1:]:  # the other seeds at the lr validation chose
-                cfg = replace(
-                    cell_config(method, len(videos_subset(data.train, size, seed)), 1.0, seed), lr=lr
-                )
-                run_or_reuse(out, data, variant, method, size, None, seed, cells, cfg)
+                run_or_reuse(out, data, variant, method, size, None, seed, cells, lr=lr)
 
 
 def run_or_reuse(
     out: Path, data: Data, variant: str, method: str, size: int, step: float | None, seed: int,
-    cells: Cells, cfg: TrainConfig | None = None,
+    cells: Cells, lr: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    cfg = cfg or cell_config(method, len(videos_subset(data.train, size, seed)), step or 1.0, seed)
+    """The cell of grid point ``step`` (or of the chosen ``lr``), from its file when it ran with these settings."""
+    subset = videos_subset(data.train, size, seed)
+    cfg = cell_config(method, len(subset), step or 1.0, seed)
+    if lr is not None:
+        cfg = replace(cfg, lr=lr)
     path = cell_path(out, variant, method, size, cfg)
     cell = cached_cell(path, cfg)
     if cell is None:
-        cell = {"variant": variant, **run_cell(data, method, size, cfg)}
+        cell = {"variant": variant, **run_cell(data, method, subset, size, cfg)}
         write_atomically(path, json.dumps(cell, indent=1))
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -50,45 +51,45 @@ def test_exhaustive_top_is_the_scoring_functions_order_over_every_clip(rr: Modul
         assert rr.exhaustive_top(text, corpus, TAU, chunk=7) == expected  # chunking changes nothing
 
 
+@pytest.fixture
+def store(rr: ModuleType, tiny: tuple, tmp_path: Path) -> Iterator[object]:
+    """The tiny corpus in a real Edge store, closed after the test."""
+    store = rr.load_store("edge", tmp_path, tiny[0])
+    yield store
+    store.close()
+
+
 def test_candidates_covering_every_clip_give_recall_exactly_one(
-    rr: ModuleType, tiny: tuple, tmp_path: Path
+    rr: ModuleType, tiny: tuple, store: object
 ) -> None:
     corpus, queries = tiny
-    store = rr.load_store("edge", tmp_path, corpus)
-    try:
-        for kind, qs in queries.items():
-            truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in qs.items()}
-            # 10 x 30 = 300 candidates: the whole collection is re-ranked, so nothing can be missed.
-            every = rr.Rule(oversample=30)
-            assert rr.measure(store, qs, truth, [every], TAU)[every.name]["recall_at_10"] == 1.0, kind
-            floor = rr.Rule(oversample=1, min_candidates=300)  # the floor alone covers it too
-            assert rr.measure(store, qs, truth, [floor], TAU)[floor.name]["recall_at_10"] == 1.0, kind
-        # And the measurement does see misses: with 10 candidates the mean-pooled top 10 is not the
-        # text-conditioned one for every moment query.
-        moments = queries["moment"]
-        truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in moments.items()}
-        few = rr.Rule(oversample=1)
-        assert rr.measure(store, moments, truth, [few], TAU)[few.name]["recall_at_10"] < 1.0
-    finally:
-        store.close()
+    for kind, qs in queries.items():
+        truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in qs.items()}
+        # 10 x 30 = 300 candidates: the whole collection is re-ranked, so nothing can be missed.
+        every = rr.Rule(oversample=30)
+        assert rr.measure(store, qs, truth, [every], TAU)[every.name]["recall_at_10"] == 1.0, kind
+        floor = rr.Rule(oversample=1, min_candidates=300)  # the floor alone covers it too
+        assert rr.measure(store, qs, truth, [floor], TAU)[floor.name]["recall_at_10"] == 1.0, kind
+    # And the measurement does see misses: with 10 candidates the mean-pooled top 10 is not the
+    # text-conditioned one for every moment query.
+    moments = queries["moment"]
+    truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in moments.items()}
+    few = rr.Rule(oversample=1)
+    assert rr.measure(store, moments, truth, [few], TAU)[few.name]["recall_at_10"] < 1.0
 
 
 def test_a_maxsim_rule_whose_prefetch_and_candidates_cover_every_clip_gives_recall_exactly_one(
-    rr: ModuleType, tiny: tuple, tmp_path: Path
+    rr: ModuleType, tiny: tuple, store: object
 ) -> None:
     corpus, queries = tiny
-    store = rr.load_store("edge", tmp_path, corpus)
-    try:
-        moments = queries["moment"]
-        truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in moments.items()}
-        every = rr.Rule(oversample=1, min_candidates=300, prefetch=300)
-        assert rr.measure(store, moments, truth, [every], TAU)[every.name]["recall_at_10"] == 1.0
-        # and a prefetch of 10 leaves MaxSim only the pooled top 10 to choose from: what 1x alone finds
-        narrow, pooled = rr.Rule(oversample=1, min_candidates=10, prefetch=10), rr.Rule(oversample=1)
-        got = rr.measure(store, moments, truth, [narrow, pooled], TAU)
-        assert got[narrow.name]["recall_at_10"] == got[pooled.name]["recall_at_10"] < 1.0
-    finally:
-        store.close()
+    moments = queries["moment"]
+    truth = {t: rr.exhaustive_top(v, corpus, TAU) for t, v in moments.items()}
+    every = rr.Rule(oversample=1, min_candidates=300, prefetch=300)
+    assert rr.measure(store, moments, truth, [every], TAU)[every.name]["recall_at_10"] == 1.0
+    # and a prefetch of 10 leaves MaxSim only the pooled top 10 to choose from: what 1x alone finds
+    narrow, pooled = rr.Rule(oversample=1, min_candidates=10, prefetch=10), rr.Rule(oversample=1)
+    got = rr.measure(store, moments, truth, [narrow, pooled], TAU)
+    assert got[narrow.name]["recall_at_10"] == got[pooled.name]["recall_at_10"] < 1.0
 
 
 def test_rules_are_named_and_sized_like_the_services_stage_one(rr: ModuleType) -> None:

@@ -207,9 +207,8 @@ class ServerClipStore:
         self._cache_lock = threading.Lock()
         self._metas: dict[str, VersionMeta] = {}  # physical -> meta; a version's meta never changes
         self._indexed: dict[str, set[str]] = {}  # physical -> payload fields known to be indexed
-        self._maxsim: dict[
-            str, bool
-        ] = {}  # physical -> its frames can re-score by MaxSim (config never changes)
+        # physical -> whether its frames can re-score by MaxSim (a version's vectors config never changes)
+        self._maxsim: dict[str, bool] = {}
         self._closed = False
 
     @classmethod
@@ -415,41 +414,36 @@ class ServerClipStore:
         query = check_query_vector(vector, meta.dim)
         if limit <= 0 or (flt is not None and flt.matches_nothing):
             return []
-        frames: bool | list[str] = [VECTOR_FRAMES] if with_frames else False
         params = None if self._local else _RESCORED  # local mode is exact search anyway
+        ranking: dict[str, Any]
+        if prefetch is not None and self._frames_maxsim(physical):
+            # The filter goes on the prefetch: the outer query only re-scores what the prefetch found.
+            # A swap between resolving and querying leaves `physical`'s answer for the new version; every
+            # version gets the same layout from this code, so it holds.
+            pooled = qm.Prefetch(
+                query=query.tolist(),
+                using=VECTOR_POOLED,
+                filter=_filter(flt, exclude_ids),
+                params=params,
+                limit=max(prefetch, limit),
+            )
+            # a one-vector multivector: MaxSim = max_j <query, f_j>
+            ranking = {"prefetch": pooled, "query": [query.tolist()], "using": VECTOR_FRAMES}
+        else:
+            ranking = {
+                "query": query.tolist(),
+                "using": VECTOR_POOLED,
+                "query_filter": _filter(flt, exclude_ids),
+                "search_params": params,
+            }
         with self._call(f"search in {name!r}"):  # by alias: a concurrent swap cannot make it miss
-            if prefetch is not None and self._frames_maxsim(physical):
-                # The filter goes on the prefetch: the outer query only re-scores what the prefetch found.
-                # A swap between resolving and querying leaves `physical`'s answer for the new version; every
-                # version gets the same layout from this code, so it holds.
-                pooled = qm.Prefetch(
-                    query=query.tolist(),
-                    using=VECTOR_POOLED,
-                    filter=_filter(flt, exclude_ids),
-                    params=params,
-                    limit=max(prefetch, limit),
-                )
-                response = self._client.query_points(
-                    name,
-                    prefetch=pooled,
-                    query=[query.tolist()],  # a one-vector multivector: MaxSim = max_j <query, f_j>
-                    using=VECTOR_FRAMES,
-                    limit=limit,
-                    with_payload=True,
-                    with_vectors=frames,
-                )
-            else:
-                response = self._client.query_points(
-                    name,
-                    query=query.tolist(),
-                    using=VECTOR_POOLED,
-                    query_filter=_filter(flt, exclude_ids),
-                    search_params=params,
-                    limit=limit,
-                    with_payload=True,
-                    with_vectors=frames,
-                )
-            hits = response.points
+            hits = self._client.query_points(
+                name,
+                limit=limit,
+                with_payload=True,
+                with_vectors=[VECTOR_FRAMES] if with_frames else False,
+                **ranking,
+            ).points
         return [
             scored_clip(h.id, h.score, h.payload, frames_of(h.vector) if with_frames else None) for h in hits
         ]
