@@ -1,21 +1,28 @@
 """Scale benchmark: what one embedded store (Qdrant Edge) costs per clip, from 20k clips to a million.
 
     .venv/bin/python bench/scale.py [--clips 20000 200000] [--quick] [--layout scale|legacy] [--queries 100]
+        [--optimize-every 20000]
 
 Each size runs in a fresh subprocess (so its RSS is that store's alone): N clips from ``bench/synthetic.py``
-(clustered like real clips, 12 frame vectors of 512-d each) are upserted into an empty store, which is then
-optimized, then queried. Prints one JSON line ``{"runs": [...]}``, one entry per size:
+(clustered like real clips, 12 frame vectors of 512-d each) are upserted into an empty store, optimized every
+``--optimize-every`` clips (the embedded store's own cadence, its ``optimize_every``: until an optimize, written
+clips sit in RAM at full precision) and once more at the end, then queried. Prints one JSON line
+``{"runs": [...]}``, one entry per size:
 
 * ``rss_bytes_per_clip``: growth of the process's resident memory from before the store was opened to after
   the optimize, per clip (``rss_anon_bytes_per_clip``: its anonymous part, heap the engine holds;
   ``rss_after_queries_bytes_per_clip``: after the queries, which map pages of the on-disk files in too; the
   kernel drops those first under memory pressure);
 * ``disk_bytes_per_clip``: the store directory's allocated blocks, per clip;
-* ``upsert_s``, ``optimize_s``: wall time of the writes (in batches of 500) and of the optimize;
+* ``upsert_s``, ``optimize_s``: wall time of the writes (in batches of 500) and of all ``optimizes``;
+  ``peak_rss_bytes``: the process's peak resident memory (``VmHWM``);
 * ``query_p50_ms`` / ``query_p95_ms``: top-40 searches (``ClipStore.search``: int8 HNSW walk, rescored);
   ``filtered_query_p50_ms``: the same with one video and one metadata value as the filter;
 * ``recall_at_10``: the top 10 against exact (brute-force, float64 cosine) search over all pooled vectors;
-* ``get_frames_40_p50_ms``: reading the frame vectors of a query's 40 candidates (what re-ranking reads).
+* ``get_frames_40_p50_ms``: reading the frame vectors of a query's 40 candidates (what re-ranking reads);
+* ``query_p50_vs_reference`` (sizes above ``--reference-clips``, 20k): after the rest, a store of the reference
+  size is built beside this one and the same queries alternate between the two (``alternating_query_p50_ms``,
+  ``reference_query_p50_ms``): the ratio the target is about, with both stores under the same load.
 
 ``--layout legacy`` builds the layout stores had before issue 17 (float32 vectors held in RAM), to compare.
 Targets at 1,000,000 clips: RSS <= 3 KiB and disk <= 16 KiB per clip, query p50 <= 1.5x the p50 at 20k,
@@ -25,6 +32,7 @@ recall@10 >= 0.95, upsert + optimize <= 30 min.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import statistics
@@ -46,6 +54,7 @@ RECALL_K = 10
 NAME = "bench"
 QUICK_CLIPS = [2_000, 20_000]
 DEFAULT_CLIPS = [20_000, 200_000]
+REFERENCE_CLIPS = 20_000  # the p50 target is a ratio to this size's
 
 
 def recall_at_k(found: Sequence[Sequence[str]], truth: Sequence[set[str]], k: int = RECALL_K) -> float:
@@ -81,8 +90,8 @@ class ExactTopK:
 
 
 def memory() -> dict[str, int]:
-    """This process's resident memory in bytes: total, anonymous and file-backed (Linux ``/proc``)."""
-    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    """This process's resident memory in bytes: total, anonymous, file-backed and its peak so far (``/proc``)."""
+    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file", "VmHWM": "peak"}
     out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -116,8 +125,26 @@ def queries_for(clips: int, dim: int, count: int) -> np.ndarray:
     return unit_rows(rng, (count, dim)) + picks
 
 
-def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, root: Path) -> dict[str, Any]:
-    """One size in this process: build, optimize, query; the numbers of one ``runs`` entry."""
+def product_optimize_every() -> int:
+    """How many written clips the embedded store lets pile up before it optimizes (its constructor's default)."""
+    from videoseek.store.edge import EdgeClipStore
+
+    return int(inspect.signature(EdgeClipStore).parameters["optimize_every"].default)
+
+
+def measure(
+    clips: int,
+    *,
+    dim: int,
+    frames: int,
+    queries: int,
+    layout: str,
+    root: Path,
+    optimize_every: int,
+    reference_clips: int = 0,
+) -> dict[str, Any]:
+    """One size in this process: build (optimizing every ``optimize_every`` clips, as the store does), optimize,
+    query; the numbers of one ``runs`` entry."""
     import videoseek.store.edge as edge
 
     if layout == "legacy":  # the store creates shards with edge_config: make it the old layout
@@ -125,19 +152,29 @@ def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, roo
     qs = queries_for(clips, dim, queries)
     exact = ExactTopK(qs)
     before = memory()
-    store = edge.EdgeClipStore(root, optimize_every=10**12)  # one optimize at the end, timed on its own
+    # The bench calls optimize itself, at the store's own cadence, so the writes and the optimizes are timed apart
+    store = edge.EdgeClipStore(root, optimize_every=10**12)
     try:
         store.create_collection(NAME, dim, model="bench")
-        upsert_s = 0.0
+        upsert_s = optimize_s = 0.0
+        optimizes, pending = 0, 0
         for batch in clustered_clips(clips, dim, frames):  # generating the data is not timed
             t = time.perf_counter()
             store.upsert(NAME, batch)
             upsert_s += time.perf_counter() - t
             exact.add(np.stack([p.pooled for p in batch]), [p.id for p in batch])
+            pending += len(batch)
+            if pending >= optimize_every:
+                t = time.perf_counter()
+                store.optimize(NAME)
+                optimize_s += time.perf_counter() - t
+                optimizes, pending = optimizes + 1, 0
         del batch
-        t = time.perf_counter()
-        store.optimize(NAME)
-        optimize_s = time.perf_counter() - t
+        if pending:
+            t = time.perf_counter()
+            store.optimize(NAME)
+            optimize_s += time.perf_counter() - t
+            optimizes += 1
         optimized = memory()
         videos = max(1, -(-clips // CLIPS_PER_VIDEO))
         filters = [
@@ -155,6 +192,14 @@ def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, roo
         fetch = _timed_ms(lambda ids: store.get_frames(NAME, ids), candidates)
         queried = memory()
         count = store.count(NAME)
+        disk = disk_bytes(root)
+        beside = {}
+        if (
+            0 < reference_clips < clips
+        ):  # after every reading above, so the reference store is in none of them
+            beside = beside_reference(
+                store, qs, reference_clips, dim=dim, frames=frames, root=root / "reference"
+            )
     finally:
         store.close()
     if count != clips:
@@ -165,14 +210,48 @@ def measure(clips: int, *, dim: int, frames: int, queries: int, layout: str, roo
         "rss_bytes_per_clip": round((optimized["rss"] - before["rss"]) / clips),
         "rss_anon_bytes_per_clip": round((optimized["anon"] - before["anon"]) / clips),
         "rss_after_queries_bytes_per_clip": round((queried["rss"] - before["rss"]) / clips),
-        "disk_bytes_per_clip": round(disk_bytes(root) / clips),
+        "disk_bytes_per_clip": round(disk / clips),
         "upsert_s": round(upsert_s, 2),
         "optimize_s": round(optimize_s, 2),
+        "optimizes": optimizes,
+        "peak_rss_bytes": queried["peak"],
         "query_p50_ms": _p(plain, 50),
         "query_p95_ms": _p(plain, 95),
         "filtered_query_p50_ms": _p(filtered, 50),
         "recall_at_10": round(recall_at_k(found, exact.truth()), 4),
         "get_frames_40_p50_ms": _p(fetch, 50),
+        **beside,
+    }
+
+
+def beside_reference(
+    store: Any, qs: np.ndarray, reference_clips: int, *, dim: int, frames: int, root: Path
+) -> dict[str, Any]:
+    """The query p50 of ``store`` and of the store a ``reference_clips`` run builds, timed alternately.
+
+    The 1M target is a ratio to the p50 at 20k; measured in separate runs, minutes apart, it compares whatever
+    else the machine was doing then. Alternating the two stores' queries puts both under the same load."""
+    import videoseek.store.edge as edge
+
+    reference = edge.EdgeClipStore(root, optimize_every=10**12)
+    try:
+        reference.create_collection(NAME, dim, model="bench")
+        for batch in clustered_clips(reference_clips, dim, frames):
+            reference.upsert(NAME, batch)
+        reference.optimize(NAME)
+        for q in qs:  # warm, as the queries before warmed ``store``
+            reference.search(NAME, q, TOP_K)
+        big, small = [], []
+        for q in qs:
+            big += _timed_ms(lambda v: store.search(NAME, v, TOP_K), [q])
+            small += _timed_ms(lambda v: reference.search(NAME, v, TOP_K), [q])
+    finally:
+        reference.close()
+    return {
+        "reference_clips": reference_clips,
+        "alternating_query_p50_ms": _p(big, 50),
+        "reference_query_p50_ms": _p(small, 50),
+        "query_p50_vs_reference": round(_p(big, 50) / _p(small, 50), 3),
     }
 
 
@@ -190,6 +269,10 @@ def run_child(clips: int, args: argparse.Namespace) -> dict[str, Any]:
         str(args.queries),
         "--layout",
         args.layout,
+        "--optimize-every",
+        str(args.optimize_every),
+        "--reference-clips",
+        str(args.reference_clips),
     ]
     done = subprocess.run(command, check=True, capture_output=True, text=True, env=os.environ.copy())
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -203,6 +286,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument(
+        "--optimize-every", type=int, default=product_optimize_every(), help="clips written between optimizes"
+    )
+    parser.add_argument(
+        "--reference-clips",
+        type=int,
+        default=REFERENCE_CLIPS,
+        help="a larger size's queries alternate with this one's",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -214,10 +306,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                 queries=args.queries,
                 layout=args.layout,
                 root=Path(tmp),
+                optimize_every=args.optimize_every,
+                reference_clips=args.reference_clips,
             )
         print(json.dumps(run))
         return
-    runs = [run_child(n, args) for n in (QUICK_CLIPS if args.quick else args.clips)]
+    runs = []
+    for clips in QUICK_CLIPS if args.quick else args.clips:
+        runs.append(run_child(clips, args))
+        print(
+            json.dumps(runs[-1]), file=sys.stderr, flush=True
+        )  # progress: a long run's sizes as they finish
     print(json.dumps({"runs": runs}))
 
 

@@ -1,7 +1,7 @@
 """Data-size study: held-out R@1 against the number of training videos, one line per method.
 
     .venv/bin/python bench/study.py --out runs/study [--variants b known] [--sizes 40 120 400 1200]
-        [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--quick]
+        [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--target-steps 300] [--quick]
 
 Every cell (variant, method, training videos, learning rate, seed) is one run of the real training loop on the
 toy CLIP, with the product's recipe for that many pairs (``training/recipe.py``: batch, step budget, evaluation
@@ -15,8 +15,10 @@ and early stopping on the validation split), only the learning rate set by the s
   value, scaled with the square root of the batch like the recipe) is run at seed 0; the point with the best
   validation score (T2V MRR, the early-stopping score) is then run at every other seed. Test metrics are never
   used to choose anything;
-* reported per (variant, method, size): the chosen lr, test T2V R@1 mean and standard deviation over seeds,
-  R@5, MRR, trainable parameters, train seconds.
+* step budget: the recipe's (``TARGET_STEPS``, about 300 steps) unless ``--target-steps`` sets another, which
+  makes its own cells (``...-steps<N>.json``) and its own rows and dashed lines, grid and all;
+* reported per (variant, method, size, step budget): the chosen lr, the mean steps run (early stopping), test
+  T2V R@1 mean and standard deviation over seeds, R@5, MRR, trainable parameters, train seconds.
 
 Resumable: each finished cell writes ``OUT/cells/<variant>/<method>/n<size>/lr<lr>-s<seed>.json`` (atomically)
 and a rerun with the same settings skips it, so a long study survives a stop; the tables cover every finished
@@ -49,7 +51,7 @@ from training.early_stopping import selection_score
 from training.evaluate import evaluate
 from training.frame_cache import FrameCache, warm_dataset
 from training.loop import train
-from training.recipe import recommended_config
+from training.recipe import TARGET_STEPS, recommended_config
 from videoseek.clip import load_clip
 from videoseek.model_spec import ModelSpec
 from videoseek.toy.scene import Split
@@ -71,6 +73,7 @@ class Scale:
     lr_steps: tuple[float, ...]
     val_videos: int
     test_videos: int
+    target_steps: int = TARGET_STEPS  # the recipe's step budget; a study of more steps sets it
 
 
 FULL = Scale(1200, (40, 120, 400, 1200), (0, 1), LR_STEPS, 100, 200)
@@ -133,16 +136,22 @@ def videos_subset(dataset: ClipDataset, n: int, seed: int) -> ClipDataset:
     return ClipDataset([r for r in dataset.records if r.clip_key in chosen], f"{dataset.source}[{n}@{seed}]")
 
 
-def cell_config(method: str, pairs: int, lr_step: float, seed: int) -> TrainConfig:
-    """The recipe for ``pairs`` pairs (batch, epochs, evaluation, patience), the method's lr for this grid point."""
-    cfg = recommended_config(pairs, SPEC, TrainConfig(method=method, seed=seed, device="cpu"))
+def cell_config(
+    method: str, pairs: int, lr_step: float, seed: int, target_steps: int = TARGET_STEPS
+) -> TrainConfig:
+    """The recipe for ``pairs`` pairs (batch, epochs, evaluation, patience) at the step budget ``target_steps``,
+    the method's lr for this grid point."""
+    base = TrainConfig(method=method, seed=seed, device="cpu")
+    cfg = recommended_config(pairs, SPEC, base, target_steps=target_steps)
     if method == "zero-shot":
         return replace(cfg, epochs=0)
     lr = LR_AT_BATCH_32[method] * math.sqrt(cfg.batch_size / 32) * lr_step
     return replace(cfg, lr=float(f"{lr:.3g}"))
 
 
-def run_cell(data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig) -> dict[str, Any]:
+def run_cell(
+    data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig, target_steps: int
+) -> dict[str, Any]:
     """Train one cell on a fresh CLIP (early stopping on validation), then score the kept weights on test."""
     clip = load_clip(SPEC, "cpu")
     started = time.perf_counter()
@@ -153,6 +162,7 @@ def run_cell(data: Data, method: str, subset: ClipDataset, size: int, cfg: Train
     return {
         "method": method,
         "size": size,
+        "target_steps": target_steps,
         "pairs": len(subset),
         "config": cfg.to_dict(),
         "val_score": selection_score(val, cfg.pooling),
@@ -164,8 +174,14 @@ def run_cell(data: Data, method: str, subset: ClipDataset, size: int, cfg: Train
     }
 
 
-def cell_path(out: Path, variant: str, method: str, size: int, cfg: TrainConfig) -> Path:
-    return out / "cells" / variant / method / f"n{size}" / f"lr{cfg.lr:g}-s{cfg.seed}.json"
+def cell_path(out: Path, variant: str, method: str, size: int, cfg: TrainConfig, target_steps: int) -> Path:
+    budget = "" if target_steps == TARGET_STEPS else f"-steps{target_steps}"  # the recipe's own: no suffix
+    return out / "cells" / variant / method / f"n{size}" / f"lr{cfg.lr:g}-s{cfg.seed}{budget}.json"
+
+
+def budget_of(cell: dict[str, Any]) -> int:
+    """A cell's step budget (cells from before the budget was a setting ran the recipe's)."""
+    return int(cell.get("target_steps", TARGET_STEPS))
 
 
 def cached_cell(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
@@ -185,19 +201,21 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (variant, method, size): the lr picked on validation at seed 0, test metrics over seeds."""
+    """One row per (variant, method, size, step budget): the lr picked on validation at seed 0, test metrics
+    over seeds."""
     rows = []
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     for cell in cells:
-        groups.setdefault((cell["variant"], cell["method"], cell["size"]), []).append(cell)
-    for (variant, method, size), group in sorted(
-        groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]), g[0][2])
+        groups.setdefault((cell["variant"], cell["method"], cell["size"], budget_of(cell)), []).append(cell)
+    for (variant, method, size, budget), group in sorted(
+        groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]), g[0][3], g[0][2])
     ):
         lr = pick_lr(group)
         runs = [c for c in group if c["config"]["lr"] == lr]
         r1 = [c["test"]["R@1"] for c in runs]
         rows.append({
-            "variant": variant, "method": method, "size": size, "lr": lr, "seeds": len(runs),
+            "variant": variant, "method": method, "size": size, "target_steps": budget, "lr": lr,
+            "seeds": len(runs), "steps": round(statistics.mean(c.get("steps", 0) for c in runs)),
             "R@1": round(statistics.mean(r1), 2), "R@1_sd": round(statistics.stdev(r1), 2) if len(r1) > 1 else None,
             "R@5": round(statistics.mean(c["test"]["R@5"] for c in runs), 2),
             "MRR": round(statistics.mean(c["test"]["MRR"] for c in runs), 2),
@@ -216,14 +234,15 @@ def pick_lr(group: Sequence[dict[str, Any]]) -> float:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     lines = [
-        "| variant | method | training videos | lr (picked on validation) | seeds | test R@1 | sd | R@5 | MRR | "
-        "trainable params | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | method | training videos | step budget (run) | lr (picked on validation) | seeds | test R@1 | sd | "
+        "R@5 | MRR | trainable params | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         sd = "-" if r["R@1_sd"] is None else f"{r['R@1_sd']:.1f}"
         lines.append(
-            f"| {r['variant']} | {r['method']} | {r['size']} | {r['lr']:.1e} | {r['seeds']} | {r['R@1']:.1f} | {sd} | "
+            f"| {r['variant']} | {r['method']} | {r['size']} | {r['target_steps']} ({r['steps']}) | {r['lr']:.1e} | "
+            f"{r['seeds']} | {r['R@1']:.1f} | {sd} | "
             f"{r['R@5']:.1f} | {r['MRR']:.1f} | {r['trainable_params']:,} | {r['train_s']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -239,13 +258,18 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     variants = sorted({r["variant"] for r in rows})
     fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
-        for method in METHODS:
-            points = [r for r in rows if r["variant"] == variant and r["method"] == method]
-            if points:
-                ax.errorbar(
-                    [r["size"] for r in points], [r["R@1"] for r in points],
-                    yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=method,
-                )  # fmt: skip
+        lines = sorted({(r["method"], r["target_steps"]) for r in rows if r["variant"] == variant},
+                       key=lambda line: (METHODS.index(line[0]), line[1]))  # fmt: skip
+        for method, budget in lines:
+            points = [
+                r for r in rows if (r["variant"], r["method"], r["target_steps"]) == (variant, method, budget)
+            ]
+            label = method if budget == TARGET_STEPS or method == "zero-shot" else f"{method}, {budget} steps"
+            ax.errorbar(
+                [r["size"] for r in points], [r["R@1"] for r in points],
+                yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=label,
+                linestyle="-" if budget == TARGET_STEPS else "--",
+            )  # fmt: skip
         sizes = sorted({r["size"] for r in rows if r["variant"] == variant})
         ax.set(xscale="log", xlabel="training videos (3 captions each)", ylabel="held-out T2V R@1 (%)")
         ax.set_xticks(sizes, [str(n) for n in sizes])  # the sizes run, not powers of ten
@@ -272,8 +296,11 @@ def load_cells(out: Path) -> Cells:
     return cells
 
 
-def group_of(cells: Cells, variant: str, method: str, size: int) -> list[dict[str, Any]]:
-    return [c for c in cells.values() if (c["variant"], c["method"], c["size"]) == (variant, method, size)]
+def group_of(
+    cells: Cells, variant: str, method: str, size: int, target_steps: int = TARGET_STEPS
+) -> list[dict[str, Any]]:
+    key = (variant, method, size, target_steps)
+    return [c for c in cells.values() if (c["variant"], c["method"], c["size"], budget_of(c)) == key]
 
 
 def write_outputs(out: Path, cells: Cells) -> list[dict[str, Any]]:
@@ -296,27 +323,30 @@ def run_variant(out: Path, variant: str, methods: Sequence[str], scale: Scale, c
     for size in scale.sizes:
         for method in methods:
             for _, step, seed in [p for p in planned(method, scale) if p[0] == size]:
-                run_or_reuse(out, data, variant, method, size, step, seed, cells)
+                run_or_reuse(out, data, variant, method, size, step, seed, cells, scale.target_steps)
             if method == "zero-shot":
                 continue
-            lr = pick_lr(group_of(cells, variant, method, size))  # every grid point run so far, any run
+            # every grid point run so far, by any run
+            lr = pick_lr(group_of(cells, variant, method, size, scale.target_steps))
             for seed in scale.seeds[1:]:  # the other seeds at the lr validation chose
-                run_or_reuse(out, data, variant, method, size, None, seed, cells, lr=lr)
+                run_or_reuse(out, data, variant, method, size, None, seed, cells, scale.target_steps, lr=lr)
 
 
 def run_or_reuse(
     out: Path, data: Data, variant: str, method: str, size: int, step: float | None, seed: int,
-    cells: Cells, lr: float | None = None,
+    cells: Cells, target_steps: int, lr: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The cell of grid point ``step`` (or of the chosen ``lr``), from its file when it ran with these settings."""
+    if method == "zero-shot":
+        target_steps = TARGET_STEPS  # it trains nothing: one row whatever the budget
     subset = videos_subset(data.train, size, seed)
-    cfg = cell_config(method, len(subset), step or 1.0, seed)
+    cfg = cell_config(method, len(subset), step or 1.0, seed, target_steps)
     if lr is not None:
         cfg = replace(cfg, lr=lr)
-    path = cell_path(out, variant, method, size, cfg)
+    path = cell_path(out, variant, method, size, cfg, target_steps)
     cell = cached_cell(path, cfg)
     if cell is None:
-        cell = {"variant": variant, **run_cell(data, method, subset, size, cfg)}
+        cell = {"variant": variant, **run_cell(data, method, subset, size, cfg, target_steps)}
         write_atomically(path, json.dumps(cell, indent=1))
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
@@ -333,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sizes", nargs="+", type=int)
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--lr-steps", nargs="+", type=float, help="grid points, x the method's lr (1/3 1 3)")
+    parser.add_argument(
+        "--target-steps", type=int, default=TARGET_STEPS, help=f"the recipe's step budget ({TARGET_STEPS})"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of the pipeline, not a measurement")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
@@ -341,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sizes=tuple(args.sizes or scale.sizes),
         seeds=tuple(args.seeds or scale.seeds),
         lr_steps=tuple(args.lr_steps or scale.lr_steps),
+        target_steps=args.target_steps,
     )
     if scale.seeds[0] != 0:
         parser.error("--seeds must start with 0: the learning rate is picked at seed 0")

@@ -47,17 +47,33 @@ def test_exact_top_k_over_batches_equals_one_brute_force_pass(scale) -> None:  #
 def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type: ignore[no-untyped-def]
     scale, tmp_path: Path
 ) -> None:
-    run = scale.measure(300, dim=16, frames=3, queries=8, layout="scale", root=tmp_path / "store")
+    run = scale.measure(
+        1_200,
+        dim=16,
+        frames=3,
+        queries=8,
+        layout="scale",
+        root=tmp_path / "store",
+        optimize_every=500,
+        reference_clips=500,
+    )
     assert set(run) >= {
         "clips",
         "rss_bytes_per_clip",
         "disk_bytes_per_clip",
         "upsert_s",
         "optimize_s",
+        "optimizes",
+        "peak_rss_bytes",
         "query_p50_ms",
         "query_p95_ms",
         "filtered_query_p50_ms",
         "recall_at_10",
+        "query_p50_vs_reference",
     }
-    assert run["clips"] == 300 and run["disk_bytes_per_clip"] > 0
-    assert run["recall_at_10"] == 1.0  # 300 clips: below the full-scan threshold, so the search is exact
+    assert run["clips"] == 1_200 and run["disk_bytes_per_clip"] > 0
+    assert (
+        run["optimizes"] == 3
+    )  # after 500 and 1,000 written clips (batches of 500), and once for the last 200
+    assert run["recall_at_10"] == 1.0  # 1,200 clips: below the full-scan threshold, so the search is exact
+    assert run["reference_clips"] == 500 and run["query_p50_vs_reference"] > 0

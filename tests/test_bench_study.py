@@ -49,7 +49,7 @@ def test_a_row_averages_every_seed_at_the_picked_lr_and_only_those(study: Module
     cma = rows[1]
     assert cma["R@1"] == 12.0 and cma["R@1_sd"] == pytest.approx(2.83, abs=0.01) and cma["R@5"] == 24.0
     assert rows[0]["R@1_sd"] is None  # one seed has no spread
-    assert "| b | cma | 40 | 3.0e-03 | 2 | 12.0 | 2.8 |" in study.table(rows)
+    assert "| b | cma | 40 | 300 (0) | 3.0e-03 | 2 | 12.0 | 2.8 |" in study.table(rows)
 
 
 def test_a_finished_cell_is_reused_only_with_exactly_its_settings(study: ModuleType, tmp_path: Path) -> None:
@@ -98,3 +98,24 @@ def test_the_tables_cover_every_finished_cell_of_every_run(study: ModuleType, tm
     assert sorted(c["config"]["lr"] for c in cells.values()) == [1e-3, 3e-3]
     assert study.pick_lr(study.group_of(cells, "b", "cma", 40)) == 3e-3
     assert study.group_of(cells, "b", "cma", 120) == []
+
+
+def test_another_step_budget_makes_its_own_cells_rows_and_lr_pick(study: ModuleType, tmp_path: Path) -> None:
+    recipe, longer = (
+        study.cell_config("cma", 360, 1.0, 0),
+        study.cell_config("cma", 360, 1.0, 0, target_steps=600),
+    )
+    assert longer.epochs == 2 * recipe.epochs and longer.batch_size == recipe.batch_size
+    assert study.cell_path(tmp_path, "b", "cma", 120, recipe, study.TARGET_STEPS).name == "lr0.01-s0.json"
+    assert study.cell_path(tmp_path, "b", "cma", 120, longer, 600).name == "lr0.01-s0-steps600.json"
+    cells = [
+        cell(1e-3, 0, val=20.0, r1=5.0),  # written before the budget was a setting: the recipe's
+        cell(3e-3, 0, val=10.0, r1=6.0) | {"target_steps": study.TARGET_STEPS},
+        cell(3e-3, 0, val=30.0, r1=9.0) | {"target_steps": 600, "steps": 580},
+    ]
+    rows = study.summarize(cells)
+    assert [(r["target_steps"], r["lr"], r["R@1"]) for r in rows] == [(300, 1e-3, 5.0), (600, 3e-3, 9.0)]
+    assert "| b | cma | 40 | 600 (580) |" in study.table(rows)
+    by_path = {str(i): c for i, c in enumerate(cells)}
+    assert study.pick_lr(study.group_of(by_path, "b", "cma", 40)) == 1e-3
+    assert study.pick_lr(study.group_of(by_path, "b", "cma", 40, 600)) == 3e-3

@@ -54,9 +54,11 @@ def recommended_lr(spec: ModelSpec, pairs: int, batch_size: int) -> float:
     return PAPER.lr if pairs >= PAPER_SCALE_PAIRS else PRETRAINED_SMALL_DATA_LR
 
 
-def recommended_config(pairs: int, spec: ModelSpec, base: TrainConfig | None = None) -> TrainConfig:
+def recommended_config(
+    pairs: int, spec: ModelSpec, base: TrainConfig | None = None, target_steps: int = TARGET_STEPS
+) -> TrainConfig:
     """``base`` (default: the paper's settings) with batch, epochs, lr, evaluation and patience for ``pairs``
-    training pairs on ``spec``."""
+    training pairs on ``spec`` (``target_steps``: the step budget below the paper's scale; studies vary it)."""
     base = base or TrainConfig()
     if pairs < 2:
         raise ValueError(f"a run needs at least 2 training pairs, got {pairs}")
@@ -65,7 +67,7 @@ def recommended_config(pairs: int, spec: ModelSpec, base: TrainConfig | None = N
         epochs = PAPER.epochs
     else:
         steps_per_epoch = math.ceil(pairs / batch)
-        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
+        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(target_steps / steps_per_epoch)))
     return replace(
         base,
         batch_size=batch,
