@@ -240,8 +240,9 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     ]
     for r in rows:
         sd = "-" if r["R@1_sd"] is None else f"{r['R@1_sd']:.1f}"
+        budget = "-" if r["method"] == "zero-shot" else f"{r['target_steps']} ({r['steps']})"
         lines.append(
-            f"| {r['variant']} | {r['method']} | {r['size']} | {r['target_steps']} ({r['steps']}) | {r['lr']:.1e} | "
+            f"| {r['variant']} | {r['method']} | {r['size']} | {budget} | {r['lr']:.1e} | "
             f"{r['seeds']} | {r['R@1']:.1f} | {sd} | "
             f"{r['R@5']:.1f} | {r['MRR']:.1f} | {r['trainable_params']:,} | {r['train_s']:.0f} |"
         )
@@ -269,6 +270,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
                 [r["size"] for r in points], [r["R@1"] for r in points],
                 yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=label,
                 linestyle="-" if budget == TARGET_STEPS else "--",
+                color=f"C{METHODS.index(method)}",  # one colour per method in every panel
             )  # fmt: skip
         sizes = sorted({r["size"] for r in rows if r["variant"] == variant})
         ax.set(xscale="log", xlabel="training videos (3 captions each)", ylabel="held-out T2V R@1 (%)")

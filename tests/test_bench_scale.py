@@ -77,3 +77,19 @@ def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type:
     )  # after 500 and 1,000 written clips (batches of 500), and once for the last 200
     assert run["recall_at_10"] == 1.0  # 1,200 clips: below the full-scan threshold, so the search is exact
     assert run["reference_clips"] == 500 and run["query_p50_vs_reference"] > 0
+
+
+def test_a_size_at_or_below_the_reference_builds_no_reference_store(  # type: ignore[no-untyped-def]
+    scale, tmp_path: Path
+) -> None:
+    run = scale.measure(
+        500,
+        dim=16,
+        frames=3,
+        queries=4,
+        layout="scale",
+        root=tmp_path / "s",
+        optimize_every=500,
+        reference_clips=500,
+    )
+    assert "query_p50_vs_reference" not in run and not (tmp_path / "s" / "reference").exists()

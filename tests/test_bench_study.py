@@ -119,3 +119,43 @@ def test_another_step_budget_makes_its_own_cells_rows_and_lr_pick(study: ModuleT
     by_path = {str(i): c for i, c in enumerate(cells)}
     assert study.pick_lr(study.group_of(by_path, "b", "cma", 40)) == 1e-3
     assert study.pick_lr(study.group_of(by_path, "b", "cma", 40, 600)) == 3e-3
+
+
+def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
+    study: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = [ClipRecord(Path(f"v{v}.mp4"), f"caption {c} of {v}") for v in range(30) for c in range(3)]
+    monkeypatch.setattr(
+        study, "load_data", lambda *_: study.Data(ClipDataset(records, "train"), None, None, None)
+    )
+
+    def fake_cell(
+        data: Any, method: str, subset: Any, size: int, cfg: TrainConfig, budget: int
+    ) -> dict[str, Any]:
+        return cell(cfg.lr, cfg.seed, val=cfg.lr, r1=1.0, method=method, size=size) | {
+            "config": cfg.to_dict(), "target_steps": budget, "steps": 1,
+        }  # fmt: skip
+
+    monkeypatch.setattr(study, "run_cell", fake_cell)
+    scale = study.Scale(30, (10,), (0, 1), (1.0, 3.0), 5, 5, target_steps=600)
+    study.run_variant(tmp_path, "b", ["zero-shot", "cma"], scale, {})
+    names = sorted(
+        p.relative_to(tmp_path / "cells" / "b").as_posix() for p in (tmp_path / "cells").rglob("*.json")
+    )
+    assert names == [
+        "cma/n10/lr0.005-s0-steps600.json",  # the grid at seed 0 (batch 8: 1e-2 x sqrt(8/32) x 1, 3)
+        "cma/n10/lr0.015-s0-steps600.json",
+        "cma/n10/lr0.015-s1-steps600.json",  # seed 1 at the point validation picked (here: the larger lr)
+        "zero-shot/n10/lr0.005-s0.json",  # trains nothing: the recipe's file whatever the budget
+    ]
+
+
+def test_the_docs_figure_keeps_the_first_days_rows_where_no_cell_replaces_them(study: ModuleType) -> None:
+    figure = load_bench("quality_plot")
+    rerun = {"variant": "b", "method": "cma", "size": 40, "target_steps": study.TARGET_STEPS, "R@1": 9.0}
+    rows = figure.with_first_day([rerun])
+    assert len(rows) == len(figure.FIRST_DAY) and rerun in rows
+    assert [r["R@1"] for r in rows if (r["method"], r["size"]) == ("cma", 40)] == [9.0]  # the cell wins
+    assert {(r["method"], r["size"]) for r in rows} == {
+        (m, n) for m in ("full", "lora", "cma") for n in (40, 120)
+    }
