@@ -353,6 +353,9 @@ def run_or_reuse(
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     cells[str(path)] = cell
+    cells.update(
+        load_cells(out)
+    )  # cells another run on the same OUT finished meanwhile: they stay in the tables
     write_outputs(out, cells)
     return cell
 

@@ -138,7 +138,11 @@ def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
 
     monkeypatch.setattr(study, "run_cell", fake_cell)
     scale = study.Scale(30, (10,), (0, 1), (1.0, 3.0), 5, 5, target_steps=600)
+    other_run = tmp_path / "cells" / "b" / "full" / "n10" / "lr5e-05-s0.json"  # finished by another process
+    study.write_atomically(other_run, json.dumps(cell(5e-5, 0, val=1.0, r1=2.0, method="full", size=10)))
     study.run_variant(tmp_path, "b", ["zero-shot", "cma"], scale, {})
+    tables = json.loads((tmp_path / "study.json").read_text())
+    assert {r["method"] for r in tables["rows"]} == {"zero-shot", "full", "cma"}  # the other run's cell stays
     names = sorted(
         p.relative_to(tmp_path / "cells" / "b").as_posix() for p in (tmp_path / "cells").rglob("*.json")
     )
@@ -146,6 +150,7 @@ def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
         "cma/n10/lr0.005-s0-steps600.json",  # the grid at seed 0 (batch 8: 1e-2 x sqrt(8/32) x 1, 3)
         "cma/n10/lr0.015-s0-steps600.json",
         "cma/n10/lr0.015-s1-steps600.json",  # seed 1 at the point validation picked (here: the larger lr)
+        "full/n10/lr5e-05-s0.json",
         "zero-shot/n10/lr0.005-s0.json",  # trains nothing: the recipe's file whatever the budget
     ]
 
