@@ -44,19 +44,17 @@ def test_exact_top_k_over_batches_equals_one_brute_force_pass(scale) -> None:  #
     assert exact.truth() == [{ids[i] for i in np.argsort(-row)[:4]} for row in cosine]
 
 
+def tiny_run(scale, clips: int, root: Path) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    """``clips`` 16-d clips of 3 frames, optimized every 500, beside a 500-clip reference store."""
+    return scale.measure(  # type: ignore[no-any-return]
+        clips, dim=16, frames=3, queries=8, layout="scale", root=root, optimize_every=500, reference_clips=500
+    )
+
+
 def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type: ignore[no-untyped-def]
     scale, tmp_path: Path
 ) -> None:
-    run = scale.measure(
-        1_200,
-        dim=16,
-        frames=3,
-        queries=8,
-        layout="scale",
-        root=tmp_path / "store",
-        optimize_every=500,
-        reference_clips=500,
-    )
+    run = tiny_run(scale, 1_200, tmp_path / "store")
     assert set(run) >= {
         "clips",
         "rss_bytes_per_clip",
@@ -72,9 +70,7 @@ def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type:
         "query_p50_vs_reference",
     }
     assert run["clips"] == 1_200 and run["disk_bytes_per_clip"] > 0
-    assert (
-        run["optimizes"] == 3
-    )  # after 500 and 1,000 written clips (batches of 500), and once for the last 200
+    assert run["optimizes"] == 3  # after 500 and 1,000 written clips (batches of 500), then for the last 200
     assert run["recall_at_10"] == 1.0  # 1,200 clips: below the full-scan threshold, so the search is exact
     assert run["reference_clips"] == 500 and run["query_p50_vs_reference"] > 0
 
@@ -82,14 +78,5 @@ def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type:
 def test_a_size_at_or_below_the_reference_builds_no_reference_store(  # type: ignore[no-untyped-def]
     scale, tmp_path: Path
 ) -> None:
-    run = scale.measure(
-        500,
-        dim=16,
-        frames=3,
-        queries=4,
-        layout="scale",
-        root=tmp_path / "s",
-        optimize_every=500,
-        reference_clips=500,
-    )
+    run = tiny_run(scale, 500, tmp_path / "s")
     assert "query_p50_vs_reference" not in run and not (tmp_path / "s" / "reference").exists()
