@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from study import TARGET_STEPS, plot
+from study import TARGET_STEPS, plot, row_key
 
 # (method, training videos, test R@1 mean, sd over 2 seeds): docs/quality.md's table, new words, 2026-12-02
 FIRST_DAY = [
@@ -37,9 +37,8 @@ def first_day_rows() -> list[dict[str, Any]]:
 
 def with_first_day(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``rows`` plus the first day's, except where ``rows`` has that (variant, method, size, budget) itself."""
-    key = ("variant", "method", "size", "target_steps")
-    have = {tuple(r[k] for k in key) for r in rows}
-    return [r for r in first_day_rows() if tuple(r[k] for k in key) not in have] + rows
+    have = {row_key(r) for r in rows}
+    return [r for r in first_day_rows() if row_key(r) not in have] + rows
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,29 +153,11 @@ def measure(
     qs = queries_for(clips, dim, queries)
     exact = ExactTopK(qs)
     before = memory()
-    # The bench calls optimize itself, at the store's own cadence, so the writes and the optimizes are timed apart
-    store = edge.EdgeClipStore(root, optimize_every=10**12)
+    store = edge.EdgeClipStore(
+        root, optimize_every=10**12
+    )  # write_clips optimizes, timed apart from the writes
     try:
-        store.create_collection(NAME, dim, model="bench")
-        upsert_s = optimize_s = 0.0
-        optimizes, pending = 0, 0
-        for batch in clustered_clips(clips, dim, frames):  # generating the data is not timed
-            t = time.perf_counter()
-            store.upsert(NAME, batch)
-            upsert_s += time.perf_counter() - t
-            exact.add(np.stack([p.pooled for p in batch]), [p.id for p in batch])
-            pending += len(batch)
-            if pending >= optimize_every:
-                t = time.perf_counter()
-                store.optimize(NAME)
-                optimize_s += time.perf_counter() - t
-                optimizes, pending = optimizes + 1, 0
-        del batch
-        if pending:
-            t = time.perf_counter()
-            store.optimize(NAME)
-            optimize_s += time.perf_counter() - t
-            optimizes += 1
+        written = write_clips(store, clips, dim, frames, optimize_every, exact)
         optimized = memory()
         videos = max(1, -(-clips // CLIPS_PER_VIDEO))
         filters = [
@@ -197,7 +180,13 @@ def measure(
         # after every reading above, so the reference store is in none of them
         if 0 < reference_clips < clips:
             beside = beside_reference(
-                store, qs, reference_clips, dim=dim, frames=frames, root=root / "reference"
+                store,
+                qs,
+                reference_clips,
+                dim=dim,
+                frames=frames,
+                optimize_every=optimize_every,
+                root=root / "reference",
             )
     finally:
         store.close()
@@ -210,9 +199,9 @@ def measure(
         "rss_anon_bytes_per_clip": round((optimized["anon"] - before["anon"]) / clips),
         "rss_after_queries_bytes_per_clip": round((queried["rss"] - before["rss"]) / clips),
         "disk_bytes_per_clip": round(disk / clips),
-        "upsert_s": round(upsert_s, 2),
-        "optimize_s": round(optimize_s, 2),
-        "optimizes": optimizes,
+        "upsert_s": round(written.upsert_s, 2),
+        "optimize_s": round(written.optimize_s, 2),
+        "optimizes": written.optimizes,
         "peak_rss_bytes": queried["peak"],  # of the whole process, its ~1 GB baseline included
         "query_p50_ms": _p(plain, 50),
         "query_p95_ms": _p(plain, 95),
@@ -223,8 +212,52 @@ def measure(
     }
 
 
+@dataclass
+class Written:
+    upsert_s: float = 0.0
+    optimize_s: float = 0.0
+    optimizes: int = 0
+
+
+def write_clips(
+    store: Any, clips: int, dim: int, frames: int, optimize_every: int, exact: ExactTopK | None = None
+) -> Written:
+    """``clips`` synthetic clips into a new collection of ``store``, optimized after every ``optimize_every``
+    written (at batch granularity, as the store itself counts) and once more for the rest; ``exact`` sees every
+    pooled vector. Generating the data is not timed."""
+    store.create_collection(NAME, dim, model="bench")
+    written, pending = Written(), 0
+
+    def optimize() -> None:
+        t = time.perf_counter()
+        store.optimize(NAME)
+        written.optimize_s += time.perf_counter() - t
+        written.optimizes += 1
+
+    for batch in clustered_clips(clips, dim, frames):
+        t = time.perf_counter()
+        store.upsert(NAME, batch)
+        written.upsert_s += time.perf_counter() - t
+        if exact is not None:
+            exact.add(np.stack([p.pooled for p in batch]), [p.id for p in batch])
+        pending += len(batch)
+        if pending >= optimize_every:
+            optimize()
+            pending = 0
+    if pending:
+        optimize()
+    return written
+
+
 def beside_reference(
-    store: Any, qs: np.ndarray, reference_clips: int, *, dim: int, frames: int, root: Path
+    store: Any,
+    qs: np.ndarray,
+    reference_clips: int,
+    *,
+    dim: int,
+    frames: int,
+    optimize_every: int,
+    root: Path,
 ) -> dict[str, Any]:
     """The query p50 of ``store`` (on its queries ``qs``) and of the store a ``reference_clips`` run builds (on
     the queries that run makes), timed alternately, each store first in every other pair.
@@ -235,10 +268,7 @@ def beside_reference(
 
     reference = edge.EdgeClipStore(root, optimize_every=10**12)
     try:
-        reference.create_collection(NAME, dim, model="bench")
-        for batch in clustered_clips(reference_clips, dim, frames):
-            reference.upsert(NAME, batch)
-        reference.optimize(NAME)
+        write_clips(reference, reference_clips, dim, frames, optimize_every)
         own = queries_for(reference_clips, dim, len(qs))  # near its own videos, as in the 20k run
         for q in own:  # warm, as the queries before warmed ``store``
             reference.search(NAME, q, TOP_K)
@@ -246,7 +276,7 @@ def beside_reference(
         small: list[float] = []
         for i, (q, r) in enumerate(zip(qs, own, strict=True)):
             pair = [(big, store, q), (small, reference, r)]
-            for times, which, v in pair if i % 2 == 0 else pair[::-1]:
+            for times, which, v in pair if i % 2 == 0 else reversed(pair):  # neither always goes first
                 times += _timed_ms(lambda x, which=which: which.search(NAME, x, TOP_K), [v])
     finally:
         reference.close()
@@ -300,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.optimize_every < 1 or args.reference_clips < 0:
+        parser.error("--optimize-every must be at least 1 and --reference-clips at least 0 (0: no reference)")
     if args.child is not None:
         with tempfile.TemporaryDirectory(prefix="videoseek-scale-") as tmp:
             run = measure(
@@ -317,9 +349,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = []
     for clips in QUICK_CLIPS if args.quick else args.clips:
         runs.append(run_child(clips, args))
-        print(
-            json.dumps(runs[-1]), file=sys.stderr, flush=True
-        )  # progress: a long run's sizes as they finish
+        # progress: a long run's sizes as they finish
+        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"runs": runs}))
 
 

@@ -184,6 +184,11 @@ def budget_of(cell: dict[str, Any]) -> int:
     return int(cell.get("target_steps", TARGET_STEPS))
 
 
+def row_key(cell: dict[str, Any]) -> tuple[str, str, int, int]:
+    """What a table row stands for, of a cell or a row: (variant, method, training videos, step budget)."""
+    return cell["variant"], cell["method"], cell["size"], budget_of(cell)
+
+
 def cached_cell(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     """The finished cell at ``path`` if it was run with exactly ``cfg``, else None (rerun)."""
     try:
@@ -206,7 +211,7 @@ def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     groups: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
     for cell in cells:
-        groups.setdefault((cell["variant"], cell["method"], cell["size"], budget_of(cell)), []).append(cell)
+        groups.setdefault(row_key(cell), []).append(cell)
     for (variant, method, size, budget), group in sorted(
         groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]), g[0][3], g[0][2])
     ):
@@ -301,8 +306,7 @@ def load_cells(out: Path) -> Cells:
 def group_of(
     cells: Cells, variant: str, method: str, size: int, target_steps: int = TARGET_STEPS
 ) -> list[dict[str, Any]]:
-    key = (variant, method, size, target_steps)
-    return [c for c in cells.values() if (c["variant"], c["method"], c["size"], budget_of(c)) == key]
+    return [c for c in cells.values() if row_key(c) == (variant, method, size, target_steps)]
 
 
 def write_outputs(out: Path, cells: Cells) -> list[dict[str, Any]]:
@@ -352,10 +356,8 @@ def run_or_reuse(
         write_atomically(path, json.dumps(cell, indent=1))
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    cells[str(path)] = cell
-    cells.update(
-        load_cells(out)
-    )  # cells another run on the same OUT finished meanwhile: they stay in the tables
+    # from the files, this cell's included: cells another run on the same OUT finished meanwhile stay in the tables
+    cells.update(load_cells(out))
     write_outputs(out, cells)
     return cell
 
@@ -381,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         lr_steps=tuple(args.lr_steps or scale.lr_steps),
         target_steps=args.target_steps,
     )
+    if scale.target_steps < 1:
+        parser.error("--target-steps must be at least 1")
     if scale.seeds[0] != 0:
         parser.error("--seeds must start with 0: the learning rate is picked at seed 0")
     cells = load_cells(args.out)
