@@ -1,6 +1,6 @@
 """Scale benchmark: what one embedded store (Qdrant Edge) costs per clip, from 20k clips to a million.
 
-    .venv/bin/python bench/scale.py [--clips 20000 200000] [--quick] [--layout scale|legacy] [--queries 100]
+    .venv/bin/python bench/scale.py [--clips 20000 200000] [--quick] [--layout scale|combined|legacy] [--queries 100]
         [--optimize-every 20000]
 
 Each size runs in a fresh subprocess (so its RSS is that store's alone): N clips from ``bench/synthetic.py``
@@ -20,11 +20,14 @@ clips sit in RAM at full precision) and once more at the end, then queried. Prin
   ``filtered_query_p50_ms``: the same with one video and one metadata value as the filter;
 * ``recall_at_10``: the top 10 against exact (brute-force, float64 cosine) search over all pooled vectors;
 * ``get_frames_40_p50_ms``: reading the frame vectors of a query's 40 candidates (what re-ranking reads);
+* ``maxsim_query_p50_ms``: the store search ``/search`` makes by default (``search.maxsim_prefetch`` pooled
+  candidates re-scored by MaxSim over their frames, the best ``search.maxsim_candidates`` with their frames);
 * ``query_p50_vs_reference`` (sizes above ``--reference-clips``, 20k): after the rest, a store of the reference
   size is built beside this one and the same queries alternate between the two (``alternating_query_p50_ms``,
   ``reference_query_p50_ms``): the ratio the target is about, with both stores under the same load.
 
-``--layout legacy`` builds the layout stores had before issue 17 (float32 vectors held in RAM), to compare.
+``--layout combined`` builds issue 17's first layout (float16 frames on disk, but in the shard the query walks),
+``--layout legacy`` the one stores had before issue 17 (float32 vectors held in RAM), to compare.
 Targets at 1,000,000 clips: RSS <= 3 KiB and disk <= 16 KiB per clip, query p50 <= 1.5x the p50 at 20k,
 recall@10 >= 0.95, upsert + optimize <= 30 min.
 """
@@ -56,6 +59,12 @@ NAME = "bench"
 QUICK_CLIPS = [2_000, 20_000]
 DEFAULT_CLIPS = [20_000, 200_000]
 REFERENCE_CLIPS = 20_000  # the p50 target is a ratio to this size's
+# --layout -> the config function of videoseek.store.edge that new shards are made with
+LAYOUTS = {
+    "scale": lambda edge: edge.edge_config,
+    "combined": lambda edge: edge.combined_edge_config,
+    "legacy": lambda edge: edge.legacy_edge_config,
+}
 
 
 def recall_at_k(found: Sequence[Sequence[str]], truth: Sequence[set[str]], k: int = RECALL_K) -> float:
@@ -126,6 +135,14 @@ def queries_for(clips: int, dim: int, count: int) -> np.ndarray:
     return unit_rows(rng, (count, dim)) + picks
 
 
+def product_maxsim() -> tuple[int, int]:
+    """What ``/search`` asks the store for by default: (``maxsim_candidates``, ``maxsim_prefetch``)."""
+    from videoseek.settings import SearchSettings
+
+    search = SearchSettings()
+    return search.maxsim_candidates, search.maxsim_prefetch
+
+
 def product_optimize_every() -> int:
     """How many written clips the embedded store lets pile up before it optimizes (its constructor's default)."""
     from videoseek.store.edge import EdgeClipStore
@@ -148,8 +165,8 @@ def measure(
     query; the numbers of one ``runs`` entry."""
     import videoseek.store.edge as edge
 
-    if layout == "legacy":  # the store creates shards with edge_config: make it the old layout
-        edge.edge_config = edge.legacy_edge_config  # type: ignore[assignment]
+    # the store creates shards with edge_config: make it the layout asked for
+    edge.edge_config = LAYOUTS[layout](edge)
     qs = queries_for(clips, dim, queries)
     exact = ExactTopK(qs)
     before = memory()
@@ -173,6 +190,10 @@ def measure(
         found = [[h.id for h in store.search(NAME, q, RECALL_K)] for q in qs]
         candidates = [[h.id for h in store.search(NAME, q, TOP_K)] for q in qs]
         fetch = _timed_ms(lambda ids: store.get_frames(NAME, ids), candidates)
+        kept, prefetch = product_maxsim()
+        maxsim = _timed_ms(
+            lambda q: store.search(NAME, q, kept, with_frames=True, prefetch=prefetch), list(qs)
+        )
         queried = memory()
         count = store.count(NAME)
         disk = disk_bytes(root)
@@ -208,6 +229,7 @@ def measure(
         "filtered_query_p50_ms": _p(filtered, 50),
         "recall_at_10": round(recall_at_k(found, exact.truth()), 4),
         "get_frames_40_p50_ms": _p(fetch, 50),
+        "maxsim_query_p50_ms": _p(maxsim, 50),
         **beside,
     }
 
@@ -315,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--clips", type=int, nargs="+", default=DEFAULT_CLIPS)
     parser.add_argument("--quick", action="store_true", help=f"sizes {QUICK_CLIPS} instead of --clips")
-    parser.add_argument("--layout", choices=["scale", "legacy"], default="scale")
+    parser.add_argument("--layout", choices=sorted(LAYOUTS), default="scale")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--frames", type=int, default=12)

@@ -67,6 +67,7 @@ def test_a_tiny_run_reports_every_field_and_finds_the_exact_neighbours(  # type:
         "query_p95_ms",
         "filtered_query_p50_ms",
         "recall_at_10",
+        "maxsim_query_p50_ms",
         "query_p50_vs_reference",
     }
     assert run["clips"] == 1_200 and run["disk_bytes_per_clip"] > 0

@@ -1,4 +1,8 @@
-"""Clip store on Qdrant Edge: Qdrant's own engine in-process, one shard directory per physical version.
+"""Clip store on Qdrant Edge: Qdrant's own engine in-process, Edge shards on disk for each physical version.
+
+A version made since issue 17's split has two shards: the one every query walks (pooled vectors, payloads) and
+one holding its frame vectors, read by id to re-rank (:func:`edge_config`, :func:`frames_config`); versions made
+before keep one shard with both, and keep serving.
 
 The embedded default. Edge has no collections or aliases, so :class:`EdgeCatalog` keeps them in JSON files
 beside the shards. Edge shard objects are safe to query and update from several threads (the bindings release
@@ -26,8 +30,8 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,43 +127,79 @@ def _edge_errors(what: str) -> Iterator[None]:
         raise StoreError(f"Qdrant Edge {what} failed: {exc}") from exc
 
 
+def _pooled_params(dim: int, *, cold: bool) -> qe.EdgeVectorParams:
+    """Cosine, an HNSW graph over an int8 copy pinned in RAM; ``cold``: the float originals on disk."""
+    placement: dict[str, Any] = {"memory": qe.Memory.Cold} if cold else {}
+    return qe.EdgeVectorParams(
+        size=dim,
+        distance=qe.Distance.Cosine,
+        quantization_config=qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
+        ),
+        **placement,
+    )
+
+
+def _frames_params(dim: int, *, half_on_disk: bool) -> qe.EdgeVectorParams:
+    """A MaxSim multivector with no graph, read back for re-ranking only; ``half_on_disk``: float16, on disk.
+
+    Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored (to float16
+    precision, which moved no toy-world R@1 through /search: docs/benchmarks.md). m=0: no graph is ever
+    searched on frames, and building one made optimizing ~20x slower.
+    """
+    placement: dict[str, Any] = (
+        {"datatype": qe.VectorStorageDatatype.Float16, "memory": qe.Memory.Cold} if half_on_disk else {}
+    )
+    return qe.EdgeVectorParams(
+        size=dim,
+        distance=qe.Distance.Dot,
+        multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
+        hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
+        **placement,
+    )
+
+
 def edge_config(dim: int) -> qe.EdgeConfig:
-    """Shard layout for scale (issue 17): only what every query walks stays in RAM.
+    """Layout of a new version's main shard (issue 17): only what every query walks, and that in few segments.
 
-    * pooled: Cosine, an HNSW graph (in RAM) over an int8 copy pinned in RAM; the float originals are on disk
-      (memory-mapped, ``Cold``), read only to rescore the few candidates the int8 walk found;
-    * frames: a MaxSim multivector in float16 on disk (``Cold``), with no graph: read back for re-ranking only;
+    * pooled: the int8 copy the HNSW walk reads pinned in RAM, the float originals on disk (memory-mapped,
+      ``Cold``), read only to rescore the few candidates the int8 walk found;
     * payloads on disk (``Cold``); payload indexes only on the fields filters use (``BASE_PAYLOAD_INDEXES`` and
-      the metadata keys, see :meth:`EdgeClipStore._ensure_metadata_indexes`).
+      the metadata keys, see :meth:`EdgeClipStore._ensure_metadata_indexes`);
+    * no frames: they live in a shard of their own (:func:`frames_config`), read by id for re-ranking.
 
-    Measured with ``bench/scale.py`` (12 frames x 512-d per clip): 2.6 KB of RSS and 17.5 KB of disk per clip at
-    20k clips, 1.3 KB and 15.8 KB at 200k, against 34 KB and 30 KB at 20k in :func:`legacy_edge_config`'s layout.
-    The price is reading from the page cache what used to be in RAM: at 20k a top-40 search took 3.6 ms instead
-    of 1.7 ms, and reading 40 clips' frames for re-ranking 29 ms instead of 15 ms (docs/benchmarks.md).
-    Only new shards get it: an existing shard keeps the layout it was created with (Edge stores it beside the
-    shard), and a re-index makes a new one.
+    Why apart: Edge's optimizer caps a segment at about 700 MB of vectors and a query walks every segment. With
+    12 float16 frames beside it a segment held about 37k clips (27 segments at a million, 12x the 20k p50);
+    without them it holds about 280k. Measured with ``bench/scale.py`` in docs/benchmarks.md ("A million
+    clips"). A config that does carry ``frames`` (:func:`combined_edge_config`, :func:`legacy_edge_config`)
+    makes a one-shard version, as versions made before the split are.
+    Only new versions get this layout: an existing shard keeps the one it was created with (Edge stores it
+    beside the shard), and a re-index makes a new version.
+    """
+    return qe.EdgeConfig(
+        vectors={VECTOR_POOLED: _pooled_params(dim, cold=True)}, payload_memory=qe.Memory.Cold
+    )
+
+
+def frames_config(dim: int) -> qe.EdgeConfig:
+    """Layout of a version's frames shard: float16 frames on disk, and ``video_id`` so a video's frames can be
+    deleted with it."""
+    return qe.EdgeConfig(
+        vectors={VECTOR_FRAMES: _frames_params(dim, half_on_disk=True)}, payload_memory=qe.Memory.Cold
+    )
+
+
+def combined_edge_config(dim: int) -> qe.EdgeConfig:
+    """The first layout of issue 17: :func:`edge_config`'s pooled and :func:`frames_config`'s frames in one
+    shard. Its shards still open and serve; kept so tests and ``bench/scale.py --layout combined`` can make one.
+
+    Measured with ``bench/scale.py``: 2.6 KB of RSS and 17.5 KB of disk per clip at 20k clips, 994 B and
+    15.5 KB at a million, against 34 KB and 30 KB at 20k in :func:`legacy_edge_config`'s layout.
     """
     return qe.EdgeConfig(
         vectors={
-            VECTOR_POOLED: qe.EdgeVectorParams(
-                size=dim,
-                distance=qe.Distance.Cosine,
-                memory=qe.Memory.Cold,
-                quantization_config=qe.ScalarQuantizationConfig(
-                    type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
-                ),
-            ),
-            # Dot, not Cosine: Cosine would normalise on write and get_frames must return what was stored
-            # (to float16 precision, which moved no toy-world R@1 through /search: docs/benchmarks.md).
-            # m=0: no graph is ever searched on frames, and building one made optimizing ~20x slower.
-            VECTOR_FRAMES: qe.EdgeVectorParams(
-                size=dim,
-                distance=qe.Distance.Dot,
-                datatype=qe.VectorStorageDatatype.Float16,
-                memory=qe.Memory.Cold,
-                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-            ),
+            VECTOR_POOLED: _pooled_params(dim, cold=True),
+            VECTOR_FRAMES: _frames_params(dim, half_on_disk=True),
         },
         payload_memory=qe.Memory.Cold,
     )
@@ -173,19 +213,8 @@ def legacy_edge_config(dim: int) -> qe.EdgeConfig:
     """
     return qe.EdgeConfig(
         vectors={
-            VECTOR_POOLED: qe.EdgeVectorParams(
-                size=dim,
-                distance=qe.Distance.Cosine,
-                quantization_config=qe.ScalarQuantizationConfig(
-                    type=qe.ScalarType.Int8, quantile=POOLED_INT8_QUANTILE, memory=qe.Memory.Pinned
-                ),
-            ),
-            VECTOR_FRAMES: qe.EdgeVectorParams(
-                size=dim,
-                distance=qe.Distance.Dot,
-                multivector_config=qe.MultiVectorConfig(qe.MultiVectorComparator.MaxSim),
-                hnsw_config=qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=10_000),
-            ),
+            VECTOR_POOLED: _pooled_params(dim, cold=False),
+            VECTOR_FRAMES: _frames_params(dim, half_on_disk=False),
         }
     )
 
@@ -278,9 +307,35 @@ def _maxsim_request(
     )
 
 
-def _edge_point(point: ClipPoint) -> qe.Point:
-    vectors: dict[str, Any] = {VECTOR_POOLED: point.pooled, VECTOR_FRAMES: point.frames}  # numpy is accepted
+def _pooled_request(
+    query: np.ndarray,
+    limit: int,
+    flt: qe.Filter | None,
+    *,
+    with_payload: bool,
+    with_vector: WithVector = False,
+) -> qe.QueryRequest:
+    """The int8 HNSW walk over pooled, its top ``limit`` rescored with the float originals."""
+    return qe.QueryRequest(
+        limit=limit,
+        query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
+        filter=flt,
+        params=_RESCORED,
+        with_payload=with_payload,
+        with_vector=with_vector,
+    )
+
+
+def _edge_point(point: ClipPoint, *, with_frames: bool) -> qe.Point:
+    vectors: dict[str, Any] = {VECTOR_POOLED: point.pooled}  # numpy is accepted
+    if with_frames:
+        vectors[VECTOR_FRAMES] = point.frames
     return qe.Point(point.id, vectors, point.stored_payload())
+
+
+def _frames_point(point: ClipPoint) -> qe.Point:
+    vectors: dict[str, Any] = {VECTOR_FRAMES: point.frames}
+    return qe.Point(point.id, vectors, {"video_id": point.video_id})
 
 
 def _video_filter(video_id: str) -> qe.Filter:
@@ -297,15 +352,25 @@ def _index_path(reported: str) -> str:
 
 @dataclass
 class _Shard:
-    """One open physical version."""
+    """One open physical version: its main shard and, in the layout for scale, its frames shard."""
 
     physical: str
     meta: VersionMeta
     shard: qe.EdgeShard
+    # None: the frames are in ``shard`` (versions made before the split, or with a config that carries them)
+    frames: qe.EdgeShard | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     indexed: set[str] = field(default_factory=set)
     unoptimized: int = 0
     frames_maxsim: bool = True  # read from the shard's stored layout: see layout_frames_maxsim
+
+    @property
+    def frames_shard(self) -> qe.EdgeShard:
+        """Where this version's frame vectors are."""
+        return self.shard if self.frames is None else self.frames
+
+    def edge_shards(self) -> list[qe.EdgeShard]:
+        return [self.shard] if self.frames is None else [self.shard, self.frames]
 
 
 class EdgeClipStore:
@@ -473,12 +538,13 @@ class EdgeClipStore:
             failures: list[StoreError] = []
             for physical in list(self._shards):
                 shard = self._shards.pop(physical)
-                try:
-                    with _edge_errors(f"closing {physical}"):
-                        shard.shard.flush()
-                        shard.shard.close()
-                except StoreError as exc:  # close the others anyway
-                    failures.append(exc)
+                for edge in shard.edge_shards():
+                    try:
+                        with _edge_errors(f"closing {physical}"):
+                            edge.flush()
+                            edge.close()
+                    except StoreError as exc:  # close the others anyway
+                        failures.append(exc)
             self._release_lock()  # after the shards: the next opener finds them closed
             if failures:
                 raise failures[0]
@@ -504,9 +570,7 @@ class EdgeClipStore:
             with shard.write_lock:
                 self._ensure_metadata_indexes(shard, points)
                 for start in range(0, len(points), self._batch_size):
-                    batch = [_edge_point(p) for p in points[start : start + self._batch_size]]
-                    with _edge_errors(f"upsert into {shard.physical}"):
-                        shard.shard.update(qe.UpdateOperation.upsert_points(batch))
+                    self._upsert_batch(shard, points[start : start + self._batch_size])
                 shard.unoptimized += len(points)
                 if shard.unoptimized >= self._optimize_every:
                     self._optimize_locked(shard)
@@ -527,18 +591,13 @@ class EdgeClipStore:
             if limit <= 0 or (flt is not None and flt.matches_nothing):
                 return []
             flt_edge = _edge_filter(flt, exclude_ids)
+            if shard.frames is not None:
+                return self._search_apart(shard, query, limit, flt_edge, with_frames, prefetch)
             frames: WithVector = [VECTOR_FRAMES] if with_frames else False
             if prefetch is not None and shard.frames_maxsim:
                 request = _maxsim_request(query, limit, max(prefetch, limit), flt_edge, frames)
             else:
-                request = qe.QueryRequest(
-                    limit=limit,
-                    query=qe.Query.Nearest(query, using=VECTOR_POOLED),  # type: ignore[arg-type]
-                    filter=flt_edge,
-                    params=_RESCORED,
-                    with_payload=True,
-                    with_vector=frames,
-                )
+                request = _pooled_request(query, limit, flt_edge, with_payload=True, with_vector=frames)
             with _edge_errors(f"search in {shard.physical}"):
                 hits = shard.shard.query(request)
         return [
@@ -548,13 +607,7 @@ class EdgeClipStore:
     def get_frames(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         with self._lock.shared():
             shard = self._active(name)
-            wanted = valid_point_ids(ids)
-            if not wanted:
-                return {}
-            with _edge_errors(f"retrieve from {shard.physical}"):
-                records = shard.shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]
-        found = {str(r.id): frames_of(r.vector) for r in records}
-        return {pid: frames for pid, frames in found.items() if frames is not None}
+            return self._read_frames(shard, ids)
 
     def clip_spans(self, name: str, ids: Sequence[str]) -> dict[str, ClipSpan]:
         with self._lock.shared():
@@ -571,8 +624,11 @@ class EdgeClipStore:
             shard = self._active(name)
             with shard.write_lock, _edge_errors(f"delete video from {shard.physical}"):
                 removed = shard.shard.count(qe.CountRequest(exact=True, filter=_video_filter(video_id)))
-                if removed:
-                    shard.shard.update(qe.UpdateOperation.delete_points_by_filter(_video_filter(video_id)))
+                # the main shard first: a delete cut short leaves frames no search reaches, never a clip
+                # without its frames
+                for edge in shard.edge_shards():
+                    if removed or edge is shard.frames:  # the frames of a write cut short go too
+                        edge.update(qe.UpdateOperation.delete_points_by_filter(_video_filter(video_id)))
             return removed
 
     def has_video(self, name: str, video_id: str) -> bool:
@@ -626,35 +682,61 @@ class EdgeClipStore:
             meta = self._catalog.read_meta(physical)
             if meta is None:
                 raise CollectionNotFound(f"{physical!r} does not exist in {self.root}")
-            with _edge_errors(f"opening {physical}"):
-                edge = qe.EdgeShard.load(str(self._catalog.shard_dir(physical)))
-                try:
-                    info = edge.info()
-                except BaseException:
-                    edge.close()
-                    raise
+            edge, info = self._load_edge(physical, self._catalog.shard_dir(physical))
+            try:
+                apart = self._frames_apart(physical)
+                frames = self._load_edge(physical, self._catalog.frames_dir(physical))[0] if apart else None
+            except BaseException:
+                edge.close()
+                raise
         except (CollectionNotFound, StoreUnavailable):  # gone, or locked by another process: not damage
             raise
         except StoreError as exc:
             raise self._unreadable_error(physical, exc) from exc
-        # indexed_vectors_count covers both named vectors; what is left was written since the last
-        # optimize (possibly by an earlier process) and counts towards the next one
-        unoptimized = max(0, info.points_count - info.indexed_vectors_count // 2)
+        # indexed_vectors_count covers every named vector of the main shard; what is left was written since
+        # the last optimize (possibly by an earlier process) and counts towards the next one
+        unoptimized = max(0, info.points_count - info.indexed_vectors_count // (1 if apart else 2))
         release_free_heap()
         return _Shard(
             physical,
             meta,
             edge,
+            frames,
             indexed={_index_path(reported) for reported in info.payload_schema},
             unoptimized=unoptimized,
-            frames_maxsim=self._layout_maxsim(physical),
+            frames_maxsim=self._layout_maxsim(self._frames_dir_of(physical, apart)),
         )
 
-    def _layout_maxsim(self, physical: str) -> bool:
-        """MaxSim on a shard's frames as its stored layout says; a layout file that cannot be read says no
-        (searches then rank by pooled alone, as before MaxSim re-scoring) rather than failing the shard."""
+    @staticmethod
+    def _load_edge(physical: str, path: Path) -> tuple[qe.EdgeShard, Any]:
+        """One Edge shard of a version, opened, with its ``info()``."""
+        with _edge_errors(f"opening {physical}"):
+            if not path.is_dir():
+                raise StoreError(f"{path} is missing")
+            edge = qe.EdgeShard.load(str(path))
+            try:
+                return edge, edge.info()
+            except BaseException:
+                edge.close()
+                raise
+
+    def _frames_apart(self, physical: str) -> bool:
+        """Whether a version keeps its frames in a shard of their own, as its main shard's stored layout says."""
         try:
-            return layout_frames_maxsim(shard_layout(self._catalog.shard_dir(physical)))
+            vectors = shard_layout(self._catalog.shard_dir(physical)).get("vectors", {})
+        except (OSError, ValueError, AttributeError) as exc:
+            raise StoreError(f"cannot read the layout of {physical}: {exc}") from exc
+        return VECTOR_FRAMES not in vectors
+
+    def _frames_dir_of(self, physical: str, apart: bool) -> Path:
+        return self._catalog.frames_dir(physical) if apart else self._catalog.shard_dir(physical)
+
+    def _layout_maxsim(self, shard_dir: Path) -> bool:
+        """MaxSim on a version's frames as the stored layout of the shard holding them says; a layout file that
+        cannot be read says no (searches then rank by pooled alone, as before MaxSim re-scoring) rather than
+        failing the version."""
+        try:
+            return layout_frames_maxsim(shard_layout(shard_dir))
         except (OSError, ValueError, AttributeError):
             return False
 
@@ -670,22 +752,35 @@ class EdgeClipStore:
         )
 
     def _create_shard(self, physical: str, meta: VersionMeta) -> _Shard:
-        path = self._catalog.shard_dir(physical)
+        config = edge_config(meta.dim)
+        apart = VECTOR_FRAMES not in config.vectors  # a config that carries frames makes a one-shard version
+        paths = [self._catalog.shard_dir(physical), self._catalog.frames_dir(physical)]
+        shutil.rmtree(paths[1], ignore_errors=True)  # left by a create cut short: no version owns it
+        created: list[qe.EdgeShard] = []
         try:
             with _edge_errors(f"creating {physical}"):
-                edge = qe.EdgeShard.create(str(path), edge_config(meta.dim))
+                created.append(qe.EdgeShard.create(str(paths[0]), config))
                 for key, kind in BASE_PAYLOAD_INDEXES.items():
-                    edge.update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+                    created[0].update(qe.UpdateOperation.create_field_index(key, _SCHEMA[kind]))
+                if apart:
+                    paths[1].parent.mkdir(exist_ok=True)
+                    created.append(qe.EdgeShard.create(str(paths[1]), frames_config(meta.dim)))
+                    created[1].update(qe.UpdateOperation.create_field_index("video_id", _SCHEMA["keyword"]))
             self._catalog.write_meta(physical, meta)
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
+            for edge in created:
+                with suppress(Exception):
+                    edge.close()
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True)
             raise
         shard = _Shard(
             physical,
             meta,
-            edge,
+            created[0],
+            created[1] if apart else None,
             indexed=set(BASE_PAYLOAD_INDEXES),
-            frames_maxsim=self._layout_maxsim(physical),
+            frames_maxsim=self._layout_maxsim(self._frames_dir_of(physical, apart)),
         )
         with self._open_mutex:
             self._shards[physical] = shard
@@ -696,8 +791,10 @@ class EdgeClipStore:
         shard = self._shards.pop(physical, None)
         if shard is not None:
             with _edge_errors(f"closing {physical}"):
-                shard.shard.close()
+                for edge in shard.edge_shards():
+                    edge.close()
         shutil.rmtree(self._catalog.shard_dir(physical), ignore_errors=True)
+        shutil.rmtree(self._catalog.frames_dir(physical), ignore_errors=True)
         self._catalog.remove_version_files(physical)
 
     def _ensure_metadata_indexes(self, shard: _Shard, points: Sequence[ClipPoint]) -> None:
@@ -714,14 +811,73 @@ class EdgeClipStore:
             shard.indexed.add(path)
             budget -= 1
 
+    def _upsert_batch(self, shard: _Shard, batch: Sequence[ClipPoint]) -> None:
+        with _edge_errors(f"upsert into {shard.physical}"):
+            if shard.frames is not None:  # first: a clip a search can find always has its frames
+                shard.frames.update(qe.UpdateOperation.upsert_points([_frames_point(p) for p in batch]))
+            points = [_edge_point(p, with_frames=shard.frames is None) for p in batch]
+            shard.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _search_apart(
+        self,
+        shard: _Shard,
+        query: np.ndarray,
+        limit: int,
+        flt: qe.Filter | None,
+        with_frames: bool,
+        prefetch: int | None,
+    ) -> list[ScoredClip]:
+        """Search a version whose frames have their own shard; the same results as the one-shard request."""
+        if prefetch is None or not shard.frames_maxsim:
+            request = _pooled_request(query, limit, flt, with_payload=True)
+            with _edge_errors(f"search in {shard.physical}"):
+                hits = [scored_clip(h.id, h.score, h.payload) for h in shard.shard.query(request)]
+            if not with_frames:
+                return hits
+            frames = self._read_frames(shard, [h.id for h in hits])
+            return [replace(h, frames=frames.get(h.id)) for h in hits]
+        # The pooled top ``prefetch`` (filtered there, ids only), re-scored by MaxSim in the frames shard, which
+        # scores just those ids (no graph: a filtered plain scan); payloads only for the ``limit`` kept.
+        request = _pooled_request(query, max(prefetch, limit), flt, with_payload=False)
+        with _edge_errors(f"search in {shard.physical}"):
+            candidates = {h.id for h in shard.shard.query(request)}
+            if not candidates:
+                return []
+            ranked = shard.frames_shard.query(
+                qe.QueryRequest(
+                    limit=limit,
+                    query=qe.Query.Nearest([query.tolist()], using=VECTOR_FRAMES),
+                    filter=qe.Filter(must=[qe.HasIdCondition(candidates)]),
+                    with_payload=False,
+                    with_vector=[VECTOR_FRAMES] if with_frames else False,
+                )
+            )
+            records = shard.shard.retrieve([h.id for h in ranked], True, False)
+        payloads = {str(r.id): r.payload for r in records}
+        return [
+            scored_clip(h.id, h.score, payloads[str(h.id)], frames_of(h.vector) if with_frames else None)
+            for h in ranked
+            if str(h.id) in payloads  # frames a delete cut short left behind have no clip
+        ]
+
+    def _read_frames(self, shard: _Shard, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        wanted = valid_point_ids(ids)
+        if not wanted:
+            return {}
+        with _edge_errors(f"retrieve from {shard.physical}"):
+            records = shard.frames_shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]
+        found = {str(r.id): frames_of(r.vector) for r in records}
+        return {pid: frames for pid, frames in found.items() if frames is not None}
+
     def _optimize(self, shard: _Shard) -> None:
         with shard.write_lock:
             self._optimize_locked(shard)
 
     def _optimize_locked(self, shard: _Shard) -> None:
         with _edge_errors(f"optimizing {shard.physical}"):
-            shard.shard.optimize()
-            shard.shard.flush()
+            for edge in shard.edge_shards():
+                edge.optimize()
+                edge.flush()
         shard.unoptimized = 0
         release_free_heap()
 

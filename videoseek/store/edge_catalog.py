@@ -5,6 +5,8 @@ Qdrant Edge has one shard per directory and no notion of collections or aliases,
     <root>/aliases.json          {"format": 1, "aliases": {"<name>": "vs__<name>__<n>"}}
     <root>/vs__<name>__<n>/      one Edge shard per physical version
     <root>/vs__<name>__<n>.json  that version's VersionMeta
+    <root>/frames/vs__<name>__<n>/  that version's frame vectors, an Edge shard of their own (versions made
+                                 before issue 17's split have none: their frames are in the main shard)
 
 Every write goes to a temporary file that replaces the old one with ``os.replace``, so a crash leaves either
 the old or the new file, never half of one: switching an alias is atomic.
@@ -21,6 +23,7 @@ from typing import Any
 from videoseek.store.base import StoreError, VersionMeta, parse_physical, physical_name
 
 ALIASES_FILE = "aliases.json"
+FRAMES_DIR = "frames"
 _FORMAT = 1
 
 
@@ -85,6 +88,10 @@ class EdgeCatalog:
 
     def shard_dir(self, physical: str) -> Path:
         return self.root / physical
+
+    def frames_dir(self, physical: str) -> Path:
+        """Where a version keeps its frames shard, outside ``root``'s own entries so ``versions`` never sees it."""
+        return self.root / FRAMES_DIR / physical
 
     def _meta_path(self, physical: str) -> Path:
         return self.root / f"{physical}.json"

@@ -511,10 +511,19 @@ def _edge_layout(store: EdgeClipStore, name: str) -> Layout:
             "on_disk": params.get("memory") == "cold" or params.get("on_disk") is True,
             "int8_in_ram": _edge_int8_in_ram(params.get("quantization_config")),
         }
-        for vec, params in shard_layout(store._catalog.shard_dir(shard.physical))["vectors"].items()
+        for vec, params in _edge_vectors(store, shard.physical).items()
     }
     default_m = (config.get("hnsw_config") or {}).get("m")
     return Layout(vectors, default_m, {_path(key) for key in shard.shard.info().payload_schema})
+
+
+def _edge_vectors(store: EdgeClipStore, physical: str) -> dict[str, Any]:
+    """The vectors a version stores, over its main shard and (in the layout for scale) its frames shard."""
+    vectors = dict(shard_layout(store._catalog.shard_dir(physical))["vectors"])
+    frames_dir = store._catalog.frames_dir(physical)
+    if frames_dir.is_dir():
+        vectors.update(shard_layout(frames_dir)["vectors"])
+    return vectors
 
 
 def _edge_int8_quantile(config: dict[str, Any] | None) -> float | None:

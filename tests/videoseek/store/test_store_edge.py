@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -14,10 +15,10 @@ import pytest
 import qdrant_edge as qe
 from store_testdata import DIM, clip, unit
 
-from videoseek.store import CollectionUnreadable, StoreError, StoreUnavailable, point_id
+from videoseek.store import CollectionUnreadable, SearchFilter, StoreError, StoreUnavailable, point_id
 from videoseek.store.base import VECTOR_FRAMES, VECTOR_POOLED
-from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore
-from videoseek.store.edge_catalog import ALIASES_FILE
+from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore, shard_layout
+from videoseek.store.edge_catalog import ALIASES_FILE, FRAMES_DIR
 from videoseek.store.locks import ReadWriteLock
 
 
@@ -41,9 +42,11 @@ def test_alias_switch_rewrites_the_catalog_and_removes_the_old_shard(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         STORE_LOCK_FILE,
         ALIASES_FILE,
+        FRAMES_DIR,
         "vs__clips__2",
         "vs__clips__2.json",
     ]
+    assert [p.name for p in (tmp_path / FRAMES_DIR).iterdir()] == ["vs__clips__2"]  # its frames, and only its
 
 
 def test_a_second_store_on_the_same_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
@@ -103,9 +106,11 @@ def test_pending_versions_survive_restart_and_are_deleted_with_the_collection(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         STORE_LOCK_FILE,
         ALIASES_FILE,
+        FRAMES_DIR,
         "vs__clips__2__1",
         "vs__clips__2__1.json",
     ]
+    assert [p.name for p in (tmp_path / FRAMES_DIR).iterdir()] == ["vs__clips__2__1"]
 
 
 def test_searches_stay_exact_across_automatic_optimisation(tmp_path: Path) -> None:
@@ -194,14 +199,21 @@ def write_a_point_edge_cannot_read_back(shard_dir: Path) -> None:
     for _ in range(130):
         nested = [nested]
     shard = qe.EdgeShard.load(str(shard_dir))
-    vectors: dict[str, Any] = {VECTOR_POOLED: unit(0).tolist(), VECTOR_FRAMES: [unit(1).tolist()]}
+    vectors: dict[str, Any] = {VECTOR_POOLED: unit(0).tolist()}  # the main shard's one vector
     payload = {"video_id": "old", "metadata": {"x": nested}}
     shard.update(qe.UpdateOperation.upsert_points([qe.Point(point_id("old", 0), vectors, payload)]))
     shard.close()
 
 
+def lose_the_frames_shard(shard_dir: Path) -> None:
+    """A version's frames shard gone (a restore that missed ``frames/``): the version cannot rank."""
+    shutil.rmtree(shard_dir.parent / FRAMES_DIR / shard_dir.name)
+
+
 @pytest.mark.parametrize(
-    "damage", [garble_the_wal, write_a_point_edge_cannot_read_back], ids=["garbage WAL", "130-level point"]
+    "damage",
+    [garble_the_wal, write_a_point_edge_cannot_read_back, lose_the_frames_shard],
+    ids=["garbage WAL", "130-level point", "frames shard gone"],
 )
 def test_a_shard_that_cannot_be_opened_leaves_the_store_and_the_other_collections_serving(
     tmp_path: Path, damage: Callable[[Path], None]
@@ -236,5 +248,90 @@ def test_a_shard_that_cannot_be_opened_leaves_the_store_and_the_other_collection
         store.create_collection("broken", DIM, model="m")
         store.upsert("broken", [clip("v1", 0)])
         assert store.count("broken") == 1
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------------------- frames in their own shard
+
+
+def test_the_shard_a_query_walks_holds_no_frames_and_the_frames_shard_follows_every_write(
+    tmp_path: Path,
+) -> None:
+    """Edge caps a segment's bytes and a query walks every segment: frames beside the pooled vectors made a
+    million clips 27 segments (issue 17). They live in ``frames/<version>`` and go where their clip goes."""
+    store = EdgeClipStore(tmp_path)
+    try:
+        store.create_collection("clips", DIM, model="m")
+        points = [clip("v1", i) for i in range(3)] + [clip("v2", i) for i in range(2)]
+        store.upsert("clips", points)
+        version = store._active("clips")
+        assert set(shard_layout(tmp_path / version.physical)["vectors"]) == {VECTOR_POOLED}
+        assert set(shard_layout(tmp_path / FRAMES_DIR / version.physical)["vectors"]) == {VECTOR_FRAMES}
+        assert version.frames is not None
+        assert version.frames.count(qe.CountRequest(exact=True)) == 5
+        assert store.delete_video("clips", "v1") == 3
+        assert version.frames.count(qe.CountRequest(exact=True)) == 2  # v1's frames went with v1
+        assert set(store.get_frames("clips", [p.id for p in points])) == {p.id for p in points[3:]}
+        store.delete_collection("clips")
+        assert list((tmp_path / FRAMES_DIR).iterdir()) == []
+    finally:
+        store.close()
+
+
+def _both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[EdgeClipStore, EdgeClipStore]:
+    """The same clips in a store of today's layout and in one made with frames in the main shard, reopened."""
+    import videoseek.store.edge as edge_module
+
+    points = [clip(f"v{v}", i, frames=4) for v in range(6) for i in range(5)]
+    with monkeypatch.context() as before_the_split:
+        before_the_split.setattr(edge_module, "edge_config", edge_module.combined_edge_config)
+        combined = EdgeClipStore(tmp_path / "combined")
+        combined.create_collection("clips", DIM, model="m")
+        combined.upsert("clips", points)
+        combined.close()
+    apart = EdgeClipStore(tmp_path / "apart")
+    apart.create_collection("clips", DIM, model="m")
+    apart.upsert("clips", points)
+    return apart, EdgeClipStore(tmp_path / "combined")
+
+
+def test_reranking_frames_read_from_their_own_shard_ranks_and_scores_as_the_engines_maxsim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apart, combined = _both_layouts(tmp_path, monkeypatch)
+    try:
+        assert combined._active("clips").frames is None  # kept its layout: frames in the main shard
+        assert not (tmp_path / "combined" / FRAMES_DIR).exists()
+        for seed in range(12):
+            query = unit(1000 + seed) * 3.0
+            flt = SearchFilter(video_ids=["v1", "v2", "v4"]) if seed % 3 == 0 else None
+            ours = apart.search("clips", query, 5, flt, with_frames=True, prefetch=12)
+            engine = combined.search("clips", query, 5, flt, with_frames=True, prefetch=12)
+            assert [h.id for h in ours] == [h.id for h in engine]
+            assert [h.score for h in ours] == pytest.approx([h.score for h in engine], rel=1e-3)
+            for mine, theirs in zip(ours, engine, strict=True):
+                assert mine.frames is not None and theirs.frames is not None
+                np.testing.assert_allclose(mine.frames, theirs.frames, rtol=1e-6)
+            plain = [h.id for h in apart.search("clips", query, 5, flt)]
+            assert plain == [h.id for h in combined.search("clips", query, 5, flt)]
+    finally:
+        apart.close()
+        combined.close()
+
+
+def test_a_frames_shard_left_by_a_create_cut_short_is_not_taken_for_the_new_version(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path)
+    try:
+        store.create_collection("old", DIM, model="m")
+        store.upsert("old", [clip("stale", 0)])
+        stale = tmp_path / FRAMES_DIR / "vs__old__1"
+        store.close()
+        shutil.copytree(stale, tmp_path / FRAMES_DIR / "vs__clips__1")  # frames of a version never finished
+        store = EdgeClipStore(tmp_path)
+        store.create_collection("clips", DIM, model="m")
+        assert store.get_frames("clips", [clip("stale", 0).id]) == {}
+        store.upsert("clips", [clip("v1", 0)])
+        assert set(store.get_frames("clips", [clip("v1", 0).id, clip("stale", 0).id])) == {clip("v1", 0).id}
     finally:
         store.close()
