@@ -7,7 +7,8 @@ before keep one shard with both, and keep serving.
 The embedded default. Edge has no collections or aliases, so :class:`EdgeCatalog` keeps them in JSON files
 beside the shards. Edge shard objects are safe to query and update from several threads (the bindings release
 the GIL and the engine locks internally); this store adds a readers-writer lock so opening, dropping and
-closing shards never races a running query, and a per-shard write lock so updates never race ``optimize``.
+closing shards never races a running query, and a per-version write lock (over both of its shards) so updates
+never race ``optimize``.
 A shard that cannot be opened (damaged files) makes only its own collection unreadable
 (:class:`CollectionUnreadable`); the store and every other collection keep serving.
 Edge never optimizes on its own: the store does after every ``optimize_every`` written clips and before a
@@ -733,8 +734,8 @@ class EdgeClipStore:
 
     def _layout_maxsim(self, shard_dir: Path) -> bool:
         """MaxSim on a version's frames as the stored layout of the shard holding them says; a layout file that
-        cannot be read says no (searches then rank by pooled alone, as before MaxSim re-scoring) rather than
-        failing the version."""
+        cannot be read here says no (searches then rank by pooled alone, as before MaxSim re-scoring) rather
+        than failing the version (Edge itself rewrites it when it loads the shard)."""
         try:
             return layout_frames_maxsim(shard_layout(shard_dir))
         except (OSError, ValueError, AttributeError):
@@ -747,7 +748,8 @@ class EdgeClipStore:
         what = f"collection {name!r}" if live else f"version {physical!r} of collection {name!r}"
         return CollectionUnreadable(
             f"{what} cannot be opened: {exc}. The other collections are not affected; restore "
-            f"{self._catalog.shard_dir(physical)} from a backup and restart, or delete the collection "
+            f"{self._catalog.shard_dir(physical)} and {self._catalog.frames_dir(physical)} (its frames, "
+            f"where it has them) from one backup and restart, or delete the collection "
             f"(DELETE /collections/{name}) and ingest its videos again"
         )
 
@@ -790,9 +792,15 @@ class EdgeClipStore:
         self._unreadable.pop(physical, None)
         shard = self._shards.pop(physical, None)
         if shard is not None:
-            with _edge_errors(f"closing {physical}"):
-                for edge in shard.edge_shards():
-                    edge.close()
+            failures: list[StoreError] = []
+            for edge in shard.edge_shards():
+                try:
+                    with _edge_errors(f"closing {physical}"):
+                        edge.close()
+                except StoreError as exc:  # close the other one anyway
+                    failures.append(exc)
+            if failures:
+                raise failures[0]
         shutil.rmtree(self._catalog.shard_dir(physical), ignore_errors=True)
         shutil.rmtree(self._catalog.frames_dir(physical), ignore_errors=True)
         self._catalog.remove_version_files(physical)
@@ -812,11 +820,35 @@ class EdgeClipStore:
             budget -= 1
 
     def _upsert_batch(self, shard: _Shard, batch: Sequence[ClipPoint]) -> None:
+        """One batch into both shards, frames first: a clip a search can find always has its frames.
+
+        A main write that fails after the frames went in takes back the frames of the batch's new clips (what
+        is left, if that fails too, :meth:`_read_frames` never returns). A clip the batch overwrote keeps its
+        new frames beside its old pooled vector until the job's retry writes it again; retries write the same
+        vectors, and a re-index writes into a new version, so the two rarely differ.
+        """
+        points = [_edge_point(p, with_frames=shard.frames is None) for p in batch]
         with _edge_errors(f"upsert into {shard.physical}"):
-            if shard.frames is not None:  # first: a clip a search can find always has its frames
-                shard.frames.update(qe.UpdateOperation.upsert_points([_frames_point(p) for p in batch]))
-            points = [_edge_point(p, with_frames=shard.frames is None) for p in batch]
-            shard.shard.update(qe.UpdateOperation.upsert_points(points))
+            if shard.frames is None:
+                shard.shard.update(qe.UpdateOperation.upsert_points(points))
+                return
+            shard.frames.update(qe.UpdateOperation.upsert_points([_frames_point(p) for p in batch]))
+            try:
+                shard.shard.update(qe.UpdateOperation.upsert_points(points))
+            except Exception:
+                with suppress(Exception):
+                    self._drop_frames_without_clip(shard, [p.id for p in batch])
+                raise
+
+    @staticmethod
+    def _clips_present(shard: _Shard, ids: list[str]) -> set[str]:
+        """Which of ``ids`` the version's main shard holds."""
+        return {str(r.id) for r in shard.shard.retrieve(ids, False, False)}  # type: ignore[arg-type]
+
+    def _drop_frames_without_clip(self, shard: _Shard, ids: list[str]) -> None:
+        orphans = set(ids) - self._clips_present(shard, ids)
+        if orphans and shard.frames is not None:
+            shard.frames.update(qe.UpdateOperation.delete_points(list(orphans)))
 
     def _search_apart(
         self,
@@ -834,7 +866,7 @@ class EdgeClipStore:
                 hits = [scored_clip(h.id, h.score, h.payload) for h in shard.shard.query(request)]
             if not with_frames:
                 return hits
-            frames = self._read_frames(shard, [h.id for h in hits])
+            frames = self._read_frames(shard, [h.id for h in hits], known=True)
             return [replace(h, frames=frames.get(h.id)) for h in hits]
         # The pooled top ``prefetch`` (filtered there, ids only), re-scored by MaxSim in the frames shard, which
         # scores just those ids (no graph: a filtered plain scan); payloads only for the ``limit`` kept.
@@ -860,11 +892,17 @@ class EdgeClipStore:
             if str(h.id) in payloads  # frames a delete cut short left behind have no clip
         ]
 
-    def _read_frames(self, shard: _Shard, ids: Sequence[str]) -> dict[str, np.ndarray]:
+    def _read_frames(
+        self, shard: _Shard, ids: Sequence[str], *, known: bool = False
+    ) -> dict[str, np.ndarray]:
+        """The frames of those of ``ids`` that are clips of the version (``known``: the main shard just returned
+        them): a frames shard can hold frames whose clip a failed write or a delete in progress left out."""
         wanted = valid_point_ids(ids)
-        if not wanted:
-            return {}
         with _edge_errors(f"retrieve from {shard.physical}"):
+            if shard.frames is not None and not known and wanted:
+                wanted = [pid for pid in wanted if pid in self._clips_present(shard, wanted)]
+            if not wanted:
+                return {}
             records = shard.frames_shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]
         found = {str(r.id): frames_of(r.vector) for r in records}
         return {pid: frames for pid, frames in found.items() if frames is not None}

@@ -293,7 +293,8 @@ def _both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Edge
     apart = EdgeClipStore(tmp_path / "apart")
     apart.create_collection("clips", DIM, model="m")
     apart.upsert("clips", points)
-    return apart, EdgeClipStore(tmp_path / "combined")
+    apart.close()
+    return EdgeClipStore(tmp_path / "apart"), EdgeClipStore(tmp_path / "combined")
 
 
 def test_reranking_frames_read_from_their_own_shard_ranks_and_scores_as_the_engines_maxsim(
@@ -333,5 +334,49 @@ def test_a_frames_shard_left_by_a_create_cut_short_is_not_taken_for_the_new_vers
         assert store.get_frames("clips", [clip("stale", 0).id]) == {}
         store.upsert("clips", [clip("v1", 0)])
         assert set(store.get_frames("clips", [clip("v1", 0).id, clip("stale", 0).id])) == {clip("v1", 0).id}
+    finally:
+        store.close()
+
+
+class _MainShardFails:
+    """A version's main shard whose writes fail (a full disk), and, with ``reads_fail``, its reads too."""
+
+    def __init__(self, inner: Any, *, reads_fail: bool = False) -> None:
+        self.inner = inner
+        self.reads_fail = reads_fail
+
+    def update(self, operation: Any) -> None:
+        raise RuntimeError("No space left on device")
+
+    def retrieve(self, *args: Any) -> Any:
+        if self.reads_fail:
+            raise RuntimeError("No space left on device")
+        return self.inner.retrieve(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("reads_fail", [False, True], ids=["taken back", "left behind"])
+def test_frames_a_failed_write_put_in_before_its_clip_are_never_read_and_go_with_the_video(
+    tmp_path: Path, reads_fail: bool
+) -> None:
+    store = EdgeClipStore(tmp_path)
+    try:
+        store.create_collection("clips", DIM, model="m")
+        store.upsert("clips", [clip("v1", 0)])
+        version = store._active("clips")
+        assert version.frames is not None
+        inner, version.shard = version.shard, _MainShardFails(version.shard, reads_fail=reads_fail)
+        with pytest.raises(StoreError, match="No space left"):
+            store.upsert("clips", [clip("v1", 0), clip("v9", 0)])
+        version.shard = inner
+        assert store.count("clips") == 1 and not store.has_video("clips", "v9")
+        assert version.frames.count(qe.CountRequest(exact=True)) == (2 if reads_fail else 1)
+        assert set(store.get_frames("clips", [clip("v1", 0).id, clip("v9", 0).id])) == {clip("v1", 0).id}
+        assert store.delete_video("clips", "v9") == 0  # what a failed ingest job does: its frames go too
+        assert version.frames.count(qe.CountRequest(exact=True)) == 1
+        store.upsert("clips", [clip("v9", 0)])  # the retry
+        assert set(store.get_frames("clips", [clip("v9", 0).id])) == {clip("v9", 0).id}
     finally:
         store.close()
