@@ -60,12 +60,8 @@ NAME = "bench"
 QUICK_CLIPS = [2_000, 20_000]
 DEFAULT_CLIPS = [20_000, 200_000]
 REFERENCE_CLIPS = 20_000  # the p50 target is a ratio to this size's
-# --layout -> the config function of videoseek.store.edge that new shards are made with
-LAYOUTS = {
-    "scale": lambda edge: edge.edge_config,
-    "combined": lambda edge: edge.combined_edge_config,
-    "legacy": lambda edge: edge.legacy_edge_config,
-}
+# --layout -> the function of videoseek.store.edge that lays out the stores' new shards (``shard_config``)
+LAYOUTS = {"scale": "edge_config", "combined": "combined_edge_config", "legacy": "legacy_edge_config"}
 
 
 def recall_at_k(found: Sequence[Sequence[str]], truth: Sequence[set[str]], k: int = RECALL_K) -> float:
@@ -166,42 +162,12 @@ def measure(
     query; the numbers of one ``runs`` entry."""
     import videoseek.store.edge as edge
 
-    made_by = edge.edge_config
-    edge.edge_config = LAYOUTS[layout](edge)  # the store creates shards with edge_config
-    try:
-        return _measure(
-            clips,
-            dim=dim,
-            frames=frames,
-            queries=queries,
-            layout=layout,
-            root=root,
-            optimize_every=optimize_every,
-            reference_clips=reference_clips,
-        )
-    finally:
-        edge.edge_config = made_by  # type: ignore[assignment]
-
-
-def _measure(
-    clips: int,
-    *,
-    dim: int,
-    frames: int,
-    queries: int,
-    layout: str,
-    root: Path,
-    optimize_every: int,
-    reference_clips: int,
-) -> dict[str, Any]:
-    import videoseek.store.edge as edge
-
+    shard_config = getattr(edge, LAYOUTS[layout])
     qs = queries_for(clips, dim, queries)
     exact = ExactTopK(qs)
     before = memory()
-    store = edge.EdgeClipStore(
-        root, optimize_every=10**12
-    )  # write_clips optimizes, timed apart from the writes
+    # write_clips optimizes, timed apart from the writes
+    store = edge.EdgeClipStore(root, optimize_every=10**12, shard_config=shard_config)
     try:
         written = write_clips(store, clips, dim, frames, optimize_every, exact)
         optimized = memory()
@@ -235,6 +201,7 @@ def _measure(
                 frames=frames,
                 optimize_every=optimize_every,
                 root=root / "reference",
+                shard_config=shard_config,
             )
     finally:
         store.close()
@@ -307,6 +274,7 @@ def beside_reference(
     frames: int,
     optimize_every: int,
     root: Path,
+    shard_config: Any = None,
 ) -> dict[str, Any]:
     """The query p50 of ``store`` (on its queries ``qs``) and of the store a ``reference_clips`` run builds (on
     the queries that run makes), timed alternately, each store first in every other pair.
@@ -315,7 +283,7 @@ def beside_reference(
     else the machine was doing then. Alternating the two stores' queries puts both under the same load."""
     import videoseek.store.edge as edge
 
-    reference = edge.EdgeClipStore(root, optimize_every=10**12)
+    reference = edge.EdgeClipStore(root, optimize_every=10**12, shard_config=shard_config)
     try:
         write_clips(reference, reference_clips, dim, frames, optimize_every)
         own = queries_for(reference_clips, dim, len(qs))  # near its own videos, as in the 20k run

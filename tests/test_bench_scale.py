@@ -83,16 +83,12 @@ def test_a_size_at_or_below_the_reference_builds_no_reference_store(  # type: ig
     assert "query_p50_vs_reference" not in run and not (tmp_path / "s" / "reference").exists()
 
 
-def test_a_run_in_another_layout_builds_it_and_leaves_the_store_default_as_it_was(  # type: ignore[no-untyped-def]
+def test_a_run_in_another_layout_builds_that_layout(  # type: ignore[no-untyped-def]
     scale, tmp_path: Path
 ) -> None:
-    import videoseek.store.edge as edge
-
-    default = edge.edge_config
     run = scale.measure(
         300, dim=16, frames=3, queries=4, layout="combined", root=tmp_path / "c", optimize_every=500
     )
     assert run["layout"] == "combined" and run["recall_at_10"] == 1.0
     assert (tmp_path / "c" / "vs__bench__1").is_dir()
     assert not (tmp_path / "c" / "frames").exists()  # combined: the frames stayed in the main shard
-    assert edge.edge_config is default

@@ -170,10 +170,10 @@ def edge_config(dim: int) -> qe.EdgeConfig:
     * no frames: they live in a shard of their own (:func:`frames_config`), read by id for re-ranking.
 
     Why apart: Edge's optimizer caps a segment at about 700 MB of vectors and a query walks every segment. With
-    12 float16 frames beside it a segment held about 37k clips (27 segments at a million, 12x the 20k p50);
-    without them it holds about 280k. Measured with ``bench/scale.py`` in docs/benchmarks.md ("A million
-    clips"). A config that does carry ``frames`` (:func:`combined_edge_config`, :func:`legacy_edge_config`)
-    makes a one-shard version, as versions made before the split are.
+    12 float16 frames beside it a segment held about 37k clips (a million clips' p50 was 12.3x the 20k one);
+    without them it holds about 260k (4.4x; measured with ``bench/scale.py``, docs/benchmarks.md "Frames in a
+    shard of their own"). A config that does carry ``frames`` (:func:`combined_edge_config`,
+    :func:`legacy_edge_config`) makes a one-shard version, as versions made before the split are.
     Only new versions get this layout: an existing shard keeps the one it was created with (Edge stores it
     beside the shard), and a re-index makes a new version.
     """
@@ -377,7 +377,17 @@ class _Shard:
 class EdgeClipStore:
     """:class:`~videoseek.store.base.ClipStore` on Qdrant Edge shards under ``root``."""
 
-    def __init__(self, root: Path, *, optimize_every: int = 20_000, batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        optimize_every: int = 20_000,
+        batch_size: int = 256,
+        shard_config: Callable[[int], qe.EdgeConfig] | None = None,
+    ) -> None:
+        """``shard_config``: the layout of the main shard of every version this store creates, by dimension
+        (default :func:`edge_config`; one that carries ``frames`` makes one-shard versions, as benchmarks of the
+        layouts before do)."""
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self._lock_fd: int | None = _lock_store(root)  # held until close(): see the module docstring
@@ -388,6 +398,7 @@ class EdgeClipStore:
             raise
         self._optimize_every = optimize_every
         self._batch_size = batch_size
+        self._shard_config = shard_config
         # shared: data operations and adding shards; exclusive: dropping or switching shards, close
         self._lock = ReadWriteLock()
         self._open_mutex = threading.Lock()  # lazily opening shards under the shared lock
@@ -754,7 +765,7 @@ class EdgeClipStore:
         )
 
     def _create_shard(self, physical: str, meta: VersionMeta) -> _Shard:
-        config = edge_config(meta.dim)
+        config = (self._shard_config or edge_config)(meta.dim)
         apart = VECTOR_FRAMES not in config.vectors  # a config that carries frames makes a one-shard version
         paths = [self._catalog.shard_dir(physical), self._catalog.frames_dir(physical)]
         shutil.rmtree(paths[1], ignore_errors=True)  # left by a create cut short: no version owns it

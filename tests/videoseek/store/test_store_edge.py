@@ -17,7 +17,7 @@ from store_testdata import DIM, clip, unit
 
 from videoseek.store import CollectionUnreadable, SearchFilter, StoreError, StoreUnavailable, point_id
 from videoseek.store.base import VECTOR_FRAMES, VECTOR_POOLED
-from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore, shard_layout
+from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore, combined_edge_config, shard_layout
 from videoseek.store.edge_catalog import ALIASES_FILE, FRAMES_DIR
 from videoseek.store.locks import ReadWriteLock
 
@@ -279,28 +279,21 @@ def test_the_shard_a_query_walks_holds_no_frames_and_the_frames_shard_follows_ev
         store.close()
 
 
-def _both_layouts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[EdgeClipStore, EdgeClipStore]:
+def _both_layouts(tmp_path: Path) -> tuple[EdgeClipStore, EdgeClipStore]:
     """The same clips in a store of today's layout and in one made with frames in the main shard, reopened."""
-    import videoseek.store.edge as edge_module
-
     points = [clip(f"v{v}", i, frames=4) for v in range(6) for i in range(5)]
-    with monkeypatch.context() as before_the_split:
-        before_the_split.setattr(edge_module, "edge_config", edge_module.combined_edge_config)
-        combined = EdgeClipStore(tmp_path / "combined")
-        combined.create_collection("clips", DIM, model="m")
-        combined.upsert("clips", points)
-        combined.close()
-    apart = EdgeClipStore(tmp_path / "apart")
-    apart.create_collection("clips", DIM, model="m")
-    apart.upsert("clips", points)
-    apart.close()
+    for layout, config in (("apart", None), ("combined", combined_edge_config)):
+        store = EdgeClipStore(tmp_path / layout, shard_config=config)
+        store.create_collection("clips", DIM, model="m")
+        store.upsert("clips", points)
+        store.close()
     return EdgeClipStore(tmp_path / "apart"), EdgeClipStore(tmp_path / "combined")
 
 
 def test_reranking_frames_read_from_their_own_shard_ranks_and_scores_as_the_engines_maxsim(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    apart, combined = _both_layouts(tmp_path, monkeypatch)
+    apart, combined = _both_layouts(tmp_path)
     try:
         assert combined._active("clips").frames is None  # kept its layout: frames in the main shard
         assert not (tmp_path / "combined" / FRAMES_DIR).exists()
