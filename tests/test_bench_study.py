@@ -4,6 +4,7 @@ a finished cell is reused only with the same settings, and each seed draws its o
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -155,12 +156,36 @@ def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
     ]
 
 
-def test_the_docs_figure_keeps_the_first_days_rows_where_no_cell_replaces_them(study: ModuleType) -> None:
+def test_the_docs_figure_keeps_every_kept_row_a_study_does_not_replace_and_writes_them_back(
+    study: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     figure = load_bench("quality_plot")
-    rerun = {"variant": "b", "method": "cma", "size": 40, "target_steps": study.TARGET_STEPS, "R@1": 9.0}
-    rows = figure.with_first_day([rerun])
-    assert len(rows) == len(figure.FIRST_DAY) and rerun in rows
-    assert [r["R@1"] for r in rows if (r["method"], r["size"]) == ("cma", 40)] == [9.0]  # the cell wins
-    assert {(r["method"], r["size"]) for r in rows} == {
-        (m, n) for m in ("full", "lora", "cma") for n in (40, 120)
-    }
+    kept = [
+        {
+            "variant": "b",
+            "method": m,
+            "size": n,
+            "target_steps": study.TARGET_STEPS,
+            "R@1": 5.0,
+            "R@1_sd": 1.0,
+        }
+        for m in ("full", "cma")
+        for n in (40, 120)
+    ]
+    rows_file = tmp_path / "rows.json"
+    rows_file.write_text(json.dumps({"rows": kept}))
+    rerun = {"variant": "b", "method": "cma", "size": 40, "target_steps": study.TARGET_STEPS}
+    rerun |= {"R@1": 9.0, "R@1_sd": 0.5}
+    longer = {**rerun, "target_steps": 600, "R@1": 11.0}  # another budget: a row of its own
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "study.json").write_text(json.dumps({"rows": [rerun, longer]}))
+    png = tmp_path / "q.png"
+    argv = ["quality_plot", "--out", str(tmp_path / "out"), "--rows", str(rows_file), "--png", str(png)]
+    monkeypatch.setattr(sys, "argv", argv)
+    figure.main()
+    rows = json.loads(rows_file.read_text())["rows"]
+    assert len(rows) == 5 and rerun in rows and longer in rows
+    assert [
+        r["R@1"] for r in rows if r["size"] == 40 and r["method"] == "cma" and r["target_steps"] == 300
+    ] == [9.0]
+    assert png.stat().st_size > 0
