@@ -60,7 +60,7 @@ NAME = "bench"
 QUICK_CLIPS = [2_000, 20_000]
 DEFAULT_CLIPS = [20_000, 200_000]
 REFERENCE_CLIPS = 20_000  # the p50 target is a ratio to this size's
-# --layout -> the function of videoseek.store.edge that lays out the stores' new shards (``shard_config``)
+# --layout -> the function of videoseek.store.edge_layout that lays out the stores' new shards (``shard_config``)
 LAYOUTS = {"scale": "edge_config", "combined": "combined_edge_config", "legacy": "legacy_edge_config"}
 
 
@@ -161,8 +161,9 @@ def measure(
     """One size in this process: build (optimizing every ``optimize_every`` clips, as the store does), optimize,
     query; the numbers of one ``runs`` entry."""
     import videoseek.store.edge as edge
+    import videoseek.store.edge_layout as layouts
 
-    shard_config = getattr(edge, LAYOUTS[layout])
+    shard_config = getattr(layouts, LAYOUTS[layout])
     qs = queries_for(clips, dim, queries)
     exact = ExactTopK(qs)
     before = memory()

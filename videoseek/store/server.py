@@ -99,8 +99,10 @@ _RESCORED = qm.SearchParams(
 
 
 def vectors_config(dim: int) -> dict[str, qm.VectorParams]:
-    """Same layout as the Edge store (:func:`videoseek.store.edge.edge_config`): pooled with HNSW over an int8
-    copy kept in RAM and its float originals on disk; frames as a float16 MAX_SIM multivector on disk, no graph.
+    """The Edge store's vectors (:mod:`videoseek.store.edge_layout`): pooled with HNSW over an int8 copy kept in
+    RAM and its float originals on disk; frames as a float16 MAX_SIM multivector on disk, no graph. Unlike the
+    Edge store's versions, a collection here keeps both: the server searches a shard's segments in parallel,
+    and a second collection per version would double the aliases and the cluster's shards (docs/scale.md).
 
     A Qdrant server applies all of it; qdrant-client's local mode records it (``get_collection`` reports it
     back) but keeps every vector as float32 in memory. Collections created before this layout keep theirs.

@@ -26,7 +26,8 @@ from videoseek.store import (
     point_id,
 )
 from videoseek.store.base import POOLED_INT8_QUANTILE
-from videoseek.store.edge import EdgeClipStore, shard_layout
+from videoseek.store.edge import EdgeClipStore
+from videoseek.store.edge_layout import legacy_edge_config, shard_layout
 from videoseek.store.server import ServerClipStore
 
 Opener = Callable[[], ClipStore]
@@ -626,7 +627,7 @@ def test_a_store_made_with_the_layout_before_half_precision_frames_opens_and_kee
     import videoseek.store.server as server_module
 
     with monkeypatch.context() as old_code:  # the store as the code before issue 17 created it
-        old_code.setattr(edge_module, "edge_config", edge_module.legacy_edge_config)
+        old_code.setattr(edge_module, "edge_config", legacy_edge_config)
         old_code.setattr(server_module, "vectors_config", server_module.legacy_vectors_config)
         first = open_store()
         first.create_collection("clips", DIM, model="m")
@@ -768,7 +769,7 @@ def test_a_store_in_the_layout_before_half_precision_frames_re_scores_by_maxsim_
     import videoseek.store.server as server_module
 
     with monkeypatch.context() as old_code:
-        old_code.setattr(edge_module, "edge_config", edge_module.legacy_edge_config)
+        old_code.setattr(edge_module, "edge_config", legacy_edge_config)
         old_code.setattr(server_module, "vectors_config", server_module.legacy_vectors_config)
         first = open_store()
         world = _moment_world(first)
@@ -781,8 +782,6 @@ def test_a_store_in_the_layout_before_half_precision_frames_re_scores_by_maxsim_
 
 def _cosine_frames_edge(dim: int) -> Any:
     import qdrant_edge as qe
-
-    from videoseek.store.edge import legacy_edge_config
 
     frames = qe.EdgeVectorParams(
         size=dim,

@@ -17,8 +17,9 @@ from store_testdata import DIM, clip, unit
 
 from videoseek.store import CollectionUnreadable, SearchFilter, StoreError, StoreUnavailable, point_id
 from videoseek.store.base import VECTOR_FRAMES, VECTOR_POOLED
-from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore, combined_edge_config, shard_layout
+from videoseek.store.edge import STORE_LOCK_FILE, EdgeClipStore
 from videoseek.store.edge_catalog import ALIASES_FILE, FRAMES_DIR
+from videoseek.store.edge_layout import combined_edge_config, shard_layout
 from videoseek.store.locks import ReadWriteLock
 
 
