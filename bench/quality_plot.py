@@ -20,8 +20,8 @@ from typing import Any
 from study import plot, row_key
 
 ABOUT = (
-    "bench/study.py rows, as docs/quality.md's table prints them; bench/quality_plot.py adds every study run's "
-    "rows and rewrites this file"
+    "bench/study.py's rows (older ones as docs/quality.md's table printed them); bench/quality_plot.py adds "
+    "every study run's rows and rewrites this file"
 )
 
 
@@ -29,7 +29,7 @@ def merged(kept: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> lis
     """``kept`` plus ``new``, a row of ``new`` replacing the kept row with its (variant, method, size, budget)."""
     by_key = {row_key(r): r for r in kept}
     by_key.update({row_key(r): r for r in new})
-    return sorted(by_key.values(), key=lambda r: (r["variant"], r["method"], r["size"], r["target_steps"]))
+    return sorted(by_key.values(), key=row_key)
 
 
 def main() -> None:

@@ -259,7 +259,7 @@ def demo(
     check_serve_settings(settings, host)
     # One runtime for the whole demo: it ingests the videos, then the server runs on it (an Edge store admits
     # one opener). It holds the data directory from the first write (the collection) until the server stops.
-    # The demo queues all its videos before the worker threads take any: the queue holds them all.
+    # The demo queues all its videos at once, faster than the worker threads take them: the queue holds them all.
     queue_size = max(settings.worker.queue_size, videos)
     runtime = EmbeddedRuntime(settings.for_api(), training_work(), queue_size=queue_size)
     hold_for_serving(runtime, "videoseek demo", host, port)

@@ -801,7 +801,8 @@ class EdgeClipStore:
         wanted = valid_point_ids(ids)
         with _edge_errors(f"retrieve from {shard.physical}"):
             if shard.frames is not None and not known and wanted:
-                wanted = [pid for pid in wanted if pid in self._clips_present(shard, wanted)]
+                present = self._clips_present(shard, wanted)
+                wanted = [pid for pid in wanted if pid in present]
             if not wanted:
                 return {}
             records = shard.frames_shard.retrieve(wanted, False, [VECTOR_FRAMES])  # type: ignore[arg-type]

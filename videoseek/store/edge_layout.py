@@ -60,7 +60,7 @@ def edge_config(dim: int) -> qe.EdgeConfig:
     * no frames: they live in a shard of their own (:func:`frames_config`), read by id for re-ranking.
 
     Why apart: Edge's optimizer caps a segment at about 700 MB of vectors and a query walks every segment. With
-    12 float16 frames beside it a segment held about 37k clips (a million clips' p50 was 12.3x the 20k one);
+    12 float16 frames beside it a segment held about 37k clips (a million clips' p50 was about 9x the 20k one);
     without them it holds about 260k (4.4x; measured with ``bench/scale.py``, docs/benchmarks.md "Frames in a
     shard of their own"). A config that does carry ``frames`` (:func:`combined_edge_config`,
     :func:`legacy_edge_config`) makes a one-shard version, as versions made before the split are.

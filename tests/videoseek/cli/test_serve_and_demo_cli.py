@@ -64,7 +64,7 @@ def test_demo_serves_its_toy_collection_with_its_adapter_and_examples_that_work(
     assert adapter is not None, "the toy demo adapter is committed under videoseek/toy/weights/demo-adapter"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOSEEK_")}
-    env["VIDEOSEEK_WORKER__QUEUE_SIZE"] = "4"  # fewer than the demo's videos: it queues them all at once
+    env["VIDEOSEEK_WORKER__QUEUE_SIZE"] = "1"  # fewer than the demo's videos: it queues them all at once
     log_path = tmp_path / "demo.log"
     log = log_path.open("w+")
     command = [sys.executable, "-m", "videoseek", "demo", "--data-dir", str(tmp_path / "demo")]
