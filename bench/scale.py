@@ -218,7 +218,7 @@ def measure(
         "upsert_s": round(written.upsert_s, 2),
         "optimize_s": round(written.optimize_s, 2),
         "optimizes": written.optimizes,
-        "peak_rss_bytes": queried["peak"],  # of the whole process, its ~1 GB baseline included
+        "peak_rss_bytes": queried["peak"],  # of the whole process, its baseline included
         "query_p50_ms": _p(plain, 50),
         "query_p95_ms": _p(plain, 95),
         "filtered_query_p50_ms": _p(filtered, 50),

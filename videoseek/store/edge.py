@@ -263,6 +263,19 @@ class _Shard:
     def edge_shards(self) -> list[qe.EdgeShard]:
         return [self.shard] if self.frames is None else [self.shard, self.frames]
 
+    def close_edges(self, *, flush: bool) -> list[StoreError]:
+        """Close every shard of the version (each even when another fails); what failed, in order."""
+        failures: list[StoreError] = []
+        for edge in self.edge_shards():
+            try:
+                with _edge_errors(f"closing {self.physical}"):
+                    if flush:
+                        edge.flush()
+                    edge.close()
+            except StoreError as exc:
+                failures.append(exc)
+        return failures
+
 
 class EdgeClipStore:
     """:class:`~videoseek.store.base.ClipStore` on Qdrant Edge shards under ``root``."""
@@ -439,14 +452,7 @@ class EdgeClipStore:
             self._closed = True
             failures: list[StoreError] = []
             for physical in list(self._shards):
-                shard = self._shards.pop(physical)
-                for edge in shard.edge_shards():
-                    try:
-                        with _edge_errors(f"closing {physical}"):
-                            edge.flush()
-                            edge.close()
-                    except StoreError as exc:  # close the others anyway
-                        failures.append(exc)
+                failures += self._shards.pop(physical).close_edges(flush=True)  # close the others anyway
             self._release_lock()  # after the shards: the next opener finds them closed
             if failures:
                 raise failures[0]
@@ -692,16 +698,8 @@ class EdgeClipStore:
     def _drop(self, physical: str) -> None:
         self._unreadable.pop(physical, None)
         shard = self._shards.pop(physical, None)
-        if shard is not None:
-            failures: list[StoreError] = []
-            for edge in shard.edge_shards():
-                try:
-                    with _edge_errors(f"closing {physical}"):
-                        edge.close()
-                except StoreError as exc:  # close the other one anyway
-                    failures.append(exc)
-            if failures:
-                raise failures[0]
+        if shard is not None and (failures := shard.close_edges(flush=False)):
+            raise failures[0]
         shutil.rmtree(self._catalog.shard_dir(physical), ignore_errors=True)
         shutil.rmtree(self._catalog.frames_dir(physical), ignore_errors=True)
         self._catalog.remove_version_files(physical)
@@ -748,8 +746,8 @@ class EdgeClipStore:
 
     def _drop_frames_without_clip(self, shard: _Shard, ids: list[str]) -> None:
         orphans = set(ids) - self._clips_present(shard, ids)
-        if orphans and shard.frames is not None:
-            shard.frames.update(qe.UpdateOperation.delete_points(list(orphans)))
+        if orphans:
+            shard.frames_shard.update(qe.UpdateOperation.delete_points(list(orphans)))
 
     def _search_apart(
         self,

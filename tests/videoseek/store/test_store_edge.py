@@ -374,3 +374,32 @@ def test_frames_a_failed_write_put_in_before_its_clip_are_never_read_and_go_with
         assert set(store.get_frames("clips", [clip("v9", 0).id])) == {clip("v9", 0).id}
     finally:
         store.close()
+
+
+def test_dropping_a_version_closes_both_of_its_shards_even_when_one_fails_and_says_so(tmp_path: Path) -> None:
+    store = EdgeClipStore(tmp_path)
+    try:
+        store.create_collection("clips", DIM, model="m")
+        physical = store.new_version("clips", "a2")
+        version = store._open(physical)
+        main, frames = version.shard, version.frames
+        assert frames is not None
+        closed: list[str] = []
+
+        class Closing:
+            def __init__(self, inner: Any, name: str, fails: bool) -> None:
+                self.inner, self.name, self.fails = inner, name, fails
+
+            def close(self) -> None:
+                if self.fails:
+                    raise RuntimeError("I/O error")
+                closed.append(self.name)
+                self.inner.close()
+
+        version.shard, version.frames = Closing(main, "main", True), Closing(frames, "frames", False)
+        with pytest.raises(StoreError, match=r"closing .*I/O error"):
+            store.drop_version("clips", physical)
+        assert closed == ["frames"]
+        main.close()
+    finally:
+        store.close()
