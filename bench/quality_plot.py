@@ -6,7 +6,8 @@
 machine that ran it and earlier machines' did not survive. Their summarized rows (docs/quality.md's table) are
 kept in ``--rows``; this script adds the rows of the study under ``--out`` to them (a row of the study replaces
 the kept row of the same variant, method, size and step budget), writes the merged rows back, so that the next
-study on another machine keeps them too, and draws the figure from all of them.
+study on another machine keeps them too, and draws the figure from all of them. A study whose rows were scored
+on a smaller test split than the full study's (``--quick``: a smoke run, not a measurement) is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from study import plot, row_key
+from study import FULL, plot, row_key, test_videos
 
 ABOUT = (
     "bench/study.py's rows (older ones as docs/quality.md's table printed them); bench/quality_plot.py adds "
@@ -39,7 +40,14 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=Path("docs/quality.png"))
     args = parser.parse_args()
     kept = json.loads(args.rows.read_text(encoding="utf-8"))["rows"] if args.rows.is_file() else []
-    rows = merged(kept, json.loads((args.out / "study.json").read_text(encoding="utf-8"))["rows"])
+    new = json.loads((args.out / "study.json").read_text(encoding="utf-8"))["rows"]
+    smoke = sorted({test_videos(r) for r in new if test_videos(r) < FULL.test_videos})
+    if smoke:
+        parser.error(
+            f"{args.out} has rows scored on {smoke[0]} test videos, not the study's {FULL.test_videos} "
+            "(a --quick run: a smoke test, not a measurement); nothing was written"
+        )
+    rows = merged(kept, new)
     args.rows.write_text(json.dumps({"about": ABOUT, "rows": rows}, indent=1) + "\n", encoding="utf-8")
     plot(rows, args.png)
     print(json.dumps({"png": str(args.png), "rows": len(rows)}))

@@ -171,6 +171,7 @@ def run_cell(
         "best_epoch": result.best_epoch,
         "trainable_params": result.trainable_params,
         "train_s": round(seconds, 1),
+        "test_videos": len(data.test),  # bench/quality_plot.py keeps no row of a smaller (--quick) test split
     }
 
 
@@ -226,8 +227,14 @@ def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "MRR": round(statistics.mean(c["test"]["MRR"] for c in runs), 2),
             "trainable_params": runs[0]["trainable_params"],
             "train_s": round(statistics.mean(c["train_s"] for c in runs), 1),
+            "test_videos": min(test_videos(c) for c in runs),
         })  # fmt: skip
     return rows
+
+
+def test_videos(cell: dict[str, Any]) -> int:
+    """How many test videos a cell (or row) was scored on; cells from before it was recorded ran the full study."""
+    return int(cell.get("test_videos", FULL.test_videos))
 
 
 def pick_lr(group: Sequence[dict[str, Any]]) -> float:

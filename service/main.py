@@ -162,15 +162,19 @@ def _build_engine(services: AppServices) -> SearchEngine:
         workers=services.settings.search.encoder_workers,
     )
     metrics.track_queue("query_encoder", lambda: embedder.queue_depth)
+    search = services.settings.search
+    # Mean pooling ranks by the very vector the pooled ANN walks: a MaxSim stage or a floor on candidates
+    # would only add clips it ranks lower.
+    by_mean = search.pooling == "mean"
     return SearchEngine(
         services.store,
         embedder,
-        scoring.score_candidates,
-        oversample=services.settings.search.oversample,
-        min_candidates=services.settings.search.min_candidates,
-        maxsim_prefetch=services.settings.search.maxsim_prefetch,
-        maxsim_candidates=services.settings.search.maxsim_candidates,
-        tau=services.settings.search.pooling_tau,
+        scoring.SCORE_FNS[search.pooling],
+        oversample=search.oversample,
+        min_candidates=0 if by_mean else search.min_candidates,
+        maxsim_prefetch=0 if by_mean else search.maxsim_prefetch,
+        maxsim_candidates=search.maxsim_candidates,
+        tau=search.pooling_tau,
         model_fingerprint=services.model.loaded_fingerprint,
         metrics=metrics,
         frames=FrameVectorCache(services.settings.search.frame_cache_mb * 1024**2),

@@ -189,3 +189,24 @@ def test_the_docs_figure_keeps_every_kept_row_a_study_does_not_replace_and_write
         r["R@1"] for r in rows if r["size"] == 40 and r["method"] == "cma" and r["target_steps"] == 300
     ] == [9.0]
     assert png.stat().st_size > 0
+
+
+def test_the_docs_rows_never_take_a_quick_studys_rows(
+    study: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figure = load_bench("quality_plot")
+    rows_file = tmp_path / "rows.json"
+    before = json.dumps({"rows": [{"variant": "b", "method": "cma", "size": 40, "R@1": 5.0, "R@1_sd": 1.0}]})
+    rows_file.write_text(before)
+    smoke_cells = [cell(1e-2, seed, val=20.0, r1=9.0, size=24) for seed in (0, 1)]
+    for smoke_cell in smoke_cells:
+        smoke_cell["test_videos"] = study.QUICK.test_videos  # as a --quick run's cells record it
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "study.json").write_text(json.dumps({"rows": study.summarize(smoke_cells)}))
+    png = tmp_path / "q.png"
+    argv = ["quality_plot", "--out", str(tmp_path / "out"), "--rows", str(rows_file), "--png", str(png)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit):
+        figure.main()
+    assert "--quick" in capsys.readouterr().err
+    assert rows_file.read_text() == before and not png.exists()

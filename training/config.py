@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from videoseek.pooling_defaults import POOLING_TAU
+from videoseek.pooling_defaults import POOLING_TAU, Pooling
 
-Pooling = Literal["mean", "text_conditioned"]
 OnBad = Literal["skip", "error"]
 
 METHODS = ("zero-shot", "full", "lora", "vision", "text", "cma-noshare", "cma")

@@ -1,9 +1,9 @@
 """The guard: a retrained adapter replaces what serves only if it ranks held-out pairs better, beyond noise.
 
 Both sides, the candidate and what serves now (the collection's adapter, or plain CLIP), rank the same held-out
-captions against the same held-out clips with the search's own scoring (text-conditioned pooling at the
-search's tau, ``videoseek/pooling_defaults.py``), so the comparison is the one a user of ``/search`` would see
-on those videos.
+captions against the same held-out clips with the search's own scoring (the run config's ``pooling`` and
+``tau``, which a retrain takes from ``settings.search``), so the comparison is the one a user of ``/search``
+would see on those videos.
 
 The decision is a paired test on reciprocal ranks (1/rank of each caption's own clip: R@1 counts only the top
 place and moves in steps of 100/n on a small split, the reciprocal rank also credits a clip moved from 9th to
@@ -79,7 +79,7 @@ def held_out_ranks(
         adapter = load_adapter(adapter_dir, expected_base=run.clip.identity)
         AdaptedClip(run.clip, adapter.config, init=adapter)  # adapts the loaded model in place
     emb = embed_dataset(run.clip, run.eval, run.cache, context_length=cfg.text_context_length, amp=cfg.amp)
-    sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, "text_conditioned", cfg.tau)
+    sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, cfg.pooling, cfg.tau)
     asked = run.eval.query_rows()  # the distractors' rows go
     owners = [emb.text_to_video[i] for i in asked]
     return text_to_video_ranks(sim.numpy()[asked], owners)

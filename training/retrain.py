@@ -102,6 +102,9 @@ def training_config(ctx: PipelineContext, name: str, request: RetrainRequest, pa
             method=request.method,
             epochs=recipe.epochs if request.epochs is None else request.epochs,
             lr=recipe.lr if request.lr is None else request.lr,
+            # trained, and judged by the guard, as the search will score it
+            pooling=ctx.settings.search.pooling,
+            tau=ctx.settings.search.pooling_tau,
             # a small set: the recipe's batch never exceeds the pairs
             batch_size=max(2, min(recipe.batch_size, pairs))
             if request.batch_size is None

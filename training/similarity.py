@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from training.config import Pooling
 from videoseek.encoders import mean_pooled_scores, text_conditioned_scores
-from videoseek.pooling_defaults import POOLING_TAU
+from videoseek.pooling_defaults import POOLING_TAU, Pooling
 
 
 def pairwise_scores(

@@ -1,8 +1,13 @@
-"""The text-conditioned pooling's temperature, defined once for search, training and evaluation.
+"""How a clip's frames are pooled against a query, and the text-conditioned pooling's temperature, defined once
+for search, training and evaluation.
 
 A clip's frames are weighted by ``softmax_j(<t, f_j> / tau)`` against the query's text vector ``t``; the
 reference method uses ``tau = 5`` (frame and text vectors projected, not normalised). This module imports
 nothing, so settings can name the default without loading torch.
 """
 
+from typing import Literal
+
+# "mean": the average of the frames (CLIP4Clip's meanP); "text_conditioned": the paper's default, below
+Pooling = Literal["mean", "text_conditioned"]
 POOLING_TAU = 5.0

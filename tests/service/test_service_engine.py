@@ -348,3 +348,33 @@ def test_a_collection_whose_frames_cannot_maxsim_is_searched_with_the_pooled_flo
     finally:
         engine.embedder.close()
         inner.close()
+
+
+def test_mean_pooling_ranks_as_the_pooled_vectors_do_with_no_maxsim_stage_and_no_floor(tmp_path: Any) -> None:
+    # settings.search.pooling "mean", wired as the app wires it: the blinking targets (the query's object in 1
+    # frame of 8) stay where mean pooling puts them, far down, and stage one asks for limit x oversample clips.
+    from types import SimpleNamespace
+
+    from service.main import _build_engine
+    from service.metrics import ServiceMetrics
+    from videoseek.settings import SearchSettings
+
+    inner, query, targets = _blinking_collection(tmp_path)
+    store = RecordingStore(inner)
+    search = SearchSettings(pooling="mean")
+    model = SimpleNamespace(
+        encode=lambda texts, versions: np.stack([query] * len(texts)), loaded_fingerprint=lambda: "model"
+    )
+    services = SimpleNamespace(
+        store=store, metrics=ServiceMetrics(), settings=SimpleNamespace(search=search), model=model
+    )
+    engine = _build_engine(services)  # type: ignore[arg-type]
+    try:
+        results = asyncio.run(engine.search(SearchQuery("blink", "x", limit=10))).results
+        assert len(results) == 10 and not {r.clip.id for r in results} & targets
+        # a "near" clip's frames are each 0.3 like the query, in 8 other directions: its mean is 0.665 like it
+        assert [round(r.score, 3) for r in results] == [0.665] * 10
+        assert store.limits[-1] == 10 * search.oversample and store.prefetches[-1] is None
+    finally:
+        engine.embedder.close()
+        inner.close()

@@ -90,3 +90,17 @@ def test_clicks_train_but_the_guard_judges_on_captions_unless_there_are_too_few(
     only_clicks = frozenset(range(8, len(few)))  # too few captions to hold any out
     guard, judged_on = _judged(few, only_clicks)
     assert judged_on == "captions and clicks" and any(" 1 of " in caption for caption in guard)
+
+
+def test_a_retrain_trains_and_is_judged_with_the_pooling_the_search_scores_with() -> None:
+    from types import SimpleNamespace
+
+    from training.retrain import training_config
+    from videoseek.retraining import RetrainRequest
+    from videoseek.settings import SearchSettings
+
+    search = SearchSettings(pooling="mean", pooling_tau=2.5)
+    settings = SimpleNamespace(model=ModelSpec.parse("toy"), device="cpu", search=search)
+    cfg = training_config(SimpleNamespace(settings=settings), "c", RetrainRequest(), pairs=90)  # type: ignore[arg-type]
+    # the guard's held_out_ranks scores with cfg.pooling and cfg.tau, like the training loss
+    assert (cfg.pooling, cfg.tau) == ("mean", 2.5)

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from training.config import METHODS, ConfigError, OnBad, Pooling, TrainConfig
+from training.config import METHODS, ConfigError, OnBad, TrainConfig
 from videoseek.cli.common import fail
 from videoseek.layout import DataLayout
 from videoseek.model_spec import ModelSpec
-from videoseek.pooling_defaults import POOLING_TAU
+from videoseek.pooling_defaults import POOLING_TAU, Pooling
 from videoseek.settings import SettingsError, get_settings
 
 DataOpt = Annotated[

@@ -100,6 +100,18 @@ def test_demo_serves_its_toy_collection_with_its_adapter_and_examples_that_work(
     assert proc.returncode in (0, 130), log_path.read_text()
 
 
+def test_the_demo_searches_with_mean_pooling_unless_the_environment_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from videoseek.cli.demo_cmd import demo_search
+    from videoseek.settings import Settings
+
+    monkeypatch.delenv("VIDEOSEEK_SEARCH__POOLING", raising=False)
+    assert demo_search(Settings().search).pooling == "mean"  # the toy world's better ranking
+    monkeypatch.setenv("VIDEOSEEK_SEARCH__POOLING", "text_conditioned")
+    assert demo_search(Settings().search).pooling == "text_conditioned"
+
+
 def test_demo_uses_a_toy_adapter_only_if_it_fits_the_toy_clip(tmp_path: Path) -> None:
     from videoseek.adapter import AdaptedClip, AdapterConfig
     from videoseek.cli.demo_cmd import _usable_adapter

@@ -232,6 +232,9 @@ def test_a_shard_that_cannot_be_opened_leaves_the_store_and_the_other_collection
         problems = store.unreadable_collections()
         assert list(problems) == ["broken"]
         assert "collection 'broken' cannot be opened" in problems["broken"] and "DELETE" in problems["broken"]
+        # what to restore: both of the version's folders, whichever of them is damaged
+        assert str(tmp_path / "vs__broken__1") in problems["broken"]
+        assert str(tmp_path / FRAMES_DIR / "vs__broken__1") in problems["broken"]
         assert [h.video_id for h in store.search("fine", clip("v1", 0).pooled, 1)] == ["v1"]
         store.upsert("fine", [clip("v3", 0)])
         assert store.count("fine") == 3
