@@ -158,7 +158,10 @@ def run_cell(
     result = train(clip, cfg, subset, data.cache, eval_set=data.val, log=lambda _: None)
     seconds = time.perf_counter() - started
     val = result.final_metrics or evaluate(clip, data.val, data.cache, tau=cfg.tau)
-    test = evaluate(clip, data.test, data.cache, tau=cfg.tau)[cfg.pooling]["t2v"]
+    by_pooling = {
+        pooling: m["t2v"] for pooling, m in evaluate(clip, data.test, data.cache, tau=cfg.tau).items()
+    }
+    test = by_pooling[cfg.pooling]
     return {
         "method": method,
         "size": size,
@@ -167,6 +170,8 @@ def run_cell(
         "config": cfg.to_dict(),
         "val_score": selection_score(val, cfg.pooling),
         "test": {"R@1": test["R@1"], "R@5": test["R@5"], "MRR": 100.0 * test["MRR"]},
+        # the other pooling too (settings.search.pooling serves either): R@1 by pooling
+        "test_R@1_by_pooling": {pooling: m["R@1"] for pooling, m in by_pooling.items()},
         "steps": result.steps,
         "best_epoch": result.best_epoch,
         "trainable_params": result.trainable_params,
@@ -228,8 +233,15 @@ def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "trainable_params": runs[0]["trainable_params"],
             "train_s": round(statistics.mean(c["train_s"] for c in runs), 1),
             "test_videos": min(test_videos(c) for c in runs),
+            "R@1_mean_pooling": _mean_or_none([c.get("test_R@1_by_pooling", {}).get("mean") for c in runs]),
         })  # fmt: skip
     return rows
+
+
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    """The mean, rounded, if every value is there (cells from before some field was recorded lack it)."""
+    present = [v for v in values if v is not None]
+    return round(statistics.mean(present), 2) if present and len(present) == len(values) else None
 
 
 def test_videos(cell: dict[str, Any]) -> int:

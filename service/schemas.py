@@ -189,7 +189,10 @@ class SearchResult(BaseModel):
     start_s: Seconds
     end_s: Seconds
     best_frame_s: Seconds = Field(description="Time of the frame that matched the query best.")
-    score: float = Field(description="Cosine similarity after text-conditioned pooling, in [-1, 1].")
+    score: float = Field(
+        description="Cosine similarity of the query and the clip's frames pooled as search.pooling says "
+        "(text-conditioned by default, or mean), in [-1, 1]."
+    )
     relevance: float | None = Field(
         default=None,
         description="The score calibrated for this collection and adapter version, in [0, 1]: the best hit of "

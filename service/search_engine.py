@@ -12,9 +12,11 @@
 
    Grouping by video doubles every count (a video's clips crowd each other out); a page that comes up short
    (``min_score``, grouping) asks again with 4x each, up to ``MAX_CANDIDATES`` candidates.
-2. Exact re-ranking of those candidates with the paper's text-conditioned pooling: frame weights
-   ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``. The frame that weighs
-   most gives ``best_frame_s``.
+2. Exact re-ranking of those candidates with the engine's ``score_fn``: the paper's text-conditioned pooling
+   (frame weights ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``) by
+   default, or mean pooling where ``settings.search.pooling`` says so (``service/scoring.py``; the app then
+   builds the engine without a MaxSim stage or a floor, since stage one already ranks by the mean). The frame
+   the text-conditioned weights favour gives ``best_frame_s``.
 
 Why MaxSim in between: text-conditioned pooling lifts a clip whose frames match the text only for a moment,
 which mean pooling ranks far down; the best frame sees it. At 1,200 toy videos the pooled top 160 held 0.956 of

@@ -210,3 +210,12 @@ def test_the_docs_rows_never_take_a_quick_studys_rows(
         figure.main()
     assert "--quick" in capsys.readouterr().err
     assert rows_file.read_text() == before and not png.exists()
+
+
+def test_a_row_reports_mean_pooling_only_when_every_seed_recorded_it(study: ModuleType) -> None:
+    both = [cell(1e-2, seed, val=20.0, r1=10.0) for seed in (0, 1)]
+    for c, mean_r1 in zip(both, (30.0, 34.0), strict=True):
+        c["test_R@1_by_pooling"] = {"text_conditioned": 10.0, "mean": mean_r1}
+    assert study.summarize(both)[0]["R@1_mean_pooling"] == 32.0
+    del both[1]["test_R@1_by_pooling"]  # a cell from before it was recorded
+    assert study.summarize(both)[0]["R@1_mean_pooling"] is None

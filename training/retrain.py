@@ -211,6 +211,8 @@ def retrain_collection(
             "stopped_early": result.stopped_early,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,
+            "pooling": cfg.pooling,  # the worker's settings.search: the API's must say the same
+            "tau": cfg.tau,
             "train_seconds": round(result.train_seconds, 2),
             "run_dir": str(out.resolve()),
             "candidate_version": version,

@@ -355,6 +355,7 @@ def test_mean_pooling_ranks_as_the_pooled_vectors_do_with_no_maxsim_stage_and_no
     # frame of 8) stay where mean pooling puts them, far down, and stage one asks for limit x oversample clips.
     from types import SimpleNamespace
 
+    from service import scoring
     from service.main import _build_engine
     from service.metrics import ServiceMetrics
     from videoseek.settings import SearchSettings
@@ -369,6 +370,7 @@ def test_mean_pooling_ranks_as_the_pooled_vectors_do_with_no_maxsim_stage_and_no
         store=store, metrics=ServiceMetrics(), settings=SimpleNamespace(search=search), model=model
     )
     engine = _build_engine(services)  # type: ignore[arg-type]
+    assert engine.score_fn is scoring.score_mean
     try:
         results = asyncio.run(engine.search(SearchQuery("blink", "x", limit=10))).results
         assert len(results) == 10 and not {r.clip.id for r in results} & targets

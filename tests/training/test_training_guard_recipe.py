@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from training.data import ClipDataset, ClipRecord
 from training.guard import MIN_PAIRS, judge
@@ -104,3 +106,35 @@ def test_a_retrain_trains_and_is_judged_with_the_pooling_the_search_scores_with(
     cfg = training_config(SimpleNamespace(settings=settings), "c", RetrainRequest(), pairs=90)  # type: ignore[arg-type]
     # the guard's held_out_ranks scores with cfg.pooling and cfg.tau, like the training loss
     assert (cfg.pooling, cfg.tau) == ("mean", 2.5)
+
+
+def test_the_guard_ranks_held_out_pairs_with_the_pooling_and_tau_of_its_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    import training.guard as guard
+    from training.config import TrainConfig
+    from training.run import DataPlan
+
+    # everything but the scoring is stood in for: what is asserted is which pooling scores the pairs
+    run = SimpleNamespace(
+        eval=SimpleNamespace(query_rows=lambda: [0, 1]), clip=SimpleNamespace(logit_scale=1.0), cache=None
+    )
+    emb = SimpleNamespace(text=None, frames=None, mask=None, text_to_video=[0, 1])
+    monkeypatch.setattr(guard, "prepare_run", lambda spec, cfg, plan: run)
+    monkeypatch.setattr(guard, "embed_dataset", lambda *args, **kwargs: emb)
+    scored: list[tuple[str, float]] = []
+
+    def scores(text: Any, frames: Any, mask: Any, scale: float, pooling: str, tau: float) -> torch.Tensor:
+        scored.append((pooling, tau))
+        return torch.tensor([[0.2, 0.9], [0.1, 0.8]])  # the first caption's clip comes second
+
+    monkeypatch.setattr(guard, "chunked_scores", scores)
+    held_out = ClipDataset([ClipRecord(Path(f"/v/{v}.mp4"), f"caption {v}") for v in range(2)], "test")
+    plan = DataPlan(train=None, eval=None, cache_dir=tmp_path)
+    cfg = TrainConfig(pooling="mean", tau=2.5)
+    ranks = guard.held_out_ranks(ModelSpec.parse("toy"), cfg, held_out, plan, adapter_dir=None)
+    assert scored == [("mean", 2.5)] and ranks.tolist() == [2, 1]
