@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from training.run import DataPlan, prepare_run
 from training.similarity import chunked_scores
 from videoseek.adapter import AdaptedClip, load_adapter
 from videoseek.model_spec import ModelSpec
+from videoseek.pooling_defaults import POOLINGS, Pooling
 
 Z_ONE_SIDED_95 = 1.645
 MIN_PAIRS = 5
@@ -52,13 +53,30 @@ class Verdict:
     pairs: int
     gain: float | None = None  # mean reciprocal-rank gain of the candidate
     noise: float | None = None  # what the gain had to exceed
+    # pooling -> {"current": metrics, "candidate": metrics}: the same pairs under each pooling, for the owner
+    by_pooling: dict[str, dict[str, dict[str, float]]] | None = None
 
     def validation(self) -> dict[str, Any]:
         """The task result's ``validation`` entry."""
         out: dict[str, Any] = {"current": self.current, "candidate": self.candidate, "pairs": self.pairs}
         if self.gain is not None:
             out["mrr_gain"], out["noise"] = round(self.gain, 4), round(float(self.noise or 0.0), 4)
+        if self.by_pooling is not None:
+            out["by_pooling"] = self.by_pooling
         return out
+
+
+def judge_by_pooling(
+    current: dict[Pooling, np.ndarray], candidate: dict[Pooling, np.ndarray], pooling: Pooling
+) -> Verdict:
+    """:func:`judge` on ``pooling``'s ranks (the search's), with every pooling's metrics beside the verdict."""
+    verdict = judge(current[pooling], candidate[pooling])
+    if not verdict.pairs:
+        return verdict
+    both: dict[str, dict[str, dict[str, float]]] = {
+        p: {"current": rank_metrics(current[p]), "candidate": rank_metrics(candidate[p])} for p in current
+    }
+    return replace(verdict, by_pooling=both)
 
 
 def held_out_ranks(
@@ -70,7 +88,21 @@ def held_out_ranks(
     distractors: Sequence[ClipRecord] = (),
 ) -> np.ndarray:
     """1-based rank of each held-out caption's clip among the held-out clips and ``distractors`` (other videos
-    of the collection, as the search would have them among its candidates), scored as the search scores."""
+    of the collection, as the search would have them among its candidates), scored as the search scores
+    (``cfg.pooling``)."""
+    return held_out_ranks_by_pooling(spec, cfg, held_out, data, adapter_dir, distractors)[cfg.pooling]
+
+
+def held_out_ranks_by_pooling(
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    held_out: ClipDataset,
+    data: DataPlan,
+    adapter_dir: Path | None,
+    distractors: Sequence[ClipRecord] = (),
+) -> dict[Pooling, np.ndarray]:
+    """:func:`held_out_ranks` under each pooling the search can use (``POOLINGS``), from one embedding of the
+    split: the verdict takes ``cfg.pooling``'s, the others tell an owner what ``search.pooling`` would do."""
     gallery = ClipDataset([*held_out.records, *as_gallery_only(distractors)], held_out.source)
     plan = DataPlan(train=None, eval=gallery, cache_dir=data.cache_dir, on_bad="skip", limits=data.limits)
     run = prepare_run(spec, cfg, plan)
@@ -79,10 +111,13 @@ def held_out_ranks(
         adapter = load_adapter(adapter_dir, expected_base=run.clip.identity)
         AdaptedClip(run.clip, adapter.config, init=adapter)  # adapts the loaded model in place
     emb = embed_dataset(run.clip, run.eval, run.cache, context_length=cfg.text_context_length, amp=cfg.amp)
-    sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, cfg.pooling, cfg.tau)
     asked = run.eval.query_rows()  # the distractors' rows go
     owners = [emb.text_to_video[i] for i in asked]
-    return text_to_video_ranks(sim.numpy()[asked], owners)
+    ranks = {}
+    for pooling in POOLINGS:
+        sim = chunked_scores(emb.text, emb.frames, emb.mask, run.clip.logit_scale, pooling, cfg.tau)
+        ranks[pooling] = text_to_video_ranks(sim.numpy()[asked], owners)
+    return ranks
 
 
 def rank_metrics(ranks: np.ndarray) -> dict[str, float]:

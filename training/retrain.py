@@ -237,15 +237,15 @@ def _judge(
     """The guard's verdict on the held-out videos (none held out: a verdict that keeps what serves)."""
     import numpy as np
 
-    from training.guard import held_out_ranks, judge
+    from training.guard import held_out_ranks_by_pooling, judge, judge_by_pooling
 
     if guard is None:
         return judge(np.zeros(0), np.zeros(0))
     serving = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
     base = replace(cfg, init_adapter=None)
-    current = held_out_ranks(ctx.settings.model, base, guard, plan, serving, gallery)
-    candidate = held_out_ranks(ctx.settings.model, base, guard, plan, candidate_dir, gallery)
-    return judge(current, candidate)
+    current = held_out_ranks_by_pooling(ctx.settings.model, base, guard, plan, serving, gallery)
+    candidate = held_out_ranks_by_pooling(ctx.settings.model, base, guard, plan, candidate_dir, gallery)
+    return judge_by_pooling(current, candidate, cfg.pooling)
 
 
 def _gallery(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:

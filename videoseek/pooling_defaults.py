@@ -10,4 +10,5 @@ from typing import Literal
 
 # "mean": the average of the frames (CLIP4Clip's meanP); "text_conditioned": the paper's default, below
 Pooling = Literal["mean", "text_conditioned"]
+POOLINGS: tuple[Pooling, ...] = ("text_conditioned", "mean")
 POOLING_TAU = 5.0

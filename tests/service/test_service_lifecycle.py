@@ -54,6 +54,9 @@ def test_a_retrain_with_no_options_learns_from_the_pairs_and_keeps_what_serves_w
 
     assert result["training_pairs"] == {"captions": 3, "feedback": 1, "subtitles": 0}
     assert result["outcome"] == "kept" and "cannot tell" in result["why"], result
+    if result["validation"]["pairs"]:  # the same held-out pairs under each pooling search.pooling can take
+        assert set(result["validation"]["by_pooling"]) == {"text_conditioned", "mean"}, result
+    assert result["training"]["pooling"] == "text_conditioned"  # the search's default
     assert result["reindex"] is None and result["adapter_version"] is None
     assert result["training"]["steps"] >= 1 and result["training"]["candidate_version"]
     after = client.get("/collections/films").json()

@@ -130,11 +130,34 @@ def test_the_guard_ranks_held_out_pairs_with_the_pooling_and_tau_of_its_run(
 
     def scores(text: Any, frames: Any, mask: Any, scale: float, pooling: str, tau: float) -> torch.Tensor:
         scored.append((pooling, tau))
-        return torch.tensor([[0.2, 0.9], [0.1, 0.8]])  # the first caption's clip comes second
+        first = [0.2, 0.9] if pooling == "mean" else [0.9, 0.2]  # mean puts the first caption's clip second
+        return torch.tensor([first, [0.1, 0.8]])
 
     monkeypatch.setattr(guard, "chunked_scores", scores)
     held_out = ClipDataset([ClipRecord(Path(f"/v/{v}.mp4"), f"caption {v}") for v in range(2)], "test")
     plan = DataPlan(train=None, eval=None, cache_dir=tmp_path)
     cfg = TrainConfig(pooling="mean", tau=2.5)
     ranks = guard.held_out_ranks(ModelSpec.parse("toy"), cfg, held_out, plan, adapter_dir=None)
-    assert scored == [("mean", 2.5)] and ranks.tolist() == [2, 1]
+    assert ranks.tolist() == [2, 1]  # the run's pooling's ranks
+    assert scored == [
+        ("text_conditioned", 2.5),
+        ("mean", 2.5),
+    ]  # one embedding, every pooling at the run's tau
+
+
+def test_the_verdict_is_the_searchs_poolings_and_reports_every_pooling_beside_it() -> None:
+    from training.guard import MIN_PAIRS, judge_by_pooling
+
+    n = MIN_PAIRS + 10
+    worse, better = np.full(n, 3), np.full(n, 1)
+    current = {"text_conditioned": worse, "mean": better}
+    candidate = {"text_conditioned": better, "mean": worse}  # better only under text-conditioned pooling
+    by_tc, by_mean = (
+        judge_by_pooling(current, candidate, "text_conditioned"),
+        judge_by_pooling(current, candidate, "mean"),
+    )
+    assert by_tc.install and not by_mean.install
+    assert by_mean.validation()["by_pooling"] == by_tc.validation()["by_pooling"]
+    assert by_tc.validation()["by_pooling"]["mean"]["candidate"]["MdR"] == 3
+    none = judge_by_pooling({"mean": np.zeros(0)}, {"mean": np.zeros(0)}, "mean")
+    assert not none.install and "by_pooling" not in none.validation()  # nothing held out: no table either
