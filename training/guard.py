@@ -79,20 +79,6 @@ def judge_by_pooling(
     return replace(verdict, by_pooling=both)
 
 
-def held_out_ranks(
-    spec: ModelSpec,
-    cfg: TrainConfig,
-    held_out: ClipDataset,
-    data: DataPlan,
-    adapter_dir: Path | None,
-    distractors: Sequence[ClipRecord] = (),
-) -> np.ndarray:
-    """1-based rank of each held-out caption's clip among the held-out clips and ``distractors`` (other videos
-    of the collection, as the search would have them among its candidates), scored as the search scores
-    (``cfg.pooling``)."""
-    return held_out_ranks_by_pooling(spec, cfg, held_out, data, adapter_dir, distractors)[cfg.pooling]
-
-
 def held_out_ranks_by_pooling(
     spec: ModelSpec,
     cfg: TrainConfig,
@@ -101,8 +87,10 @@ def held_out_ranks_by_pooling(
     adapter_dir: Path | None,
     distractors: Sequence[ClipRecord] = (),
 ) -> dict[Pooling, np.ndarray]:
-    """:func:`held_out_ranks` under each pooling the search can use (``POOLINGS``), from one embedding of the
-    split: the verdict takes ``cfg.pooling``'s, the others tell an owner what ``search.pooling`` would do."""
+    """1-based rank of each held-out caption's clip among the held-out clips and ``distractors`` (other videos
+    of the collection, as the search would have them among its candidates), scored as the search scores, under
+    each pooling it can use (``POOLINGS``) from one embedding of the split: the verdict takes ``cfg.pooling``'s
+    (the search's), the others tell an owner what another ``search.pooling`` would do."""
     gallery = ClipDataset([*held_out.records, *as_gallery_only(distractors)], held_out.source)
     plan = DataPlan(train=None, eval=gallery, cache_dir=data.cache_dir, on_bad="skip", limits=data.limits)
     run = prepare_run(spec, cfg, plan)

@@ -104,7 +104,7 @@ def test_a_retrain_trains_and_is_judged_with_the_pooling_the_search_scores_with(
     search = SearchSettings(pooling="mean", pooling_tau=2.5)
     settings = SimpleNamespace(model=ModelSpec.parse("toy"), device="cpu", search=search)
     cfg = training_config(SimpleNamespace(settings=settings), "c", RetrainRequest(), pairs=90)  # type: ignore[arg-type]
-    # the guard's held_out_ranks scores with cfg.pooling and cfg.tau, like the training loss
+    # the guard's verdict is on cfg.pooling's ranks at cfg.tau, like the training loss
     assert (cfg.pooling, cfg.tau) == ("mean", 2.5)
 
 
@@ -137,8 +137,8 @@ def test_the_guard_ranks_held_out_pairs_with_the_pooling_and_tau_of_its_run(
     held_out = ClipDataset([ClipRecord(Path(f"/v/{v}.mp4"), f"caption {v}") for v in range(2)], "test")
     plan = DataPlan(train=None, eval=None, cache_dir=tmp_path)
     cfg = TrainConfig(pooling="mean", tau=2.5)
-    ranks = guard.held_out_ranks(ModelSpec.parse("toy"), cfg, held_out, plan, adapter_dir=None)
-    assert ranks.tolist() == [2, 1]  # the run's pooling's ranks
+    ranks = guard.held_out_ranks_by_pooling(ModelSpec.parse("toy"), cfg, held_out, plan, adapter_dir=None)
+    assert {p: r.tolist() for p, r in ranks.items()} == {"mean": [2, 1], "text_conditioned": [1, 1]}
     assert scored == [
         ("text_conditioned", 2.5),
         ("mean", 2.5),
