@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # `synthetic`, also wh
 
 from service.batching import QueryEmbedder
 from service.scoring import score_candidates
-from service.search_engine import CandidateRule, SearchEngine, SearchQuery, stage_one
+from service.search_engine import CandidateRule, Ranking, SearchEngine, SearchQuery, every_version, stage_one
 from synthetic import clustered_clips, unit_rows, video_centers
 from videoseek.settings import SearchSettings
 from videoseek.store import ClipPoint, ClipStore
@@ -170,11 +170,7 @@ class TwoStage:
         self.engine = SearchEngine(
             store,
             self.embedder,
-            score_candidates,
-            oversample=rule.oversample,
-            min_candidates=rule.min_candidates,
-            maxsim_prefetch=rule.prefetch,
-            maxsim_candidates=rule.min_candidates,
+            every_version(Ranking(rule.candidate_rule(), score_candidates)),
             tau=tau,
             model_fingerprint=lambda: MODEL,
         )

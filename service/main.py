@@ -20,7 +20,6 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 import videoseek
-from service import scoring
 from service.auth import KeyRing, MediaSigner, OpenPolicy, is_loopback
 from service.batching import QueryEmbedder
 from service.errors import install_error_handlers
@@ -28,6 +27,7 @@ from service.frame_vector_cache import FrameVectorCache
 from service.metrics import RequestMetricsMiddleware, ServiceMetrics
 from service.model import QueryModel
 from service.pagination import CursorCodec
+from service.rankings import VersionRankings
 from service.redis_lane import RedisLane
 from service.routers import (
     collections,
@@ -162,22 +162,15 @@ def _build_engine(services: AppServices) -> SearchEngine:
         workers=services.settings.search.encoder_workers,
     )
     metrics.track_queue("query_encoder", lambda: embedder.queue_depth)
-    search = services.settings.search
-    # Mean pooling ranks by the very vector the pooled ANN walks: a MaxSim stage or a floor on candidates
-    # would only add clips it ranks lower.
-    by_mean = search.pooling == "mean"
+    settings = services.settings
     return SearchEngine(
         services.store,
         embedder,
-        scoring.SCORE_FNS[search.pooling],
-        oversample=search.oversample,
-        min_candidates=0 if by_mean else search.min_candidates,
-        maxsim_prefetch=0 if by_mean else search.maxsim_prefetch,
-        maxsim_candidates=search.maxsim_candidates,
-        tau=search.pooling_tau,
+        VersionRankings(services.layout, settings.search, use_chosen=settings.adapters.choose_pooling),
+        tau=settings.search.pooling_tau,
         model_fingerprint=services.model.loaded_fingerprint,
         metrics=metrics,
-        frames=FrameVectorCache(services.settings.search.frame_cache_mb * 1024**2),
+        frames=FrameVectorCache(settings.search.frame_cache_mb * 1024**2),
     )
 
 

@@ -190,8 +190,8 @@ class SearchResult(BaseModel):
     end_s: Seconds
     best_frame_s: Seconds = Field(description="Time of the frame that matched the query best.")
     score: float = Field(
-        description="Cosine similarity of the query and the clip's frames pooled as search.pooling says "
-        "(text-conditioned by default, or mean), in [-1, 1]."
+        description="Cosine similarity of the query and the clip's frames pooled as the response's `pooling` "
+        "says, in [-1, 1]."
     )
     relevance: float | None = Field(
         default=None,
@@ -212,6 +212,10 @@ class SearchResponse(BaseModel):
     collection: str
     query: str
     adapter_version: str | None = Field(description="Adapter the query and the indexed vectors used.")
+    pooling: str = Field(
+        description="How each clip's frames were pooled against the query: text_conditioned or mean (the "
+        "version's retrain chose it, or settings.search.pooling)."
+    )
     results: list[SearchResult]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
     timings_ms: dict[str, float] = Field(default_factory=dict)
@@ -633,6 +637,10 @@ class VersionOut(BaseModel):
     created_at: str = Field(description="When the version was built (ISO 8601 UTC).")
     activated_at: str = Field(description="When it last went live (ISO 8601 UTC).")
     points: int = Field(description="Clips it holds.")
+    pooling: str = Field(
+        description="How its searches pool a clip's frames: what its retrain chose (metrics.serving), else "
+        "settings.search.pooling."
+    )
     metrics: dict[str, Any] | None = Field(
         default=None,
         description="What the retrain that made its adapter measured: `validation` (the guard's R@1, R@5, "
@@ -658,7 +666,8 @@ class VersionList(BaseModel):
                         "created_at": "2026-12-02T09:14:03.120Z",
                         "activated_at": "2026-12-02T09:14:05.002Z",
                         "points": 480,
-                        "metrics": {"outcome": "installed", "validation": {"pairs": 40}},
+                        "pooling": "mean",
+                        "metrics": {"outcome": "installed", "serving": {"pooling": "mean"}},
                     },
                     {
                         "physical": "vs__holidays__1",
@@ -667,6 +676,7 @@ class VersionList(BaseModel):
                         "created_at": "2026-12-01T17:40:00.000Z",
                         "activated_at": "2026-12-01T17:40:00.000Z",
                         "points": 480,
+                        "pooling": "text_conditioned",
                         "metrics": None,
                     },
                 ],

@@ -12,11 +12,11 @@
 
    Grouping by video doubles every count (a video's clips crowd each other out); a page that comes up short
    (``min_score``, grouping) asks again with 4x each, up to ``MAX_CANDIDATES`` candidates.
-2. Exact re-ranking of those candidates with the engine's ``score_fn``: the paper's text-conditioned pooling
-   (frame weights ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``) by
-   default, or mean pooling where ``settings.search.pooling`` says so (``service/scoring.py``; the app then
-   builds the engine without a MaxSim stage or a floor, since stage one already ranks by the mean). The frame
-   the text-conditioned weights favour gives ``best_frame_s``.
+2. Exact re-ranking of those candidates with the version's :class:`Ranking`: the paper's text-conditioned
+   pooling (frame weights ``softmax(<t, f_j> / tau)``, pooled video ``sum_j a_j f_j``, score ``cos(t, v)``) by
+   default, or mean pooling where the version's retrain chose it or ``settings.search.pooling`` says so
+   (``service/rankings.py``; a mean ranking has no MaxSim stage and no floor, since stage one already ranks
+   by the mean). The frame the text-conditioned weights favour gives ``best_frame_s``.
 
 Why MaxSim in between: text-conditioned pooling lifts a clip whose frames match the text only for a moment,
 which mean pooling ranks far down; the best frame sees it. At 1,200 toy videos the pooled top 160 held 0.956 of
@@ -80,6 +80,7 @@ class RankedClip:
 class SearchOutcome:
     results: list[RankedClip]
     adapter_version: str | None
+    pooling: str
     has_more: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -119,6 +120,15 @@ class CandidateRule:
     min_candidates: int = 0  # floor without MaxSim
     maxsim_prefetch: int = 0  # 0: no MaxSim stage
     maxsim_candidates: int = 0  # floor with MaxSim
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How one collection version is ranked: stage one's sizes, stage two's score and what it is called."""
+
+    rule: CandidateRule
+    score_fn: ScoreFn
+    pooling: str = "text_conditioned"
 
 
 def stage_one(rule: CandidateRule, limit: int, by_video: bool = False, maxsim: bool = True) -> StageOne:
@@ -166,6 +176,11 @@ def best_per_video(ranked: Sequence[RankedClip]) -> list[RankedClip]:
     return out
 
 
+def every_version(ranking: Ranking) -> Callable[[str | None], Ranking]:
+    """``SearchEngine``'s ``rankings`` for one ranking of every version."""
+    return lambda _adapter_version: ranking
+
+
 class SearchEngine:
     """Embeds the query (cached, micro-batched), runs the ANN stage and re-ranks exactly."""
 
@@ -173,21 +188,19 @@ class SearchEngine:
         self,
         store: ClipStore,
         embedder: QueryEmbedder,
-        score_fn: ScoreFn,
+        rankings: Callable[[str | None], Ranking],
         *,
-        oversample: int,
         tau: float,
         model_fingerprint: Callable[[], str],
-        min_candidates: int = 0,
-        maxsim_prefetch: int = 0,
-        maxsim_candidates: int = 0,
         metrics: ServiceMetrics | None = None,
         frames: FrameVectorCache | None = None,
     ) -> None:
+        """``rankings``: how the version with a given adapter version ranks (blocking: called off the event
+        loop with each read of a collection's info; :func:`every_version` for one ranking of all)."""
         self.store = store
         self.embedder = embedder
-        self.score_fn = score_fn
-        self.rule = CandidateRule(oversample, min_candidates, maxsim_prefetch, maxsim_candidates)
+        self._rankings = rankings
+        self._ranking: dict[str | None, Ranking] = {}
         self.tau = tau
         self._model_fingerprint = model_fingerprint  # blocking: loads the model if needed
         self._fingerprint: str | None = None
@@ -211,7 +224,7 @@ class SearchEngine:
         cached = self._infos.get(name)
         if cached is not None and not fresh and now - cached[0] < INFO_TTL_S:
             return cached[1]
-        info = await asyncio.to_thread(self.store.get_collection, name)
+        info, ranking = await asyncio.to_thread(self._read_collection, name)
         if self._fingerprint is None:  # loads the model on first use
             self._fingerprint = await asyncio.to_thread(self._model_fingerprint)
         if info.model != self._fingerprint:
@@ -219,8 +232,20 @@ class SearchEngine:
                 f"collection {name!r} was indexed with model {info.model!r} but this server runs "
                 f"{self._fingerprint!r}: start the server with that model, or re-index the collection"
             )
+        self._ranking[info.adapter_version] = ranking
         self._infos[name] = (now, info)
         return info
+
+    def _read_collection(self, name: str) -> tuple[CollectionInfo, Ranking]:
+        info = self.store.get_collection(name)
+        return info, self._rankings(info.adapter_version)  # re-read with the info: a retrain may record one
+
+    def ranking(self, adapter_version: str | None) -> Ranking:
+        """How a version with ``adapter_version`` ranks (looked up by :meth:`collection` already, as a rule)."""
+        ranking = self._ranking.get(adapter_version)
+        if ranking is None:
+            ranking = self._ranking[adapter_version] = self._rankings(adapter_version)
+        return ranking
 
     def forget(self, name: str) -> None:
         """Drop cached info of a collection that was just created or deleted."""
@@ -281,7 +306,8 @@ class SearchEngine:
         self._observe("embed", started, timings)
         by_video = query.group_by == "video"
         exclude = () if by_video else query.seen
-        ask = stage_one(self.rule, query.limit, by_video, info.frames_maxsim)
+        ranking = self.ranking(info.adapter_version)
+        ask = stage_one(ranking.rule, query.limit, by_video, info.frames_maxsim)
         while True:
             started = time.perf_counter()
             hits = await asyncio.to_thread(self._candidates, query, info, text, ask, exclude)
@@ -292,7 +318,7 @@ class SearchEngine:
             ):
                 return None
             started = time.perf_counter()
-            ranked = rerank(text, hits, self.score_fn, self.tau)
+            ranked = rerank(text, hits, ranking.score_fn, self.tau)
             if by_video:
                 ranked = [r for r in best_per_video(ranked) if r.clip.video_id not in query.seen]
             before_cut = len(ranked)
@@ -311,6 +337,7 @@ class SearchEngine:
         return SearchOutcome(
             results=ranked[: query.limit],
             adapter_version=info.adapter_version,
+            pooling=ranking.pooling,
             has_more=len(ranked) > query.limit or (more_upstream and len(ranked) >= query.limit),
             timings_ms=timings,
         )

@@ -67,16 +67,55 @@ class Verdict:
 
 
 def judge_by_pooling(
-    current: dict[Pooling, np.ndarray], candidate: dict[Pooling, np.ndarray], pooling: Pooling
+    current: dict[Pooling, np.ndarray],
+    candidate: dict[Pooling, np.ndarray],
+    current_pooling: Pooling,
+    candidate_pooling: Pooling,
 ) -> Verdict:
-    """:func:`judge` on ``pooling``'s ranks (the search's), with every pooling's metrics beside the verdict."""
-    verdict = judge(current[pooling], candidate[pooling])
+    """:func:`judge` on what each side's searches would rank with (the version serving now under its pooling,
+    the candidate under the one it would serve with), with every pooling's metrics beside the verdict."""
+    verdict = judge(current[current_pooling], candidate[candidate_pooling])
     if not verdict.pairs:
         return verdict
     both: dict[str, dict[str, dict[str, float]]] = {
         p: {"current": rank_metrics(current[p]), "candidate": rank_metrics(candidate[p])} for p in current
     }
     return replace(verdict, by_pooling=both)
+
+
+@dataclass(frozen=True)
+class PoolingChoice:
+    """The pooling a candidate would serve with, and why (``chosen``: another than ``search.pooling``)."""
+
+    pooling: Pooling
+    chosen: bool
+    why: str
+    dev: dict[str, dict[str, float]] | None = None  # pooling -> the candidate's metrics on the dev pairs
+
+    def record(self) -> dict[str, Any]:
+        """The training record's ``serving`` entry: ``pooling`` only where it was chosen (else the version
+        follows ``search.pooling``, whatever it is set to later)."""
+        return {"pooling": self.pooling if self.chosen else None, "why": self.why, "dev": self.dev}
+
+
+def choose_pooling(dev: dict[Pooling, np.ndarray] | None, default: Pooling) -> PoolingChoice:
+    """``default`` (``search.pooling``), unless the candidate's reciprocal ranks on the dev pairs under
+    another pooling beat it there beyond noise (:func:`judge`'s test; the guard then judges the choice on
+    its own held-out videos, which the choice never saw)."""
+    if dev is None:
+        return PoolingChoice(default, False, f"no dev pairs to choose on: {default}, as search.pooling says")
+    metrics: dict[str, dict[str, float]] = {p: rank_metrics(ranks) for p, ranks in dev.items()}
+    for other in POOLINGS:
+        if other == default:
+            continue
+        verdict = judge(dev[default], dev[other])
+        if verdict.install:
+            why = (
+                f"{other} ranks {verdict.pairs} dev captions better than {default}: mean reciprocal rank "
+                f"+{verdict.gain:.3f} > noise {verdict.noise:.3f}"
+            )
+            return PoolingChoice(other, True, why, metrics)
+    return PoolingChoice(default, False, f"no pooling ranks the dev captions better than {default}", metrics)
 
 
 def held_out_ranks_by_pooling(

@@ -4,8 +4,9 @@ What an admin's retrain runs (on a thread of the API process in embedded mode, o
 otherwise):
 
     the collection's pairs (or a manifest) -> held-out splits by video -> the recipe for their size ->
-    train with early stopping (on the dev videos) -> the guard: candidate vs what serves, on the guard's videos
-    (both ranked among up to 100 other clips of the collection, as the search would rank them) ->
+    train with early stopping (on the dev videos) -> the pooling it would serve with (chosen on the dev videos)
+    -> the guard: candidate vs what serves, on the guard's videos (both ranked among up to 100 other clips of
+    the collection, each under its own pooling, as the search would rank them) ->
     installed: install the adapter, re-index (videoseek/reindex.py: cached frames, no decoding), the old
     version kept for rollback | kept: the collection is left as it was
 
@@ -28,7 +29,7 @@ from videoseek.retraining import ADAPTER_METHODS, RetrainError, RetrainRequest
 if TYPE_CHECKING:
     from training.config import TrainConfig
     from training.data import ClipDataset, ClipRecord
-    from training.guard import Verdict
+    from training.guard import PoolingChoice, Verdict
     from training.loop import StepDone
     from training.run import DataPlan
     from training.splits import ValidationSplits
@@ -193,13 +194,15 @@ def retrain_collection(
     assert version is not None  # every ADAPTER_METHODS method saves an adapter
     cancel()
     report({"stage": "validating", "message": "comparing the new adapter with the one serving now"})
-    verdict = _judge(ctx, cfg, splits.guard, gallery, plan, out / ADAPTER_DIR, live.adapter_version)
+    serving = _choose_pooling(ctx, cfg, splits.dev, gallery, plan, out / ADAPTER_DIR)
+    verdict = _judge(ctx, cfg, splits.guard, gallery, plan, out / ADAPTER_DIR, live.adapter_version, serving)
     forced = request.force and not verdict.install
     summary: dict[str, Any] = {
         "collection": name,
         "outcome": "installed" if verdict.install or forced else "kept",
         "why": f"forced: {verdict.why}" if forced else verdict.why,
         "validation": {**verdict.validation(), "judged_on": judged_on},
+        "serving": serving.record(),
         "training_pairs": data.training_pairs,
         "training": {
             "method": cfg.method,
@@ -211,7 +214,7 @@ def retrain_collection(
             "stopped_early": result.stopped_early,
             "lr": cfg.lr,
             "batch_size": cfg.batch_size,
-            "pooling": cfg.pooling,  # the worker's settings.search: the API's must say the same
+            "pooling": cfg.pooling,  # the training loss's: the worker's settings.search.pooling
             "tau": cfg.tau,
             "train_seconds": round(result.train_seconds, 2),
             "run_dir": str(out.resolve()),
@@ -225,6 +228,24 @@ def retrain_collection(
     return _install(ctx, name, request, out / ADAPTER_DIR, summary, report, cancel)
 
 
+def _choose_pooling(
+    ctx: PipelineContext,
+    cfg: TrainConfig,
+    dev: ClipDataset | None,
+    gallery: list[ClipRecord],
+    plan: DataPlan,
+    candidate_dir: Path,
+) -> PoolingChoice:
+    """The pooling the candidate would serve with, chosen on the dev videos (``adapters.choose_pooling``)."""
+    from training.guard import choose_pooling, held_out_ranks_by_pooling
+
+    if not ctx.settings.adapters.choose_pooling or dev is None:
+        return choose_pooling(None, cfg.pooling)
+    base = replace(cfg, init_adapter=None)
+    ranks = held_out_ranks_by_pooling(ctx.settings.model, base, dev, plan, candidate_dir, gallery)
+    return choose_pooling(ranks, cfg.pooling)
+
+
 def _judge(
     ctx: PipelineContext,
     cfg: TrainConfig,
@@ -233,19 +254,25 @@ def _judge(
     plan: DataPlan,
     candidate_dir: Path,
     live_adapter: str | None,
+    serving: PoolingChoice,
 ) -> Verdict:
-    """The guard's verdict on the held-out videos (none held out: a verdict that keeps what serves)."""
+    """The guard's verdict on the held-out videos, each side ranked as its searches would rank (none held
+    out: a verdict that keeps what serves)."""
     import numpy as np
 
     from training.guard import held_out_ranks_by_pooling, judge, judge_by_pooling
+    from videoseek.versions import version_pooling
 
     if guard is None:
         return judge(np.zeros(0), np.zeros(0))
-    serving = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
+    live_dir = ctx.layout.adapter_dir(live_adapter) if live_adapter is not None else None
+    live_pooling = version_pooling(
+        ctx.layout, live_adapter, cfg.pooling, use_chosen=ctx.settings.adapters.choose_pooling
+    )
     base = replace(cfg, init_adapter=None)
-    current = held_out_ranks_by_pooling(ctx.settings.model, base, guard, plan, serving, gallery)
+    current = held_out_ranks_by_pooling(ctx.settings.model, base, guard, plan, live_dir, gallery)
     candidate = held_out_ranks_by_pooling(ctx.settings.model, base, guard, plan, candidate_dir, gallery)
-    return judge_by_pooling(current, candidate, cfg.pooling)
+    return judge_by_pooling(current, candidate, live_pooling, serving.pooling)
 
 
 def _gallery(ctx: PipelineContext, name: str, splits: ValidationSplits) -> list[ClipRecord]:
@@ -303,7 +330,9 @@ def _install(
     from videoseek.versions import write_training_record
 
     installed = install_adapter(ctx.settings, candidate_dir)
-    record = {key: summary[key] for key in ("outcome", "why", "validation", "training_pairs", "training")}
+    record = {
+        key: summary[key] for key in ("outcome", "why", "validation", "serving", "training_pairs", "training")
+    }
     write_training_record(
         ctx.layout, installed, {**record, "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     )

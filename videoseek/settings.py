@@ -287,7 +287,8 @@ class SearchSettings(BaseModel):
     pooling: Pooling = Field(
         default="text_conditioned",
         description="How a clip's frames are pooled against the query, for the exact re-ranking, retraining "
-        "and the retrain guard alike: text_conditioned (the paper's default) or mean (each clip's average frame; "
+        "and the retrain guard alike, in versions whose retrain chose none (adapters.choose_pooling): "
+        "text_conditioned (the paper's default) or mean (each clip's average frame; "
         "ranked by the vector the pooled ANN walks, so no MaxSim stage and no candidate floor). On the toy "
         "demo, mean ranks the right video first for 33.6% of captions against 19.8% (docs/benchmarks.md).",
     )
@@ -314,6 +315,13 @@ class AdapterSettings(BaseModel):
         gt=0,
         lt=1,
         description="Share of a collection's videos held out to validate a retrain (and to judge the guard).",
+    )
+    choose_pooling: bool = Field(
+        default=True,
+        description="A retrain picks the pooling (search.pooling's choices) its adapter ranks the collection's "
+        "dev pairs best with, when the other one beats search.pooling there beyond noise; the version's "
+        "searches then use it (rollback puts it back with the vectors). false: every version uses "
+        "search.pooling.",
     )
 
 

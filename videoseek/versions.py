@@ -5,6 +5,11 @@ so putting one back is a switch of the alias plus the few videos that changed si
 (:func:`videoseek.reindex.rollback_to_version`). Each version names its adapter; what the retrain measured
 about that adapter (the guard's validation, the pairs it learned from) is kept beside the adapter's files as
 ``training.json`` and listed with every version that uses it.
+
+That record also says how the version's searches pool a clip's frames (``serving.pooling``): a retrain picks
+the pooling that ranks the collection's own dev pairs best (``training/retrain.py``), so a rollback puts back
+the pooling with the vectors. A version without one (plain CLIP, an adapter made elsewhere, a retrain told not
+to choose) is searched with ``settings.search.pooling``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from videoseek.layout import DataLayout
+from videoseek.pooling_defaults import POOLINGS, Pooling
 from videoseek.store import ClipStore, VersionInfo
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,31 @@ def read_training_record(layout: DataLayout, adapter_version: str | None) -> dic
         log.warning("cannot read %s: %s", path, exc)
         return None
     return record if isinstance(record, dict) else None
+
+
+def chosen_pooling(record: dict[str, Any] | None) -> Pooling | None:
+    """The pooling a retrain chose for the adapter it recorded (None: it chose none, or the record is damaged)."""
+    serving = (record or {}).get("serving")
+    pooling = serving.get("pooling") if isinstance(serving, dict) else None
+    for known in POOLINGS:  # the Literal's own value, not the record's string
+        if pooling == known:
+            return known
+    return None
+
+
+def version_pooling(
+    layout: DataLayout, adapter_version: str | None, default: Pooling, *, use_chosen: bool = True
+) -> Pooling:
+    """The pooling the searches of a version with ``adapter_version`` use: its retrain's choice (where
+    ``use_chosen``: ``adapters.choose_pooling``), else ``default`` (``search.pooling``)."""
+    if not use_chosen or adapter_version is None:
+        return default
+    return recorded_pooling(read_training_record(layout, adapter_version), default)
+
+
+def recorded_pooling(record: dict[str, Any] | None, default: Pooling, *, use_chosen: bool = True) -> Pooling:
+    """:func:`version_pooling` of a version whose adapter's training record is ``record`` (None: none)."""
+    return (chosen_pooling(record) if use_chosen else None) or default
 
 
 def list_versions(store: ClipStore, layout: DataLayout, name: str) -> list[VersionView]:

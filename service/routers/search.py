@@ -122,6 +122,7 @@ async def search(
         collection=body.collection,
         query=body.query,
         adapter_version=outcome.adapter_version,
+        pooling=outcome.pooling,
         results=[
             to_result(body, ranked, links, copies.get(ranked.clip.video_id, False), calibration)
             for ranked in outcome.results

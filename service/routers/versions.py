@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from service import responses
 from service.deps import AdminPrincipal, EngineDep, LayoutDep, LinksDep, Services, SettingsDep, StoreDep
+from service.rankings import VersionRankings
 from service.schemas import (
     CollectionNamePath,
     RollbackRequest,
@@ -17,13 +18,14 @@ from service.schemas import (
     iso_utc,
 )
 from videoseek.layout import DataLayout
+from videoseek.settings import Settings
 from videoseek.store import ClipStore
 from videoseek.versions import VersionView, list_versions, rollback_target
 
 router = APIRouter(tags=["collections"])
 
 
-def _version_out(view: VersionView) -> VersionOut:
+def _version_out(view: VersionView, rankings: VersionRankings) -> VersionOut:
     info = view.info
     return VersionOut(
         physical=info.physical,
@@ -32,12 +34,14 @@ def _version_out(view: VersionView) -> VersionOut:
         created_at=iso_utc(info.created_at),
         activated_at=iso_utc(info.activated_at),
         points=info.points,
+        pooling=rankings.pooling_of(view.record),
         metrics=view.record,
     )
 
 
-def _versions(store: ClipStore, layout: DataLayout, name: str) -> list[VersionOut]:
-    return [_version_out(view) for view in list_versions(store, layout, name)]
+def _versions(store: ClipStore, layout: DataLayout, settings: Settings, name: str) -> list[VersionOut]:
+    rankings = VersionRankings(layout, settings.search, use_chosen=settings.adapters.choose_pooling)
+    return [_version_out(view, rankings) for view in list_versions(store, layout, name)]
 
 
 @router.get("/collections/{name}/versions", response_model=VersionList, responses=responses.keyed(404))
@@ -50,7 +54,7 @@ async def get_versions(
 ) -> VersionList:
     """The collection's live version and the earlier ones kept for rollback, with their adapters' metrics."""
     principal.require_collection(name)
-    versions = await asyncio.to_thread(_versions, store, layout, name)
+    versions = await asyncio.to_thread(_versions, store, layout, settings, name)
     return VersionList(collection=name, versions=versions, kept_at_most=settings.adapters.versions_kept)
 
 

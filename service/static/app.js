@@ -758,7 +758,8 @@ function retrainOutcome(r) {
       : `Kept the current adapter: R@1 ${before}, the new one ${after}${held}`;
   const p = r.training_pairs;
   const trained = p ? `; trained on ${p.captions} captions, ${p.feedback} feedback, ${p.subtitles} subtitles` : "";
-  return verdict + trained;
+  const chosen = r.serving?.pooling ? `; its searches pool frames by ${r.serving.pooling} (better on its dev captions)` : "";
+  return verdict + trained + chosen;
 }
 
 function adapterName(version) {
@@ -882,8 +883,11 @@ function onRetrain(event) {
 
 function versionRow(version) {
   const adapter = version.adapter_version ? `adapter ${version.adapter_version.slice(0, 12)}` : "plain CLIP";
-  const recall = version.metrics && typeof version.metrics["R@1"] === "number" ? `R@1 ${percent(version.metrics["R@1"])}` : null;
-  const facts = [adapter, `${version.points} clips`, recall, `created ${formatDate(version.created_at)}`];
+  // metrics is what the retrain that made its adapter measured: the candidate's R@1 on held-out pairs
+  const r1 = version.metrics?.validation?.candidate?.["R@1"];
+  const recall = typeof r1 === "number" ? `R@1 ${percent(r1)}` : null;
+  const pooling = `${version.pooling === "mean" ? "mean" : "text-conditioned"} pooling`;
+  const facts = [adapter, `${version.points} clips`, recall, pooling, `created ${formatDate(version.created_at)}`];
   const rollback = element("button", {
     type: "button",
     class: "ghost",

@@ -388,6 +388,8 @@ def test_the_admin_view_rolls_back_to_an_earlier_version(live_server: LiveServer
         )
     )
 
+    row = browser.find_element(By.CSS_SELECTOR, f"#version-list li[data-physical='{physical}']")
+    assert "plain CLIP" in row.text and "text-conditioned pooling" in row.text, row.text
     rollback = f"#version-list li[data-physical='{physical}'] button"
     ended = run_task_from(browser, rollback, timeout_s=180)
     assert (ended["state"], ended["kind"]) == ("done", "rollback"), ended

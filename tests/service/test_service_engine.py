@@ -11,7 +11,8 @@ import numpy as np
 
 from service.batching import QueryEmbedder
 from service.scoring import score_candidates
-from service.search_engine import SearchEngine, SearchQuery
+from service.search_engine import CandidateRule, Ranking, SearchEngine, SearchQuery, every_version
+from videoseek.settings import SearchSettings
 from videoseek.store import CollectionInfo, ScoredClip
 
 DIM = 8
@@ -59,8 +60,12 @@ class FakeStore:
 def make_engine(store: FakeStore, encode: Any) -> SearchEngine:
     embedder = QueryEmbedder(encode, cache_size=0)
     return SearchEngine(
-        store, embedder, score_candidates, oversample=2, tau=5.0, model_fingerprint=lambda: "model"
-    )  # type: ignore[arg-type]
+        store,  # type: ignore[arg-type]
+        embedder,
+        every_version(Ranking(CandidateRule(oversample=2), score_candidates)),
+        tau=5.0,
+        model_fingerprint=lambda: "model",
+    )
 
 
 def test_a_reindex_during_a_query_is_detected_and_searched_again() -> None:
@@ -146,8 +151,7 @@ def test_paging_by_video_reaches_videos_behind_one_with_many_better_clips(
     engine = SearchEngine(
         store,
         QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
-        score_candidates,
-        oversample=1,
+        every_version(Ranking(CandidateRule(oversample=1), score_candidates)),
         tau=5.0,
         model_fingerprint=lambda: "model",
     )  # type: ignore[arg-type]
@@ -181,7 +185,9 @@ class RecordingStore:
         return getattr(self.inner, name)
 
 
-def _blinking_collection(tmp_path: Any) -> tuple[Any, np.ndarray, set[str]]:
+def _blinking_collection(
+    tmp_path: Any, adapter_version: str | None = None
+) -> tuple[Any, np.ndarray, set[str]]:
     """300 clips where mean pooling and text-conditioned pooling disagree, like the toy world's blinking
     objects: 10 clips show the query's object in 1 frame of 8 (mean-pooled cosine 0.14, exact score ~1),
     100 clips are a little like it in every frame (0.3 either way) and outrank them in stage one."""
@@ -202,7 +208,7 @@ def _blinking_collection(tmp_path: Any) -> tuple[Any, np.ndarray, set[str]]:
     near = [point(k, np.stack([mixed(0.3, 1 + f + k % 8) for f in range(8)])) for k in range(10, 110)]
     far = [point(k, np.stack([mixed(0.05, 1 + f + k % 8) for f in range(8)])) for k in range(110, 300)]
     store = EdgeClipStore(tmp_path / "edge")
-    store.create_collection("blink", dim, model="model")
+    store.create_collection("blink", dim, model="model", adapter_version=adapter_version)
     store.upsert("blink", targets + near + far)
     return store, query, {p.id for p in targets}
 
@@ -225,9 +231,7 @@ def test_the_pooled_only_candidate_rule_finds_clips_mean_pooling_ranks_far_down(
         return SearchEngine(
             store,  # type: ignore[arg-type]
             QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
-            score_candidates,
-            oversample=settings.oversample,
-            min_candidates=min_candidates,
+            every_version(Ranking(CandidateRule(settings.oversample, min_candidates), score_candidates)),
             tau=settings.pooling_tau,
             model_fingerprint=lambda: "model",
         )
@@ -259,11 +263,12 @@ def _maxsim_engine(store: Any, query: np.ndarray, prefetch: int, candidates: int
     return SearchEngine(
         store,
         QueryEmbedder(lambda texts, versions: np.stack([query] * len(texts)), cache_size=0),
-        score_candidates,
-        oversample=settings.oversample,
-        min_candidates=settings.min_candidates,
-        maxsim_prefetch=prefetch,
-        maxsim_candidates=candidates,
+        every_version(
+            Ranking(
+                CandidateRule(settings.oversample, settings.min_candidates, prefetch, candidates),
+                score_candidates,
+            )
+        ),
         tau=settings.pooling_tau,
         model_fingerprint=lambda: "model",
     )
@@ -350,33 +355,70 @@ def test_a_collection_whose_frames_cannot_maxsim_is_searched_with_the_pooled_flo
         inner.close()
 
 
-def test_mean_pooling_ranks_as_the_pooled_vectors_do_with_no_maxsim_stage_and_no_floor(tmp_path: Any) -> None:
-    # settings.search.pooling "mean", wired as the app wires it: the blinking targets (the query's object in 1
-    # frame of 8) stay where mean pooling puts them, far down, and stage one asks for limit x oversample clips.
+def _app_engine(tmp_path: Any, store: Any, query: np.ndarray, settings: Any) -> SearchEngine:
+    """The engine as the app builds it (``service.main._build_engine``), over ``store``."""
     from types import SimpleNamespace
 
-    from service import scoring
     from service.main import _build_engine
     from service.metrics import ServiceMetrics
-    from videoseek.settings import SearchSettings
+    from videoseek.layout import DataLayout
 
-    inner, query, targets = _blinking_collection(tmp_path)
-    store = RecordingStore(inner)
-    search = SearchSettings(pooling="mean")
     model = SimpleNamespace(
         encode=lambda texts, versions: np.stack([query] * len(texts)), loaded_fingerprint=lambda: "model"
     )
     services = SimpleNamespace(
-        store=store, metrics=ServiceMetrics(), settings=SimpleNamespace(search=search), model=model
+        store=store,
+        metrics=ServiceMetrics(),
+        settings=settings,
+        model=model,
+        layout=DataLayout(tmp_path / "d"),
     )
-    engine = _build_engine(services)  # type: ignore[arg-type]
-    assert engine.score_fn is scoring.score_mean
+    return _build_engine(services)  # type: ignore[arg-type]
+
+
+def _assert_ranked_by_mean(engine: SearchEngine, store: Any, targets: set[str]) -> None:
+    outcome = asyncio.run(engine.search(SearchQuery("blink", "x", limit=10)))
+    assert outcome.pooling == "mean"
+    assert len(outcome.results) == 10 and not {r.clip.id for r in outcome.results} & targets
+    # a "near" clip's frames are each 0.3 like the query, in 8 other directions: its mean is 0.665 like it
+    assert [round(r.score, 3) for r in outcome.results] == [0.665] * 10
+    assert store.limits[-1] == 10 * SearchSettings().oversample and store.prefetches[-1] is None
+
+
+def test_mean_pooling_ranks_as_the_pooled_vectors_do_with_no_maxsim_stage_and_no_floor(tmp_path: Any) -> None:
+    # settings.search.pooling "mean", wired as the app wires it: the blinking targets (the query's object in 1
+    # frame of 8) stay where mean pooling puts them, far down, and stage one asks for limit x oversample clips.
+    from videoseek.settings import Settings
+
+    inner, query, targets = _blinking_collection(tmp_path)
+    store = RecordingStore(inner)
+    engine = _app_engine(tmp_path, store, query, Settings(search=SearchSettings(pooling="mean")))
     try:
-        results = asyncio.run(engine.search(SearchQuery("blink", "x", limit=10))).results
-        assert len(results) == 10 and not {r.clip.id for r in results} & targets
-        # a "near" clip's frames are each 0.3 like the query, in 8 other directions: its mean is 0.665 like it
-        assert [round(r.score, 3) for r in results] == [0.665] * 10
-        assert store.limits[-1] == 10 * search.oversample and store.prefetches[-1] is None
+        _assert_ranked_by_mean(engine, store, targets)
     finally:
         engine.embedder.close()
+        inner.close()
+
+
+def test_a_version_is_searched_with_the_pooling_its_retrain_chose(tmp_path: Any) -> None:
+    # search.pooling stays text_conditioned; the live version's adapter has a training record whose retrain
+    # chose mean: that version ranks by mean, and with adapters.choose_pooling false by the setting again.
+    from videoseek.layout import DataLayout
+    from videoseek.settings import AdapterSettings, Settings
+    from videoseek.versions import write_training_record
+
+    inner, query, targets = _blinking_collection(tmp_path, adapter_version="ad" * 32)
+    store = RecordingStore(inner)
+    layout = DataLayout(tmp_path / "d")
+    layout.adapter_dir("ad" * 32).mkdir(parents=True)
+    write_training_record(layout, "ad" * 32, {"outcome": "installed", "serving": {"pooling": "mean"}})
+    engine = _app_engine(tmp_path, store, query, Settings())
+    told = _app_engine(tmp_path, store, query, Settings(adapters=AdapterSettings(choose_pooling=False)))
+    try:
+        _assert_ranked_by_mean(engine, store, targets)
+        outcome = asyncio.run(told.search(SearchQuery("blink", "x", limit=10)))
+        assert outcome.pooling == "text_conditioned" and {r.clip.id for r in outcome.results} == targets
+    finally:
+        engine.embedder.close()
+        told.embedder.close()
         inner.close()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from test_service_tasks import ingest_toy_videos, wait_for_task
 
@@ -64,9 +65,22 @@ def test_a_retrain_with_no_options_learns_from_the_pairs_and_keeps_what_serves_w
     assert [v["live"] for v in client.get("/collections/films/versions").json()["versions"]] == [True]
 
 
+def _pooling(client: TestClient) -> str:
+    body = client.post("/search", json={"collection": "films", "query": "a red circle"}).json()
+    return str(body["pooling"])
+
+
 def test_a_forced_retrain_keeps_the_old_version_and_a_rollback_restores_its_results_exactly(
-    client: TestClient, tmp_path: Path
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The retrain chooses mean pooling, as for a collection whose dev captions rank better by it (3 videos
+    # spare no dev split to choose on: training/guard.py's tests hold the choice itself); the new version is
+    # searched with it and the rollback puts back the plain version's text-conditioned pooling with its vectors.
+    import training.retrain
+    from training.guard import PoolingChoice
+
+    chose_mean = PoolingChoice("mean", True, "mean ranks the dev captions better")
+    monkeypatch.setattr(training.retrain, "_choose_pooling", lambda *args: chose_mean)
     assert client.post("/collections", json={"name": "films"}).status_code == 201
     manifest = ingest_toy_videos(client, "films", tmp_path / "toy", 3)
     _caption_every_video(client, manifest)
@@ -77,13 +91,17 @@ def test_a_forced_retrain_keeps_the_old_version_and_a_rollback_restores_its_resu
     assert nothing_to_restore.status_code == 409, nothing_to_restore.text
     assert nothing_to_restore.json()["code"] == "no_version_to_restore"
 
+    assert _pooling(client) == "text_conditioned"
     result = _retrain(client, {"force": True, "epochs": 2})
     assert result["outcome"] == "installed" and result["why"].startswith("forced:"), result
+    assert result["serving"] == chose_mean.record()
     versions = client.get("/collections/films/versions").json()
-    assert [(v["live"], v["adapter_version"]) for v in versions["versions"]] == [
-        (True, result["adapter_version"]),
-        (False, None),
+    assert [(v["live"], v["adapter_version"], v["pooling"]) for v in versions["versions"]] == [
+        (True, result["adapter_version"], "mean"),
+        (False, None, "text_conditioned"),
     ]
+    assert versions["versions"][0]["metrics"]["serving"]["pooling"] == "mean"
+    assert _pooling(client) == "mean"
     assert versions["versions"][0]["metrics"]["training_pairs"] == {
         "captions": 3,
         "feedback": 0,
@@ -98,6 +116,7 @@ def test_a_forced_retrain_keeps_the_old_version_and_a_rollback_restores_its_resu
     assert (final["state"], final["kind"]) == ("done", "rollback"), final
     assert client.get("/collections/films").json()["adapter_version"] is None
     assert {q: _search(client, q) for q in queries} == served_before  # to the clip and the score
+    assert _pooling(client) == "text_conditioned"
     live_first = client.get("/collections/films/versions").json()["versions"]
     assert [(v["physical"], v["live"]) for v in live_first] == [
         (plain[0]["physical"], True),

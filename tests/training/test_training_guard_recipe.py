@@ -145,19 +145,43 @@ def test_the_guard_ranks_held_out_pairs_with_the_pooling_and_tau_of_its_run(
     ]  # one embedding, every pooling at the run's tau
 
 
-def test_the_verdict_is_the_searchs_poolings_and_reports_every_pooling_beside_it() -> None:
+def test_the_verdict_compares_each_side_under_the_pooling_it_serves_with_and_reports_every_pooling() -> None:
     from training.guard import MIN_PAIRS, judge_by_pooling
 
     n = MIN_PAIRS + 10
     worse, better = np.full(n, 3), np.full(n, 1)
     current = {"text_conditioned": worse, "mean": better}
     candidate = {"text_conditioned": better, "mean": worse}  # better only under text-conditioned pooling
-    by_tc, by_mean = (
-        judge_by_pooling(current, candidate, "text_conditioned"),
-        judge_by_pooling(current, candidate, "mean"),
-    )
+    by_tc = judge_by_pooling(current, candidate, "text_conditioned", "text_conditioned")
+    by_mean = judge_by_pooling(current, candidate, "mean", "mean")
     assert by_tc.install and not by_mean.install
+    # what serves now ranks by mean (its retrain chose it): a candidate serving text-conditioned only ties it
+    assert not judge_by_pooling(current, candidate, "mean", "text_conditioned").install
+    assert judge_by_pooling(current, candidate, "text_conditioned", "text_conditioned").install
     assert by_mean.validation()["by_pooling"] == by_tc.validation()["by_pooling"]
     assert by_tc.validation()["by_pooling"]["mean"]["candidate"]["MdR"] == 3
-    none = judge_by_pooling({"mean": np.zeros(0)}, {"mean": np.zeros(0)}, "mean")
+    none = judge_by_pooling({"mean": np.zeros(0)}, {"mean": np.zeros(0)}, "mean", "mean")
     assert not none.install and "by_pooling" not in none.validation()  # nothing held out: no table either
+
+
+def test_another_pooling_is_chosen_only_where_it_beats_search_pooling_on_the_dev_pairs_beyond_noise() -> None:
+    from training.guard import MIN_PAIRS, choose_pooling
+
+    n = MIN_PAIRS + 10
+    rng = np.random.default_rng(0)
+    noisy = rng.integers(1, 4, n)
+    clearly_better = {"text_conditioned": np.full(n, 3), "mean": np.full(n, 1)}
+    chosen = choose_pooling(clearly_better, "text_conditioned")
+    assert (chosen.pooling, chosen.chosen) == ("mean", True)
+    assert chosen.record()["pooling"] == "mean" and chosen.record()["dev"]["mean"]["R@1"] == 100.0
+    # a tie, or a gain within the dev split's noise, keeps search.pooling and records no choice: the version
+    # follows the setting, whatever it is set to later
+    for dev in (
+        {"text_conditioned": noisy, "mean": noisy},
+        {"text_conditioned": noisy, "mean": np.roll(noisy, 1)},
+    ):
+        kept = choose_pooling(dev, "text_conditioned")
+        assert (kept.pooling, kept.chosen, kept.record()["pooling"]) == ("text_conditioned", False, None)
+    assert choose_pooling(clearly_better, "mean").pooling == "mean"  # the setting already is the better one
+    nothing = choose_pooling(None, "mean")
+    assert (nothing.pooling, nothing.chosen, nothing.record()["dev"]) == ("mean", False, None)

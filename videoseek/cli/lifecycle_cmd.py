@@ -41,6 +41,9 @@ def _show_retrain(summary: dict[str, Any]) -> None:
         f"  held-out pairs {validation['pairs']}: serving {_recall(validation['current'])}; "
         f"new {_recall(validation['candidate'])}"
     )
+    serving = summary.get("serving") or {}
+    if serving.get("pooling"):
+        typer.echo(f"  searches pool frames by {serving['pooling']}: {serving['why']}")
     training = summary["training"]
     typer.echo(
         f"  trained on {training['clips']} pairs {summary['training_pairs'] or ''}: {training['steps']} steps, "
@@ -114,9 +117,10 @@ def rollback(
 def versions(collection: Collection, json_output: JsonOutput = False) -> None:
     """List a collection's live version and the earlier ones kept for rollback, with their metrics."""
     from videoseek.cli.runtime import open_runtime
-    from videoseek.versions import list_versions
+    from videoseek.versions import list_versions, recorded_pooling
 
-    runtime = open_runtime(cli_settings())
+    settings = cli_settings()
+    runtime = open_runtime(settings)
     try:
         views = list_versions(runtime.context.store, runtime.context.layout, collection)
     except Exception as exc:  # no such collection, store locked by a server: one line
@@ -125,14 +129,18 @@ def versions(collection: Collection, json_output: JsonOutput = False) -> None:
         runtime.close()
     for view in views:
         info, record = view.info, view.record or {}
+        pooling = recorded_pooling(
+            view.record, settings.search.pooling, use_chosen=settings.adapters.choose_pooling
+        )
         if json_output:
             row = {"physical": info.physical, "adapter_version": info.adapter_version, "live": info.live}
-            typer.echo(json.dumps({**row, "points": info.points, "metrics": view.record}))
+            typer.echo(json.dumps({**row, "points": info.points, "pooling": pooling, "metrics": view.record}))
             continue
         validation = (record.get("validation") or {}).get("candidate")
         typer.echo(
             f"{'*' if info.live else ' '} {info.physical:<28} adapter {short(info.adapter_version):<12} "
-            f"{info.points:>7} clips  served {info.activated_at:%Y-%m-%d %H:%M}  {_recall(validation)}"
+            f"{info.points:>7} clips  served {info.activated_at:%Y-%m-%d %H:%M}  {pooling:<16}  "
+            f"{_recall(validation)}"
         )
 
 

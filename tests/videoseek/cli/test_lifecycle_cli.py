@@ -41,10 +41,11 @@ def test_retrain_keeps_or_installs_and_rollback_puts_the_old_version_back(
     assert forced["outcome"] == "installed" and forced["adapter_version"]
     listed = runner.invoke(app, ["versions", "-c", NAME, "--json"])
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [(r["live"], r["adapter_version"]) for r in rows] == [
-        (True, forced["adapter_version"]),
-        (False, None),
+    assert [(r["live"], r["adapter_version"], r["pooling"]) for r in rows] == [
+        (True, forced["adapter_version"], "text_conditioned"),  # 2 videos: no dev pairs to choose another on
+        (False, None, "text_conditioned"),
     ]
+    assert forced["serving"]["pooling"] is None and "no dev pairs" in forced["serving"]["why"]
 
     back = _json(runner, "rollback", "-c", NAME)
     assert (back["physical"], back["new_adapter_version"]) == (rows[1]["physical"], None)
@@ -52,6 +53,7 @@ def test_retrain_keeps_or_installs_and_rollback_puts_the_old_version_back(
     assert unknown.exit_code == 1 and "not a version" in unknown.output
     human = runner.invoke(app, ["versions", "-c", NAME])
     assert human.exit_code == 0 and human.stdout.startswith(f"* {rows[1]['physical']}"), human.output
+    assert "text_conditioned" in human.stdout.splitlines()[0]
     context = embedded_context(embedded)
     assert context.store.get_collection(NAME).adapter_version is None
     context.close()
