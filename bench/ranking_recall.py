@@ -170,7 +170,7 @@ class TwoStage:
         self.engine = SearchEngine(
             store,
             self.embedder,
-            every_version(Ranking(rule.candidate_rule(), score_candidates)),
+            every_version(Ranking(rule.candidate_rule, score_candidates)),
             tau=tau,
             model_fingerprint=lambda: MODEL,
         )
