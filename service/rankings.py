@@ -7,14 +7,12 @@ rollback puts the old pooling back with the old vectors. Every other version use
 
 from __future__ import annotations
 
-from typing import Any
-
 from service import scoring
 from service.search_engine import CandidateRule, Ranking
 from videoseek.layout import DataLayout
 from videoseek.pooling_defaults import Pooling
 from videoseek.settings import SearchSettings
-from videoseek.versions import recorded_pooling, version_pooling
+from videoseek.versions import version_pooling
 
 
 def pooling_ranking(pooling: Pooling, search: SearchSettings) -> Ranking:
@@ -39,13 +37,7 @@ class VersionRankings:
         self._by_pooling = {p: pooling_ranking(p, search) for p in scoring.SCORE_FNS}
         self.default: Pooling = search.pooling
 
-    def pooling(self, adapter_version: str | None) -> Pooling:
-        """The pooling the version's searches use."""
-        return version_pooling(self.layout, adapter_version, self.default, use_chosen=self.use_chosen)
-
-    def pooling_of(self, record: dict[str, Any] | None) -> Pooling:
-        """The pooling of a version whose adapter's training record is ``record`` (None: it has none)."""
-        return recorded_pooling(record, self.default, use_chosen=self.use_chosen)
-
     def __call__(self, adapter_version: str | None) -> Ranking:
-        return self._by_pooling[self.pooling(adapter_version)]
+        return self._by_pooling[
+            version_pooling(self.layout, adapter_version, self.default, use_chosen=self.use_chosen)
+        ]

@@ -64,16 +64,6 @@ def read_training_record(layout: DataLayout, adapter_version: str | None) -> dic
     return record if isinstance(record, dict) else None
 
 
-def chosen_pooling(record: dict[str, Any] | None) -> Pooling | None:
-    """The pooling a retrain chose for the adapter it recorded (None: it chose none, or the record is damaged)."""
-    serving = (record or {}).get("serving")
-    pooling = serving.get("pooling") if isinstance(serving, dict) else None
-    for known in POOLINGS:  # the Literal's own value, not the record's string
-        if pooling == known:
-            return known
-    return None
-
-
 def version_pooling(
     layout: DataLayout, adapter_version: str | None, default: Pooling, *, use_chosen: bool = True
 ) -> Pooling:
@@ -85,8 +75,11 @@ def version_pooling(
 
 
 def recorded_pooling(record: dict[str, Any] | None, default: Pooling, *, use_chosen: bool = True) -> Pooling:
-    """:func:`version_pooling` of a version whose adapter's training record is ``record`` (None: none)."""
-    return (chosen_pooling(record) if use_chosen else None) or default
+    """:func:`version_pooling` of a version whose adapter's training record is ``record`` (None: none; a
+    damaged or missing ``serving.pooling``: ``default``)."""
+    serving = (record or {}).get("serving") if use_chosen else None
+    pooling = serving.get("pooling") if isinstance(serving, dict) else None
+    return next((known for known in POOLINGS if pooling == known), default)  # the Literal's own value
 
 
 def list_versions(store: ClipStore, layout: DataLayout, name: str) -> list[VersionView]:

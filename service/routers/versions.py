@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from service import responses
 from service.deps import AdminPrincipal, EngineDep, LayoutDep, LinksDep, Services, SettingsDep, StoreDep
-from service.rankings import VersionRankings
 from service.schemas import (
     CollectionNamePath,
     RollbackRequest,
@@ -20,12 +19,12 @@ from service.schemas import (
 from videoseek.layout import DataLayout
 from videoseek.settings import Settings
 from videoseek.store import ClipStore
-from videoseek.versions import VersionView, list_versions, rollback_target
+from videoseek.versions import VersionView, list_versions, recorded_pooling, rollback_target
 
 router = APIRouter(tags=["collections"])
 
 
-def _version_out(view: VersionView, rankings: VersionRankings) -> VersionOut:
+def _version_out(view: VersionView, settings: Settings) -> VersionOut:
     info = view.info
     return VersionOut(
         physical=info.physical,
@@ -34,14 +33,15 @@ def _version_out(view: VersionView, rankings: VersionRankings) -> VersionOut:
         created_at=iso_utc(info.created_at),
         activated_at=iso_utc(info.activated_at),
         points=info.points,
-        pooling=rankings.pooling_of(view.record),
+        pooling=recorded_pooling(
+            view.record, settings.search.pooling, use_chosen=settings.adapters.choose_pooling
+        ),
         metrics=view.record,
     )
 
 
 def _versions(store: ClipStore, layout: DataLayout, settings: Settings, name: str) -> list[VersionOut]:
-    rankings = VersionRankings(layout, settings.search, use_chosen=settings.adapters.choose_pooling)
-    return [_version_out(view, rankings) for view in list_versions(store, layout, name)]
+    return [_version_out(view, settings) for view in list_versions(store, layout, name)]
 
 
 @router.get("/collections/{name}/versions", response_model=VersionList, responses=responses.keyed(404))
