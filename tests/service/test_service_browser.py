@@ -388,8 +388,14 @@ def test_the_admin_view_rolls_back_to_an_earlier_version(live_server: LiveServer
         )
     )
 
-    row = browser.find_element(By.CSS_SELECTOR, f"#version-list li[data-physical='{physical}']")
-    assert "plain CLIP" in row.text and "text-conditioned pooling" in row.text, row.text
+    # Read in one script: the list may be re-rendered between a find and a read of the element.
+    row_text: str = wait.until(
+        lambda d: d.execute_script(
+            f"const li = document.querySelector(\"#version-list li[data-physical='{physical}']\");"
+            "return li && li.textContent;"
+        )
+    )
+    assert "plain CLIP" in row_text and "text-conditioned pooling" in row_text, row_text
     rollback = f"#version-list li[data-physical='{physical}'] button"
     ended = run_task_from(browser, rollback, timeout_s=180)
     assert (ended["state"], ended["kind"]) == ("done", "rollback"), ended
