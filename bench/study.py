@@ -1,7 +1,8 @@
 """Data-size study: held-out R@1 against the number of training videos, one line per method.
 
     .venv/bin/python bench/study.py --out runs/study [--variants b known] [--sizes 40 120 400 1200]
-        [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--target-steps 300] [--quick]
+        [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--target-steps 300] [--rank 8]
+        [--quick]
 
 Every cell (variant, method, training videos, learning rate, seed) is one run of the real training loop on the
 toy CLIP, with the product's recipe for that many pairs (``training/recipe.py``: batch, step budget, evaluation
@@ -15,9 +16,10 @@ and early stopping on the validation split), only the learning rate set by the s
   value, scaled with the square root of the batch like the recipe) is run at seed 0; the point with the best
   validation score (T2V MRR, the early-stopping score) is then run at every other seed. Test metrics are never
   used to choose anything;
-* step budget: the recipe's (``TARGET_STEPS``, about 300 steps) unless ``--target-steps`` sets another, which
-  makes its own cells (``...-steps<N>.json``) and its own rows and dashed lines, grid and all;
-* reported per (variant, method, size, step budget): the chosen lr, the mean steps run (early stopping), test
+* step budget and rank: the recipe's (``TARGET_STEPS``, about 300 steps; the adapter's bottleneck rank 8)
+  unless ``--target-steps`` or ``--rank`` sets another, which makes its own cells (``...-steps<N>.json``,
+  ``...-rank<R>.json``) and its own rows and dashed lines, grid and all;
+* reported per (variant, method, size, step budget, rank): the chosen lr, the mean steps run (early stopping), test
   T2V R@1 mean and standard deviation over seeds, R@5, MRR, trainable parameters, train seconds.
 
 Resumable: each finished cell writes ``OUT/cells/<variant>/<method>/n<size>/lr<lr>-s<seed>.json`` (atomically)
@@ -41,7 +43,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,36 @@ LR_AT_BATCH_32 = {"full": 1e-4, "lora": 1e-2, "vision": 1e-2, "text": 1e-2, "cma
 LR_STEPS = (1 / 3, 1.0, 3.0)
 
 
+DEFAULT_RANK = TrainConfig().rank
+
+
+@dataclass(frozen=True, order=True)
+class Variation:
+    """How a cell's recipe departs from the product's: its step budget and the adapter's bottleneck rank (LoRA's
+    rank is matched to the size of the adapter of that rank). Each variation has its own cells, rows and lr pick."""
+
+    target_steps: int = TARGET_STEPS
+    rank: int = DEFAULT_RANK
+
+    @classmethod
+    def of(cls, cell: dict[str, Any]) -> Variation:
+        """A cell's or a row's (ones from before a setting was recorded ran the recipe's)."""
+        rank = cell.get("rank", cell.get("config", {}).get("rank", DEFAULT_RANK))
+        return cls(int(cell.get("target_steps", TARGET_STEPS)), int(rank))
+
+    @property
+    def suffix(self) -> str:
+        """What a cell's file name adds (the recipe's own: nothing, as cells from before variations were)."""
+        steps = "" if self.target_steps == TARGET_STEPS else f"-steps{self.target_steps}"
+        return steps + ("" if self.rank == DEFAULT_RANK else f"-rank{self.rank}")
+
+    @property
+    def label(self) -> str:
+        """The plot's legend addition: empty for the recipe's own."""
+        parts = [f"{self.target_steps} steps"] if self.target_steps != TARGET_STEPS else []
+        return ", ".join(parts + ([f"rank {self.rank}"] if self.rank != DEFAULT_RANK else []))
+
+
 @dataclass(frozen=True)
 class Scale:
     train_videos: int
@@ -73,7 +105,7 @@ class Scale:
     lr_steps: tuple[float, ...]
     val_videos: int
     test_videos: int
-    target_steps: int = TARGET_STEPS  # the recipe's step budget; a study of more steps sets it
+    variation: Variation = field(default_factory=Variation)  # the recipe's own unless a study sets it
 
 
 FULL = Scale(1200, (40, 120, 400, 1200), (0, 1), LR_STEPS, 100, 200)
@@ -137,12 +169,12 @@ def videos_subset(dataset: ClipDataset, n: int, seed: int) -> ClipDataset:
 
 
 def cell_config(
-    method: str, pairs: int, lr_step: float, seed: int, target_steps: int = TARGET_STEPS
+    method: str, pairs: int, lr_step: float, seed: int, variation: Variation = Variation()
 ) -> TrainConfig:
-    """The recipe for ``pairs`` pairs (batch, epochs, evaluation, patience) at the step budget ``target_steps``,
-    the method's lr for this grid point."""
-    base = TrainConfig(method=method, seed=seed, device="cpu")
-    cfg = recommended_config(pairs, SPEC, base, target_steps=target_steps)
+    """The recipe for ``pairs`` pairs (batch, epochs, evaluation, patience) at the variation's step budget and
+    rank, the method's lr for this grid point."""
+    base = TrainConfig(method=method, seed=seed, device="cpu", rank=variation.rank)
+    cfg = recommended_config(pairs, SPEC, base, target_steps=variation.target_steps)
     if method == "zero-shot":
         return replace(cfg, epochs=0)
     lr = LR_AT_BATCH_32[method] * math.sqrt(cfg.batch_size / 32) * lr_step
@@ -150,7 +182,7 @@ def cell_config(
 
 
 def run_cell(
-    data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig, target_steps: int
+    data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig, variation: Variation
 ) -> dict[str, Any]:
     """Train one cell on a fresh CLIP (early stopping on validation), then score the kept weights on test."""
     clip = load_clip(SPEC, "cpu")
@@ -165,7 +197,8 @@ def run_cell(
     return {
         "method": method,
         "size": size,
-        "target_steps": target_steps,
+        "target_steps": variation.target_steps,
+        "rank": variation.rank,
         "pairs": len(subset),
         "config": cfg.to_dict(),
         "val_score": selection_score(val, cfg.pooling),
@@ -180,19 +213,15 @@ def run_cell(
     }
 
 
-def cell_path(out: Path, variant: str, method: str, size: int, cfg: TrainConfig, target_steps: int) -> Path:
-    budget = "" if target_steps == TARGET_STEPS else f"-steps{target_steps}"  # the recipe's own: no suffix
-    return out / "cells" / variant / method / f"n{size}" / f"lr{cfg.lr:g}-s{cfg.seed}{budget}.json"
+def cell_path(
+    out: Path, variant: str, method: str, size: int, cfg: TrainConfig, variation: Variation
+) -> Path:
+    return out / "cells" / variant / method / f"n{size}" / f"lr{cfg.lr:g}-s{cfg.seed}{variation.suffix}.json"
 
 
-def budget_of(cell: dict[str, Any]) -> int:
-    """A cell's step budget (cells from before the budget was a setting ran the recipe's)."""
-    return int(cell.get("target_steps", TARGET_STEPS))
-
-
-def row_key(cell: dict[str, Any]) -> tuple[str, str, int, int]:
-    """What a table row stands for, of a cell or a row: (variant, method, training videos, step budget)."""
-    return cell["variant"], cell["method"], cell["size"], budget_of(cell)
+def row_key(cell: dict[str, Any]) -> tuple[str, str, int, Variation]:
+    """What a table row stands for, of a cell or a row: (variant, method, training videos, variation)."""
+    return cell["variant"], cell["method"], cell["size"], Variation.of(cell)
 
 
 def cached_cell(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
@@ -212,20 +241,21 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def summarize(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (variant, method, size, step budget): the lr picked on validation at seed 0, test metrics
+    """One row per (variant, method, size, variation): the lr picked on validation at seed 0, test metrics
     over seeds."""
     rows = []
-    groups: dict[tuple[str, str, int, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int, Variation], list[dict[str, Any]]] = {}
     for cell in cells:
         groups.setdefault(row_key(cell), []).append(cell)
-    for (variant, method, size, budget), group in sorted(
+    for (variant, method, size, variation), group in sorted(
         groups.items(), key=lambda g: (g[0][0], METHODS.index(g[0][1]), g[0][3], g[0][2])
     ):
         lr = pick_lr(group)
         runs = [c for c in group if c["config"]["lr"] == lr]
         r1 = [c["test"]["R@1"] for c in runs]
         rows.append({
-            "variant": variant, "method": method, "size": size, "target_steps": budget, "lr": lr,
+            "variant": variant, "method": method, "size": size, "target_steps": variation.target_steps,
+            "rank": variation.rank, "lr": lr,
             "seeds": len(runs), "steps": round(statistics.mean(c.get("steps", 0) for c in runs)),
             "R@1": round(statistics.mean(r1), 2), "R@1_sd": round(statistics.stdev(r1), 2) if len(r1) > 1 else None,
             "R@5": round(statistics.mean(c["test"]["R@5"] for c in runs), 2),
@@ -265,8 +295,10 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         sd = "-" if r["R@1_sd"] is None else f"{r['R@1_sd']:.1f}"
         budget = "-" if r["method"] == "zero-shot" else f"{r['target_steps']} ({r['steps']})"
+        rank = Variation.of(r).rank
+        method = r["method"] if rank == DEFAULT_RANK else f"{r['method']}, rank {rank}"
         lines.append(
-            f"| {r['variant']} | {r['method']} | {r['size']} | {budget} | {r['lr']:.1e} | "
+            f"| {r['variant']} | {method} | {r['size']} | {budget} | {r['lr']:.1e} | "
             f"{r['seeds']} | {r['R@1']:.1f} | {sd} | "
             f"{r['R@5']:.1f} | {r['MRR']:.1f} | {r['trainable_params']:,} | {r['train_s']:.0f} |"
         )
@@ -283,17 +315,19 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     variants = sorted({r["variant"] for r in rows})
     fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
-        lines = sorted({(r["method"], r["target_steps"]) for r in rows if r["variant"] == variant},
+        lines = sorted({(r["method"], Variation.of(r)) for r in rows if r["variant"] == variant},
                        key=lambda line: (METHODS.index(line[0]), line[1]))  # fmt: skip
-        for method, budget in lines:
+        for method, variation in lines:
             points = [
-                r for r in rows if (r["variant"], r["method"], r["target_steps"]) == (variant, method, budget)
+                r
+                for r in rows
+                if (r["variant"], r["method"], Variation.of(r)) == (variant, method, variation)
             ]
-            label = method if budget == TARGET_STEPS or method == "zero-shot" else f"{method}, {budget} steps"
+            label = method if not variation.label or method == "zero-shot" else f"{method}, {variation.label}"
             ax.errorbar(
                 [r["size"] for r in points], [r["R@1"] for r in points],
                 yerr=[r["R@1_sd"] or 0.0 for r in points], marker="o", capsize=3, label=label,
-                linestyle="-" if budget == TARGET_STEPS else "--",
+                linestyle="-" if variation == Variation() else "--",
                 color=f"C{METHODS.index(method)}",  # one colour per method in every panel
             )  # fmt: skip
         sizes = sorted({r["size"] for r in rows if r["variant"] == variant})
@@ -323,9 +357,9 @@ def load_cells(out: Path) -> Cells:
 
 
 def group_of(
-    cells: Cells, variant: str, method: str, size: int, target_steps: int = TARGET_STEPS
+    cells: Cells, variant: str, method: str, size: int, variation: Variation = Variation()
 ) -> list[dict[str, Any]]:
-    return [c for c in cells.values() if row_key(c) == (variant, method, size, target_steps)]
+    return [c for c in cells.values() if row_key(c) == (variant, method, size, variation)]
 
 
 def write_outputs(out: Path, cells: Cells) -> list[dict[str, Any]]:
@@ -348,30 +382,30 @@ def run_variant(out: Path, variant: str, methods: Sequence[str], scale: Scale, c
     for size in scale.sizes:
         for method in methods:
             for _, step, seed in [p for p in planned(method, scale) if p[0] == size]:
-                run_or_reuse(out, data, variant, method, size, step, seed, cells, scale.target_steps)
+                run_or_reuse(out, data, variant, method, size, step, seed, cells, scale.variation)
             if method == "zero-shot":
                 continue
             # every grid point run so far, by any run
-            lr = pick_lr(group_of(cells, variant, method, size, scale.target_steps))
+            lr = pick_lr(group_of(cells, variant, method, size, scale.variation))
             for seed in scale.seeds[1:]:  # the other seeds at the lr validation chose
-                run_or_reuse(out, data, variant, method, size, None, seed, cells, scale.target_steps, lr=lr)
+                run_or_reuse(out, data, variant, method, size, None, seed, cells, scale.variation, lr=lr)
 
 
 def run_or_reuse(
     out: Path, data: Data, variant: str, method: str, size: int, step: float | None, seed: int,
-    cells: Cells, target_steps: int, lr: float | None = None,
+    cells: Cells, variation: Variation, lr: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The cell of grid point ``step`` (or of the chosen ``lr``), from its file when it ran with these settings."""
     if method == "zero-shot":
-        target_steps = TARGET_STEPS  # it trains nothing: one row whatever the budget
+        variation = Variation()  # it trains nothing: one row whatever the budget or rank
     subset = videos_subset(data.train, size, seed)
-    cfg = cell_config(method, len(subset), step or 1.0, seed, target_steps)
+    cfg = cell_config(method, len(subset), step or 1.0, seed, variation)
     if lr is not None:
         cfg = replace(cfg, lr=lr)
-    path = cell_path(out, variant, method, size, cfg, target_steps)
+    path = cell_path(out, variant, method, size, cfg, variation)
     cell = cached_cell(path, cfg)
     if cell is None:
-        cell = {"variant": variant, **run_cell(data, method, subset, size, cfg, target_steps)}
+        cell = {"variant": variant, **run_cell(data, method, subset, size, cfg, variation)}
         write_atomically(path, json.dumps(cell, indent=1))
         print(f"{variant} {method} n={size} lr={cfg.lr:g} seed={cfg.seed}: test R@1 {cell['test']['R@1']:.1f} "
               f"(val {cell['val_score']:.1f}, {cell['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
@@ -392,6 +426,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--target-steps", type=int, default=TARGET_STEPS, help=f"the recipe's step budget ({TARGET_STEPS})"
     )
+    parser.add_argument(
+        "--rank", type=int, default=DEFAULT_RANK, help=f"the adapter's bottleneck rank ({DEFAULT_RANK})"
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run of the pipeline, not a measurement")
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
@@ -400,10 +437,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         sizes=tuple(args.sizes or scale.sizes),
         seeds=tuple(args.seeds or scale.seeds),
         lr_steps=tuple(args.lr_steps or scale.lr_steps),
-        target_steps=args.target_steps,
+        variation=Variation(args.target_steps, args.rank),
     )
-    if scale.target_steps < 1:
-        parser.error("--target-steps must be at least 1")
+    if args.target_steps < 1 or args.rank < 1:
+        parser.error("--target-steps and --rank must be at least 1")
     if scale.seeds[0] != 0:
         parser.error("--seeds must start with 0: the learning rate is picked at seed 0")
     cells = load_cells(args.out)

@@ -104,11 +104,14 @@ def test_the_tables_cover_every_finished_cell_of_every_run(study: ModuleType, tm
 def test_another_step_budget_makes_its_own_cells_rows_and_lr_pick(study: ModuleType, tmp_path: Path) -> None:
     recipe, longer = (
         study.cell_config("cma", 360, 1.0, 0),
-        study.cell_config("cma", 360, 1.0, 0, target_steps=600),
+        study.cell_config("cma", 360, 1.0, 0, study.Variation(target_steps=600)),
     )
     assert longer.epochs == 2 * recipe.epochs and longer.batch_size == recipe.batch_size
-    assert study.cell_path(tmp_path, "b", "cma", 120, recipe, study.TARGET_STEPS).name == "lr0.01-s0.json"
-    assert study.cell_path(tmp_path, "b", "cma", 120, longer, 600).name == "lr0.01-s0-steps600.json"
+    assert study.cell_path(tmp_path, "b", "cma", 120, recipe, study.Variation()).name == "lr0.01-s0.json"
+    assert (
+        study.cell_path(tmp_path, "b", "cma", 120, longer, study.Variation(600)).name
+        == "lr0.01-s0-steps600.json"
+    )
     cells = [
         cell(1e-3, 0, val=20.0, r1=5.0),  # written before the budget was a setting: the recipe's
         cell(3e-3, 0, val=10.0, r1=6.0) | {"target_steps": study.TARGET_STEPS},
@@ -119,7 +122,7 @@ def test_another_step_budget_makes_its_own_cells_rows_and_lr_pick(study: ModuleT
     assert "| b | cma | 40 | 600 (580) |" in study.table(rows)
     by_path = {str(i): c for i, c in enumerate(cells)}
     assert study.pick_lr(study.group_of(by_path, "b", "cma", 40)) == 1e-3
-    assert study.pick_lr(study.group_of(by_path, "b", "cma", 40, 600)) == 3e-3
+    assert study.pick_lr(study.group_of(by_path, "b", "cma", 40, study.Variation(600))) == 3e-3
 
 
 def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
@@ -131,14 +134,14 @@ def test_a_budget_run_writes_suffixed_cells_and_zero_shot_once(
     )
 
     def fake_cell(
-        data: Any, method: str, subset: Any, size: int, cfg: TrainConfig, budget: int
+        data: Any, method: str, subset: Any, size: int, cfg: TrainConfig, variation: Any
     ) -> dict[str, Any]:
         return cell(cfg.lr, cfg.seed, val=cfg.lr, r1=1.0, method=method, size=size) | {
-            "config": cfg.to_dict(), "target_steps": budget, "steps": 1,
+            "config": cfg.to_dict(), "target_steps": variation.target_steps, "rank": variation.rank, "steps": 1,
         }  # fmt: skip
 
     monkeypatch.setattr(study, "run_cell", fake_cell)
-    scale = study.Scale(30, (10,), (0, 1), (1.0, 3.0), 5, 5, target_steps=600)
+    scale = study.Scale(30, (10,), (0, 1), (1.0, 3.0), 5, 5, variation=study.Variation(target_steps=600))
     other_run = tmp_path / "cells" / "b" / "full" / "n10" / "lr5e-05-s0.json"  # finished by another process
     study.write_atomically(other_run, json.dumps(cell(5e-5, 0, val=1.0, r1=2.0, method="full", size=10)))
     study.run_variant(tmp_path, "b", ["zero-shot", "cma"], scale, {})
@@ -219,3 +222,26 @@ def test_a_row_reports_mean_pooling_only_when_every_seed_recorded_it(study: Modu
     assert study.summarize(both)[0]["R@1_mean_pooling"] == 32.0
     del both[1]["test_R@1_by_pooling"]  # a cell from before it was recorded
     assert study.summarize(both)[0]["R@1_mean_pooling"] is None
+
+
+def test_another_rank_makes_its_own_cells_rows_and_plot_line_and_keeps_old_rows_apart(
+    study: ModuleType, tmp_path: Path
+) -> None:
+    wider = study.Variation(rank=16)
+    cfg = study.cell_config("cma", 360, 1.0, 0, wider)
+    assert cfg.rank == 16 and cfg.lr == study.cell_config("cma", 360, 1.0, 0).lr  # the same grid
+    assert study.cell_path(tmp_path, "b", "cma", 120, cfg, wider).name == "lr0.01-s0-rank16.json"
+    assert study.Variation(600, 16).suffix == "-steps600-rank16"
+    recipe_row = {"variant": "b", "method": "cma", "size": 40, "R@1": 5.0}  # a kept row from before ranks
+    assert study.row_key(recipe_row) == ("b", "cma", 40, study.Variation())
+    cells = [
+        cell(1e-3, 0, val=20.0, r1=5.0) | {"config": {"lr": 1e-3, "seed": 0, "rank": 8}},
+        cell(3e-3, 0, val=30.0, r1=9.0) | {"config": {"lr": 3e-3, "seed": 0, "rank": 16}, "steps": 7},
+    ]
+    rows = study.summarize(cells)
+    assert [(r["rank"], r["lr"], r["R@1"]) for r in rows] == [(8, 1e-3, 5.0), (16, 3e-3, 9.0)]
+    assert "| b | cma, rank 16 | 40 | 300 (7) | 3.0e-03 |" in study.table(rows)
+    figure = load_bench("quality_plot")
+    assert len(figure.merged([recipe_row], rows)) == 2  # the rank-8 row replaces the kept one, rank 16 is new
+    study.plot(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 0
