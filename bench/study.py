@@ -1,6 +1,6 @@
 """Data-size study: held-out R@1 against the number of training videos, one line per method.
 
-    .venv/bin/python bench/study.py --out runs/study [--variants b known] [--sizes 40 120 400 1200]
+    .venv/bin/python bench/study.py --out runs/study [--variants b known noisy] [--sizes 40 120 400 1200]
         [--seeds 0 1] [--methods zero-shot full lora vision text cma-noshare cma] [--target-steps 300] [--rank 8]
         [--quick]
 
@@ -8,10 +8,12 @@ Every cell (variant, method, training videos, learning rate, seed) is one run of
 toy CLIP, with the product's recipe for that many pairs (``training/recipe.py``: batch, step budget, evaluation
 and early stopping on the validation split), only the learning rate set by the study:
 
-* data: the toy world's domain B (``b``, 65% of the concept words new) or the same videos with every concept
-  named by its pre-training word (``known``); 1,200 train-split videos x 3 captions, of which each seed draws its
-  own ``n`` videos (so the spread covers which videos a collection happens to have); a validation split of 100
-  and a test split of 200 test-split videos, one caption each, generated here on first use;
+* data: the toy world's domain B (``b``, 65% of the concept words new), the same videos with every concept
+  named by its pre-training word (``known``), or domain B's videos with 30% of the training captions another
+  video's (``noisy``: mislabelled clips, one draw for the whole study; validation and test stay right); 1,200
+  train-split videos x 3 captions, of which each seed draws its own ``n`` videos (so the spread covers which
+  videos a collection happens to have); a validation split of 100 and a test split of 200 test-split videos,
+  one caption each, generated here on first use;
 * learning rate: each method's grid (``LR_GRID``, three points half a decade apart around the method's usual
   value, scaled with the square root of the batch like the recipe) is run at seed 0; the point with the best
   validation score (T2V MRR, the early-stopping score) is then run at every other seed. Test metrics are never
@@ -59,7 +61,28 @@ from videoseek.model_spec import ModelSpec
 from videoseek.toy.scene import Split
 
 SPEC = ModelSpec.parse("toy")
-VARIANTS = {"b": 0.35, "known": 1.0}  # known-word rate of the captions
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A study's data: the captions' known-word rate and the share of training captions that are wrong."""
+
+    known_word_rate: float
+    # Each training caption is, with this probability, another video's: a collection's mislabelled clips, where
+    # full fine-tuning can overfit what an adapter cannot (validation and test captions stay right).
+    caption_noise: float = 0.0
+    videos: str | None = (
+        None  # another variant's generated videos (same videos, same frame cache); None: its own
+    )
+    title: str = ""
+
+
+VARIANTS = {
+    "b": Variant(0.35, title="new words"),
+    "known": Variant(1.0, title="known words"),
+    "noisy": Variant(0.35, caption_noise=0.3, videos="b", title="new words, 30% of training captions wrong"),
+}
+NOISE_SEED = 7  # one draw of wrong captions for every method, size and seed of a study
 CAPTIONS_PER_VIDEO = 3
 SEEDS = {"train": 1, "val": 3, "test": 2}  # the test seed is docs/training.md's held-out set
 # Three points half a decade apart around each method's usual toy-CLIP lr at batch 32 (docs/training.md).
@@ -133,8 +156,9 @@ def generate(folder: Path, n: int, seed: int, split: Split, captions: int, known
 
 
 def load_data(root: Path, variant: str, scale: Scale, cache_dir: Path) -> Data:
-    rate = VARIANTS[variant]
-    folder = root / "data" / variant
+    spec = VARIANTS[variant]
+    rate = spec.known_word_rate
+    folder = root / "data" / (spec.videos or variant)
     sets = {
         "train": load_dataset(
             generate(
@@ -156,7 +180,25 @@ def load_data(root: Path, variant: str, scale: Scale, cache_dir: Path) -> Data:
     image_size = load_clip(SPEC, "cpu").image_size
     cache = FrameCache(cache_dir, SamplingConfig(max_frames=TrainConfig().frames, image_size=image_size))
     warmed = {name: warm_dataset(dataset, cache) for name, dataset in sets.items()}
-    return Data(warmed["train"], warmed["val"], warmed["test"], cache)
+    train = with_wrong_captions(warmed["train"], spec.caption_noise, NOISE_SEED)
+    return Data(train, warmed["val"], warmed["test"], cache)
+
+
+def with_wrong_captions(dataset: ClipDataset, share: float, seed: int) -> ClipDataset:
+    """``dataset`` with each caption, with probability ``share``, replaced by a caption of another video."""
+    records = dataset.records
+    if share <= 0 or len({r.clip_key for r in records}) < 2:
+        return dataset
+    draw = random.Random(seed)
+    noisy = []
+    for record in records:
+        if draw.random() < share:
+            wrong = draw.choice(records)
+            while wrong.clip_key == record.clip_key:
+                wrong = draw.choice(records)
+            record = replace(record, caption=wrong.caption)
+        noisy.append(record)
+    return ClipDataset(noisy, f"{dataset.source}[{share:.0%} wrong captions]", dataset.skipped)
 
 
 def videos_subset(dataset: ClipDataset, n: int, seed: int) -> ClipDataset:
@@ -334,7 +376,7 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
         ax.set(xscale="log", xlabel="training videos (3 captions each)", ylabel="held-out T2V R@1 (%)")
         ax.set_xticks(sizes, [str(n) for n in sizes])  # the sizes run, not powers of ten
         ax.minorticks_off()
-        ax.set_title(f"toy domain B, {'known words' if variant == 'known' else 'new words'}")
+        ax.set_title(f"toy domain B, {VARIANTS[variant].title if variant in VARIANTS else variant}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

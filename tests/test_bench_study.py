@@ -245,3 +245,20 @@ def test_another_rank_makes_its_own_cells_rows_and_plot_line_and_keeps_old_rows_
     assert len(figure.merged([recipe_row], rows)) == 2  # the rank-8 row replaces the kept one, rank 16 is new
     study.plot(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_noisy_variant_swaps_a_share_of_training_captions_for_other_videos_and_always_the_same(
+    study: ModuleType,
+) -> None:
+    records = [ClipRecord(Path(f"v{v}.mp4"), f"caption {c} of {v}") for v in range(200) for c in range(3)]
+    dataset = ClipDataset(records, "train")
+    noisy, again = (study.with_wrong_captions(dataset, 0.3, study.NOISE_SEED) for _ in range(2))
+    assert (
+        noisy.records == again.records
+    )  # one draw: every method, size and seed sees the same wrong captions
+    wrong = [n for r, n in zip(records, noisy.records, strict=True) if n.caption != r.caption]
+    assert 0.25 < len(wrong) / len(records) < 0.35
+    assert all(not n.caption.endswith(f"of {n.video.stem[1:]}") for n in wrong)  # another video's caption
+    assert [r.clip_key for r in noisy.records] == [r.clip_key for r in records]  # the videos stay
+    assert study.with_wrong_captions(dataset, 0.0, study.NOISE_SEED) is dataset
+    assert study.VARIANTS["noisy"].videos == "b"  # domain B's videos and frame cache, not a third generation
