@@ -43,6 +43,13 @@ def test_the_recipe_takes_enough_steps_on_small_sets_and_the_papers_values_at_it
     assert recommended_config(2000, clip).lr > PAPER.lr  # the paper's 1e-5 learns nothing on small sets
 
 
+def test_the_toy_lr_scales_with_the_square_root_of_the_batch_both_ways() -> None:
+    # docs/quality.md: at 400 videos (batch 128) 2e-2 beat 1e-2 on R@1, R@5 and MRR; no cap at batch 32's lr.
+    toy = ModelSpec.parse("toy")
+    by_batch = {cfg.batch_size: cfg.lr for cfg in (recommended_config(n, toy) for n in (64, 256, 1200, 4000))}
+    assert by_batch == pytest.approx({8: 5e-3, 32: 1e-2, 128: 2e-2})
+
+
 def _dataset(videos: int, captions: int) -> ClipDataset:
     records = [
         ClipRecord(Path(f"/v/{v:03d}.mp4"), f"caption {c} of {v}")
