@@ -68,12 +68,12 @@ class Variant:
     """A study's data: the captions' known-word rate and the share of training captions that are wrong."""
 
     known_word_rate: float
-    # Each training caption is, with this probability, another video's: a collection's mislabelled clips, where
-    # full fine-tuning can overfit what an adapter cannot (validation and test captions stay right).
+    # Each training caption is, with this probability, another video's: a collection's mislabelled clips (or
+    # clicks on wrong results), where the paper's argument expects full fine-tuning to overfit and an adapter
+    # to hold. Validation and test captions stay right.
     caption_noise: float = 0.0
-    videos: str | None = (
-        None  # another variant's generated videos (same videos, same frame cache); None: its own
-    )
+    # Another variant's generated videos (same files, same frame cache), or None: the variant's own.
+    videos: str | None = None
     title: str = ""
 
 
