@@ -5,8 +5,8 @@
 ``bench/study.py`` draws ``OUT/study.png`` from the cells under ``OUT``, but a study's cell files live on the
 machine that ran it and earlier machines' did not survive. Their summarized rows (docs/quality.md's table) are
 kept in ``--rows``; this script adds the rows of the study under ``--out`` to them (a row of the study replaces
-the kept row of the same variant, method, size, step budget and rank), writes the merged rows back, so that the next
-study on another machine keeps them too, and draws the figure from all of them. A study whose rows were scored
+the kept row of the same variant, method, size, step budget and rank), writes the merged rows back, so that the
+next study on another machine keeps them too, and draws the figure from all of them. A study whose rows were scored
 on a smaller test split than the full study's (``--quick``: a smoke run, not a measurement) is refused.
 """
 
@@ -27,7 +27,7 @@ ABOUT = (
 
 
 def merged(kept: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``kept`` plus ``new``, a row of ``new`` replacing the kept row with its (variant, method, size, variation)."""
+    """``kept`` plus ``new``, a row of ``new`` replacing the kept row of its (variant, method, size, variation)."""
     by_key = {row_key(r): r for r in kept}
     by_key.update({row_key(r): r for r in new})
     return sorted(by_key.values(), key=row_key)

@@ -12,9 +12,10 @@ a collection's few hundred pairs it takes a handful of steps and learns nothing 
 - **learning rate**, by backbone: the toy CLIP's adapters train at 1e-2 with batch 32 (docs/training.md's
   comparison; the 80-video run of the lifecycle issue: R@1 12.5 -> 22.5), scaled with the square root of the
   batch, up as well as down (the data-size study at 400 videos, batch 128: 2e-2 beat the 1e-2 a cap used to
-  keep on R@1, R@5 and MRR, and 1e-2 runs kept their last epochs: docs/quality.md); a pre-trained open_clip model gets the paper's 1e-5 at the paper's scale and 1e-4 below it. The last is
-  not measured here (no web-scale CLIP on this machine): early stopping and the guard keep a poor choice from
-  reaching users, and ``lr`` stays a request option.
+  keep on R@1, R@5 and MRR, and 1e-2 runs kept their last epochs: docs/quality.md); a pre-trained open_clip
+  model gets the paper's 1e-5 at the paper's scale and 1e-4 below it. The last is not measured here (no
+  web-scale CLIP on this machine): early stopping and the guard keep a poor choice from reaching users, and
+  ``lr`` stays a request option.
 
 At the paper's scale (``PAPER_SCALE_PAIRS``) the recipe is the paper's, early stopping aside.
 """
