@@ -253,9 +253,8 @@ def test_the_noisy_variant_swaps_a_share_of_training_captions_for_other_videos_a
     records = [ClipRecord(Path(f"v{v}.mp4"), f"caption {c} of {v}") for v in range(200) for c in range(3)]
     dataset = ClipDataset(records, "train")
     noisy, again = (study.with_wrong_captions(dataset, 0.3, study.NOISE_SEED) for _ in range(2))
-    assert (
-        noisy.records == again.records
-    )  # one draw: every method, size and seed sees the same wrong captions
+    # one draw: every method, size and seed sees the same wrong captions
+    assert noisy.records == again.records
     wrong = [n for r, n in zip(records, noisy.records, strict=True) if n.caption != r.caption]
     assert 0.25 < len(wrong) / len(records) < 0.35
     assert all(not n.caption.endswith(f"of {n.video.stem[1:]}") for n in wrong)  # another video's caption
