@@ -45,7 +45,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from training.loop import train
 from training.recipe import TARGET_STEPS, recommended_config
 from videoseek.clip import load_clip
 from videoseek.model_spec import ModelSpec
+from videoseek.toy.pretrain import PretrainConfig
 from videoseek.toy.scene import Split
 
 SPEC = ModelSpec.parse("toy")
@@ -75,13 +76,25 @@ class Variant:
     # Another variant's generated videos (same files, same frame cache), or None: the variant's own.
     videos: str | None = None
     title: str = ""
+    # The frozen CLIP: a pre-training recipe of CLIPS (pre-trained under OUT/clips on first use), or None: the
+    # committed toy CLIP.
+    clip: str | None = None
 
 
 VARIANTS = {
     "b": Variant(0.35, title="new words"),
     "known": Variant(1.0, title="known words"),
     "noisy": Variant(0.35, caption_noise=0.3, videos="b", title="new words, 30% of training captions wrong"),
+    "known-textured": Variant(
+        1.0, videos="known", clip="textured", title="known words, CLIP pre-trained on textured stills too"
+    ),
+    "b-textured": Variant(
+        0.35, videos="b", clip="textured", title="new words, CLIP pre-trained on textured stills too"
+    ),
 }
+# Richer pre-trainings of the toy CLIP (docs/toy-world.md), for the paper's regime: a CLIP that already knows
+# the downstream videos' look and words, so what is left to learn is the events and two-object scenes.
+CLIPS = {"textured": PretrainConfig(steps=1200, textured_fraction=0.5)}
 NOISE_SEED = 7  # one draw of wrong captions for every method, size and seed of a study
 CAPTIONS_PER_VIDEO = 3
 SEEDS = {"train": 1, "val": 3, "test": 2}  # the test seed is docs/training.md's held-out set
@@ -141,6 +154,25 @@ class Data:
     val: ClipDataset
     test: ClipDataset
     cache: FrameCache
+    spec: ModelSpec = SPEC  # the frozen CLIP every cell of the variant starts from
+
+
+def clip_spec(root: Path, name: str | None) -> ModelSpec:
+    """The committed toy CLIP, or the toy architecture pre-trained with ``CLIPS[name]`` (once, under
+    ``root/clips``; a file made with another recipe, or cut short, is made again)."""
+    if name is None:
+        return SPEC
+    from videoseek.toy.model import TOY_MODEL_NAME, checkpoint_info, register_toy_model_config
+    from videoseek.toy.pretrain import pretrain
+
+    recipe = CLIPS[name]
+    path = root / "clips" / f"{name}.safetensors"
+    info = checkpoint_info(path) if path.is_file() else {}
+    if info.get("recipe") != asdict(recipe) or info.get("truncated", True):
+        print(f"pre-training the {name!r} toy CLIP ({recipe.steps} steps) into {path}", file=sys.stderr)
+        pretrain(path, recipe, log=lambda line: print(line, file=sys.stderr, flush=True))
+    register_toy_model_config()
+    return ModelSpec.parse(f"{TOY_MODEL_NAME}:{path}")
 
 
 def generate(folder: Path, n: int, seed: int, split: Split, captions: int, known_word_rate: float) -> Path:
@@ -177,11 +209,12 @@ def load_data(root: Path, variant: str, scale: Scale, cache_dir: Path) -> Data:
             generate(folder / f"test-{scale.test_videos}", scale.test_videos, SEEDS["test"], "test", 1, rate)
         ),
     }
-    image_size = load_clip(SPEC, "cpu").image_size
+    clip = clip_spec(root, spec.clip)
+    image_size = load_clip(clip, "cpu").image_size
     cache = FrameCache(cache_dir, SamplingConfig(max_frames=TrainConfig().frames, image_size=image_size))
     warmed = {name: warm_dataset(dataset, cache) for name, dataset in sets.items()}
     train = with_wrong_captions(warmed["train"], spec.caption_noise, NOISE_SEED)
-    return Data(train, warmed["val"], warmed["test"], cache)
+    return Data(train, warmed["val"], warmed["test"], cache, clip)
 
 
 def with_wrong_captions(dataset: ClipDataset, share: float, seed: int) -> ClipDataset:
@@ -227,7 +260,7 @@ def run_cell(
     data: Data, method: str, subset: ClipDataset, size: int, cfg: TrainConfig, variation: Variation
 ) -> dict[str, Any]:
     """Train one cell on a fresh CLIP (early stopping on validation), then score the kept weights on test."""
-    clip = load_clip(SPEC, "cpu")
+    clip = load_clip(data.spec, "cpu")
     started = time.perf_counter()
     result = train(clip, cfg, subset, data.cache, eval_set=data.val, log=lambda _: None)
     seconds = time.perf_counter() - started
@@ -252,6 +285,7 @@ def run_cell(
         "trainable_params": result.trainable_params,
         "train_s": round(seconds, 1),
         "test_videos": len(data.test),  # bench/quality_plot.py keeps no row of a smaller (--quick) test split
+        "clip_sha256": clip.identity.checkpoint_sha256,  # which frozen CLIP (Variant.clip)
     }
 
 
@@ -354,9 +388,13 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    variants = sorted({r["variant"] for r in rows})
-    fig, axes = plt.subplots(1, len(variants), figsize=(6 * len(variants), 4.5), squeeze=False)
-    for ax, variant in zip(axes[0], variants, strict=True):
+    variants = sorted({r["variant"] for r in rows}, key=_variant_order)
+    columns = min(2, len(variants))  # a grid, so that every variant's panel stays readable
+    grid_rows = math.ceil(len(variants) / columns)
+    fig, axes = plt.subplots(grid_rows, columns, figsize=(6 * columns, 4.5 * grid_rows), squeeze=False)
+    for ax in axes.flat[len(variants) :]:
+        ax.set_visible(False)
+    for ax, variant in zip(axes.flat, variants, strict=False):
         lines = sorted({(r["method"], Variation.of(r)) for r in rows if r["variant"] == variant},
                        key=lambda line: (METHODS.index(line[0]), line[1]))  # fmt: skip
         for method, variation in lines:
@@ -382,6 +420,12 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _variant_order(variant: str) -> tuple[int, str]:
+    """VARIANTS' order (the committed CLIP's variants first), then any other by name."""
+    names = list(VARIANTS)
+    return (names.index(variant) if variant in names else len(names), variant)
 
 
 Cells = dict[str, dict[str, Any]]  # by the path of the cell's file

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -261,3 +262,30 @@ def test_the_noisy_variant_swaps_a_share_of_training_captions_for_other_videos_a
     assert [r.clip_key for r in noisy.records] == [r.clip_key for r in records]  # the videos stay
     assert study.with_wrong_captions(dataset, 0.0, study.NOISE_SEED) is dataset
     assert study.VARIANTS["noisy"].videos == "b"  # domain B's videos and frame cache, not a third generation
+
+
+def test_a_variants_own_clip_is_pre_trained_once_and_again_only_for_another_recipe(
+    study: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import videoseek.toy.pretrain as pretraining
+    from videoseek.clip import load_clip
+    from videoseek.toy.pretrain import PretrainConfig
+
+    tiny = PretrainConfig(steps=2, batch_size=8, warmup_steps=1, textured_fraction=0.5)
+    monkeypatch.setattr(study, "CLIPS", {"textured": tiny})
+    runs: list[PretrainConfig] = []
+    real = pretraining.pretrain
+    monkeypatch.setattr(
+        pretraining, "pretrain", lambda path, cfg, log: runs.append(cfg) or real(path, cfg, log=log)
+    )
+    assert study.clip_spec(tmp_path, None) == study.SPEC  # the committed toy CLIP
+    spec = study.clip_spec(tmp_path, "textured")
+    assert spec.path == tmp_path / "clips" / "textured.safetensors" and runs == [tiny]
+    assert load_clip(spec).identity.checkpoint_sha256 != load_clip(study.SPEC).identity.checkpoint_sha256
+    study.clip_spec(tmp_path, "textured")
+    assert runs == [tiny]  # made once: a stopped study resumes without pre-training again
+    monkeypatch.setattr(study, "CLIPS", {"textured": replace(tiny, steps=3)})
+    study.clip_spec(tmp_path, "textured")
+    assert [r.steps for r in runs] == [2, 3]  # a file of another recipe is not this variant's CLIP
+    for name in ("known-textured", "b-textured"):  # the same videos and frame cache as the committed CLIP's
+        assert study.VARIANTS[name].clip == "textured" and study.VARIANTS[name].videos in study.VARIANTS

@@ -9,13 +9,13 @@ a collection's few hundred pairs it takes a handful of steps and learns nothing 
 - **steps**: about ``TARGET_STEPS`` in all (5 epochs at least, ``MAX_EPOCHS`` at most), with a validation
   split, evaluation every epoch (or every few on long runs) and early stopping, which keeps the best epoch:
   on a small set the budget is an upper bound, not a guess that must be right;
-- **learning rate**, by backbone: the toy CLIP's adapters train at 1e-2 with batch 32 (docs/training.md's
-  comparison; the 80-video run of the lifecycle issue: R@1 12.5 -> 22.5), scaled with the square root of the
-  batch, up as well as down (the data-size study at 400 videos, batch 128: 2e-2 beat the 1e-2 a cap used to
-  keep on R@1, R@5 and MRR, and 1e-2 runs kept their last epochs: docs/quality.md); a pre-trained open_clip
-  model gets the paper's 1e-5 at the paper's scale and 1e-4 below it. The last is not measured here (no
-  web-scale CLIP on this machine): early stopping and the guard keep a poor choice from reaching users, and
-  ``lr`` stays a request option.
+- **learning rate**, by backbone: the toy CLIP's adapters (any checkpoint of its architecture) train at 1e-2
+  with batch 32 (docs/training.md's comparison; the 80-video run of the lifecycle issue: R@1 12.5 -> 22.5),
+  scaled with the square root of the batch, up as well as down (the data-size study at 400 videos, batch 128:
+  2e-2 beat the 1e-2 a cap used to keep on R@1, R@5 and MRR, and 1e-2 runs kept their last epochs:
+  docs/quality.md); a pre-trained open_clip model gets the paper's 1e-5 at the paper's scale and 1e-4 below
+  it. The last is not measured here (no web-scale CLIP on this machine): early stopping and the guard keep a
+  poor choice from reaching users, and ``lr`` stays a request option.
 
 At the paper's scale (``PAPER_SCALE_PAIRS``) the recipe is the paper's, early stopping aside.
 """
@@ -27,6 +27,7 @@ from dataclasses import replace
 
 from training.config import TrainConfig
 from videoseek.model_spec import ModelSpec
+from videoseek.toy.model import TOY_MODEL_NAME
 
 PAPER_SCALE_PAIRS = 100_000  # MSR-VTT's training split: 9k videos x 20 captions
 PAPER = TrainConfig()  # lr 1e-5, batch 128, 5 epochs
@@ -50,8 +51,14 @@ def recommended_batch(pairs: int) -> int:
     return int(min(PAPER.batch_size, 2 ** math.floor(math.log2(eighth))))
 
 
+def is_toy_architecture(spec: ModelSpec) -> bool:
+    """The committed toy CLIP, or another checkpoint of its architecture (``videoseek-toy:/path``: a
+    ``videoseek toy pretrain --out`` of one's own): both train at the toy lr, not a web-scale CLIP's."""
+    return spec.kind == "toy" or (spec.kind == "checkpoint" and spec.name == TOY_MODEL_NAME)
+
+
 def recommended_lr(spec: ModelSpec, pairs: int, batch_size: int) -> float:
-    if spec.kind == "toy":
+    if is_toy_architecture(spec):
         return TOY_LR_AT_BATCH_32 * math.sqrt(batch_size / 32)
     return PAPER.lr if pairs >= PAPER_SCALE_PAIRS else PRETRAINED_SMALL_DATA_LR
 

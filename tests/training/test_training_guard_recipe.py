@@ -50,6 +50,15 @@ def test_the_toy_lr_scales_with_the_square_root_of_the_batch_both_ways() -> None
     assert by_batch == pytest.approx({8: 5e-3, 32: 1e-2, 128: 2e-2})
 
 
+def test_a_toy_checkpoint_of_ones_own_trains_at_the_toy_lr_not_a_web_clips() -> None:
+    # `videoseek toy pretrain --out mine.safetensors` served as videoseek-toy:mine.safetensors (the study's
+    # textured CLIP is one): the paper's 1e-5 would leave its adapter untrained.
+    own = ModelSpec.parse("videoseek-toy:/models/mine.safetensors")
+    other = ModelSpec.parse("ViT-B-32:/models/mine.safetensors")
+    assert recommended_config(256, own).lr == recommended_config(256, ModelSpec.parse("toy")).lr == 1e-2
+    assert recommended_config(256, other).lr == pytest.approx(1e-4)
+
+
 def _dataset(videos: int, captions: int) -> ClipDataset:
     records = [
         ClipRecord(Path(f"/v/{v:03d}.mp4"), f"caption {c} of {v}")

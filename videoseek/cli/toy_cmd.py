@@ -94,6 +94,9 @@ def pretrain(
     minutes: Annotated[float | None, typer.Option(help="Stop early (and say so) after this long.")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the recipe's step count.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the recipe.")] = 0,
+    textured_fraction: Annotated[
+        float, typer.Option(help="Share of images with domain B's textured, cluttered, noisy look (0-1).")
+    ] = 0.0,
     threads: Annotated[
         int | None, typer.Option(help="torch threads (default 1; weights are reproducible per thread count).")
     ] = None,
@@ -105,7 +108,12 @@ def pretrain(
 
     base = PretrainConfig()
     try:
-        cfg = PretrainConfig(steps=steps or base.steps, seed=seed, threads=threads or base.threads)
+        cfg = PretrainConfig(
+            steps=steps or base.steps,
+            seed=seed,
+            threads=threads or base.threads,
+            textured_fraction=textured_fraction,
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     target = out or toy_checkpoint_path()

@@ -121,12 +121,16 @@ def with_article(phrase: str) -> str:
 
 
 def caption_a(scene: Scene, rng: np.random.Generator) -> str:
-    """A domain A caption: every fact of the scene, in A's words."""
+    """A domain A caption: every fact of the scene, in A's words (a texture other than plain before the
+    background's colour, in B's word for it: "on a striped gray background")."""
     (thing,) = scene.things
     obj = f"{_choose(rng, A_SIZES[thing.size])} {thing.colour} {thing.shape}"
     template = _choose(rng, A_TEMPLATES)
+    background = scene.background
+    if scene.texture != "plain":
+        background = f"{_choose(rng, B_TEXTURES[scene.texture])} {background}"
     return template.format(
-        a_obj=with_article(obj), pos=_choose(rng, A_POSITIONS[thing.position]), bg=scene.background
+        a_obj=with_article(obj), pos=_choose(rng, A_POSITIONS[thing.position]), bg=background
     )
 
 

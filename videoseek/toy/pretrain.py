@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from videoseek.toy.model import (
     toy_model_config,
     toy_tokenizer,
 )
-from videoseek.toy.render import render_image
-from videoseek.toy.scene import Scene, all_domain_a_scenes, domain_a_neighbours
+from videoseek.toy.render import B_FRAME_NOISE_STD, render_image
+from videoseek.toy.scene import TEXTURES, Scene, all_domain_a_scenes, domain_a_neighbours
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,24 @@ class PretrainConfig:
     # Share of each batch that are one-fact neighbours of other items (hard negatives): random batches
     # almost never hold two scenes that differ only in position or shape, so those facts would be learnt last.
     hard_negative_fraction: float = 0.5
+    # Share of images drawn with domain B's look (a striped, checkered or grainy background, clutter, sensor
+    # noise) and the texture named in the caption: a richer domain A, closer to a web-scale CLIP that has seen
+    # such backgrounds before a collection's videos arrive. 0 draws nothing extra, so the committed checkpoint's
+    # recipe is unchanged.
+    textured_fraction: float = 0.0
     seed: int = 0
     # One thread: the run is then the same on any machine with the same kernels, however many cores it has
     # (float reductions depend on the thread count), and it is not slowed by other processes' threads.
     threads: int = 1
 
     def __post_init__(self) -> None:
-        bad_fraction = not 0.0 <= self.hard_negative_fraction <= 0.5
+        bad_fraction = (
+            not 0.0 <= self.hard_negative_fraction <= 0.5 or not 0.0 <= self.textured_fraction <= 1.0
+        )
         if self.steps < 1 or self.batch_size < 2 or self.warmup_steps < 0 or self.threads < 1 or bad_fraction:
             raise ValueError(
-                f"invalid pre-training config {self}: steps>=1, batch_size>=2, threads>=1, hard_negative_fraction in [0, 0.5] needed"
+                f"invalid pre-training config {self}: steps>=1, batch_size>=2, threads>=1, hard_negative_fraction in [0, 0.5], "
+                "textured_fraction in [0, 1] needed"
             )
 
 
@@ -81,14 +89,21 @@ def normalize_images(images: np.ndarray) -> torch.Tensor:
 class DomainABatches:
     """Endless batches of (images, tokens) from domain A's train split; no scene twice within a batch, so no
     caption in a batch also describes another image of it. A ``hard_negative_fraction`` of each batch are
-    one-fact neighbours of the other items."""
+    one-fact neighbours of the other items; a ``textured_fraction`` of the images have domain B's look (the
+    texture is then in the caption too)."""
 
     def __init__(
-        self, seed: int, batch_size: int, image_size: int, hard_negative_fraction: float = 0.0
+        self,
+        seed: int,
+        batch_size: int,
+        image_size: int,
+        hard_negative_fraction: float = 0.0,
+        textured_fraction: float = 0.0,
     ) -> None:
         self._scenes: list[Scene] = [s for s in all_domain_a_scenes() if s.split == "train"]
         self._train_keys = {s.key for s in self._scenes}
         self._hard_negatives = int(batch_size * hard_negative_fraction)
+        self._textured_fraction = textured_fraction
         if batch_size > len(self._scenes):
             raise ValueError(
                 f"batch_size {batch_size} exceeds the {len(self._scenes)} distinct training scenes"
@@ -120,12 +135,26 @@ class DomainABatches:
                 chosen = self._scenes[int(self._rng.integers(len(self._scenes)))]
             batch.append(chosen)
             keys.add(chosen.key)
+        if self._textured_fraction > 0:  # no draws otherwise: the plain recipe's stream stays as it was
+            batch = [self._with_texture(scene) for scene in batch]
         return batch
+
+    def _with_texture(self, scene: Scene) -> Scene:
+        """``scene``, or with ``textured_fraction`` probability the same scene on a textured background (scenes
+        of a batch stay distinct: their plain keys were)."""
+        if self._rng.random() >= self._textured_fraction:
+            return scene
+        texture = str(self._rng.choice([t for t in TEXTURES if t != "plain"]))
+        return replace(scene, texture=texture)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         images, tokens = [], []
         for scene in self.sample_scenes():
-            images.append(render_image(scene, self._rng, self._image_size))
+            image = render_image(scene, self._rng, self._image_size)
+            if scene.texture != "plain":  # B's sensor noise goes with B's look
+                noise = self._rng.normal(0.0, B_FRAME_NOISE_STD, size=image.shape)
+                image = np.clip(image + noise, 0, 255).astype(np.uint8)
+            images.append(image)
             tokens.append(self._tokens(caption_a(scene, self._rng)))
         return normalize_images(np.stack(images)), torch.stack(tokens)
 
@@ -202,7 +231,9 @@ def pretrain(
     model.train()
     init_for_pretraining(model)
     image_size = toy_model_config()["vision_cfg"]["image_size"]
-    batches = DomainABatches(cfg.seed, cfg.batch_size, image_size, cfg.hard_negative_fraction)
+    batches = DomainABatches(
+        cfg.seed, cfg.batch_size, image_size, cfg.hard_negative_fraction, cfg.textured_fraction
+    )
     optimizer = _optimizer(model, cfg)
     start = time.monotonic()
     loss_value, step, truncated = float("nan"), 0, False

@@ -63,7 +63,8 @@ class Nuisance:
 def sample_nuisance(rng: np.random.Generator, scene: Scene) -> Nuisance:
     n = len(scene.things)
     jitter = 0.035
-    b = scene.domain == "B"
+    # Clutter goes with B's look: every B video, and the textured stills of a richer pre-training.
+    cluttered = scene.domain == "B" or scene.texture != "plain"
     return Nuisance(
         offsets=tuple(
             (float(rng.uniform(-jitter, jitter)), float(rng.uniform(-jitter, jitter))) for _ in range(n)
@@ -77,7 +78,7 @@ def sample_nuisance(rng: np.random.Generator, scene: Scene) -> Nuisance:
         texture_contrast=int(rng.integers(35, 60)),
         specks=tuple(
             (float(rng.uniform(0.03, 0.97)), float(rng.uniform(0.03, 0.97)), int(rng.integers(60, 200)))
-            for _ in range(int(rng.integers(6, 15)) if b else 0)
+            for _ in range(int(rng.integers(6, 15)) if cluttered else 0)
         ),
     )
 

@@ -5,7 +5,8 @@ that a caption does NOT state (exact pixel offsets, colour tints, noise) is nuis
 drawn from the item's own seed. Two domains share the concepts but not their distribution:
 
 * domain A (still images, pre-training): one object with shape, colour, size and position on a plain
-  background; every fact is in the caption.
+  background (or, for a richer pre-training, a textured one: ``PretrainConfig.textured_fraction``); every
+  fact is in the caption.
 * domain B (short videos, adaptation): one or two objects on a textured background with an *event* that only a
   set of frames reveals (blinking, colour swapping, jumping, two objects taking turns). Positions are drawn but
   never captioned.
@@ -115,8 +116,8 @@ class Scene:
         expected = 1 if self.event in SINGLE_OBJECT_EVENTS else 2
         if len(self.things) != expected:
             raise SceneError(f"event {self.event!r} needs {expected} object(s), got {len(self.things)}")
-        if self.domain == "A" and (self.event != "still" or self.texture != "plain"):
-            raise SceneError("domain A scenes are still images on plain backgrounds")
+        if self.domain == "A" and self.event != "still":
+            raise SceneError("domain A scenes are still images: event 'still' only")
         if (self.event == "colour_swap") != (self.alt_colour is not None):
             raise SceneError("alt_colour is set exactly when the event is colour_swap")
         if self.alt_colour is not None:
@@ -139,7 +140,9 @@ class Scene:
         """Canonical text of exactly the facts a caption states; equal keys mean indistinguishable captions."""
         if self.domain == "A":
             (thing,) = self.things
-            return f"A|{'/'.join(_object_facts(thing))}|{thing.position}|{self.background}"
+            # A plain background adds nothing, so plain scenes keep the keys (and splits) they always had.
+            texture = "" if self.texture == "plain" else f"{self.texture}/"
+            return f"A|{'/'.join(_object_facts(thing))}|{thing.position}|{texture}{self.background}"
         if self.alt_colour is not None:  # colour_swap: captions name both colours in either order
             (thing,) = self.things
             colours = "+".join(sorted((thing.colour, self.alt_colour)))

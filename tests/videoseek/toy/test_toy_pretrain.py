@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import open_clip
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from videoseek.toy.model import TOY_MODEL_NAME, checkpoint_info, register_toy_model_config
+from videoseek.toy.model import TOY_MODEL_NAME, checkpoint_info, register_toy_model_config, toy_tokenizer
 from videoseek.toy.pretrain import DomainABatches, PretrainConfig, pretrain
 from videoseek.toy.scene import all_domain_a_scenes
 
@@ -52,3 +54,25 @@ def test_batches_hold_distinct_training_scenes_only() -> None:
         assert len(set(keys)) == 64 and not set(keys) & test_keys
     images, tokens = batches.next()
     assert images.shape == (64, 3, 64, 64) and tokens.shape == (64, 32)
+
+
+def test_textured_batches_show_b_looks_on_training_scenes_and_name_the_texture() -> None:
+    train_keys = {s.key for s in all_domain_a_scenes() if s.split == "train"}
+    plain = DomainABatches(seed=0, batch_size=32, image_size=64, hard_negative_fraction=0.5)
+    textured = DomainABatches(0, 32, 64, hard_negative_fraction=0.5, textured_fraction=1.0)
+    assert all(scene.texture == "plain" for scene in plain.sample_scenes())
+    scenes = textured.sample_scenes()
+    assert all(scene.texture != "plain" for scene in scenes) and len({s.key for s in scenes}) == 32
+    # the texture is drawn over a training scene: held-out plain stills stay unseen
+    assert all(replace(scene, texture="plain").key in train_keys for scene in scenes)
+    texture_words = {"striped", "checkered", "grainy"}
+    tokenizer = toy_tokenizer()
+    for _ in range(2):
+        _, tokens = textured.next()
+        decoded = [tokenizer.decode(row.tolist()) for row in tokens]
+        assert all(texture_words & set(text.replace(",", " ").split()) for text in decoded)
+
+
+def test_the_textured_fraction_is_validated() -> None:
+    with pytest.raises(ValueError, match="textured_fraction"):
+        PretrainConfig(textured_fraction=1.5)

@@ -156,7 +156,19 @@ def test_inconsistent_scenes_are_rejected() -> None:
     with pytest.raises(SceneError, match="unknown colour"):
         Thing("star", "magenta", "small", "left")
     with pytest.raises(SceneError, match="domain A"):
-        Scene("A", (red_star,), "gray", "striped")
+        Scene("A", (red_star,), "gray", "plain", "blink")
+
+
+def test_a_textured_still_has_its_own_key_and_plain_ones_keep_theirs() -> None:
+    red_star = Thing("star", "red", "small", "left")
+    plain = Scene("A", (red_star,), "gray")
+    striped = Scene("A", (red_star,), "gray", "striped")
+    # the keys (so the splits) of the plain stills the committed checkpoint was pre-trained on never moved
+    assert plain.key == "A|small/red/star|left|gray"
+    assert striped.key == "A|small/red/star|left|striped/gray"
+    rng = np.random.default_rng(3)
+    assert all(" striped gray" in C.caption_a(striped, rng) for _ in range(10))
+    assert not any(C.mentioned_concepts(C.caption_a(plain, rng), C.B_TEXTURES) for _ in range(10))
 
 
 def test_scene_dict_roundtrip() -> None:
